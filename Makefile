@@ -1,0 +1,40 @@
+# The two commands: `make run` serves the console, `make test` runs the whole suite.
+# Both set everything up on a fresh Debian machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test demo venv system-deps lint bench migrate clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+run: venv
+	bash scripts/run.sh
+
+demo: venv
+	DJANGO_SETTINGS_MODULE=config.settings.local $(PY) manage.py migrate --noinput
+	DJANGO_SETTINGS_MODULE=config.settings.local $(PY) manage.py load_demo_data
+
+test: system-deps venv
+	bash scripts/run-tests.sh
+
+lint: venv
+	$(PY) -m ruff check .
+
+bench: system-deps venv
+	bash scripts/run-benchmarks.sh
+
+migrate: venv
+	$(PY) manage.py migrate --noinput
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

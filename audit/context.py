@@ -1,0 +1,87 @@
+"""The request context: request id, client IP and user agent of the work in progress.
+
+Bound by ``audit.middleware.RequestContextMiddleware`` for a web request and by the Celery task
+hooks for a task, read by ``audit.record()`` and the JSON log, so callers never pass the request
+around.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+import re
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+
+# A request id we accept from a client: 8 to 64 characters of letters, digits, '-', '_' and '.'.
+# Anything else (control characters, spaces, 10 kB of text) is replaced, not trusted.
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+USER_AGENT_MAX_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str
+    client_ip: str | None = None
+    user_agent: str = ""
+
+
+_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar("request_context", default=None)
+
+
+def new_request_id() -> str:
+    """Return a fresh request id (a UUID4 in hex)."""
+    return uuid.uuid4().hex
+
+
+def accept_request_id(candidate: str | None) -> str:
+    """Return ``candidate`` if it is a well-formed request id, else a fresh one."""
+    if candidate and REQUEST_ID_PATTERN.fullmatch(candidate):
+        return candidate
+    return new_request_id()
+
+
+def _valid_ip(value: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def client_ip_from_meta(meta: dict) -> str | None:
+    """Return the client IP of a request: the one function the whole project uses.
+
+    With ``AUDIT_TRUSTED_PROXY_COUNT = n`` (default 0) we trust the last ``n`` hops of
+    ``X-Forwarded-For`` (each appended by one of our proxies) and take the address the outermost
+    trusted proxy saw. Entries further left were written by the client and are never believed:
+    that is how django-axes and friends let a forged header pick any IP. With 0 trusted proxies
+    the header is ignored and ``REMOTE_ADDR`` is the client.
+    """
+    remote_addr = _valid_ip(meta.get("REMOTE_ADDR", "") or "")
+    trusted = settings.AUDIT_TRUSTED_PROXY_COUNT
+    if trusted <= 0:
+        return remote_addr
+    forwarded = [part.strip() for part in (meta.get("HTTP_X_FORWARDED_FOR", "") or "").split(",") if part.strip()]
+    # REMOTE_ADDR is the nearest proxy; the header holds the hops before it, nearest last.
+    hops = forwarded + ([remote_addr] if remote_addr else [])
+    if len(hops) <= trusted:
+        # Fewer hops than proxies we run: the request bypassed a proxy; take the furthest we have.
+        return _valid_ip(hops[0]) if hops else None
+    return _valid_ip(hops[-(trusted + 1)])
+
+
+def bind(context: RequestContext) -> contextvars.Token:
+    """Make ``context`` the current request context; return a token for ``reset``."""
+    return _current.set(context)
+
+
+def reset(token: contextvars.Token) -> None:
+    """Restore the request context that was current before ``bind``."""
+    _current.reset(token)
+
+
+def current() -> RequestContext | None:
+    """Return the current request context, or ``None`` outside a request or task."""
+    return _current.get()

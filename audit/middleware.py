@@ -1,0 +1,30 @@
+"""Request context middleware: request id, client IP and user agent bound for the request."""
+
+from __future__ import annotations
+
+from audit import context as request_context
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+class RequestContextMiddleware:
+    """Assign each request an id, resolve its client IP once, echo the id in the response."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        bound = request_context.RequestContext(
+            request_id=request_context.accept_request_id(request.META.get("HTTP_X_REQUEST_ID")),
+            client_ip=request_context.client_ip_from_meta(request.META),
+            user_agent=(request.META.get("HTTP_USER_AGENT", "") or "")[: request_context.USER_AGENT_MAX_LENGTH],
+        )
+        request.request_id = bound.request_id
+        request.client_ip = bound.client_ip
+        token = request_context.bind(bound)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_context.reset(token)
+        response[REQUEST_ID_HEADER] = bound.request_id
+        return response

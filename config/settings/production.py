@@ -1,0 +1,57 @@
+"""Production: every secret from the environment (or a mounted file), no defaults, HTTPS only.
+
+A missing secret stops the start with a message naming the variable.
+"""
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import env
+
+
+def required(name: str) -> str:
+    """Return the environment variable ``name`` or ``name_FILE``'s content; refuse to start without."""
+    file_path = env.str(f"{name}_FILE", default="")
+    if file_path:
+        try:
+            with open(file_path) as handle:
+                value = handle.read().strip()
+        except OSError as error:
+            raise ImproperlyConfigured(f"{name}_FILE points at {file_path!r}, which cannot be read: {error.strerror}") from None
+    else:
+        value = env.str(name, default="")
+    if not value:
+        raise ImproperlyConfigured(f"Set the {name} environment variable (or {name}_FILE); production has no default for it.")
+    return value
+
+
+DEBUG = False
+SECRET_KEY = required("SECRET_KEY")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
+if not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("Set the ALLOWED_HOSTS environment variable (comma-separated host names).")
+if not env.str("DATABASE_URL", default=""):
+    raise ImproperlyConfigured("Set the DATABASE_URL environment variable (postgres://user:password@host:5432/name).")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("SECURE_PROXY_SSL", default=False) else None
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SESSION_COOKIE_NAME = "__Host-sessionid"
+CSRF_COOKIE_NAME = "__Host-csrftoken"
+
+EMAIL_URL = env.str("EMAIL_URL", default="")
+if EMAIL_URL:
+    vars().update(env.email_url_config(EMAIL_URL))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+

@@ -1,0 +1,35 @@
+"""Settings for the test suite: the embedded default with fast, deterministic parts.
+
+The database is SQLite unless DATABASE_URL points at the throwaway PostgreSQL server that
+``scripts/run-tests.sh`` starts, so the same suite runs on both.
+"""
+
+import tempfile
+from pathlib import Path
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import DATABASES, env
+
+DEBUG = False
+SECRET_KEY = "test-only-secret-key-not-for-any-deployment-0123456789abcdef"
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+
+# Each test run writes its own var/ (mail, broker, audit files) into a fresh temporary folder.
+VAR_DIR = Path(env.str("TEST_VAR_DIR", default=tempfile.mkdtemp(prefix="ninaivalaigal-test-")))
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STATIC_ROOT = VAR_DIR / "static"
+
+# Argon2 stays first in production and local; tests hash with MD5 only to keep the suite fast.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not :memory:, so a real Celery worker process can share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+
+# Tasks run eagerly in-process unless a test starts a real worker (tests/support/servers.py),
+# which passes the broker and result backend it shares with the test through the environment.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="memory://")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="cache+memory://")
+CELERY_BROKER_TRANSPORT_OPTIONS = env.json("CELERY_BROKER_TRANSPORT_OPTIONS", default={})
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
+CELERY_TASK_EAGER_PROPAGATES = True

@@ -1,0 +1,1 @@
+"""API v1 for memories and contexts."""
