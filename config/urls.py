@@ -18,3 +18,8 @@ urlpatterns = [
 admin.site.site_header = "Ninaivalaigal security console"
 admin.site.site_title = "Ninaivalaigal console"
 admin.site.index_title = "Security administration"
+
+handler400 = "api.views.bad_request"
+handler403 = "api.views.permission_denied"
+handler404 = "api.views.page_not_found"
+handler500 = "api.views.server_error"
