@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 py=.venv/bin/python
 export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-config.settings.local}
 
-mkdir -p var/celery/broker var/celery/processed var/celery/results var/mail var/audit
+mkdir -p var/celery/broker var/celery/processed var/celery/control var/celery/results var/mail var/audit
 chmod 0700 var
 $py manage.py migrate --noinput
 $py manage.py ensure_admin

@@ -117,4 +117,5 @@ def filesystem_broker(base: Path) -> tuple[str, dict]:
         "data_folder_in": str(folder),
         "data_folder_out": str(folder),
         "processed_folder": str(processed),
+        "control_folder": str(base / "control"),
     }
