@@ -7,6 +7,7 @@ around.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import ipaddress
 import re
@@ -85,3 +86,23 @@ def reset(token: contextvars.Token) -> None:
 def current() -> RequestContext | None:
     """Return the current request context, or ``None`` outside a request or task."""
     return _current.get()
+
+
+@contextlib.contextmanager
+def bound(*, request_id: str | None = None, client_ip: str | None = None, user_agent: str = ""):
+    """Bind a request context for the duration of a ``with`` block (tasks, commands, tests).
+
+    ``request_id`` goes through ``accept_request_id`` (a malformed one is replaced) and
+    ``client_ip`` must parse as an address or is dropped.
+    """
+    token = bind(
+        RequestContext(
+            request_id=accept_request_id(request_id),
+            client_ip=_valid_ip(client_ip) if client_ip else None,
+            user_agent=(user_agent or "")[:USER_AGENT_MAX_LENGTH],
+        )
+    )
+    try:
+        yield current()
+    finally:
+        reset(token)

@@ -1,3 +1,175 @@
+"""The security record: audit events, the chain head, and tombstones of purged events.
+
+An ``AuditEvent`` is written once by ``audit.record()`` and never changed, except that the sealer
+fills in ``sequence``, ``previous_hash`` and ``hash`` exactly once (see ``audit.sealing``).
+The model refuses every other change (``save()`` of an existing row, ``delete()``,
+``QuerySet.update()``/``delete()``/``bulk_update()``), and on PostgreSQL a trigger installed by
+migration 0002 refuses them in the database too, except for the retention purge.
+"""
+
+from __future__ import annotations
+
+import uuid
+
 from django.db import models
 
-# Create your models here.
+from audit.actions import Action, Outcome
+
+__all__ = ["Action", "AuditEvent", "AuditEventImmutable", "AuditTombstone", "ChainHead", "Outcome"]
+
+# Field sizes (characters). Values are truncated with a marker by the sanitiser to fit.
+ACTION_MAX_LENGTH = 64
+USERNAME_MAX_LENGTH = 150
+OBJECT_ID_MAX_LENGTH = 64
+TARGET_TYPE_MAX_LENGTH = 100
+TARGET_REPR_MAX_LENGTH = 200
+REQUEST_ID_MAX_LENGTH = 64
+USER_AGENT_MAX_LENGTH = 256
+HASH_LENGTH = 64
+
+
+class AuditEventImmutable(Exception):
+    """Raised on any attempt to change or delete an audit event through the ORM."""
+
+
+class AuditEventQuerySet(models.QuerySet):
+    """A query set that reads and inserts, and refuses to change or delete."""
+
+    def update(self, **kwargs):
+        raise AuditEventImmutable("Audit events are append-only: QuerySet.update() is refused.")
+
+    def delete(self):
+        raise AuditEventImmutable("Audit events are append-only: QuerySet.delete() is refused.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise AuditEventImmutable("Audit events are append-only: bulk_update() is refused.")
+
+    def update_or_create(self, *args, **kwargs):
+        raise AuditEventImmutable("Audit events are append-only: update_or_create() is refused.")
+
+    def sealed(self):
+        """Events already in the chain."""
+        return self.filter(sequence__isnull=False)
+
+    def unsealed(self):
+        """Events recorded and committed but not yet chained by the sealer."""
+        return self.filter(sequence__isnull=True)
+
+
+class AuditEvent(models.Model):
+    """One security-relevant event, as it was at that moment.
+
+    Actor and subject are snapshots (id, username, staff flag) because the user row may later be
+    renamed or deleted; the target is named by ``app_label.model`` and primary key for the same
+    reason. ``context`` has passed through ``audit.sanitiser``.
+    """
+
+    # Insert order. Not the chain order: see ``sequence``.
+    id = models.BigAutoField(primary_key=True)
+    # A random id bound into ``content_mac``: a copied row is a duplicate, not a second event.
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # The position in the chain, 1, 2, 3... without gaps, given by the sealer in commit order.
+    # NULL until sealed (normally within milliseconds of the commit).
+    sequence = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
+    timestamp = models.DateTimeField(db_index=True, help_text="When record() was called (UTC).")
+    action = models.CharField(max_length=ACTION_MAX_LENGTH, choices=Action.choices)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.SUCCESS)
+
+    actor_id = models.CharField(max_length=OBJECT_ID_MAX_LENGTH, blank=True, default="")
+    actor_username = models.CharField(max_length=USERNAME_MAX_LENGTH, blank=True, default="", db_index=True)
+    actor_is_staff = models.BooleanField(null=True, blank=True)
+    subject_id = models.CharField(max_length=OBJECT_ID_MAX_LENGTH, blank=True, default="")
+    subject_username = models.CharField(max_length=USERNAME_MAX_LENGTH, blank=True, default="", db_index=True)
+    subject_is_staff = models.BooleanField(null=True, blank=True)
+
+    target_type = models.CharField(
+        max_length=TARGET_TYPE_MAX_LENGTH, blank=True, default="", help_text="app_label.model"
+    )
+    target_id = models.CharField(max_length=OBJECT_ID_MAX_LENGTH, blank=True, default="")
+    target_repr = models.CharField(max_length=TARGET_REPR_MAX_LENGTH, blank=True, default="")
+
+    request_id = models.CharField(max_length=REQUEST_ID_MAX_LENGTH, blank=True, default="", db_index=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=USER_AGENT_MAX_LENGTH, blank=True, default="")
+    api_key_id = models.CharField(max_length=OBJECT_ID_MAX_LENGTH, null=True, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+
+    content_mac = models.CharField(max_length=HASH_LENGTH, editable=False)
+    previous_hash = models.CharField(max_length=HASH_LENGTH, null=True, blank=True, editable=False)
+    hash = models.CharField(max_length=HASH_LENGTH, null=True, blank=True, editable=False)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "audit event"
+        indexes = [
+            # Incident queries filter by who/where/what and a time window.
+            models.Index(fields=["action", "timestamp"], name="audit_event_action_ts"),
+            models.Index(fields=["actor_id", "timestamp"], name="audit_event_actor_ts"),
+            models.Index(fields=["subject_id", "timestamp"], name="audit_event_subject_ts"),
+            models.Index(fields=["client_ip", "timestamp"], name="audit_event_ip_ts"),
+            # The sealer's work queue: tiny, because events are sealed within moments.
+            models.Index(fields=["id"], name="audit_event_unsealed", condition=models.Q(sequence__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        position = f"#{self.sequence}" if self.sequence is not None else f"(unsealed id {self.id})"
+        return f"{position} {self.action} {self.outcome}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AuditEventImmutable("Audit events are append-only: an existing event cannot be saved again.")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditEventImmutable("Audit events are append-only: an event cannot be deleted.")
+
+    @property
+    def is_sealed(self) -> bool:
+        return self.sequence is not None
+
+
+class ChainHead(models.Model):
+    """The one row that serialises the sealer and remembers where the chain stands.
+
+    ``sequence``/``hash``: the last sealed event. ``anchor_*``: where verification starts after
+    the retention purge removed the oldest events (sequence 0 and the genesis hash before any
+    purge), authenticated by ``anchor_mac`` so it cannot be moved without the key.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    sequence = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=HASH_LENGTH, default="0" * HASH_LENGTH)
+    anchor_sequence = models.BigIntegerField(default=0)
+    anchor_hash = models.CharField(max_length=HASH_LENGTH, default="0" * HASH_LENGTH)
+    anchor_mac = models.CharField(max_length=HASH_LENGTH, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "audit chain head"
+
+    def __str__(self) -> str:
+        return f"chain head #{self.sequence}"
+
+
+class AuditTombstone(models.Model):
+    """What remains of a purged event that sits between kept ones (per-action retention).
+
+    When the purge removes an event whose neighbours are kept, its sequence, previous hash and
+    hash stay here (authenticated by ``mac``) so the chain still verifies across the hole. Once
+    every event up to a tombstone is purged, tombstones fold into ``ChainHead.anchor_*``.
+    """
+
+    sequence = models.BigIntegerField(primary_key=True)
+    previous_hash = models.CharField(max_length=HASH_LENGTH)
+    hash = models.CharField(max_length=HASH_LENGTH)
+    archive = models.CharField(max_length=200, help_text="The archive file that holds the event.")
+    mac = models.CharField(max_length=HASH_LENGTH)
+
+    class Meta:
+        ordering = ["sequence"]
+
+    def __str__(self) -> str:
+        return f"tombstone #{self.sequence}"

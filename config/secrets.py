@@ -6,6 +6,7 @@ environment (or a mounted file) and refuses to start without it.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from pathlib import Path
@@ -30,3 +31,23 @@ def load_or_create_secret(directory: Path, name: str, *, nbytes: int = 48) -> st
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
     return value
+
+
+def load_or_create_key_file(directory: Path, name: str, *, key_id_prefix: str = "local") -> Path:
+    """Make sure ``directory/name`` holds a key ring (one ``id:BASE64KEY`` line); return its path.
+
+    Used by the embedded default for the encryption key rings (``ENCRYPTION_KEY_PROVIDER=file``):
+    a new 32-byte key is written once (mode 0600, ``O_EXCL`` as above) and never overwritten, so
+    an operator can later put a new key on the first line to rotate.
+    """
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / name
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path
+    key_id = f"{key_id_prefix}-{secrets.token_hex(4)}"
+    material = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"# {name} keys: the first encrypts, all decrypt. Never commit this file.\n{key_id}:{material}\n")
+    return path

@@ -1,3 +1,1 @@
-from django.contrib import admin
-
-# Register your models here.
+"""The encryption app has no models of its own: its fields live in other apps' models."""

@@ -246,15 +246,76 @@ SPECTACULAR_SETTINGS = {
 # Number of reverse proxies in front of the app whose X-Forwarded-For entries are trusted
 # (default 0: trust no proxy, use REMOTE_ADDR).
 AUDIT_TRUSTED_PROXY_COUNT = env.int("AUDIT_TRUSTED_PROXY_COUNT", default=0)
+# HMAC key of the audit chain, 32+ characters (default empty: generated once into
+# VAR_DIR/secrets/audit_chain_key on the embedded default; production requires it).
+AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY", default="")
+# When committed events are chained: "background" (a sealer thread per process, woken after
+# commit), "inline" (right after commit, in the caller's thread) or "periodic" (only the
+# audit_seal task) (default "background").
+AUDIT_SEAL_MODE = env.str("AUDIT_SEAL_MODE", default="background")
+# Events chained per sealing transaction (default 1000 events).
+AUDIT_SEAL_BATCH_SIZE = env.int("AUDIT_SEAL_BATCH_SIZE", default=1000)
+# audit_verify warns about events still unsealed after this long (default 60 seconds).
+AUDIT_SEAL_GRACE_SECONDS = env.int("AUDIT_SEAL_GRACE_SECONDS", default=60)
+# Folder of the published heads (heads.log) and the archives (archive/) (default empty: VAR_DIR/audit).
+AUDIT_DIR = env.str("AUDIT_DIR", default="")
+# Days an event is kept before audit_archive archives and purges it (default 365 days).
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
+# Per-action retention in days, as JSON, e.g. {"auth.login_failed": 90} (default {}: none).
+AUDIT_RETENTION_OVERRIDES = env.json("AUDIT_RETENTION_OVERRIDES", default={})
+# Events written per archive file by audit_archive (default 50000 events).
+AUDIT_ARCHIVE_BATCH_SIZE = env.int("AUDIT_ARCHIVE_BATCH_SIZE", default=50000)
+# The audit admin counts at most this many matching events, so no page runs COUNT(*) over
+# millions of rows (default 10000 events).
+AUDIT_ADMIN_COUNT_LIMIT = env.int("AUDIT_ADMIN_COUNT_LIMIT", default=10000)
 
 # Largest memory content accepted (default 65536 characters).
 MEMORIES_CONTENT_MAX_LENGTH = env.int("MEMORIES_CONTENT_MAX_LENGTH", default=65536)
 # Largest metadata document accepted, serialised (default 16384 bytes).
 MEMORIES_METADATA_MAX_BYTES = env.int("MEMORIES_METADATA_MAX_BYTES", default=16384)
 
+# ---------------------------------------------------------------------------------------------
+# Encryption at rest (encryption/keyring.py explains providers, key text and caching)
+# ---------------------------------------------------------------------------------------------
+# Where keys come from: "environment", "file" or "vault" (default "environment").
+ENCRYPTION_KEY_PROVIDER = env.str("ENCRYPTION_KEY_PROVIDER", default="environment")
+# Key rings of the environment provider, "id:BASE64KEY,id:BASE64KEY", first encrypts (default: none).
+ENCRYPTION_FIELD_KEYS = env.str("ENCRYPTION_FIELD_KEYS", default="")
+ENCRYPTION_BLIND_INDEX_KEYS = env.str("ENCRYPTION_BLIND_INDEX_KEYS", default="")
+ENCRYPTION_AUDIT_CHAIN_KEYS = env.str("ENCRYPTION_AUDIT_CHAIN_KEYS", default="")
+ENCRYPTION_BACKUP_KEYS = env.str("ENCRYPTION_BACKUP_KEYS", default="")
+# Folder of the file provider: one key-ring file per purpose (field, blind_index, audit_chain, backup) (default: none).
+ENCRYPTION_KEYS_DIR = env.str("ENCRYPTION_KEYS_DIR", default="")
+# HashiCorp Vault KV v2 provider: server URL (default: none), token or token file (default: none),
+# mount (default "secret"), secret path (default "ninaivalaigal/encryption"), namespace (default: none),
+# CA bundle file (default: system CAs), request timeout (default 5 seconds).
+ENCRYPTION_VAULT_URL = env.str("ENCRYPTION_VAULT_URL", default="")
+ENCRYPTION_VAULT_TOKEN = env.str("ENCRYPTION_VAULT_TOKEN", default="")
+ENCRYPTION_VAULT_TOKEN_FILE = env.str("ENCRYPTION_VAULT_TOKEN_FILE", default="")
+ENCRYPTION_VAULT_MOUNT = env.str("ENCRYPTION_VAULT_MOUNT", default="secret")
+ENCRYPTION_VAULT_PATH = env.str("ENCRYPTION_VAULT_PATH", default="ninaivalaigal/encryption")
+ENCRYPTION_VAULT_NAMESPACE = env.str("ENCRYPTION_VAULT_NAMESPACE", default="")
+ENCRYPTION_VAULT_CA_FILE = env.str("ENCRYPTION_VAULT_CA_FILE", default="")
+ENCRYPTION_VAULT_TIMEOUT = env.float("ENCRYPTION_VAULT_TIMEOUT", default=5.0)
+# How long a resolved key ring is reused before the provider is read again (default 60 seconds).
+ENCRYPTION_KEY_CACHE_SECONDS = env.int("ENCRYPTION_KEY_CACHE_SECONDS", default=60)
+# Fernet keys of django-encrypted-model-fields, used only to read its old values (default: FIELD_ENCRYPTION_KEY, else none).
+ENCRYPTION_LEGACY_FERNET_KEYS = env.list("ENCRYPTION_LEGACY_FERNET_KEYS", default=env.list("FIELD_ENCRYPTION_KEY", default=[]))
+# Accept the public development keys outside DEBUG (default False; only the test settings set it).
+ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED = False
+# Rows re-encrypted per transaction by rotate_encryption_keys (default 500 rows).
+ENCRYPTION_ROTATION_BATCH_SIZE = env.int("ENCRYPTION_ROTATION_BATCH_SIZE", default=500)
+
+# Every handler passes records through the audit sanitiser: no secret, token, OTP, key or
+# memory content reaches a log line, and control characters cannot forge one (ASVS V7.1.1, V7.3.1).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"sanitise": {"()": "audit.log_filters.SanitisingFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["sanitise"]}},
+    "loggers": {
+        # audit.events: one line per committed audit event; audit.chain: sealing, verification, heads.
+        "audit": {"level": "INFO"},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }

@@ -1,8 +1,18 @@
 """The embedded default: one machine, zero services, secrets generated once into var/secrets/."""
 
-from config.secrets import load_or_create_secret
+from pathlib import Path
+
+from config.secrets import load_or_create_key_file, load_or_create_secret
 from config.settings.base import *  # noqa: F403
 from config.settings.base import VAR_DIR, env
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="") or load_or_create_secret(VAR_DIR / "secrets", "django_secret_key")
+
+# Encryption keys: generated once into var/secrets/encryption/ (one file per purpose) unless an
+# operator points the file provider elsewhere or picks another provider.
+ENCRYPTION_KEY_PROVIDER = env.str("ENCRYPTION_KEY_PROVIDER", default="file")
+ENCRYPTION_KEYS_DIR = env.str("ENCRYPTION_KEYS_DIR", default="") or str(VAR_DIR / "secrets" / "encryption")
+if ENCRYPTION_KEY_PROVIDER == "file" and not env.str("ENCRYPTION_KEYS_DIR", default=""):
+    for _purpose in ("field", "blind_index", "audit_chain", "backup"):
+        load_or_create_key_file(Path(ENCRYPTION_KEYS_DIR), _purpose)

@@ -34,6 +34,13 @@ if not env.str("DATABASE_URL", default=""):
     raise ImproperlyConfigured("Set the DATABASE_URL environment variable (postgres://user:password@host:5432/name).")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# The audit chain's HMAC key never has a default in production: it must not be in the database
+# and must not change silently (events sealed under another key no longer verify).
+AUDIT_CHAIN_KEY = required("AUDIT_CHAIN_KEY")
+# Encryption keys have no default here: encryption/checks.py refuses a missing, malformed,
+# duplicated or development key. The public development keys are never accepted.
+ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED = False
+
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("SECURE_PROXY_SSL", default=False) else None
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
@@ -48,10 +55,17 @@ EMAIL_URL = env.str("EMAIL_URL", default="")
 if EMAIL_URL:
     vars().update(env.email_url_config(EMAIL_URL))
 
+# As in base: every handler passes records through the audit sanitiser: no secret, token, OTP, key or
+# memory content reaches a log line, and control characters cannot forge one (ASVS V7.1.1, V7.3.1).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"sanitise": {"()": "audit.log_filters.SanitisingFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["sanitise"]}},
+    "loggers": {
+        # audit.events: one line per committed audit event; audit.chain: sealing, verification, heads.
+        "audit": {"level": "INFO"},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 

@@ -33,3 +33,24 @@ CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="cache+memory:/
 CELERY_BROKER_TRANSPORT_OPTIONS = env.json("CELERY_BROKER_TRANSPORT_OPTIONS", default={})
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
+
+# Fixed development keys (public: they are in this file) keep the suite deterministic; the
+# encryption system checks refuse them in production. The environment may override them (the
+# rotation tests hand a new ring to the command they start).
+ENCRYPTION_KEY_PROVIDER = "environment"
+ENCRYPTION_FIELD_KEYS = env.str("ENCRYPTION_FIELD_KEYS", default="dev-field:dF2nCH7SzZGG5e94oUkt69+1qLXnpnVw4iNYEhAO86s=")
+ENCRYPTION_BLIND_INDEX_KEYS = env.str(
+    "ENCRYPTION_BLIND_INDEX_KEYS", default="dev-blind-index:xsjMy+HRcvNeD61TT4FTpO6me7oeUK6cYzm1vD0GzBs="
+)
+ENCRYPTION_AUDIT_CHAIN_KEYS = env.str(
+    "ENCRYPTION_AUDIT_CHAIN_KEYS", default="dev-audit-chain:ko/E5U+XfTHwjOF2jsOCYhrYc826QJejlAMhw42pzvg="
+)
+ENCRYPTION_BACKUP_KEYS = env.str("ENCRYPTION_BACKUP_KEYS", default="dev-backup:davf3ha3MZZv+HPete8LnDKXj2sH+KY+uOaWF8j2dW4=")
+ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED = True
+
+# Audit: a fixed chain key (shared with worker subprocesses through the settings) and sealing
+# right after commit, so tests see a sealed chain deterministically.
+AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY", default="test-only-audit-chain-key-not-for-any-deployment-0123")
+AUDIT_SEAL_MODE = env.str("AUDIT_SEAL_MODE", default="inline")

@@ -1,0 +1,267 @@
+"""Sealing: chaining committed events, in order, outside the writers' transactions.
+
+Design, and why
+---------------
+``record()`` inserts the event *unsealed* in the caller's transaction: a plain INSERT, its own
+``content_mac`` already computed, ``sequence``/``previous_hash``/``hash`` NULL. It takes no lock
+at all, so a writer never waits for another writer and never holds anything beyond its own
+short insert. After the caller commits, a **sealer** chains the committed unsealed events:
+
+1. In a short transaction it locks the one ``ChainHead`` row with ``SELECT ... FOR UPDATE SKIP
+   LOCKED`` (on SQLite, whose ``BEGIN IMMEDIATE`` already serialises writers, the row is just
+   read). If another sealer holds it, this one returns at once instead of queueing.
+2. It reads up to ``AUDIT_SEAL_BATCH_SIZE`` unsealed events in ``id`` order through a partial
+   index, checks each ``content_mac`` (an event inserted or altered through the database alone
+   has no valid MAC and is *refused*, never chained), gives each the next ``sequence``, computes
+   ``hash`` from the previous one, writes them in one statement, moves the head and commits.
+3. After releasing the lock it looks once more for unsealed events and goes round again if
+   there are any. This closes the race with a writer that committed while the lock was held and
+   found it busy: that writer committed *before* its failed try, hence before our release,
+   hence before our re-check — so its event is always seen by someone.
+
+Why not serialise the insert itself on the head row (sequence and hash computed in ``record()``)?
+Because ``record()`` runs inside the caller's transaction: the head lock would be held until the
+*caller* commits — across their other queries, their network calls, their retries — and every
+other writer in every process would queue behind it. Sealing after commit keeps each writer's
+lock footprint to its own insert, and the sealer's lock (one short batch) blocks only other
+sealers. It also means a rolled-back event never consumed a sequence number: ``sequence`` is
+gapless, so a deleted event is named exactly by the verifier.
+
+Order: ``sequence`` is commit order as the sealer observes it, with ``id`` (insert order)
+breaking ties within a batch. An event committed before another was even inserted always gets
+the lower sequence (a process's own events stay in order); two transactions in flight at the
+same time may be chained in either order, which is the truth about concurrent events anyway.
+
+When sealing runs (``AUDIT_SEAL_MODE``):
+
+* ``"background"`` (default): after commit, ``record()`` wakes one sealer thread per process;
+  bursts coalesce into one batch and the request path pays only for its INSERT. A process
+  that exits seals what it left behind (``atexit``).
+* ``"inline"``: the sealer runs right after commit in the caller's thread (deterministic; the
+  test suite and short management commands use it).
+* ``"periodic"``: only ``audit.tasks.audit_seal`` / ``manage.py audit_seal`` seal.
+
+In every mode the periodic task seals whatever a crashed process left, and ``audit_verify``
+reports unsealed events (and refuses forged ones), so an event can wait to be chained but can
+never be skipped or slipped in.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from audit.chain import CONTENT_FIELDS, content_mac, link_hash, macs_equal
+from audit.chain import chain_key as get_chain_key
+
+logger = logging.getLogger("audit.chain")
+
+SEAL_MODES = ("background", "inline", "periodic")
+# Forged rows skipped by one run; beyond this many the run stops looking again (and reports).
+_MAX_REFUSED_TRACKED = 1000
+
+
+@dataclass
+class SealResult:
+    """What one ``seal_pending()`` call did."""
+
+    sealed: int = 0
+    refused_ids: list[int] = field(default_factory=list)
+    busy: bool = False  # another sealer held the head; it will seal what we saw
+
+
+def seal_pending(*, batch_size: int | None = None) -> SealResult:
+    """Chain every committed unsealed event; return counts. Safe to call from anywhere, any time.
+
+    Idempotent and safe to run concurrently in many processes (see the module docstring). Must
+    not be called inside a transaction that has itself recorded events it expects to be sealed
+    by this call on PostgreSQL: it can only see committed rows of other transactions (inside
+    the same transaction it sees its own, which the test suite relies on).
+    """
+    from audit.models import AuditEvent
+
+    batch_size = batch_size or settings.AUDIT_SEAL_BATCH_SIZE
+    key = get_chain_key()
+    result = SealResult()
+    refused: set[int] = set()
+    while True:
+        acquired, sealed, full = _seal_one_batch(batch_size=batch_size, key=key, refused=refused)
+        result.sealed += sealed
+        if not acquired:
+            result.busy = True
+            break
+        if full:
+            continue
+        if len(refused) > _MAX_REFUSED_TRACKED:
+            break
+        # The lock is released: look again for events committed by writers that found it busy.
+        if not AuditEvent.objects.unsealed().exclude(id__in=refused).exists():
+            break
+    if refused:
+        result.refused_ids = sorted(refused)
+        logger.error(
+            "audit sealer refused %d unsealed event(s) with an invalid content MAC (inserted or changed "
+            "outside audit.record); first ids: %s",
+            len(refused),
+            result.refused_ids[:10],
+        )
+    return result
+
+
+def _seal_one_batch(*, batch_size: int, key: bytes, refused: set[int]) -> tuple[bool, int, bool]:
+    """Seal one batch under the head lock. Return (lock acquired, sealed count, batch was full)."""
+    from audit.models import AuditEvent, ChainHead
+
+    with transaction.atomic():
+        head = ChainHead.objects.select_for_update(skip_locked=True).filter(pk=1).first()
+        if head is None:
+            if ChainHead.objects.filter(pk=1).exists():
+                return False, 0, False  # held by another sealer
+            ChainHead.objects.get_or_create(pk=1)
+            head = ChainHead.objects.select_for_update(skip_locked=True).filter(pk=1).first()
+            if head is None:
+                return False, 0, False
+        rows = list(
+            AuditEvent.objects.unsealed()
+            .exclude(id__in=sorted(refused)[:_MAX_REFUSED_TRACKED])
+            .order_by("id")
+            .values("id", "content_mac", *CONTENT_FIELDS)[:batch_size]
+        )
+        if not rows:
+            return True, 0, False
+        sequence, previous = head.sequence, head.hash
+        updates: list[tuple[int, int, str, str]] = []
+        for row in rows:
+            if not macs_equal(content_mac(row, key=key), row["content_mac"]):
+                refused.add(row["id"])
+                continue
+            sequence += 1
+            hash_value = link_hash(sequence=sequence, previous_hash=previous, content_mac_value=row["content_mac"], key=key)
+            updates.append((row["id"], sequence, previous, hash_value))
+            previous = hash_value
+        if updates:
+            _write_seals(updates)
+            ChainHead.objects.filter(pk=1).update(sequence=sequence, hash=previous, updated_at=timezone.now())
+        return True, len(updates), len(rows) == batch_size
+
+
+def _write_seals(updates: list[tuple[int, int, str, str]]) -> None:
+    """Set sequence, previous_hash and hash of unsealed rows in as few statements as possible."""
+    from audit.models import AuditEvent
+
+    quote = connection.ops.quote_name
+    table = quote(AuditEvent._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            values = ", ".join(["(%s::bigint, %s::bigint, %s, %s)"] * len(updates))
+            params = [item for update in updates for item in update]
+            cursor.execute(
+                f"UPDATE {table} AS event SET sequence = seal.sequence, previous_hash = seal.previous_hash, "  # noqa: S608
+                f"hash = seal.hash FROM (VALUES {values}) AS seal(id, sequence, previous_hash, hash) "
+                "WHERE event.id = seal.id AND event.sequence IS NULL",
+                params,
+            )
+            written = cursor.rowcount
+        else:
+            cursor.executemany(
+                f"UPDATE {table} SET sequence = %s, previous_hash = %s, hash = %s "  # noqa: S608
+                "WHERE id = %s AND sequence IS NULL",
+                [(sequence, previous, hash_value, event_id) for event_id, sequence, previous, hash_value in updates],
+            )
+            written = cursor.rowcount
+    if written != len(updates):
+        # Someone sealed these rows without the head lock: stop before the chain forks.
+        raise RuntimeError(f"audit sealer wrote {written} of {len(updates)} seals; rolled back")
+
+
+# --- When sealing runs ----------------------------------------------------------------------
+
+
+def _seal_inline() -> None:
+    try:
+        seal_pending()
+    except Exception:
+        # The caller's transaction is committed; failing its request now would not undo it.
+        # The periodic sealer catches up, and audit_verify reports what is unsealed.
+        logger.exception("audit sealing after commit failed; the periodic sealer will retry")
+
+
+class BackgroundSealer:
+    """One daemon thread per process that seals after commits, coalescing bursts."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._dirty = False
+
+    def wake(self) -> None:
+        self._dirty = True
+        thread = self._thread
+        if thread is None or self._pid != os.getpid() or not thread.is_alive():
+            self._start()
+        self._wake.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+                return
+            # After a fork the parent's thread does not exist in the child: start our own.
+            self._wake = threading.Event()
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            self._dirty = False
+            try:
+                close_old_connections()
+                seal_pending()
+            except Exception:
+                logger.exception("background audit sealing failed; the periodic sealer will retry")
+
+    def flush(self) -> None:
+        """Seal in the calling thread what this process recorded since the thread last ran."""
+        if self._dirty and self._pid == os.getpid():
+            self._dirty = False
+            _seal_inline()
+
+
+background_sealer = BackgroundSealer()
+atexit.register(background_sealer.flush)
+
+
+def _wake_background_sealer() -> None:
+    background_sealer.wake()
+
+
+def _already_scheduled(callback) -> bool:
+    """Whether ``callback`` already runs when the current transaction commits.
+
+    One seal per transaction is enough however many events it records. A callback registered
+    inside savepoints that all enclose the current one is discarded only if this event is too.
+    """
+    current = set(connection.savepoint_ids)
+    return any(func is callback and set(sids) <= current for sids, func, _ in getattr(connection, "run_on_commit", []))
+
+
+def schedule_seal_after_commit() -> None:
+    """Arrange for the events of the current transaction to be sealed once it commits."""
+    mode = settings.AUDIT_SEAL_MODE
+    if mode == "periodic":
+        return
+    callback = _seal_inline if mode == "inline" else _wake_background_sealer
+    if connection.in_atomic_block and _already_scheduled(callback):
+        return
+    transaction.on_commit(callback)

@@ -1,0 +1,260 @@
+"""Writes of the audit app: recording events, sealing, verifying, publishing the head, archiving.
+
+``record()`` is the one entry point every other app uses. The other services run the chain's
+maintenance; commands and Celery tasks are thin wrappers around them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+from collections.abc import Iterable, Mapping
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit import context as request_context
+from audit.actions import Action, Outcome
+from audit.chain import CONTENT_FIELDS, content_mac
+from audit.models import (
+    OBJECT_ID_MAX_LENGTH,
+    REQUEST_ID_MAX_LENGTH,
+    TARGET_REPR_MAX_LENGTH,
+    TARGET_TYPE_MAX_LENGTH,
+    USER_AGENT_MAX_LENGTH,
+    USERNAME_MAX_LENGTH,
+    AuditEvent,
+)
+from audit.sanitiser import clean_text, sanitise_context
+from audit.sealing import SealResult, schedule_seal_after_commit, seal_pending
+from audit.signals import event_recorded
+
+logger = logging.getLogger("audit.events")
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The object an event is about, named without holding a reference to it.
+
+    ``type`` is ``"app_label.model"``, ``id`` the primary key as text, ``repr`` a short label
+    that must not contain protected data (never a memory's content).
+    """
+
+    type: str
+    id: str
+    repr: str = ""
+
+
+def _snapshot_user(user: Any) -> tuple[str, str, bool | None]:
+    """Return (id, username, is_staff) of a user as it is now; a string is a bare username."""
+    if user is None:
+        return "", "", None
+    if isinstance(user, str):
+        return "", clean_text(user, USERNAME_MAX_LENGTH), None
+    if getattr(user, "is_anonymous", False):
+        return "", "", None
+    primary_key = getattr(user, "pk", None)
+    username = user.get_username() if hasattr(user, "get_username") else getattr(user, "username", "")
+    return (
+        clean_text(primary_key, OBJECT_ID_MAX_LENGTH, identifier=True) if primary_key is not None else "",
+        clean_text(username or "", USERNAME_MAX_LENGTH),
+        bool(getattr(user, "is_staff", False)),
+    )
+
+
+def _resolve_target(target: Any) -> tuple[str, str, str]:
+    """Return (type, id, repr) of a target: a ``Target``, a model instance or a 2/3-tuple."""
+    if target is None:
+        return "", "", ""
+    if isinstance(target, Target):
+        target_type, target_id, label = target.type, target.id, target.repr
+    elif isinstance(target, tuple) and len(target) in (2, 3):
+        target_type, target_id, label = target[0], target[1], target[2] if len(target) == 3 else ""
+    elif getattr(target, "_meta", None) is not None:
+        meta = target._meta
+        target_type, target_id = meta.label_lower, target.pk
+        # Never str(instance) by default: a model's __str__ may show protected content. A model
+        # opts in with ``audit_repr()``; users are named by their username.
+        if hasattr(target, "audit_repr"):
+            label = target.audit_repr()
+        elif hasattr(target, "get_username"):
+            label = target.get_username()
+        else:
+            label = f"{meta.verbose_name} {target.pk}"
+    else:
+        raise TypeError(f"audit target must be a model instance, audit.Target or tuple, not {type(target).__name__}")
+    return (
+        clean_text(target_type or "", TARGET_TYPE_MAX_LENGTH),
+        clean_text("" if target_id is None else target_id, OBJECT_ID_MAX_LENGTH, identifier=True),
+        clean_text(label or "", TARGET_REPR_MAX_LENGTH),
+    )
+
+
+def _valid_ip(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return ipaddress.ip_address(value).compressed
+    except ValueError:
+        return None
+
+
+def build_event(
+    *,
+    action: Action | str,
+    outcome: Outcome | str = Outcome.SUCCESS,
+    actor: Any = None,
+    subject: Any = None,
+    target: Any = None,
+    context: Mapping | None = None,
+    api_key_id: str | None = None,
+) -> AuditEvent:
+    """Return an unsaved, MAC'd ``AuditEvent`` for the arguments of ``record()`` (no database access)."""
+    action_value = Action(action).value  # ValueError for an action that is not in the one list
+    outcome_value = Outcome(outcome).value
+    actor_id, actor_username, actor_is_staff = _snapshot_user(actor)
+    subject_id, subject_username, subject_is_staff = _snapshot_user(subject)
+    target_type, target_id, target_repr = _resolve_target(target)
+    bound = request_context.current()
+    event = AuditEvent(
+        timestamp=timezone.now(),
+        action=action_value,
+        outcome=outcome_value,
+        actor_id=actor_id,
+        actor_username=actor_username,
+        actor_is_staff=actor_is_staff,
+        subject_id=subject_id,
+        subject_username=subject_username,
+        subject_is_staff=subject_is_staff,
+        target_type=target_type,
+        target_id=target_id,
+        target_repr=target_repr,
+        request_id=clean_text(bound.request_id, REQUEST_ID_MAX_LENGTH, identifier=True) if bound else "",
+        client_ip=_valid_ip(bound.client_ip) if bound else None,
+        user_agent=clean_text(bound.user_agent, USER_AGENT_MAX_LENGTH) if bound and bound.user_agent else "",
+        api_key_id=clean_text(api_key_id, OBJECT_ID_MAX_LENGTH, identifier=True) if api_key_id else None,
+        context=sanitise_context(context),
+    )
+    event.content_mac = content_mac({name: getattr(event, name) for name in CONTENT_FIELDS})
+    return event
+
+
+def record(
+    *,
+    action: Action | str,
+    outcome: Outcome | str = Outcome.SUCCESS,
+    actor: Any = None,
+    subject: Any = None,
+    target: Any = None,
+    context: Mapping | None = None,
+    api_key_id: str | None = None,
+) -> AuditEvent:
+    """Record one audit event in the caller's transaction and return it (unsealed).
+
+    Contract, for every app that records events:
+
+    * ``action``: an ``audit.Action`` member (or its value). Anything else raises ``ValueError``:
+      add new actions to the one enum in ``audit/actions.py``.
+    * ``outcome``: ``Outcome.SUCCESS`` (default), ``FAILURE`` (the attempt failed: wrong password,
+      bad code), ``DENIED`` (refused by policy: permission, lockout, rate limit) or ``ERROR``.
+    * ``actor``: the user who acted, or ``None`` for the system (tasks, commands, anonymous
+      requests). ``AnonymousUser`` counts as ``None``. Stored as a snapshot: id, username,
+      ``is_staff`` at this moment.
+    * ``subject``: the user the action is about (whose password was reset, whose staff flag
+      changed), or a plain string for an attempted username that matched no account —
+      normalise it first (``accounts.normalisation.normalise_username``).
+    * ``target``: the object acted on: a model instance (named ``app_label.model`` + pk; its
+      label comes from ``audit_repr()`` if the model defines one, the username for users, else
+      ``"<verbose name> <pk>"`` — ``__str__`` is never used because it may show content), an
+      ``audit.Target(type, id, repr)``, or a ``(type, id[, repr])`` tuple.
+    * ``context``: a JSON-like mapping of facts worth keeping (changed field *names*, counts,
+      reasons). It is sanitised: values under secret-looking keys and secret-looking values are
+      masked, strings escaped and truncated, depth and size bounded. Never put memory content,
+      passwords, tokens, codes or keys here on purpose — the sanitiser is the safety net, not
+      the plan.
+    * ``api_key_id``: the id (never the secret) of the API key that authenticated the request.
+
+    Request id, client IP and user agent come from ``audit.context.current()``, bound by the
+    request middleware (or by a task/command with ``audit.context.bound(...)``); callers never
+    pass the request.
+
+    Transactions: the event is inserted in the caller's current transaction, so it commits or
+    rolls back with the change it describes. **To record a failure or a denial, call
+    ``record()`` outside the atomic block that is being rolled back** (after catching the
+    exception), or the event is rolled back with it. Database errors propagate: an action that
+    cannot be audited fails (fail closed).
+
+    After commit, and only then: the event is sealed into the chain (per ``AUDIT_SEAL_MODE``),
+    written to the ``audit.events`` log, and ``audit.signals.event_recorded`` is sent.
+    The returned instance has ``sequence``/``hash`` still ``None``; the sealer sets them in the
+    database.
+    """
+    event = build_event(
+        action=action,
+        outcome=outcome,
+        actor=actor,
+        subject=subject,
+        target=target,
+        context=context,
+        api_key_id=api_key_id,
+    )
+    event.save()
+    schedule_seal_after_commit()
+    transaction.on_commit(partial(_announce, event))
+    return event
+
+
+def record_many(entries: Iterable[Mapping[str, Any]], *, batch_size: int = 1000) -> list[AuditEvent]:
+    """Record several events with one INSERT per ``batch_size``; each entry holds ``record()``'s arguments.
+
+    For bulk operations (a ``QuerySet.update`` that changes many rows, an export) that must
+    audit every object: same contract as ``record()``, a fraction of the round trips.
+    """
+    events = [build_event(**entry) for entry in entries]
+    if not events:
+        return []
+    AuditEvent.objects.bulk_create(events, batch_size=batch_size)
+    schedule_seal_after_commit()
+    for event in events:
+        transaction.on_commit(partial(_announce, event))
+    return events
+
+
+def event_log_fields(event: AuditEvent) -> dict[str, Any]:
+    """The fields of an event as written to the log (already sanitised when recorded)."""
+    return {
+        "event_uuid": str(event.uuid),
+        "action": event.action,
+        "outcome": event.outcome,
+        "timestamp": event.timestamp.isoformat(),
+        "actor_id": event.actor_id,
+        "actor_username": event.actor_username,
+        "subject_id": event.subject_id,
+        "subject_username": event.subject_username,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "request_id": event.request_id,
+        "client_ip": event.client_ip,
+        "api_key_id": event.api_key_id,
+        "context": event.context,
+    }
+
+
+def _announce(event: AuditEvent) -> None:
+    """After commit: write the event to the log and tell subscribers (monitoring)."""
+    logger.info("audit event %s %s", event.action, event.outcome, extra={"audit": event_log_fields(event)})
+    for receiver, response in event_recorded.send_robust(sender=AuditEvent, event=event):
+        if isinstance(response, Exception):
+            logger.error(
+                "event_recorded receiver %s failed",
+                getattr(receiver, "__qualname__", repr(receiver)),
+                exc_info=(type(response), response, response.__traceback__),
+            )
+
+
+def audit_chain_seal() -> SealResult:
+    """Seal every committed unsealed event now (the periodic task and ``manage.py audit_seal``)."""
+    return seal_pending()

@@ -1,0 +1,118 @@
+"""Reads about encrypted data: which columns are encrypted, and which keys still protect them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from django.apps import apps
+from django.db import models
+from django.db.models import ExpressionWrapper, F, TextField
+
+from encryption.crypto import token_key_id
+from encryption.fields import BlindIndexField, EncryptedFieldMixin
+from encryption.keyring import LEGACY_FERNET_KEY_ID, get_key_ring
+
+# Rows fetched per query while counting (memory stays flat on large tables).
+COUNT_CHUNK_SIZE = 2000
+# Stored text that is neither an nv1 token nor a legacy Fernet token.
+NOT_A_TOKEN = "not-a-token"  # noqa: S105 - a label, not a secret
+
+
+@dataclass(frozen=True)
+class EncryptedModel:
+    """A concrete model with encrypted columns and blind indexes."""
+
+    model: type[models.Model]
+    encrypted_fields: tuple[EncryptedFieldMixin, ...]
+    blind_index_fields: tuple[BlindIndexField, ...]
+
+    @property
+    def label(self) -> str:
+        return self.model._meta.label
+
+
+def encrypted_model_list() -> list[EncryptedModel]:
+    """Every installed, managed, concrete model that has an encrypted field or a blind index."""
+    found = []
+    for model in apps.get_models():
+        meta = model._meta
+        if meta.proxy or not meta.managed or meta.abstract:
+            continue
+        local = [f for f in meta.local_concrete_fields]
+        encrypted = tuple(f for f in local if isinstance(f, EncryptedFieldMixin))
+        indexes = tuple(f for f in local if isinstance(f, BlindIndexField))
+        if encrypted or indexes:
+            found.append(EncryptedModel(model, encrypted, indexes))
+    return sorted(found, key=lambda item: item.label)
+
+
+def raw_column(field: models.Field) -> ExpressionWrapper:
+    """The stored text of ``field``, read without ``from_db_value`` (no decryption)."""
+    return ExpressionWrapper(F(field.name), output_field=TextField())
+
+
+@dataclass
+class KeyUsage:
+    """Rows per key id for one purpose, in total and per ``model.column``."""
+
+    purpose: str
+    ring_ids: list[str]
+    totals: Counter = field(default_factory=Counter)
+    by_column: dict[str, Counter] = field(default_factory=dict)
+
+    @property
+    def primary_id(self) -> str:
+        return self.ring_ids[0]
+
+    def retirable(self) -> list[str]:
+        """Key ids of the ring, other than the primary, that no row uses any more."""
+        return [key_id for key_id in self.ring_ids[1:] if not self.totals.get(key_id)]
+
+
+def _key_id_of_index(value: str) -> str:
+    key_id, separator, _digest = value.partition(":")
+    return key_id if separator else NOT_A_TOKEN
+
+
+def encryption_key_usage(*, purpose: str, using: str = "default") -> KeyUsage:
+    """Count, without decrypting, how many stored values each key id protects.
+
+    ``purpose`` is ``field`` (encrypted columns; legacy Fernet values count under
+    ``legacy-fernet``) or ``blind_index`` (blind-index columns). Key ids no longer in the ring are
+    counted too: those rows cannot be read until the key comes back.
+    """
+    if purpose not in ("field", "blind_index"):
+        raise ValueError("Row counts exist for the 'field' and 'blind_index' purposes only.")
+    usage = KeyUsage(purpose=purpose, ring_ids=get_key_ring(purpose).ids)
+    for item in encrypted_model_list():
+        columns = item.encrypted_fields if purpose == "field" else item.blind_index_fields
+        for column in columns:
+            counter: Counter = Counter()
+            manager = item.model._base_manager.using(using)
+            values = (
+                manager.filter(**{f"{column.name}__isnull": False})
+                .annotate(_raw=raw_column(column))
+                .values_list("_raw", flat=True)
+                .iterator(chunk_size=COUNT_CHUNK_SIZE)
+            )
+            if purpose == "field":
+                for value in values:
+                    counter[token_key_id(value) or NOT_A_TOKEN] += 1
+            else:
+                for value in values:
+                    counter[_key_id_of_index(value)] += 1
+            usage.by_column[f"{item.label}.{column.column}"] = counter
+            usage.totals.update(counter)
+    return usage
+
+
+__all__ = [
+    "LEGACY_FERNET_KEY_ID",
+    "NOT_A_TOKEN",
+    "EncryptedModel",
+    "KeyUsage",
+    "encrypted_model_list",
+    "encryption_key_usage",
+    "raw_column",
+]

@@ -1,0 +1,289 @@
+"""Encryption operations: key rotation (re-encrypt every encrypted column under the primary key).
+
+Rotation is resumable and idempotent by construction:
+
+- it walks each model in primary-key order, a batch at a time, and decides per value from the
+  key id in the stored token whether it needs work: values already under the primary key are
+  skipped, so a second run (after success, a crash or ``kill -9``) only does what is left;
+- a value is always *decrypted* and then encrypted afresh, never encrypted on top of a token, so
+  nothing can be double-encrypted; a value that fails to decrypt is counted, reported and left
+  exactly as it was (and ``decryption_failed`` records it);
+- each batch is written in one short transaction with a compare-and-set ``UPDATE ... WHERE pk =
+  %s AND column = <the token we read>``: a crash rolls back the open batch only, and a row that an
+  application wrote meanwhile keeps the application's value (it was encrypted with a current key).
+
+Run it after every process has picked up the new primary key (``ENCRYPTION_KEY_CACHE_SECONDS``),
+then ``manage.py encryption_keys status`` must show zero rows under the old key before that key
+is removed from the ring.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+
+from encryption.crypto import reencrypt, token_key_id
+from encryption.errors import DecryptionError
+from encryption.fields import EncryptedFieldMixin
+from encryption.keyring import LEGACY_FERNET_KEY_ID, get_key_ring
+from encryption.selectors import EncryptedModel, encrypted_model_list, raw_column
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, int], None]
+
+
+@dataclass
+class ModelRotation:
+    """What rotation did to one model."""
+
+    label: str
+    rows_scanned: int = 0
+    rows_updated: int = 0
+    values_reencrypted: int = 0
+    legacy_values_converted: int = 0
+    indexes_recomputed: int = 0
+    values_failed: int = 0
+    rows_changed_concurrently: int = 0
+
+
+@dataclass
+class RotationResult:
+    """The outcome of ``encryption_keys_rotate``."""
+
+    field_key_id: str
+    blind_index_key_id: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    models: list[ModelRotation] = field(default_factory=list)
+
+    @property
+    def values_failed(self) -> int:
+        return sum(item.values_failed for item in self.models)
+
+    @property
+    def rows_updated(self) -> int:
+        return sum(item.rows_updated for item in self.models)
+
+    @property
+    def rows_scanned(self) -> int:
+        return sum(item.rows_scanned for item in self.models)
+
+    @property
+    def complete(self) -> bool:
+        """True when every value could be decrypted and rotated."""
+        return not self.values_failed
+
+    def summary(self) -> dict:
+        """Counts only (no values, no keys): safe for an audit event's context and for logs."""
+        return {
+            "field_key_id": self.field_key_id,
+            "blind_index_key_id": self.blind_index_key_id,
+            "rows_scanned": self.rows_scanned,
+            "rows_updated": self.rows_updated,
+            "values_failed": self.values_failed,
+            "models": [asdict(item) for item in self.models],
+        }
+
+
+def _record_event(*, action: str, outcome: str, actor=None, context: dict | None = None) -> None:
+    """Record an audit event through ``audit.services.record`` when the audit app provides it.
+
+    The one seam between rotation and the audit app. Until ``audit.services.record`` exists the
+    event goes to the log only (counts and key ids, never values or key material).
+    """
+    try:
+        from audit.actions import Action, Outcome
+        from audit.services import record
+    except ImportError:
+        logger.info("encryption event %s (%s): %s", action, outcome, context or {})
+        return
+    record(
+        action=getattr(Action, action),
+        outcome=getattr(Outcome, outcome.upper()),
+        actor=actor,
+        subject=actor,
+        target=None,
+        context=context or {},
+    )
+
+
+def encrypted_row_count(*, using: str = "default") -> int:
+    """Rows that rotation will scan: every row of every model with encrypted columns."""
+    return sum(item.model._base_manager.using(using).count() for item in encrypted_model_list())
+
+
+def encryption_keys_rotate(
+    *,
+    actor=None,
+    batch_size: int | None = None,
+    progress: ProgressCallback | None = None,
+    pause_seconds: float = 0.0,
+    using: str = "default",
+) -> RotationResult:
+    """Re-encrypt every encrypted column of every model under the primary ``field`` key.
+
+    Also rewrites legacy django-encrypted-model-fields values in the ``nv1`` format and
+    recomputes blind indexes made with a key other than the primary ``blind_index`` key (or
+    missing). ``batch_size`` rows per transaction (default ``ENCRYPTION_ROTATION_BATCH_SIZE``),
+    ``progress(model_label, rows)`` after each batch, ``pause_seconds`` between batches to spare a
+    busy database. Records ``KEY_ROTATION_STARTED`` and ``KEY_ROTATION_FINISHED`` (outcome failure
+    when some value could not be decrypted).
+
+    Permission: the caller has checked it (an operator at the shell, or a staff user through the
+    admin action's own permission).
+    """
+    batch_size = batch_size or settings.ENCRYPTION_ROTATION_BATCH_SIZE
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1.")
+    result = RotationResult(
+        field_key_id=get_key_ring("field").primary.id,
+        blind_index_key_id=get_key_ring("blind_index").primary.id,
+        started_at=timezone.now(),
+    )
+    with transaction.atomic(using=using):
+        _record_event(
+            action="KEY_ROTATION_STARTED",
+            outcome="success",
+            actor=actor,
+            context={"field_key_id": result.field_key_id, "blind_index_key_id": result.blind_index_key_id},
+        )
+    for item in encrypted_model_list():
+        stats = ModelRotation(label=item.label)
+        result.models.append(stats)
+        _rotate_model(
+            item, stats=stats, batch_size=batch_size, progress=progress, pause_seconds=pause_seconds, using=using
+        )
+    result.finished_at = timezone.now()
+    with transaction.atomic(using=using):
+        _record_event(
+            action="KEY_ROTATION_FINISHED",
+            outcome="success" if result.complete else "failure",
+            actor=actor,
+            context=result.summary(),
+        )
+    return result
+
+
+def _rotate_model(
+    item: EncryptedModel,
+    *,
+    stats: ModelRotation,
+    batch_size: int,
+    progress: ProgressCallback | None,
+    pause_seconds: float,
+    using: str,
+) -> None:
+    model = item.model
+    encrypted = item.encrypted_fields
+    indexes = item.blind_index_fields
+    raw_names = {f"_rotation_raw_{position}": raw_column(column) for position, column in enumerate(encrypted + indexes)}
+    plain_sources = [index.source_field for index in indexes if not isinstance(index.source_field, EncryptedFieldMixin)]
+    names = ["pk", *raw_names, *(source.attname for source in plain_sources)]
+    queryset = model._base_manager.using(using).annotate(**raw_names).order_by("pk")
+    last_pk = None
+    while True:
+        page = queryset if last_pk is None else queryset.filter(pk__gt=last_pk)
+        rows = list(page.values_list(*names)[:batch_size])
+        if not rows:
+            break
+        last_pk = rows[-1][0]
+        changes = [(row[0], change) for row in rows if (change := _plan_row(item, row, plain_sources, stats))]
+        if changes:
+            _apply(model, changes, stats=stats, using=using)
+        stats.rows_scanned += len(rows)
+        if progress is not None:
+            progress(item.label, len(rows))
+        if pause_seconds:
+            time.sleep(pause_seconds)
+
+
+def _plan_row(item: EncryptedModel, row: tuple, plain_sources: list, stats: ModelRotation) -> dict:
+    """Return ``{column: (stored, new)}`` for the values of one row that need rewriting."""
+    encrypted = item.encrypted_fields
+    field_primary = get_key_ring("field").primary.id
+    index_primary = get_key_ring("blind_index").primary.id
+    tokens = row[1 : 1 + len(encrypted)]
+    stored_indexes = row[1 + len(encrypted) : 1 + len(encrypted) + len(item.blind_index_fields)]
+    plain_values = dict(
+        zip((f.name for f in plain_sources), row[1 + len(encrypted) + len(item.blind_index_fields) :], strict=True)
+    )
+    change: dict[str, tuple[str | None, str | None]] = {}
+    failed: set[str] = set()
+    for column, token in zip(encrypted, tokens, strict=True):
+        if token is None:
+            continue
+        key_id = token_key_id(token)
+        if key_id == field_primary:
+            continue
+        try:
+            if key_id == LEGACY_FERNET_KEY_ID:
+                # Through the field: the legacy str(value) becomes the canonical text of the type.
+                new = column.encrypt_value(column.decrypt_token(token))
+                stats.legacy_values_converted += 1
+            else:
+                new = reencrypt(token, associated_data=column.associated_data, purpose=column.purpose)
+        except DecryptionError as error:
+            stats.values_failed += 1
+            failed.add(column.name)
+            logger.warning("Rotation left a value of %s as it was: %s", item.label, error)
+            continue
+        stats.values_reencrypted += 1
+        change[column.column] = (token, new)
+    for index, stored in zip(item.blind_index_fields, stored_indexes, strict=True):
+        if stored is not None and stored.partition(":")[0] == index_primary:
+            continue
+        source = index.source_field
+        if source.name in failed:
+            continue
+        if isinstance(source, EncryptedFieldMixin):
+            source_token = tokens[encrypted.index(source)]
+            if source_token is None:
+                value = None
+            else:
+                try:
+                    value = source.decrypt_token(source_token)
+                except DecryptionError:
+                    stats.values_failed += 1
+                    continue
+        else:
+            value = plain_values[source.name]
+        expected = index.compute(value)
+        if expected != stored:
+            stats.indexes_recomputed += 1
+            change[index.column] = (stored, expected)
+    return change
+
+
+def _apply(model, changes: list[tuple[object, dict]], *, stats: ModelRotation, using: str) -> None:
+    """Write one batch in one short transaction, each row compare-and-set on the values we read."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    meta = model._meta
+    table = quote(meta.db_table)
+    pk_column = quote(meta.pk.column)
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        for pk, change in changes:
+            assignments = ", ".join(f"{quote(column)} = %s" for column in change)
+            conditions = " AND ".join(
+                f"{quote(column)} IS NULL" if stored is None else f"{quote(column)} = %s"
+                for column, (stored, _new) in change.items()
+            )
+            params = [new for _stored, new in change.values()]
+            params.append(meta.pk.get_db_prep_value(pk, connection))
+            params.extend(stored for stored, _new in change.values() if stored is not None)
+            cursor.execute(
+                f"UPDATE {table} SET {assignments} WHERE {pk_column} = %s AND {conditions}",  # noqa: S608 - quoted names
+                params,
+            )
+            if cursor.rowcount == 1:
+                stats.rows_updated += 1
+            else:
+                stats.rows_changed_concurrently += 1

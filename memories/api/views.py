@@ -1,0 +1,560 @@
+"""API v1 views: validate with a serializer, call one selector or service, render.
+
+Permission is never decided here: the selectors and services decide, and their typed errors
+become the envelope's 404 (may not see) and 403 (may see, may not do). Session authentication and
+``IsAuthenticated`` come from the DRF defaults; API keys arrive with the API security layer.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import exceptions, status
+from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+
+from memories import selectors, services
+from memories.api import serializers as s
+from memories.exceptions import NotFound, PermissionDenied
+from memories.models import Organization, Team
+from memories.permissions import context_roles
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared plumbing
+# ---------------------------------------------------------------------------------------------
+class StrictJSONParser(JSONParser):
+    """DRF's JSON parser, plus: a document nested too deeply to decode is a 400, not a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type=media_type, parser_context=parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON nested too deeply.") from None
+
+
+def _field_errors(error: DjangoValidationError) -> dict:
+    """A service's ``ValidationError`` as DRF's field → messages dict."""
+    if hasattr(error, "error_dict"):
+        return {
+            ("non_field_errors" if field == NON_FIELD_ERRORS else field): messages
+            for field, messages in error.message_dict.items()
+        }
+    return {"non_field_errors": error.messages}
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    descriptions = {
+        400: "Invalid input: `error.fields` names each bad field (malformed JSON: no fields).",
+        403: "You may see the object but not do this.",
+        404: "Not found, or you may not see it (the two are indistinguishable).",
+        415: "The body is not JSON.",
+    }
+    return {code: OpenApiResponse(s.ErrorEnvelopeSerializer, description=descriptions[code]) for code in codes}
+
+
+class MemoriesAPIView(GenericAPIView):
+    """Base view: strict JSON in, the envelope out for the domain's typed errors."""
+
+    parser_classes = [StrictJSONParser]
+
+    def handle_exception(self, exc):
+        if isinstance(exc, DjangoValidationError):
+            exc = exceptions.ValidationError(_field_errors(exc))
+        elif isinstance(exc, NotFound):
+            exc = exceptions.NotFound()
+        elif isinstance(exc, PermissionDenied):
+            exc = exceptions.PermissionDenied()
+        return super().handle_exception(exc)
+
+    def validated(self, serializer_class, **kwargs) -> dict:
+        """Validate the request body with ``serializer_class``; a 400 naming the fields otherwise."""
+        serializer = serializer_class(data=self.request.data, **kwargs)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def paginated(self, queryset, serializer_class, **context):
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(serializer_class(page, many=True, context=context).data)
+
+
+def _context_data(user, context) -> dict:
+    return s.ContextSerializer(context, context={"roles": context_roles(user, [context])}).data
+
+
+def _user_field(username: str | None, *, field: str = "user"):
+    """Resolve a username given in a body to an active user, or a 400 naming ``field``."""
+    if username is None:
+        return None
+    user = selectors.active_user_by_username(username=username)
+    if user is None:
+        raise exceptions.ValidationError({field: ["No active user with this username."]})
+    return user
+
+
+# ---------------------------------------------------------------------------------------------
+# Contexts
+# ---------------------------------------------------------------------------------------------
+class ContextListView(MemoriesAPIView):
+    """Contexts: named collections of memories owned by a user, a team or an organization."""
+
+    @extend_schema(
+        operation_id="contexts_list",
+        tags=["contexts"],
+        summary="List the contexts you can see",
+        responses={200: s.ContextSerializer(many=True)},
+    )
+    def get(self, request):
+        page = self.paginate_queryset(selectors.contexts_visible_to(user=request.user))
+        data = s.ContextSerializer(page, many=True, context={"roles": context_roles(request.user, page)}).data
+        return self.get_paginated_response(data)
+
+    @extend_schema(
+        operation_id="contexts_create",
+        tags=["contexts"],
+        summary="Create a context (personal, or owned by a team or organization you administer)",
+        request=s.ContextCreateSerializer,
+        responses={201: s.ContextSerializer, **_errors(400, 403, 404, 415)},
+    )
+    def post(self, request):
+        data = self.validated(s.ContextCreateSerializer)
+        team = selectors.team_get(team_id=data["team"]) if "team" in data else None
+        organization = (
+            selectors.organization_get(organization_id=data["organization"]) if "organization" in data else None
+        )
+        context = services.context_create(
+            actor=request.user, name=data["name"], scope=data["scope"], team=team, organization=organization
+        )
+        return Response(_context_data(request.user, context), status=status.HTTP_201_CREATED)
+
+
+class ContextDetailView(MemoriesAPIView):
+    """One context. Your effective role on it is in `role`."""
+
+    @extend_schema(
+        operation_id="contexts_retrieve",
+        tags=["contexts"],
+        summary="Get a context",
+        responses={200: s.ContextSerializer, **_errors(404)},
+    )
+    def get(self, request, context_id: int):
+        context = selectors.context_get_for_user(user=request.user, context_id=context_id)
+        return Response(_context_data(request.user, context))
+
+    @extend_schema(
+        operation_id="contexts_update",
+        tags=["contexts"],
+        summary="Rename a context (admin)",
+        request=s.ContextUpdateSerializer,
+        responses={200: s.ContextSerializer, **_errors(400, 403, 404, 415)},
+    )
+    def put(self, request, context_id: int):
+        return self._update(request, context_id, partial=False)
+
+    def _update(self, request, context_id: int, *, partial: bool) -> Response:
+        data = self.validated(s.ContextUpdateSerializer, partial=partial)
+        context = services.context_update(
+            actor=request.user, context=selectors.context_get(context_id=context_id), name=data.get("name")
+        )
+        return Response(_context_data(request.user, context))
+
+    @extend_schema(
+        operation_id="contexts_partial_update",
+        tags=["contexts"],
+        summary="Change some fields of a context (admin)",
+        request=s.ContextUpdateSerializer,
+        responses={200: s.ContextSerializer, **_errors(400, 403, 404, 415)},
+    )
+    def patch(self, request, context_id: int):
+        return self._update(request, context_id, partial=True)
+
+    @extend_schema(
+        operation_id="contexts_destroy",
+        tags=["contexts"],
+        summary="Delete a context with all its memories (admin)",
+        responses={204: None, **_errors(403, 404)},
+    )
+    def delete(self, request, context_id: int):
+        services.context_delete(actor=request.user, context=selectors.context_get(context_id=context_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ContextShareListView(MemoriesAPIView):
+    """Grants of read (viewer), write (member) or admin on one context to a user or a team."""
+
+    @extend_schema(
+        operation_id="contexts_shares_list",
+        tags=["contexts"],
+        summary="List who a context is shared with (admin)",
+        responses={200: s.ShareSerializer(many=True), **_errors(403, 404)},
+    )
+    def get(self, request, context_id: int):
+        context = selectors.context_get(context_id=context_id)
+        return self.paginated(selectors.context_shares_for_user(user=request.user, context=context), s.ShareSerializer)
+
+    @extend_schema(
+        operation_id="contexts_shares_create",
+        tags=["contexts"],
+        summary="Share a context with a user or a team (admin); replaces an existing grant",
+        request=s.ShareCreateSerializer,
+        responses={201: s.ShareSerializer, **_errors(400, 403, 404, 415)},
+    )
+    def post(self, request, context_id: int):
+        data = self.validated(s.ShareCreateSerializer)
+        context = selectors.context_get(context_id=context_id)
+        share = services.context_share(
+            actor=request.user,
+            context=context,
+            permission=data["permission"],
+            user=_user_field(data.get("user")),
+            team=selectors.team_get(team_id=data["team"]) if "team" in data else None,
+        )
+        return Response(s.ShareSerializer(share).data, status=status.HTTP_201_CREATED)
+
+
+class ContextShareDetailView(MemoriesAPIView):
+    """One grant on a context."""
+
+    @extend_schema(
+        operation_id="contexts_shares_destroy",
+        tags=["contexts"],
+        summary="Withdraw a share (admin)",
+        responses={204: None, **_errors(403, 404)},
+    )
+    def delete(self, request, context_id: int, share_id: int):
+        context = selectors.context_get(context_id=context_id)
+        services.context_unshare(actor=request.user, share=selectors.share_get(context=context, share_id=share_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ContextTransferView(MemoriesAPIView):
+    """Change a context's owner; its scope follows the new owner. Memories and shares stay."""
+
+    @extend_schema(
+        operation_id="contexts_transfer",
+        tags=["contexts"],
+        summary="Give a context to another user, team or organization (owner)",
+        request=s.TransferSerializer,
+        responses={200: s.ContextSerializer, **_errors(400, 403, 404, 415)},
+    )
+    def post(self, request, context_id: int):
+        data = self.validated(s.TransferSerializer)
+        context = selectors.context_get(context_id=context_id)
+        context = services.context_transfer(
+            actor=request.user,
+            context=context,
+            user=_user_field(data.get("user")),
+            team=selectors.team_get(team_id=data["team"]) if "team" in data else None,
+            organization=(
+                selectors.organization_get(organization_id=data["organization"]) if "organization" in data else None
+            ),
+        )
+        return Response(_context_data(request.user, selectors.context_get(context_id=context.pk)))
+
+
+class ContextExportView(MemoriesAPIView):
+    """Everything in one context, oldest memory first."""
+
+    @extend_schema(
+        operation_id="contexts_export",
+        tags=["contexts"],
+        summary="Export a context with all its memories (maintainer)",
+        responses={200: s.ContextExportSerializer, **_errors(403, 404)},
+    )
+    def get(self, request, context_id: int):
+        context = selectors.context_get(context_id=context_id)
+        memories = selectors.memory_export_for_user(user=request.user, context=context)
+        return Response(
+            {
+                "context": _context_data(request.user, context),
+                "memories": s.MemorySerializer(memories, many=True).data,
+                "exported_at": timezone.now().isoformat(),
+            }
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Memories
+# ---------------------------------------------------------------------------------------------
+class MemoryListView(MemoriesAPIView):
+    """Memories: notes, commands, AI context and snippets, each in one context."""
+
+    @extend_schema(
+        operation_id="memories_list",
+        tags=["memories"],
+        summary="List the memories you can read, newest first",
+        parameters=[s.MemoryListFilterSerializer],
+        responses={200: s.MemorySerializer(many=True), **_errors(400, 404)},
+    )
+    def get(self, request):
+        filters = s.MemoryListFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        params = filters.validated_data
+        context = selectors.context_get(context_id=params["context"]) if "context" in params else None
+        memories = selectors.memory_list_for_user(
+            user=request.user, context=context, kind=params.get("kind"), tag=params.get("tag")
+        )
+        return self.paginated(memories, s.MemorySerializer)
+
+    @extend_schema(
+        operation_id="memories_create",
+        tags=["memories"],
+        summary="Create a memory in a context (member)",
+        request=s.MemoryCreateSerializer,
+        responses={201: s.MemorySerializer, **_errors(400, 403, 404, 415)},
+    )
+    def post(self, request):
+        data = dict(self.validated(s.MemoryCreateSerializer))
+        context = selectors.context_get(context_id=data.pop("context"))
+        memory = services.memory_create(actor=request.user, context=context, **data)
+        return Response(
+            s.MemorySerializer(selectors.memory_get_for_user(user=request.user, memory_id=memory.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class MemoryDetailView(MemoriesAPIView):
+    """One memory."""
+
+    @extend_schema(
+        operation_id="memories_retrieve",
+        tags=["memories"],
+        summary="Get a memory",
+        responses={200: s.MemorySerializer, **_errors(404)},
+    )
+    def get(self, request, memory_id: int):
+        return Response(s.MemorySerializer(selectors.memory_get_for_user(user=request.user, memory_id=memory_id)).data)
+
+    def _update(self, request, memory_id: int, *, partial: bool) -> Response:
+        data = self.validated(s.MemoryWriteSerializer, partial=partial)
+        memory = services.memory_update(actor=request.user, memory=selectors.memory_get(memory_id=memory_id), **data)
+        return Response(s.MemorySerializer(selectors.memory_get_for_user(user=request.user, memory_id=memory.pk)).data)
+
+    @extend_schema(
+        operation_id="memories_update",
+        tags=["memories"],
+        summary="Replace a memory (member); omitted optional fields return to their defaults",
+        request=s.MemoryWriteSerializer,
+        responses={200: s.MemorySerializer, **_errors(400, 403, 404, 415)},
+    )
+    def put(self, request, memory_id: int):
+        return self._update(request, memory_id, partial=False)
+
+    @extend_schema(
+        operation_id="memories_partial_update",
+        tags=["memories"],
+        summary="Change some fields of a memory (member)",
+        request=s.MemoryWriteSerializer,
+        responses={200: s.MemorySerializer, **_errors(400, 403, 404, 415)},
+    )
+    def patch(self, request, memory_id: int):
+        return self._update(request, memory_id, partial=True)
+
+    @extend_schema(
+        operation_id="memories_destroy",
+        tags=["memories"],
+        summary="Delete a memory (maintainer)",
+        responses={204: None, **_errors(403, 404)},
+    )
+    def delete(self, request, memory_id: int):
+        services.memory_delete(actor=request.user, memory=selectors.memory_get(memory_id=memory_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# ---------------------------------------------------------------------------------------------
+# Organizations and teams
+# ---------------------------------------------------------------------------------------------
+class OrganizationListView(MemoriesAPIView):
+    """Organizations: own organization contexts and contain teams."""
+
+    @extend_schema(
+        operation_id="organizations_list",
+        tags=["organizations"],
+        summary="List the organizations you are a member of",
+        responses={200: s.OrganizationSerializer(many=True)},
+    )
+    def get(self, request):
+        return self.paginated(selectors.organizations_visible_to(user=request.user), s.OrganizationSerializer)
+
+    @extend_schema(
+        operation_id="organizations_create",
+        tags=["organizations"],
+        summary="Create an organization; you become its owner",
+        request=s.OrganizationCreateSerializer,
+        responses={201: s.OrganizationSerializer, **_errors(400, 415)},
+    )
+    def post(self, request):
+        data = self.validated(s.OrganizationCreateSerializer)
+        organization = services.organization_create(actor=request.user, name=data["name"], slug=data["slug"])
+        return Response(s.OrganizationSerializer(organization).data, status=status.HTTP_201_CREATED)
+
+
+class OrganizationDetailView(MemoriesAPIView):
+    """One organization."""
+
+    @extend_schema(
+        operation_id="organizations_retrieve",
+        tags=["organizations"],
+        summary="Get an organization you are a member of",
+        responses={200: s.OrganizationSerializer, **_errors(404)},
+    )
+    def get(self, request, organization_id: int):
+        organization = selectors.organization_get_for_user(user=request.user, organization_id=organization_id)
+        return Response(s.OrganizationSerializer(organization).data)
+
+
+class TeamListView(MemoriesAPIView):
+    """Teams: groups inside an organization that own team contexts."""
+
+    @extend_schema(
+        operation_id="teams_list",
+        tags=["teams"],
+        summary="List the teams you have a role on (directly or through the organization)",
+        responses={200: s.TeamSerializer(many=True)},
+    )
+    def get(self, request):
+        return self.paginated(selectors.teams_visible_to(user=request.user), s.TeamSerializer)
+
+    @extend_schema(
+        operation_id="teams_create",
+        tags=["teams"],
+        summary="Create a team in an organization you administer; you become its owner",
+        request=s.TeamCreateSerializer,
+        responses={201: s.TeamSerializer, **_errors(400, 403, 404, 415)},
+    )
+    def post(self, request):
+        data = self.validated(s.TeamCreateSerializer)
+        organization = selectors.organization_get(organization_id=data["organization"])
+        team = services.team_create(actor=request.user, organization=organization, name=data["name"], slug=data["slug"])
+        return Response(s.TeamSerializer(team).data, status=status.HTTP_201_CREATED)
+
+
+class TeamDetailView(MemoriesAPIView):
+    """One team."""
+
+    @extend_schema(
+        operation_id="teams_retrieve",
+        tags=["teams"],
+        summary="Get a team you have a role on",
+        responses={200: s.TeamSerializer, **_errors(404)},
+    )
+    def get(self, request, team_id: int):
+        return Response(s.TeamSerializer(selectors.team_get_for_user(user=request.user, team_id=team_id)).data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Members of a team or an organization: one implementation, documented once per URL family
+# ---------------------------------------------------------------------------------------------
+class _MembershipTargetMixin:
+    """Finds the team or organization named in the URL."""
+
+    def target(self, kwargs: dict) -> Team | Organization:
+        raise NotImplementedError
+
+    @staticmethod
+    def target_kwargs(target: Team | Organization) -> dict:
+        return {"team": target} if isinstance(target, Team) else {"organization": target}
+
+
+class _MemberListView(_MembershipTargetMixin, MemoriesAPIView):
+    def get(self, request, **kwargs):
+        target = self.target(kwargs)
+        if isinstance(target, Team):
+            members = selectors.team_members(user=request.user, team=target)
+        else:
+            members = selectors.organization_members(user=request.user, organization=target)
+        return self.paginated(members, s.MembershipSerializer)
+
+    def post(self, request, **kwargs):
+        data = self.validated(s.MembershipAddSerializer)
+        target = self.target(kwargs)
+        membership = services.membership_add(
+            actor=request.user, user=_user_field(data["user"]), role=data["role"], **self.target_kwargs(target)
+        )
+        return Response(s.MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class _MemberDetailView(_MembershipTargetMixin, MemoriesAPIView):
+    def membership(self, kwargs: dict):
+        target = self.target(kwargs)
+        return selectors.membership_get(user_id=kwargs["user_id"], **self.target_kwargs(target))
+
+    def put(self, request, **kwargs):
+        data = self.validated(s.MembershipRoleSerializer)
+        membership = services.membership_set_role(
+            actor=request.user, membership=self.membership(kwargs), role=data["role"]
+        )
+        return Response(s.MembershipSerializer(membership).data)
+
+    def delete(self, request, **kwargs):
+        services.membership_remove(actor=request.user, membership=self.membership(kwargs))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _member_list_schema(tag: str, noun: str):
+    return extend_schema_view(
+        get=extend_schema(
+            operation_id=f"{tag}_members_list",
+            tags=[tag],
+            summary=f"List the members of {noun}",
+            responses={200: s.MembershipSerializer(many=True), **_errors(404)},
+        ),
+        post=extend_schema(
+            operation_id=f"{tag}_members_create",
+            tags=[tag],
+            summary=f"Add a member to {noun} (admin; at most your own role)",
+            request=s.MembershipAddSerializer,
+            responses={201: s.MembershipSerializer, **_errors(400, 403, 404, 415)},
+        ),
+    )
+
+
+def _member_detail_schema(tag: str, noun: str):
+    return extend_schema_view(
+        put=extend_schema(
+            operation_id=f"{tag}_members_update",
+            tags=[tag],
+            summary=f"Change a member's role in {noun} (admin; the last owner stays owner)",
+            request=s.MembershipRoleSerializer,
+            responses={200: s.MembershipSerializer, **_errors(400, 403, 404, 415)},
+        ),
+        delete=extend_schema(
+            operation_id=f"{tag}_members_destroy",
+            tags=[tag],
+            summary=f"Remove a member from {noun} (admin, or yourself to leave)",
+            responses={204: None, **_errors(400, 403, 404)},
+        ),
+    )
+
+
+class _TeamTarget(_MembershipTargetMixin):
+    def target(self, kwargs: dict) -> Team:
+        return selectors.team_get(team_id=kwargs["team_id"])
+
+
+class _OrganizationTarget(_MembershipTargetMixin):
+    def target(self, kwargs: dict) -> Organization:
+        return selectors.organization_get(organization_id=kwargs["organization_id"])
+
+
+@_member_list_schema("teams", "a team")
+class TeamMemberListView(_TeamTarget, _MemberListView):
+    """Members of a team."""
+
+
+@_member_detail_schema("teams", "a team")
+class TeamMemberDetailView(_TeamTarget, _MemberDetailView):
+    """One member of a team."""
+
+
+@_member_list_schema("organizations", "an organization")
+class OrganizationMemberListView(_OrganizationTarget, _MemberListView):
+    """Members of an organization."""
+
+
+@_member_detail_schema("organizations", "an organization")
+class OrganizationMemberDetailView(_OrganizationTarget, _MemberDetailView):
+    """One member of an organization."""

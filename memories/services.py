@@ -1,0 +1,450 @@
+"""Every write of the memories app: one function per use case.
+
+Contract (Zulip's, stated once here and repeated in each docstring): **each service checks
+permission itself**, through ``memories.permissions.require``, on the rows it has just read inside
+its own transaction; callers (API views, the admin, commands) need not and should not check first.
+Each takes the acting user as ``actor=`` and runs in ``transaction.atomic()``, so a refused or
+failed call leaves nothing half-written; this is also where its audit event is recorded.
+
+Errors: ``memories.exceptions.NotFound`` (the actor may not see the object, or it does not exist),
+``memories.exceptions.PermissionDenied`` (may see, may not do), Django's ``ValidationError`` with a
+field → messages dict for bad input (``__all__`` for a rule that concerns no single field).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.validators import validate_slug
+from django.db import IntegrityError, transaction
+
+from memories import validation
+from memories.exceptions import NotFound, PermissionDenied
+from memories.models import Context, ContextShare, Membership, Memory, MemoryTag, Organization, Role, Team
+from memories.permissions import Action, require
+
+SLUG_MAX_LENGTH = 60
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+def _require_principal(actor) -> None:
+    """Anonymous and deactivated accounts may write nothing."""
+    if actor is None or not getattr(actor, "is_authenticated", False) or not getattr(actor, "is_active", False):
+        raise PermissionDenied()
+
+
+def _clean_all(checks: dict[str, tuple[Callable[[Any], Any], Any]]) -> dict[str, Any]:
+    """Run each field's cleaner; raise one ``ValidationError`` naming every bad field at once."""
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for field, (cleaner, value) in checks.items():
+        try:
+            cleaned[field] = cleaner(value)
+        except ValidationError as error:
+            for name, messages in error.message_dict.items():
+                errors.setdefault(name, []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def _clean_choice(field: str, choices: type) -> Callable[[Any], str]:
+    def clean(value: Any) -> str:
+        if not isinstance(value, str) or value not in choices.values:
+            raise ValidationError({field: [f"Must be one of: {', '.join(choices.values)}."]})
+        return value
+
+    return clean
+
+
+def _clean_slug(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError({"slug": ["This field may not be blank."]})
+    if len(value) > SLUG_MAX_LENGTH:
+        raise ValidationError({"slug": [f"Ensure this field has no more than {SLUG_MAX_LENGTH} characters."]})
+    try:
+        validate_slug(value)
+    except ValidationError:
+        raise ValidationError({"slug": ["Use only letters, numbers, underscores or hyphens."]}) from None
+    return value.lower()
+
+
+def _exactly_one(**candidates: Any) -> tuple[str, Any]:
+    """Return the one (name, value) pair that is set, or raise naming all the candidate fields."""
+    given = [(name, value) for name, value in candidates.items() if value is not None]
+    if len(given) != 1:
+        message = f"Give exactly one of: {', '.join(candidates)}."
+        raise ValidationError({name: [message] for name in candidates})
+    return given[0]
+
+
+def _locked(queryset, pk: int):
+    """Re-read a row under ``SELECT ... FOR UPDATE``; ``NotFound`` if it vanished meanwhile."""
+    row = queryset.select_for_update(of=("self",)).filter(pk=pk).first()
+    if row is None:
+        raise NotFound()
+    return row
+
+
+def _replace_tags(memory: Memory, tags: list[str]) -> None:
+    MemoryTag.objects.filter(memory=memory).delete()
+    MemoryTag.objects.bulk_create([MemoryTag(memory=memory, name=name) for name in tags])
+
+
+def _lock_membership_target(*, team: Team | None, organization: Organization | None) -> Team | Organization:
+    """Lock the team or organization row so concurrent membership changes run one at a time.
+
+    Two admins demoting the last two owners at once would otherwise each see one other owner
+    left and both succeed. (SQLite serialises writers already: transactions begin IMMEDIATE.)
+    """
+    if team is not None:
+        return _locked(Team.objects.select_related("organization"), team.pk)
+    return _locked(Organization.objects, organization.pk)
+
+
+def _owner_count(target: Team | Organization) -> int:
+    field = "team" if isinstance(target, Team) else "organization"
+    return Membership.objects.filter(**{field: target}, role=Role.OWNER).count()
+
+
+# ---------------------------------------------------------------------------------------------
+# Memories
+# ---------------------------------------------------------------------------------------------
+def memory_create(
+    *,
+    actor,
+    context: Context,
+    content: str,
+    kind: str = Memory.Kind.NOTE,
+    source: str = "",
+    metadata: dict | None = None,
+    tags: Iterable[str] = (),
+) -> Memory:
+    """Create a memory in ``context``, written by ``actor``.
+
+    Checks permission itself: ``actor`` needs ``create`` on the context.
+    """
+    with transaction.atomic():
+        require(actor, Action.CREATE, context)
+        cleaned = _clean_all(
+            {
+                "content": (validation.clean_content, content),
+                "kind": (_clean_choice("kind", Memory.Kind), kind),
+                "source": (validation.clean_source, source),
+                "metadata": (validation.clean_metadata, {} if metadata is None else metadata),
+                "tags": (validation.clean_tags, list(tags) if not isinstance(tags, str) else tags),
+            }
+        )
+        tag_names = cleaned.pop("tags")
+        memory = Memory.objects.create(context=context, author=actor, **cleaned)
+        _replace_tags(memory, tag_names)
+    return memory
+
+
+def memory_update(
+    *,
+    actor,
+    memory: Memory,
+    content: str | None = None,
+    kind: str | None = None,
+    source: str | None = None,
+    metadata: dict | None = None,
+    tags: Iterable[str] | None = None,
+) -> Memory:
+    """Change the given fields of ``memory`` (``None`` leaves a field as it is); tags are replaced.
+
+    Checks permission itself: ``actor`` needs ``update`` on the memory's context. A memory does
+    not move between contexts (that would need rights on both; delete and create instead).
+    """
+    with transaction.atomic():
+        memory = _locked(Memory.objects.select_related("context"), memory.pk)
+        require(actor, Action.UPDATE, memory.context)
+        checks: dict[str, tuple[Callable[[Any], Any], Any]] = {}
+        if content is not None:
+            checks["content"] = (validation.clean_content, content)
+        if kind is not None:
+            checks["kind"] = (_clean_choice("kind", Memory.Kind), kind)
+        if source is not None:
+            checks["source"] = (validation.clean_source, source)
+        if metadata is not None:
+            checks["metadata"] = (validation.clean_metadata, metadata)
+        if tags is not None:
+            checks["tags"] = (validation.clean_tags, list(tags) if not isinstance(tags, str) else tags)
+        cleaned = _clean_all(checks)
+        tag_names = cleaned.pop("tags", None)
+        for field, value in cleaned.items():
+            setattr(memory, field, value)
+        # Saved even when only the tags change, so updated_at tells when the memory last changed.
+        memory.save()
+        if tag_names is not None:
+            _replace_tags(memory, tag_names)
+    return memory
+
+
+def memory_delete(*, actor, memory: Memory) -> None:
+    """Delete ``memory`` and its tags.
+
+    Checks permission itself: ``actor`` needs ``delete`` on the memory's context.
+    """
+    with transaction.atomic():
+        memory = _locked(Memory.objects.select_related("context"), memory.pk)
+        require(actor, Action.DELETE, memory.context)
+        memory.delete()
+
+
+# ---------------------------------------------------------------------------------------------
+# Contexts
+# ---------------------------------------------------------------------------------------------
+def context_create(
+    *,
+    actor,
+    name: str,
+    scope: str,
+    team: Team | None = None,
+    organization: Organization | None = None,
+) -> Context:
+    """Create a context owned by ``actor`` (personal), ``team`` or ``organization``.
+
+    Checks permission itself: anyone active may create a personal context (owned by themselves,
+    never by someone else); a team or organization context needs ``administer`` on its owner.
+    """
+    _require_principal(actor)
+    with transaction.atomic():
+        cleaned = _clean_all(
+            {"name": (validation.clean_name, name), "scope": (_clean_choice("scope", Context.Scope), scope)}
+        )
+        scope = cleaned["scope"]
+        owners: dict[str, Any] = {}
+        if scope == Context.Scope.PERSONAL:
+            if team is not None or organization is not None:
+                raise ValidationError({"scope": ["A personal context is owned by you; give no team or organization."]})
+            owners["owner_user"] = actor
+        elif scope == Context.Scope.TEAM:
+            if team is None or organization is not None:
+                raise ValidationError({"team": ["A team context needs a team (and no organization)."]})
+            require(actor, Action.ADMINISTER, team)
+            owners["owner_team"] = team
+        else:
+            if organization is None or team is not None:
+                raise ValidationError(
+                    {"organization": ["An organization context needs an organization (and no team)."]}
+                )
+            require(actor, Action.ADMINISTER, organization)
+            owners["owner_organization"] = organization
+        return Context.objects.create(name=cleaned["name"], scope=scope, created_by=actor, **owners)
+
+
+def context_update(*, actor, context: Context, name: str | None = None) -> Context:
+    """Change the given fields of ``context`` (``None`` leaves a field as it is): its name.
+
+    Checks permission itself: ``actor`` needs ``administer`` on the context. Scope and owner
+    change only through ``context_transfer``.
+    """
+    with transaction.atomic():
+        context = _locked(Context.objects, context.pk)
+        require(actor, Action.ADMINISTER, context)
+        if name is not None:
+            context.name = _clean_all({"name": (validation.clean_name, name)})["name"]
+            context.save(update_fields=["name", "updated_at"])
+    return context
+
+
+def context_delete(*, actor, context: Context) -> None:
+    """Delete ``context`` with all its memories, tags and shares.
+
+    Checks permission itself: ``actor`` needs ``administer`` on the context.
+    """
+    with transaction.atomic():
+        context = _locked(Context.objects, context.pk)
+        require(actor, Action.ADMINISTER, context)
+        context.delete()
+
+
+def context_share(
+    *,
+    actor,
+    context: Context,
+    permission: str,
+    user=None,
+    team: Team | None = None,
+) -> ContextShare:
+    """Grant ``permission`` (read, write or admin) on ``context`` to one ``user`` or one ``team``.
+
+    An existing grant to the same user or team is replaced, so there is one grant per grantee.
+    Checks permission itself: ``actor`` needs ``share`` on the context, and a team grantee must be
+    a team the actor can see (``NotFound`` otherwise, so team ids cannot be probed).
+    """
+    with transaction.atomic():
+        context = _locked(Context.objects, context.pk)
+        require(actor, Action.SHARE, context)
+        cleaned = _clean_all({"permission": (_clean_choice("permission", ContextShare.Permission), permission)})
+        field, grantee = _exactly_one(user=user, team=team)
+        if field == "team":
+            require(actor, Action.READ, grantee)
+        elif not grantee.is_active:
+            raise ValidationError({"user": ["No active user with this username."]})
+        share, _created = ContextShare.objects.update_or_create(
+            context=context,
+            **{field: grantee},
+            defaults={"permission": cleaned["permission"], "granted_by": actor},
+        )
+    return share
+
+
+def context_unshare(*, actor, share: ContextShare) -> None:
+    """Withdraw ``share``.
+
+    Checks permission itself: ``actor`` needs ``share`` on the shared context.
+    """
+    with transaction.atomic():
+        context = _locked(Context.objects, share.context_id)
+        require(actor, Action.SHARE, context)
+        ContextShare.objects.filter(pk=share.pk).delete()
+
+
+def context_transfer(
+    *,
+    actor,
+    context: Context,
+    user=None,
+    team: Team | None = None,
+    organization: Organization | None = None,
+) -> Context:
+    """Give ``context`` a new owner: a user (scope becomes personal), a team or an organization.
+
+    Checks permission itself: ``actor`` needs ``transfer`` on the context (owners only) and, for a
+    team or organization, ``administer`` on the new owner, so nobody can push data into a group
+    they do not run. Memories and shares stay with the context.
+    """
+    with transaction.atomic():
+        context = _locked(Context.objects, context.pk)
+        require(actor, Action.TRANSFER, context)
+        field, new_owner = _exactly_one(user=user, team=team, organization=organization)
+        if field == "user":
+            if not new_owner.is_active:
+                raise ValidationError({"user": ["No active user with this username."]})
+            scope = Context.Scope.PERSONAL
+        else:
+            require(actor, Action.ADMINISTER, new_owner)
+            scope = Context.Scope.TEAM if field == "team" else Context.Scope.ORGANIZATION
+        if context.scope == scope and context.owner == new_owner:
+            raise ValidationError({field: ["The context already belongs to this owner."]})
+        context.scope = scope
+        context.owner_user = new_owner if field == "user" else None
+        context.owner_team = new_owner if field == "team" else None
+        context.owner_organization = new_owner if field == "organization" else None
+        context.save(update_fields=["scope", "owner_user", "owner_team", "owner_organization", "updated_at"])
+    return context
+
+
+# ---------------------------------------------------------------------------------------------
+# Organizations and teams
+# ---------------------------------------------------------------------------------------------
+def organization_create(*, actor, name: str, slug: str) -> Organization:
+    """Create an organization with ``actor`` as its first owner.
+
+    Checks permission itself: any active user may create an organization.
+    """
+    _require_principal(actor)
+    with transaction.atomic():
+        cleaned = _clean_all({"name": (validation.clean_name, name), "slug": (_clean_slug, slug)})
+        if Organization.objects.filter(slug=cleaned["slug"]).exists():
+            raise ValidationError({"slug": ["This slug is taken."]})
+        try:
+            # A savepoint: a concurrent create of the same slug fails here, not as a 500.
+            with transaction.atomic():
+                organization = Organization.objects.create(**cleaned)
+        except IntegrityError:
+            raise ValidationError({"slug": ["This slug is taken."]}) from None
+        Membership.objects.create(user=actor, organization=organization, role=Role.OWNER)
+    return organization
+
+
+def team_create(*, actor, organization: Organization, name: str, slug: str) -> Team:
+    """Create a team in ``organization`` with ``actor`` as its first owner.
+
+    Checks permission itself: ``actor`` needs ``administer`` on the organization.
+    """
+    with transaction.atomic():
+        organization = _lock_membership_target(team=None, organization=organization)
+        require(actor, Action.ADMINISTER, organization)
+        cleaned = _clean_all({"name": (validation.clean_name, name), "slug": (_clean_slug, slug)})
+        if Team.objects.filter(organization=organization, slug=cleaned["slug"]).exists():
+            raise ValidationError({"slug": ["This organization already has a team with this slug."]})
+        team = Team.objects.create(organization=organization, **cleaned)
+        Membership.objects.create(user=actor, team=team, role=Role.OWNER)
+    return team
+
+
+# ---------------------------------------------------------------------------------------------
+# Memberships
+# ---------------------------------------------------------------------------------------------
+def membership_add(
+    *,
+    actor,
+    user,
+    role: str,
+    team: Team | None = None,
+    organization: Organization | None = None,
+) -> Membership:
+    """Make ``user`` a member of ``team`` or ``organization`` with ``role``.
+
+    Checks permission itself: ``actor`` needs ``administer`` on the team or organization and may
+    not grant a role above their own (an admin cannot create owners).
+    """
+    _exactly_one(team=team, organization=organization)
+    with transaction.atomic():
+        target = _lock_membership_target(team=team, organization=organization)
+        actor_role = require(actor, Action.ADMINISTER, target)
+        role = _clean_all({"role": (_clean_choice("role", Role), role)})["role"]
+        if Role(role).rank > actor_role.rank:
+            raise PermissionDenied()
+        if user is None or not user.is_active:
+            raise ValidationError({"user": ["No active user with this username."]})
+        field = "team" if isinstance(target, Team) else "organization"
+        if Membership.objects.filter(user=user, **{field: target}).exists():
+            raise ValidationError({"user": ["This user is already a member; change their role instead."]})
+        return Membership.objects.create(user=user, role=role, **{field: target})
+
+
+def membership_set_role(*, actor, membership: Membership, role: str) -> Membership:
+    """Change the role of ``membership``; the last owner of a team or organization stays owner.
+
+    Checks permission itself: ``actor`` needs ``administer`` on the team or organization, and may
+    neither change the role of someone above them nor grant a role above their own.
+    """
+    with transaction.atomic():
+        target = _lock_membership_target(team=membership.team, organization=membership.organization)
+        membership = _locked(Membership.objects, membership.pk)
+        actor_role = require(actor, Action.ADMINISTER, target)
+        role = _clean_all({"role": (_clean_choice("role", Role), role)})["role"]
+        if Role(membership.role).rank > actor_role.rank or Role(role).rank > actor_role.rank:
+            raise PermissionDenied()
+        if membership.role == Role.OWNER and role != Role.OWNER and _owner_count(target) <= 1:
+            raise ValidationError({"role": ["This is the last owner; make someone else owner first."]})
+        membership.role = role
+        membership.save(update_fields=["role", "updated_at"])
+    return membership
+
+
+def membership_remove(*, actor, membership: Membership) -> None:
+    """End ``membership``; the last owner of a team or organization cannot be removed.
+
+    Checks permission itself: members may always leave; removing someone else needs
+    ``administer`` on the team or organization and a role at least as high as theirs.
+    """
+    _require_principal(actor)
+    with transaction.atomic():
+        target = _lock_membership_target(team=membership.team, organization=membership.organization)
+        membership = _locked(Membership.objects, membership.pk)
+        if membership.user_id != actor.pk:
+            actor_role = require(actor, Action.ADMINISTER, target)
+            if Role(membership.role).rank > actor_role.rank:
+                raise PermissionDenied()
+        if membership.role == Role.OWNER and _owner_count(target) <= 1:
+            raise ValidationError({NON_FIELD_ERRORS: ["This is the last owner; make someone else owner first."]})
+        membership.delete()
