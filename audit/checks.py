@@ -15,7 +15,9 @@ def check_audit_settings(app_configs=None, **kwargs):
     key = getattr(settings, "AUDIT_CHAIN_KEY", "") or ""
     if key and len(key) < 32:
         messages.append(
-            Error("AUDIT_CHAIN_KEY is shorter than 32 characters.", hint="Use secrets.token_urlsafe(48).", id="audit.E001")
+            Error(
+                "AUDIT_CHAIN_KEY is shorter than 32 characters.", hint="Use secrets.token_urlsafe(48).", id="audit.E001"
+            )
         )
     if settings.AUDIT_SEAL_MODE not in SEAL_MODES:
         messages.append(

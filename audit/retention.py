@@ -232,7 +232,8 @@ def verify_archive(manifest_path: Path, *, expected: list[dict[str, Any]] | None
         )
         if not macs_equal(recomputed, line["hash"]):
             raise ArchiveError(f"{path.name}: event #{sequence} does not match its chain hash")
-        if previous_sequence is not None and sequence == previous_sequence + 1 and line["previous_hash"] != previous_hash:
+        follows = previous_sequence is not None and sequence == previous_sequence + 1
+        if follows and line["previous_hash"] != previous_hash:
             raise ArchiveError(f"{path.name}: event #{sequence} does not follow #{previous_sequence}")
         if previous_sequence is not None and sequence <= previous_sequence:
             raise ArchiveError(f"{path.name}: event #{sequence} is out of order")

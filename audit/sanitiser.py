@@ -124,7 +124,7 @@ def _is_identifier_key(key: Any) -> bool:
 
 # --- 2. Value patterns ----------------------------------------------------------------------
 
-_TOKEN_CHARS = r"A-Za-z0-9._~+/=:-"
+_TOKEN_CHARS = r"A-Za-z0-9._~+/=:-"  # noqa: S105 (a character class, not a password)
 _VALUE_PATTERNS: list[tuple[re.Pattern, str]] = [
     (re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.S),
      "[MASKED:private-key]"),
@@ -318,6 +318,11 @@ def sanitise_context(context: Mapping | None) -> dict:
     if not isinstance(context, Mapping):
         context = {"value": context}
     return sanitise(context)
+
+
+def sanitise_text(value: Any, max_length: int = LOG_MESSAGE_MAX_LENGTH) -> str:
+    """Sanitise one free-text value (a log message): masked, escaped, bounded."""
+    return clean_text(value, max_length)
 
 
 def sanitise_mapping_for_log(values: Mapping) -> dict:

@@ -55,7 +55,7 @@ import threading
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.chain import CONTENT_FIELDS, content_mac, link_hash, macs_equal
@@ -143,7 +143,9 @@ def _seal_one_batch(*, batch_size: int, key: bytes, refused: set[int]) -> tuple[
                 refused.add(row["id"])
                 continue
             sequence += 1
-            hash_value = link_hash(sequence=sequence, previous_hash=previous, content_mac_value=row["content_mac"], key=key)
+            hash_value = link_hash(
+                sequence=sequence, previous_hash=previous, content_mac_value=row["content_mac"], key=key
+            )
             updates.append((row["id"], sequence, previous, hash_value))
             previous = hash_value
         if updates:
@@ -194,14 +196,25 @@ def _seal_inline() -> None:
 
 
 class BackgroundSealer:
-    """One daemon thread per process that seals after commits, coalescing bursts."""
+    """One daemon thread per process that seals after commits, coalescing bursts.
+
+    The thread keeps its own database connection while busy and gives it back after
+    ``IDLE_SECONDS`` without work (or after an error), so an idle process holds no extra
+    connection. After a fork the child starts its own thread on its first wake.
+    """
+
+    IDLE_SECONDS = 30.0
 
     def __init__(self) -> None:
+        self._reset()
+        self._dirty = False
+
+    def _reset(self) -> None:
         self._wake = threading.Event()
         self._lock = threading.Lock()
+        self._stopping = False
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
-        self._dirty = False
 
     def wake(self) -> None:
         self._dirty = True
@@ -214,22 +227,38 @@ class BackgroundSealer:
         with self._lock:
             if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
                 return
-            # After a fork the parent's thread does not exist in the child: start our own.
-            self._wake = threading.Event()
+            self._stopping = False
             self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
             self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            self._dirty = False
-            try:
-                close_old_connections()
-                seal_pending()
-            except Exception:
-                logger.exception("background audit sealing failed; the periodic sealer will retry")
+        try:
+            while not self._stopping:
+                if not self._wake.wait(timeout=self.IDLE_SECONDS):
+                    connection.close()  # idle: give the connection back
+                    continue
+                self._wake.clear()
+                if self._stopping:
+                    break
+                self._dirty = False
+                try:
+                    seal_pending()
+                except Exception:
+                    logger.exception("background audit sealing failed; the periodic sealer will retry")
+                    connection.close()  # reconnect next time (the server may have restarted)
+        finally:
+            connection.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread after its current batch and close its connection (tests, benchmarks)."""
+        thread = self._thread
+        if thread is None or self._pid != os.getpid():
+            return
+        self._stopping = True
+        self._wake.set()
+        thread.join(timeout)
+        self._thread = None
 
     def flush(self) -> None:
         """Seal in the calling thread what this process recorded since the thread last ran."""
@@ -240,6 +269,8 @@ class BackgroundSealer:
 
 background_sealer = BackgroundSealer()
 atexit.register(background_sealer.flush)
+# A lock held by another thread at fork time would stay held forever in the child.
+os.register_at_fork(after_in_child=background_sealer._reset)
 
 
 def _wake_background_sealer() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
@@ -19,6 +19,7 @@ from django.utils import timezone
 from audit import context as request_context
 from audit.actions import Action, Outcome
 from audit.chain import CONTENT_FIELDS, content_mac
+from audit.heads import last_published_head, publish_head
 from audit.models import (
     OBJECT_ID_MAX_LENGTH,
     REQUEST_ID_MAX_LENGTH,
@@ -28,11 +29,14 @@ from audit.models import (
     USERNAME_MAX_LENGTH,
     AuditEvent,
 )
+from audit.retention import ArchiveResult, archive_past_retention
 from audit.sanitiser import clean_text, sanitise_context
 from audit.sealing import SealResult, schedule_seal_after_commit, seal_pending
 from audit.signals import event_recorded
+from audit.verification import VerificationReport, verify_chain
 
 logger = logging.getLogger("audit.events")
+chain_logger = logging.getLogger("audit.chain")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,3 +262,87 @@ def _announce(event: AuditEvent) -> None:
 def audit_chain_seal() -> SealResult:
     """Seal every committed unsealed event now (the periodic task and ``manage.py audit_seal``)."""
     return seal_pending()
+
+
+def audit_chain_verify(
+    *,
+    from_sequence: int | None = None,
+    to_sequence: int | None = None,
+    publish: bool = True,
+    progress: Callable[[int], None] | None = None,
+    actor: Any = None,
+) -> VerificationReport:
+    """Verify the chain (or a range), publish the head when the whole chain holds, record the run.
+
+    The head is published only after a successful *full* verification: publishing the head of
+    a chain that failed, or of a range, would bless what was not checked. The run itself is
+    recorded as ``AUDIT_VERIFIED`` (outcome success or failure, with the first bad sequence).
+    """
+    report = verify_chain(from_sequence=from_sequence, to_sequence=to_sequence, progress=progress)
+    summary = report.summary()
+    if publish and report.ok and report.full and report.last_sequence > 0:
+        publish_head(sequence=report.last_sequence, hash_value=report.last_hash, source="verify")
+        summary["published_sequence"] = report.last_sequence
+    if not report.ok:
+        chain_logger.error(
+            "audit chain verification failed: %d problem(s), first bad sequence %s: %s",
+            report.problem_count,
+            report.first_bad_sequence,
+            report.problems[0] if report.problems else "",
+        )
+    record(
+        action=Action.AUDIT_VERIFIED,
+        outcome=Outcome.SUCCESS if report.ok else Outcome.FAILURE,
+        actor=actor,
+        context=summary,
+    )
+    return report
+
+
+def audit_head_publish() -> VerificationReport:
+    """Seal, verify from the last published head to the end, and publish the new head.
+
+    The scheduled publication (``audit.tasks.audit_publish_head``). It verifies incrementally —
+    from the last published head, which must still be in the chain with the same hash — so a
+    truncated or rewritten tail is never published over. Recorded as ``AUDIT_HEAD_PUBLISHED``.
+    """
+    from audit.models import ChainHead
+
+    seal_pending()
+    anchor_sequence = ChainHead.objects.filter(pk=1).values_list("anchor_sequence", flat=True).first() or 0
+    published = last_published_head()
+    start = None
+    if published is not None and published.mac_valid and published.sequence > anchor_sequence:
+        start = published.sequence
+    report = verify_chain(from_sequence=start)
+    summary = report.summary()
+    if report.ok and report.last_sequence > 0:
+        publish_head(sequence=report.last_sequence, hash_value=report.last_hash, source="schedule")
+        summary["published_sequence"] = report.last_sequence
+    else:
+        chain_logger.error(
+            "audit chain head NOT published: %d problem(s), first bad sequence %s",
+            report.problem_count,
+            report.first_bad_sequence,
+        )
+    record(
+        action=Action.AUDIT_HEAD_PUBLISHED,
+        outcome=Outcome.SUCCESS if report.ok else Outcome.FAILURE,
+        context=summary,
+    )
+    return report
+
+
+def audit_events_archive(
+    *,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> ArchiveResult:
+    """Archive, verify and purge events past retention (``audit.retention``); idempotent.
+
+    Each purged batch records ``AUDIT_ARCHIVED`` and ``AUDIT_PURGED`` in its own transaction.
+    """
+    seal_pending()
+    return archive_past_retention(dry_run=dry_run, batch_size=batch_size, progress=progress, on_start=on_start)

@@ -220,7 +220,9 @@ def verify_chain(
                 sequence=sequence, previous_hash=stored_previous or "", content_mac_value=stored_mac or "", key=key
             )
             if not macs_equal(recomputed, stored_hash):
-                report.add(Problem("hash", sequence, "the chain hash is wrong (forged, renumbered or reordered)", event_id))
+                report.add(
+                    Problem("hash", sequence, "the chain hash is wrong (forged, renumbered or reordered)", event_id)
+                )
             previous = stored_hash
             expected = sequence + 1
             report.checked += 1
@@ -247,7 +249,8 @@ def verify_chain(
                 Problem(
                     "truncated",
                     report.last_sequence + 1,
-                    f"the chain ends at #{report.last_sequence} but the head says #{head.sequence} (newest events deleted)",
+                    f"the chain ends at #{report.last_sequence} but the head says #{head.sequence} "
+                    "(newest events deleted)",
                 )
             )
         elif report.last_sequence > head.sequence:

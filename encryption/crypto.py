@@ -83,7 +83,10 @@ def describe_associated_data(associated_data: bytes) -> str:
     return ".".join(parts[1:]) if len(parts) > 1 else ""
 
 
-def _fail(reason: str, *, key_id: str | None, associated_data: bytes, error_class=DecryptionError):
+def decryption_failure(
+    reason: str, *, key_id: str | None, associated_data: bytes, error_class=DecryptionError
+) -> DecryptionError:
+    """Build the typed error of a failed decryption and send ``decryption_failed``; raise the result."""
     error = error_class(reason, key_id=key_id, context=describe_associated_data(associated_data) or None)
     # send_robust: a failing receiver (say, the audit table is unreachable) must not replace the
     # typed error the caller is about to get.
@@ -106,37 +109,37 @@ def decrypt(token: str, *, associated_data: bytes, purpose: str = DEFAULT_PURPOS
     if token.startswith(TOKEN_PREFIX):
         end = token.find(":", len(TOKEN_PREFIX), _MAX_KEY_ID_END)
         if end < 0:
-            raise _fail("malformed token", key_id=None, associated_data=associated_data)
+            raise decryption_failure("malformed token", key_id=None, associated_data=associated_data)
         key_id = token[len(TOKEN_PREFIX) : end]
         try:
             key = get_key_ring(purpose).get(key_id)
         except UnknownKeyError as error:
-            raise _fail(
+            raise decryption_failure(
                 error.reason, key_id=key_id, associated_data=associated_data, error_class=UnknownKeyError
             ) from None
         try:
             sealed = _b64decode(token[end + 1 :])
         except (ValueError, binascii.Error):
-            raise _fail("malformed token", key_id=key_id, associated_data=associated_data) from None
+            raise decryption_failure("malformed token", key_id=key_id, associated_data=associated_data) from None
         if len(sealed) < NONCE_LENGTH + TAG_LENGTH:
-            raise _fail("truncated token", key_id=key_id, associated_data=associated_data)
+            raise decryption_failure("truncated token", key_id=key_id, associated_data=associated_data)
         try:
-            return key.aead.decrypt(sealed[:NONCE_LENGTH], memoryview(sealed)[NONCE_LENGTH:], associated_data)
+            return key.aead.decrypt(sealed[:NONCE_LENGTH], sealed[NONCE_LENGTH:], associated_data)
         except InvalidTag:
-            raise _fail(
+            raise decryption_failure(
                 "authentication failed (tampered, moved from another column or model, or a different key)",
                 key_id=key_id,
                 associated_data=associated_data,
             ) from None
     if token.startswith(LEGACY_FERNET_PREFIX):
         return _decrypt_legacy(token, associated_data)
-    raise _fail("not an encrypted value", key_id=None, associated_data=associated_data)
+    raise decryption_failure("not an encrypted value", key_id=None, associated_data=associated_data)
 
 
 def _decrypt_legacy(token: str, associated_data: bytes) -> bytes:
     fernet = get_legacy_fernet()
     if fernet is None:
-        raise _fail(
+        raise decryption_failure(
             "legacy Fernet token but no legacy key is configured (ENCRYPTION_LEGACY_FERNET_KEYS)",
             key_id=LEGACY_FERNET_KEY_ID,
             associated_data=associated_data,
@@ -145,7 +148,7 @@ def _decrypt_legacy(token: str, associated_data: bytes) -> bytes:
     try:
         return fernet.decrypt(token.encode("ascii"))
     except (InvalidToken, UnicodeEncodeError):
-        raise _fail(
+        raise decryption_failure(
             "legacy Fernet token did not verify under any legacy key",
             key_id=LEGACY_FERNET_KEY_ID,
             associated_data=associated_data,

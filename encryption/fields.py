@@ -50,8 +50,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
-from encryption.crypto import associated_data_for, decrypt, describe_associated_data, encrypt
-from encryption.errors import DecryptionError
+from encryption.crypto import associated_data_for, decrypt, decryption_failure, encrypt, token_key_id
 from encryption.keyring import get_key_ring
 
 __all__ = [
@@ -127,9 +126,10 @@ class EncryptedFieldMixin:
         try:
             return self.from_plaintext(plaintext)
         except (ValueError, TypeError) as error:
-            raise DecryptionError(
+            raise decryption_failure(
                 f"decrypted value is not a valid {type(self).__name__} value ({type(error).__name__})",
-                context=describe_associated_data(self.associated_data),
+                key_id=token_key_id(value),
+                associated_data=self.associated_data,
             ) from None
 
     # Used by rotation: the same conversions as a save and a load.
@@ -158,8 +158,8 @@ class EncryptedTextField(EncryptedFieldMixin, models.TextField):
         try:
             return decrypt(value, associated_data=self.associated_data, purpose=self.purpose).decode("utf-8")
         except UnicodeDecodeError:
-            raise DecryptionError(
-                "decrypted value is not UTF-8 text", context=describe_associated_data(self.associated_data)
+            raise decryption_failure(
+                "decrypted value is not UTF-8 text", key_id=token_key_id(value), associated_data=self.associated_data
             ) from None
 
 

@@ -23,13 +23,14 @@ def record_decryption_failure(sender, *, error: DecryptionError, **kwargs) -> No
     and must be able to handle it. (If the caller then rolls its transaction back, the event goes
     with it; reads normally run in autocommit, where it stays.)
     """
+    from audit.actions import Action, Outcome
     from encryption.services import _record_event
 
     try:
         with transaction.atomic():
             _record_event(
-                action="DECRYPTION_FAILED",
-                outcome="failure",
+                action=Action.DECRYPTION_FAILED,
+                outcome=Outcome.FAILURE,
                 context={"field": error.context or "", "key_id": error.key_id or "", "reason": error.reason},
             )
     except Exception:

@@ -29,6 +29,8 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
+from audit.actions import Action, Outcome
+from audit.services import record
 from encryption.crypto import reencrypt, token_key_id
 from encryption.errors import DecryptionError
 from encryption.fields import EncryptedFieldMixin
@@ -93,26 +95,12 @@ class RotationResult:
         }
 
 
-def _record_event(*, action: str, outcome: str, actor=None, context: dict | None = None) -> None:
-    """Record an audit event through ``audit.services.record`` when the audit app provides it.
+def _record_event(*, action: Action, outcome: Outcome, actor=None, context: dict | None = None) -> None:
+    """Record an audit event of the encryption operations (the one seam to ``audit.record``).
 
-    The one seam between rotation and the audit app. Until ``audit.services.record`` exists the
-    event goes to the log only (counts and key ids, never values or key material).
+    Context holds counts, key ids and column names only: never values or key material.
     """
-    try:
-        from audit.actions import Action, Outcome
-        from audit.services import record
-    except ImportError:
-        logger.info("encryption event %s (%s): %s", action, outcome, context or {})
-        return
-    record(
-        action=getattr(Action, action),
-        outcome=getattr(Outcome, outcome.upper()),
-        actor=actor,
-        subject=actor,
-        target=None,
-        context=context or {},
-    )
+    record(action=action, outcome=outcome, actor=actor, subject=None, target=None, context=context or {})
 
 
 def encrypted_row_count(*, using: str = "default") -> int:
@@ -150,8 +138,8 @@ def encryption_keys_rotate(
     )
     with transaction.atomic(using=using):
         _record_event(
-            action="KEY_ROTATION_STARTED",
-            outcome="success",
+            action=Action.KEY_ROTATION_STARTED,
+            outcome=Outcome.SUCCESS,
             actor=actor,
             context={"field_key_id": result.field_key_id, "blind_index_key_id": result.blind_index_key_id},
         )
@@ -164,8 +152,8 @@ def encryption_keys_rotate(
     result.finished_at = timezone.now()
     with transaction.atomic(using=using):
         _record_event(
-            action="KEY_ROTATION_FINISHED",
-            outcome="success" if result.complete else "failure",
+            action=Action.KEY_ROTATION_FINISHED,
+            outcome=Outcome.SUCCESS if result.complete else Outcome.FAILURE,
             actor=actor,
             context=result.summary(),
         )

@@ -117,6 +117,10 @@ class TeamAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at",)
     inlines = [TeamMembershipInline]
 
+    def get_queryset(self, request):
+        # A team's name includes its organization's slug (autocomplete, change page, lists).
+        return super().get_queryset(request).select_related("organization")
+
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):

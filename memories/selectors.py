@@ -6,8 +6,9 @@ Two kinds of function:
   themselves and raise ``NotFound`` for anything the user may not see (whether or not it exists)
   and ``PermissionDenied`` for what the user may see but not do (e.g. export as a viewer). The API
   reads only through these.
-- ``*_get``: plain look-ups by id that raise ``NotFound`` and check nothing. Callers pass the
-  result to a service, which checks permission before it does anything.
+- ``*_get``: look-ups by id that raise ``NotFound``. Callers pass the result to a service, which
+  checks permission before it does anything. With ``visible_to=user`` they also answer
+  ``NotFound`` when that user has no role on the object (see ``_visible`` for why views do).
 
 Nothing here filters, orders or searches on memory content or metadata: they will be encrypted.
 """
@@ -22,6 +23,7 @@ from memories.exceptions import NotFound
 from memories.models import Context, ContextShare, Membership, Memory, MemoryTag, Organization, Team
 from memories.permissions import (
     Action,
+    effective_role,
     require,
     visible_contexts_filter,
     visible_organizations_filter,
@@ -40,8 +42,19 @@ def _valid_id(value) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Plain look-ups (no permission check: the service that receives the object checks)
 # ---------------------------------------------------------------------------------------------
-def context_get(*, context_id: int) -> Context:
-    """Return the context with this id or raise ``NotFound``."""
+def _visible(obj, visible_to):
+    """``obj`` if no viewer is named or the viewer has any role on it; ``NotFound`` otherwise.
+
+    Views resolve the object named in the URL with ``visible_to`` *before* they look at the body,
+    so no answer about the body (an unknown username, say) can tell whether a hidden object exists.
+    """
+    if obj is None or (visible_to is not None and effective_role(visible_to, obj) is None):
+        raise NotFound()
+    return obj
+
+
+def context_get(*, context_id: int, visible_to=None) -> Context:
+    """Return the context with this id or raise ``NotFound`` (also if ``visible_to`` has no role)."""
     context = (
         Context.objects.select_related("owner_user", "owner_team__organization", "owner_organization")
         .filter(pk=context_id)
@@ -49,9 +62,7 @@ def context_get(*, context_id: int) -> Context:
         if _valid_id(context_id)
         else None
     )
-    if context is None:
-        raise NotFound()
-    return context
+    return _visible(context, visible_to)
 
 
 def memory_get(*, memory_id: int) -> Memory:
@@ -64,20 +75,16 @@ def memory_get(*, memory_id: int) -> Memory:
     return memory
 
 
-def team_get(*, team_id: int) -> Team:
-    """Return the team with this id or raise ``NotFound``."""
+def team_get(*, team_id: int, visible_to=None) -> Team:
+    """Return the team with this id or raise ``NotFound`` (also if ``visible_to`` has no role)."""
     team = Team.objects.select_related("organization").filter(pk=team_id).first() if _valid_id(team_id) else None
-    if team is None:
-        raise NotFound()
-    return team
+    return _visible(team, visible_to)
 
 
-def organization_get(*, organization_id: int) -> Organization:
-    """Return the organization with this id or raise ``NotFound``."""
+def organization_get(*, organization_id: int, visible_to=None) -> Organization:
+    """Return the organization with this id or raise ``NotFound`` (also if ``visible_to`` is no member)."""
     organization = Organization.objects.filter(pk=organization_id).first() if _valid_id(organization_id) else None
-    if organization is None:
-        raise NotFound()
-    return organization
+    return _visible(organization, visible_to)
 
 
 def membership_get(*, user_id: int, team: Team | None = None, organization: Organization | None = None) -> Membership:

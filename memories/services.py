@@ -4,7 +4,8 @@ Contract (Zulip's, stated once here and repeated in each docstring): **each serv
 permission itself**, through ``memories.permissions.require``, on the rows it has just read inside
 its own transaction; callers (API views, the admin, commands) need not and should not check first.
 Each takes the acting user as ``actor=`` and runs in ``transaction.atomic()``, so a refused or
-failed call leaves nothing half-written; this is also where its audit event is recorded.
+failed call leaves nothing half-written; the use case's audit event belongs inside that same
+transaction, in the one service that performs it.
 
 Errors: ``memories.exceptions.NotFound`` (the actor may not see the object, or it does not exist),
 ``memories.exceptions.PermissionDenied`` (may see, may not do), Django's ``ValidationError`` with a

@@ -1,3 +1,234 @@
+"""What monitoring keeps: alerts, their notifications (the outbox), job runs, reports, tallies.
+
+Nothing here is imported by another app. Alerts point at audit events by id (in ``evidence``),
+never by foreign key: the audit record outlives, and is archived separately from, the alerts.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
 from django.db import models
 
-# Create your models here.
+
+class Severity(models.IntegerChoices):
+    """How bad. Integers so that ordering by severity is ordering by the column."""
+
+    LOW = 10, "low"
+    MEDIUM = 20, "medium"
+    HIGH = 30, "high"
+    CRITICAL = 40, "critical"
+
+    @classmethod
+    def from_name(cls, name: str) -> Severity:
+        return {member.label: member for member in cls}[name.lower()]
+
+
+class AlertStatus(models.TextChoices):
+    """open → acknowledged → resolved | false_positive (open may also close directly)."""
+
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+    FALSE_POSITIVE = "false_positive", "False positive"
+
+
+ACTIVE_STATUSES = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED)
+
+
+class SubjectType(models.TextChoices):
+    USER = "user", "User"
+    IP = "ip", "IP address"
+    API_KEY = "api_key", "API key"
+    JOB = "job", "Scheduled job"
+    SYSTEM = "system", "System"
+
+
+class Alert(models.Model):
+    """One detected condition; repeated triggers with the same ``dedupe_key`` update it.
+
+    ``triggered_at`` is the time of the audit event that made the detector fire (for a sweep,
+    the newest event of the evidence); ``created_at - triggered_at`` is the detection time,
+    stored in ``detection_seconds`` (the seed's "mean time to detection").
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    detector = models.CharField(max_length=50)
+    severity = models.PositiveSmallIntegerField(choices=Severity.choices)
+    status = models.CharField(max_length=20, choices=AlertStatus.choices, default=AlertStatus.OPEN)
+    dedupe_key = models.CharField(max_length=255)
+    subject_type = models.CharField(max_length=20, choices=SubjectType.choices)
+    subject = models.CharField(max_length=255, blank=True, default="")
+    summary = models.CharField(max_length=500)
+    # {"event_ids": [newest first, capped], "counts": {...}} - counts are the detector's figures.
+    evidence = models.JSONField(default=dict, blank=True)
+    count = models.PositiveIntegerField(default=1, help_text="Times the detector fired into this alert.")
+    first_seen = models.DateTimeField(help_text="Oldest evidence event.")
+    last_seen = models.DateTimeField(help_text="Newest evidence event.")
+    triggered_at = models.DateTimeField(help_text="Time of the event that made the detector fire.")
+    created_at = models.DateTimeField(help_text="When the alert was raised (detection).")
+    detection_seconds = models.FloatField(help_text="created_at minus triggered_at, in seconds.")
+    last_event_id = models.BigIntegerField(null=True, blank=True, help_text="Newest audit event id seen.")
+    updated_at = models.DateTimeField(auto_now=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True, default="", help_text="Triage notes, appended at each step.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("triage_alert", "Can acknowledge, resolve or dismiss alerts")]
+        indexes = [
+            models.Index(fields=["status", "severity"], name="monitoring_alert_status_sev"),
+            models.Index(fields=["dedupe_key", "created_at"], name="monitoring_alert_dedupe"),
+            models.Index(fields=["created_at"], name="monitoring_alert_created"),
+            models.Index(fields=["detector", "created_at"], name="monitoring_alert_detector"),
+        ]
+
+    def __str__(self) -> str:
+        return f"[{self.get_severity_display()}] {self.detector}: {self.subject or self.summary}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class NotificationChannel(models.TextChoices):
+    EMAIL = "email", "Email"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class NotificationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+
+
+class Notification(models.Model):
+    """The transactional outbox: one message to one destination, written with what it announces.
+
+    A row is written in the same transaction as its alert (or report) and delivered afterwards
+    by ``monitoring.notifications_deliver``; a failed attempt is retried with backoff until it
+    succeeds. Nothing is dropped: an outage only delays.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications")
+    report = models.ForeignKey(
+        "monitoring.Report", null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
+    channel = models.CharField(max_length=10, choices=NotificationChannel.choices)
+    destination = models.CharField(max_length=500, help_text="Email address or webhook URL.")
+    event_type = models.CharField(max_length=50, help_text="alert.raised, alert.escalated, report.ready")
+    subject = models.CharField(max_length=255, blank=True, default="")
+    payload = models.JSONField(default=dict, help_text="The webhook body (JSON) or the email's facts.")
+    status = models.CharField(max_length=10, choices=NotificationStatus.choices, default=NotificationStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="monitoring_notif_due"),
+            models.Index(fields=["destination", "sent_at"], name="monitoring_notif_rate"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.event_type} → {self.destination} ({self.status})"
+
+
+class JobOutcome(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCESS = "success", "Success"
+    FAILURE = "failure", "Failure"
+    RETRY = "retry", "Retry"
+
+
+class JobRun(models.Model):
+    """One run of a scheduled job (a task named in ``config/schedule.py``), from Celery's signals."""
+
+    task_name = models.CharField(max_length=200)
+    task_id = models.CharField(max_length=64, unique=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, choices=JobOutcome.choices, default=JobOutcome.RUNNING)
+    counts = models.JSONField(default=dict, blank=True, help_text="Numbers the job returned.")
+    error = models.CharField(max_length=200, blank=True, default="", help_text="Exception class, never its text.")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["task_name", "started_at"], name="monitoring_jobrun_task")]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} {self.started_at:%Y-%m-%d %H:%M:%S} {self.outcome}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class ReportPeriod(models.TextChoices):
+    DAILY = "daily", "Daily"
+    WEEKLY = "weekly", "Weekly"
+
+
+class Report(models.Model):
+    """A security digest as generated: the figures, and the HTML, text and CSV made from them."""
+
+    period = models.CharField(max_length=10, choices=ReportPeriod.choices)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    generated_at = models.DateTimeField()
+    figures = models.JSONField(default=dict)
+    html = models.TextField()
+    text = models.TextField()
+    csv = models.TextField()
+
+    class Meta:
+        ordering = ["-generated_at", "-id"]
+        indexes = [models.Index(fields=["period", "period_start"], name="monitoring_report_period")]
+
+    def __str__(self) -> str:
+        return f"{self.get_period_display()} security report {self.period_start:%Y-%m-%d}"
+
+
+class Tally(models.Model):
+    """A per-minute count observed outside the audit record (served requests, Django auth signals).
+
+    Used by /metrics, by the audit-silence detector and to measure audit coverage (logins Django
+    saw versus logins the audit record holds).
+    """
+
+    minute = models.DateTimeField()
+    name = models.CharField(max_length=64)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "minute"], name="monitoring_tally_unique")]
+        indexes = [models.Index(fields=["minute"], name="monitoring_tally_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.minute:%Y-%m-%d %H:%M} {self.count}"
+
+
+class Heartbeat(models.Model):
+    """The last time a component proved it was alive (the worker, through the heartbeat job)."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    beat_at = models.DateTimeField()
+    detail = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.beat_at:%Y-%m-%d %H:%M:%S}"

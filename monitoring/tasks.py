@@ -1,6 +1,15 @@
-"""Celery tasks of the monitoring app."""
+"""Celery tasks of the monitoring app: thin wrappers that take ids and call one service each.
+
+Every task is idempotent (safe to run twice and to retry). The scheduled ones are named in
+``config/schedule.py``; their runs are recorded as ``JobRun`` rows by ``monitoring.receivers``.
+"""
+
+from __future__ import annotations
+
+import socket
 
 from celery import shared_task
+from django.db import DatabaseError
 from django.utils import timezone
 
 
@@ -8,3 +17,65 @@ from django.utils import timezone
 def health_ping(token: str) -> dict:
     """Answer a ping through the worker: proves a worker consumes the broker and runs Django code."""
     return {"token": token, "answered_at": timezone.now().isoformat()}
+
+
+@shared_task(
+    name="monitoring.detect_event",
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=5,
+)
+def detect_event(event_id: int) -> dict:
+    """Real-time detection for one committed audit event (``detection_run_for_event``)."""
+    from monitoring.services.detection import detection_run_for_event
+
+    return detection_run_for_event(event_id=event_id)
+
+
+@shared_task(name="monitoring.detection_sweep")
+def detection_sweep() -> dict:
+    """Every detector over the recent audit record (``detection_sweep``)."""
+    from monitoring.services.detection import detection_sweep as sweep
+
+    return sweep()
+
+
+@shared_task(name="monitoring.job_health_check")
+def job_health_check() -> dict:
+    """Late scheduled jobs, and pruning of old job runs and tallies (``job_health_check``)."""
+    from monitoring.services.detection import job_health_check as check
+
+    return check()
+
+
+@shared_task(
+    name="monitoring.notifications_deliver",
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=5,
+)
+def notifications_deliver() -> dict:
+    """Deliver due outbox notifications (``notifications_deliver_due``)."""
+    from monitoring.services.notifications import notifications_deliver_due
+
+    return notifications_deliver_due()
+
+
+@shared_task(name="monitoring.heartbeat")
+def heartbeat() -> dict:
+    """Write the worker heartbeat that ``/readyz`` reads (``heartbeat_record``)."""
+    from monitoring.services.jobs import heartbeat_record
+
+    beat = heartbeat_record(name="worker", detail={"host": socket.gethostname()[:100]})
+    return {"beat_at": beat.beat_at.isoformat()}
+
+
+@shared_task(name="monitoring.security_report")
+def security_report(period: str = "daily", email: bool = False) -> dict:
+    """Generate and store the daily or weekly security report; queue its email (``report_generate``)."""
+    from monitoring.services.reports import report_generate
+
+    report = report_generate(period=period, email=email)
+    return {"report_id": report.pk, "emailed": int(email)}

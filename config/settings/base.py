@@ -57,6 +57,8 @@ INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "audit.middleware.RequestContextMiddleware",
+    # Counts served requests per status class for /metrics and the audit-silence detector.
+    "monitoring.middleware.RequestCountMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -299,12 +301,124 @@ ENCRYPTION_VAULT_CA_FILE = env.str("ENCRYPTION_VAULT_CA_FILE", default="")
 ENCRYPTION_VAULT_TIMEOUT = env.float("ENCRYPTION_VAULT_TIMEOUT", default=5.0)
 # How long a resolved key ring is reused before the provider is read again (default 60 seconds).
 ENCRYPTION_KEY_CACHE_SECONDS = env.int("ENCRYPTION_KEY_CACHE_SECONDS", default=60)
-# Fernet keys of django-encrypted-model-fields, used only to read its old values (default: FIELD_ENCRYPTION_KEY, else none).
-ENCRYPTION_LEGACY_FERNET_KEYS = env.list("ENCRYPTION_LEGACY_FERNET_KEYS", default=env.list("FIELD_ENCRYPTION_KEY", default=[]))
+# Fernet keys of django-encrypted-model-fields, only to read its old values (default: FIELD_ENCRYPTION_KEY, else none).
+ENCRYPTION_LEGACY_FERNET_KEYS = env.list(
+    "ENCRYPTION_LEGACY_FERNET_KEYS", default=env.list("FIELD_ENCRYPTION_KEY", default=[])
+)
 # Accept the public development keys outside DEBUG (default False; only the test settings set it).
 ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED = False
 # Rows re-encrypted per transaction by rotate_encryption_keys (default 500 rows).
 ENCRYPTION_ROTATION_BATCH_SIZE = env.int("ENCRYPTION_ROTATION_BATCH_SIZE", default=500)
+
+# ---------------------------------------------------------------------------------------------
+# Monitoring: detectors, alerts, notifications, reports, health (README "Monitoring" explains each)
+# ---------------------------------------------------------------------------------------------
+# Brute force on one account: failed logins (password or MFA) against one account (default 10 failures in 900 seconds).
+MONITORING_BRUTE_FORCE_THRESHOLD = env.int("MONITORING_BRUTE_FORCE_THRESHOLD", default=10)
+MONITORING_BRUTE_FORCE_WINDOW_SECONDS = env.int("MONITORING_BRUTE_FORCE_WINDOW_SECONDS", default=900)
+# Password spraying / credential stuffing: distinct accounts failing from one IP (default 10 accounts in 900 seconds).
+MONITORING_SPRAYING_ACCOUNT_THRESHOLD = env.int("MONITORING_SPRAYING_ACCOUNT_THRESHOLD", default=10)
+MONITORING_SPRAYING_WINDOW_SECONDS = env.int("MONITORING_SPRAYING_WINDOW_SECONDS", default=900)
+# Lockouts of one account (default 1 lockout in 3600 seconds).
+MONITORING_LOCKOUT_THRESHOLD = env.int("MONITORING_LOCKOUT_THRESHOLD", default=1)
+MONITORING_LOCKOUT_WINDOW_SECONDS = env.int("MONITORING_LOCKOUT_WINDOW_SECONDS", default=3600)
+# Unusual login hour: per-user baseline of successful logins over N days (default 30 days), silent below
+# a minimum baseline (default 10 logins); unusual when the share of baseline logins within +/- tolerance
+# hours (default 1 hour, UTC) of this login's hour is below the share (default 0.05 = 5 %).
+MONITORING_UNUSUAL_HOUR_BASELINE_DAYS = env.int("MONITORING_UNUSUAL_HOUR_BASELINE_DAYS", default=30)
+MONITORING_UNUSUAL_HOUR_MIN_LOGINS = env.int("MONITORING_UNUSUAL_HOUR_MIN_LOGINS", default=10)
+MONITORING_UNUSUAL_HOUR_TOLERANCE_HOURS = env.int("MONITORING_UNUSUAL_HOUR_TOLERANCE_HOURS", default=1)
+MONITORING_UNUSUAL_HOUR_MIN_SHARE = env.float("MONITORING_UNUSUAL_HOUR_MIN_SHARE", default=0.05)
+# New device or IP: compared with the user's successful logins of the last N days (default 90 days);
+# silent until the user has a minimum of earlier logins (default 3 logins).
+MONITORING_NEW_DEVICE_LOOKBACK_DAYS = env.int("MONITORING_NEW_DEVICE_LOOKBACK_DAYS", default=90)
+MONITORING_NEW_DEVICE_MIN_PRIOR_LOGINS = env.int("MONITORING_NEW_DEVICE_MIN_PRIOR_LOGINS", default=3)
+# Privilege escalation always alerts; groups and team/organization roles that count as privileged
+# (defaults "security,security-admins" and "admin,owner").
+MONITORING_PRIVILEGED_GROUPS = env.list("MONITORING_PRIVILEGED_GROUPS", default=["security", "security-admins"])
+MONITORING_PRIVILEGED_ROLES = env.list("MONITORING_PRIVILEGED_ROLES", default=["admin", "owner"])
+# Probing: permission-denied events from one user, key or IP (default 20 denials in 300 seconds).
+MONITORING_PROBING_THRESHOLD = env.int("MONITORING_PROBING_THRESHOLD", default=20)
+MONITORING_PROBING_WINDOW_SECONDS = env.int("MONITORING_PROBING_WINDOW_SECONDS", default=300)
+# API key request rate: requests in the window (default 300 seconds) above both a floor (default 100
+# requests) and a factor (default 10) times the key's own mean per window over the baseline (default 7 days).
+MONITORING_API_RATE_WINDOW_SECONDS = env.int("MONITORING_API_RATE_WINDOW_SECONDS", default=300)
+MONITORING_API_RATE_MIN_REQUESTS = env.int("MONITORING_API_RATE_MIN_REQUESTS", default=100)
+MONITORING_API_RATE_FACTOR = env.float("MONITORING_API_RATE_FACTOR", default=10.0)
+MONITORING_API_RATE_BASELINE_DAYS = env.int("MONITORING_API_RATE_BASELINE_DAYS", default=7)
+# API errors (401 refused key, 403 denied, 429 rate limited) from one key or IP (default 30 in 300 seconds).
+MONITORING_API_ERROR_THRESHOLD = env.int("MONITORING_API_ERROR_THRESHOLD", default=30)
+MONITORING_API_ERROR_WINDOW_SECONDS = env.int("MONITORING_API_ERROR_WINDOW_SECONDS", default=300)
+# Request signature failures from one key or IP (default 5 in 300 seconds).
+MONITORING_SIGNATURE_FAILURE_THRESHOLD = env.int("MONITORING_SIGNATURE_FAILURE_THRESHOLD", default=5)
+MONITORING_SIGNATURE_FAILURE_WINDOW_SECONDS = env.int("MONITORING_SIGNATURE_FAILURE_WINDOW_SECONDS", default=300)
+# Deprecated endpoint calls by one key, user or IP (default 1 call in 86400 seconds: one low alert a day).
+MONITORING_DEPRECATED_ENDPOINT_THRESHOLD = env.int("MONITORING_DEPRECATED_ENDPOINT_THRESHOLD", default=1)
+MONITORING_DEPRECATED_ENDPOINT_WINDOW_SECONDS = env.int("MONITORING_DEPRECATED_ENDPOINT_WINDOW_SECONDS", default=86400)
+# Bulk memory reads/exports by one user in the window (default 3600 seconds): above a floor (default 200
+# events) and a factor (default 5) times the user's mean per window over the baseline (default 14 days);
+# one export event weighs as much as N reads (default 50).
+MONITORING_BULK_READ_WINDOW_SECONDS = env.int("MONITORING_BULK_READ_WINDOW_SECONDS", default=3600)
+MONITORING_BULK_READ_MIN_EVENTS = env.int("MONITORING_BULK_READ_MIN_EVENTS", default=200)
+MONITORING_BULK_READ_FACTOR = env.float("MONITORING_BULK_READ_FACTOR", default=5.0)
+MONITORING_BULK_READ_BASELINE_DAYS = env.int("MONITORING_BULK_READ_BASELINE_DAYS", default=14)
+MONITORING_BULK_READ_EXPORT_WEIGHT = env.int("MONITORING_BULK_READ_EXPORT_WEIGHT", default=50)
+# Audit silence: no request-driven audit event for N seconds (default 900) while at least M requests
+# were served (default 50 requests).
+MONITORING_AUDIT_SILENCE_SECONDS = env.int("MONITORING_AUDIT_SILENCE_SECONDS", default=900)
+MONITORING_AUDIT_SILENCE_MIN_REQUESTS = env.int("MONITORING_AUDIT_SILENCE_MIN_REQUESTS", default=50)
+# Event-by-event detectors (privilege grants, failed jobs, new devices...) also re-check this far back
+# in each sweep, so a lost real-time hand-off is caught (default 900 seconds).
+MONITORING_SWEEP_LOOKBACK_SECONDS = env.int("MONITORING_SWEEP_LOOKBACK_SECONDS", default=900)
+# A scheduled job is late when it has not started this long after it was due (default 600 seconds).
+MONITORING_JOB_LATE_GRACE_SECONDS = env.int("MONITORING_JOB_LATE_GRACE_SECONDS", default=600)
+# Job runs kept for the console (default 30 days).
+MONITORING_JOB_RUN_RETENTION_DAYS = env.int("MONITORING_JOB_RUN_RETENTION_DAYS", default=30)
+# Repeated triggers with the same dedupe key within this window update one alert (default 3600 seconds).
+MONITORING_ALERT_DEDUPE_WINDOW_SECONDS = env.int("MONITORING_ALERT_DEDUPE_WINDOW_SECONDS", default=3600)
+# Audit event ids kept as evidence on one alert (default 50 ids; counts are always complete).
+MONITORING_ALERT_EVIDENCE_LIMIT = env.int("MONITORING_ALERT_EVIDENCE_LIMIT", default=50)
+# Days of alerts shown in the severity chart of the alert console (default 14 days).
+MONITORING_CHART_DAYS = env.int("MONITORING_CHART_DAYS", default=14)
+# Notification channels per severity, as JSON (default: critical and high by email and webhook,
+# medium by webhook, low none).
+MONITORING_NOTIFICATION_ROUTES = env.json(
+    "MONITORING_NOTIFICATION_ROUTES",
+    default={"critical": ["email", "webhook"], "high": ["email", "webhook"], "medium": ["webhook"], "low": []},
+)
+# Security administrators who receive alert and report emails, comma-separated (default empty:
+# every active superuser with an email address).
+MONITORING_ALERT_EMAILS = env.list("MONITORING_ALERT_EMAILS", default=[])
+# Webhook receiver URL (default empty: no webhook), its HMAC-SHA256 secret of 32+ characters (default
+# empty; required when the URL is set) and the request timeout (default 5 seconds).
+MONITORING_WEBHOOK_URL = env.str("MONITORING_WEBHOOK_URL", default="")
+MONITORING_WEBHOOK_SECRET = env.str("MONITORING_WEBHOOK_SECRET", default="")
+MONITORING_WEBHOOK_TIMEOUT_SECONDS = env.float("MONITORING_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Outbox retries: exponential backoff from the base (default 30 seconds) up to the cap (default 3600
+# seconds); delivery is retried until it succeeds, never dropped.
+MONITORING_NOTIFICATION_RETRY_BASE_SECONDS = env.int("MONITORING_NOTIFICATION_RETRY_BASE_SECONDS", default=30)
+MONITORING_NOTIFICATION_RETRY_MAX_SECONDS = env.int("MONITORING_NOTIFICATION_RETRY_MAX_SECONDS", default=3600)
+# Per-destination rate limit: at most N deliveries per window (default 20 per 600 seconds); the rest wait.
+MONITORING_NOTIFICATION_RATE_LIMIT = env.int("MONITORING_NOTIFICATION_RATE_LIMIT", default=20)
+MONITORING_NOTIFICATION_RATE_WINDOW_SECONDS = env.int("MONITORING_NOTIFICATION_RATE_WINDOW_SECONDS", default=600)
+# Readiness: checks that make /readyz answer 503 (default all: database, cache, broker, worker, beat).
+MONITORING_READINESS_CHECKS = env.list(
+    "MONITORING_READINESS_CHECKS", default=["database", "cache", "broker", "worker", "beat"]
+)
+# Worker heartbeat older than this fails readiness (default 180 seconds; the heartbeat job runs every 60).
+MONITORING_WORKER_HEARTBEAT_MAX_AGE_SECONDS = env.int("MONITORING_WORKER_HEARTBEAT_MAX_AGE_SECONDS", default=180)
+# Last beat run older than this fails readiness (default 600 seconds; beat saves run times every 180).
+MONITORING_BEAT_MAX_AGE_SECONDS = env.int("MONITORING_BEAT_MAX_AGE_SECONDS", default=600)
+# /metrics: a bearer token of 32+ characters (default empty) and/or client networks allowed, comma-separated
+# CIDRs (default empty); with neither the endpoint answers 404.
+MONITORING_METRICS_TOKEN = env.str("MONITORING_METRICS_TOKEN", default="")
+MONITORING_METRICS_ALLOWED_NETWORKS = env.list("MONITORING_METRICS_ALLOWED_NETWORKS", default=[])
+# Request counts are buffered per process and written at most this often (default 10 seconds).
+MONITORING_REQUEST_COUNT_FLUSH_SECONDS = env.int("MONITORING_REQUEST_COUNT_FLUSH_SECONDS", default=10)
+# Per-minute request and login tallies kept (default 35 days).
+MONITORING_TALLY_RETENTION_DAYS = env.int("MONITORING_TALLY_RETENTION_DAYS", default=35)
+# Reports: recipients (default empty: the alert recipients above).
+MONITORING_REPORT_EMAILS = env.list("MONITORING_REPORT_EMAILS", default=[])
 
 # Every handler passes records through the audit sanitiser: no secret, token, OTP, key or
 # memory content reaches a log line, and control characters cannot forge one (ASVS V7.1.1, V7.3.1).

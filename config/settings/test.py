@@ -40,14 +40,18 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
 # encryption system checks refuse them in production. The environment may override them (the
 # rotation tests hand a new ring to the command they start).
 ENCRYPTION_KEY_PROVIDER = "environment"
-ENCRYPTION_FIELD_KEYS = env.str("ENCRYPTION_FIELD_KEYS", default="dev-field:dF2nCH7SzZGG5e94oUkt69+1qLXnpnVw4iNYEhAO86s=")
+ENCRYPTION_FIELD_KEYS = env.str(
+    "ENCRYPTION_FIELD_KEYS", default="dev-field:dF2nCH7SzZGG5e94oUkt69+1qLXnpnVw4iNYEhAO86s="
+)
 ENCRYPTION_BLIND_INDEX_KEYS = env.str(
     "ENCRYPTION_BLIND_INDEX_KEYS", default="dev-blind-index:xsjMy+HRcvNeD61TT4FTpO6me7oeUK6cYzm1vD0GzBs="
 )
 ENCRYPTION_AUDIT_CHAIN_KEYS = env.str(
     "ENCRYPTION_AUDIT_CHAIN_KEYS", default="dev-audit-chain:ko/E5U+XfTHwjOF2jsOCYhrYc826QJejlAMhw42pzvg="
 )
-ENCRYPTION_BACKUP_KEYS = env.str("ENCRYPTION_BACKUP_KEYS", default="dev-backup:davf3ha3MZZv+HPete8LnDKXj2sH+KY+uOaWF8j2dW4=")
+ENCRYPTION_BACKUP_KEYS = env.str(
+    "ENCRYPTION_BACKUP_KEYS", default="dev-backup:davf3ha3MZZv+HPete8LnDKXj2sH+KY+uOaWF8j2dW4="
+)
 ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED = True
 
 # Audit: a fixed chain key (shared with worker subprocesses through the settings) and sealing

@@ -76,6 +76,14 @@ class MemoriesAPIView(GenericAPIView):
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 
+    def visible_context(self, context_id: int):
+        """The context named in the URL, or a 404 if the user has no role on it.
+
+        Resolved before anything in the body is looked up, so no answer about the body can
+        reveal whether a hidden context exists.
+        """
+        return selectors.context_get(context_id=context_id, visible_to=self.request.user)
+
     def paginated(self, queryset, serializer_class, **context):
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(serializer_class(page, many=True, context=context).data)
@@ -157,7 +165,7 @@ class ContextDetailView(MemoriesAPIView):
     def _update(self, request, context_id: int, *, partial: bool) -> Response:
         data = self.validated(s.ContextUpdateSerializer, partial=partial)
         context = services.context_update(
-            actor=request.user, context=selectors.context_get(context_id=context_id), name=data.get("name")
+            actor=request.user, context=self.visible_context(context_id), name=data.get("name")
         )
         return Response(_context_data(request.user, context))
 
@@ -178,7 +186,7 @@ class ContextDetailView(MemoriesAPIView):
         responses={204: None, **_errors(403, 404)},
     )
     def delete(self, request, context_id: int):
-        services.context_delete(actor=request.user, context=selectors.context_get(context_id=context_id))
+        services.context_delete(actor=request.user, context=self.visible_context(context_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -192,7 +200,7 @@ class ContextShareListView(MemoriesAPIView):
         responses={200: s.ShareSerializer(many=True), **_errors(403, 404)},
     )
     def get(self, request, context_id: int):
-        context = selectors.context_get(context_id=context_id)
+        context = self.visible_context(context_id)
         return self.paginated(selectors.context_shares_for_user(user=request.user, context=context), s.ShareSerializer)
 
     @extend_schema(
@@ -204,7 +212,7 @@ class ContextShareListView(MemoriesAPIView):
     )
     def post(self, request, context_id: int):
         data = self.validated(s.ShareCreateSerializer)
-        context = selectors.context_get(context_id=context_id)
+        context = self.visible_context(context_id)
         share = services.context_share(
             actor=request.user,
             context=context,
@@ -225,7 +233,7 @@ class ContextShareDetailView(MemoriesAPIView):
         responses={204: None, **_errors(403, 404)},
     )
     def delete(self, request, context_id: int, share_id: int):
-        context = selectors.context_get(context_id=context_id)
+        context = self.visible_context(context_id)
         services.context_unshare(actor=request.user, share=selectors.share_get(context=context, share_id=share_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -242,7 +250,7 @@ class ContextTransferView(MemoriesAPIView):
     )
     def post(self, request, context_id: int):
         data = self.validated(s.TransferSerializer)
-        context = selectors.context_get(context_id=context_id)
+        context = self.visible_context(context_id)
         context = services.context_transfer(
             actor=request.user,
             context=context,
@@ -265,7 +273,7 @@ class ContextExportView(MemoriesAPIView):
         responses={200: s.ContextExportSerializer, **_errors(403, 404)},
     )
     def get(self, request, context_id: int):
-        context = selectors.context_get(context_id=context_id)
+        context = self.visible_context(context_id)
         memories = selectors.memory_export_for_user(user=request.user, context=context)
         return Response(
             {
@@ -310,10 +318,7 @@ class MemoryListView(MemoriesAPIView):
         data = dict(self.validated(s.MemoryCreateSerializer))
         context = selectors.context_get(context_id=data.pop("context"))
         memory = services.memory_create(actor=request.user, context=context, **data)
-        return Response(
-            s.MemorySerializer(selectors.memory_get_for_user(user=request.user, memory_id=memory.pk)).data,
-            status=status.HTTP_201_CREATED,
-        )
+        return Response(s.MemorySerializer(memory).data, status=status.HTTP_201_CREATED)
 
 
 class MemoryDetailView(MemoriesAPIView):
@@ -331,7 +336,7 @@ class MemoryDetailView(MemoriesAPIView):
     def _update(self, request, memory_id: int, *, partial: bool) -> Response:
         data = self.validated(s.MemoryWriteSerializer, partial=partial)
         memory = services.memory_update(actor=request.user, memory=selectors.memory_get(memory_id=memory_id), **data)
-        return Response(s.MemorySerializer(selectors.memory_get_for_user(user=request.user, memory_id=memory.pk)).data)
+        return Response(s.MemorySerializer(memory).data)
 
     @extend_schema(
         operation_id="memories_update",
@@ -532,12 +537,12 @@ def _member_detail_schema(tag: str, noun: str):
 
 class _TeamTarget(_MembershipTargetMixin):
     def target(self, kwargs: dict) -> Team:
-        return selectors.team_get(team_id=kwargs["team_id"])
+        return selectors.team_get(team_id=kwargs["team_id"], visible_to=self.request.user)
 
 
 class _OrganizationTarget(_MembershipTargetMixin):
     def target(self, kwargs: dict) -> Organization:
-        return selectors.organization_get(organization_id=kwargs["organization_id"])
+        return selectors.organization_get(organization_id=kwargs["organization_id"], visible_to=self.request.user)
 
 
 @_member_list_schema("teams", "a team")

@@ -30,5 +30,7 @@ def staff_user(db):
 @pytest.fixture
 def bound_request():
     """A bound request context, as the middleware makes it."""
-    with request_context.bound(request_id="req-0123456789", client_ip="203.0.113.7", user_agent="pytest-agent/1.0") as ctx:
-        yield ctx
+    with request_context.bound(
+        request_id="req-0123456789", client_ip="203.0.113.7", user_agent="pytest-agent/1.0"
+    ) as bound:
+        yield bound

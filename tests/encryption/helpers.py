@@ -60,4 +60,10 @@ def legacy_token(field_class_name: str, value) -> str:
     """What django-encrypted-model-fields' ``field_class_name`` stores for ``value`` on this database."""
     legacy = legacy_module()
     field = getattr(legacy, field_class_name)()
-    return field.get_db_prep_save(value, connection)
+    try:
+        return field.get_db_prep_save(value, connection)
+    except KeyError:
+        # 0.6.5's integer fields fail on PostgreSQL under Django 5.2 (the backend has no integer
+        # adapter for its "TextField" internal type). What they stored under older Djangos is
+        # what the package's get_db_prep_save does after that step: encrypt_str(str(value)).
+        return legacy.encrypt_str(str(value)).decode("utf-8")

@@ -32,7 +32,9 @@ def test_lookup_by_exact_value_after_normalisation():
     SecretRecord.objects.create(email="bob@example.org")
     assert list(_find("ANN@example.org ")) == [ann]
     assert list(_find("ann@example.com")) == []
-    assert list(SecretRecord.objects.filter(blind_index_filter(SecretRecord, "email_index", "Ann@Example.org"))) == [ann]
+    assert list(SecretRecord.objects.filter(blind_index_filter(SecretRecord, "email_index", "Ann@Example.org"))) == [
+        ann
+    ]
 
 
 def test_index_follows_every_save_of_the_source():

@@ -103,7 +103,9 @@ def test_queryset_update_bulk_create_and_bulk_update_encrypt():
     assert (fresh.note, fresh.score) == ("updated in bulk", 7)
     assert raw_value(SecretRecord, record.pk, "note").startswith("nv1:")
 
-    SecretRecord.objects.bulk_create([SecretRecord(label="b", note="bulk one"), SecretRecord(label="b", note="bulk two")])
+    SecretRecord.objects.bulk_create(
+        [SecretRecord(label="b", note="bulk one"), SecretRecord(label="b", note="bulk two")]
+    )
     items = list(SecretRecord.objects.filter(label="b").order_by("pk"))
     assert [item.note for item in items] == ["bulk one", "bulk two"]
     for item in items:
@@ -262,7 +264,9 @@ def test_model_form_validates_plaintext_limits():
 
 
 def test_admin_add_and_change_round_trip(client, django_user_model):
-    admin_user = django_user_model.objects.create_superuser(username="root-admin", email="root@example.org", password="x" * 16)
+    admin_user = django_user_model.objects.create_superuser(
+        username="root-admin", email="root@example.org", password="x" * 16
+    )
     client.force_login(admin_user)
     response = client.post(
         "/admin/testapp/secretrecord/add/",
@@ -312,6 +316,9 @@ def test_encrypted_fields_refuse_unique_and_db_index():
         class Meta:
             app_label = "testapp"
 
+        def __str__(self) -> str:
+            return "bad"
+
     ids = [message.id for message in Bad.check() if isinstance(message, checks.Error)]
     assert ids.count("encryption.E101") == 2
 
@@ -321,3 +328,18 @@ def test_deconstruct_round_trips_for_migrations():
     name, path, args, kwargs = field.deconstruct()
     assert path == "encryption.fields.EncryptedJSONField"
     assert kwargs == {"null": True}
+
+
+def test_failed_decryption_through_the_orm_records_an_audit_event():
+    from audit.actions import Action, Outcome
+    from audit.models import AuditEvent
+
+    record = _create()
+    set_raw_value(SecretRecord, record.pk, "email", raw_value(SecretRecord, record.pk, "note"))
+    with pytest.raises(DecryptionError):
+        SecretRecord.objects.get(pk=record.pk)
+    event = AuditEvent.objects.get(action=Action.DECRYPTION_FAILED)
+    assert event.outcome == Outcome.FAILURE
+    assert event.context["field"] == "testapp.secretrecord.email"
+    assert event.context["key_id"] == "dev-field"
+    assert VALUES["note"] not in str(event.context)

@@ -28,7 +28,8 @@ def test_parse_accepts_commas_lines_comments_and_both_base64_alphabets():
     material = bytes(range(32))
     standard = base64.b64encode(material).decode()
     urlsafe = base64.urlsafe_b64encode(material).decode().rstrip("=")
-    text = f"# rotated 2026-11\nnew:{standard}, old:{urlsafe}\n\n  older:{base64.b64encode(b'x' * 32).decode()}  # retired soon\n"
+    older = base64.b64encode(b"x" * 32).decode()
+    text = f"# rotated 2026-11\nnew:{standard}, old:{urlsafe}\n\n  older:{older}  # retired soon\n"
     parsed = parse_key_ring(text, purpose="field", source="test")
     assert parsed.ids == ["new", "old", "older"]
     assert parsed.primary.id == "new"

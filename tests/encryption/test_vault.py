@@ -19,7 +19,11 @@ AAD = associated_data_for("tests.thing", "secret")
 @pytest.fixture
 def vault(settings):
     with VaultStub(token=TOKEN) as stub:
-        stub.put("secret", "ninaivalaigal/encryption", {purpose: make_key(f"v1-{purpose.replace('_', '-')}") for purpose in PURPOSES})
+        stub.put(
+            "secret",
+            "ninaivalaigal/encryption",
+            {purpose: make_key(f"v1-{purpose.replace('_', '-')}") for purpose in PURPOSES},
+        )
         settings.ENCRYPTION_KEY_PROVIDER = "vault"
         settings.ENCRYPTION_VAULT_URL = stub.url
         settings.ENCRYPTION_VAULT_TOKEN = TOKEN

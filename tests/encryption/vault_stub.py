@@ -36,7 +36,7 @@ class VaultStub:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 stub.requests.append((path, self.headers.get("X-Vault-Token")))
                 if self.headers.get("X-Vault-Token") != stub.token:

@@ -90,7 +90,7 @@ def test_a_share_names_exactly_one_grantee_once(world, make_user):
     with pytest.raises(IntegrityError), transaction.atomic():
         ContextShare.objects.create(context=world.team_context, permission="read", user=user, team=world.team)
     with pytest.raises(IntegrityError), transaction.atomic():
-        ContextShare.objects.create(context=world.team_context, permission="superpowers", user=user)
+        ContextShare.objects.create(context=world.team_context, permission="owner", user=user)
     ContextShare.objects.create(context=world.team_context, permission="read", user=user)
     with pytest.raises(IntegrityError), transaction.atomic():
         ContextShare.objects.create(context=world.team_context, permission="admin", user=user)

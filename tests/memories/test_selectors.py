@@ -32,9 +32,8 @@ def test_memory_list_filters(world, make_memory):
     assert set(selectors.memory_list_for_user(user=owner, context=world.team_context)) == {note, command}
     assert set(selectors.memory_list_for_user(user=owner, kind="command")) == {command, elsewhere}
     assert set(selectors.memory_list_for_user(user=owner, tag="k8s")) == {note, elsewhere}
-    assert list(selectors.memory_list_for_user(user=owner, context=world.team_context, kind="command", tag="deploy")) == [
-        command
-    ]
+    combined = selectors.memory_list_for_user(user=owner, context=world.team_context, kind="command", tag="deploy")
+    assert list(combined) == [command]
 
 
 def test_memory_list_of_an_invisible_context_is_not_found(world, make_user):

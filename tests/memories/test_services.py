@@ -234,7 +234,7 @@ def test_creating_a_team_context_needs_administer_on_the_team(world, make_user):
 )
 def test_context_create_refuses_an_owner_that_does_not_match_the_scope(world, arguments, field):
     owners = {"team": world.team, "organization": world.organization}
-    resolved = {key: owners[key] if key in owners else value for key, value in arguments.items()}
+    resolved = {key: owners.get(key, value) for key, value in arguments.items()}
     with pytest.raises(ValidationError) as caught:
         services.context_create(actor=world.owner, name="x", **resolved)
     assert field in caught.value.message_dict

@@ -148,7 +148,7 @@ TEMPLATES = {
     ],
     "security": [
         ("note", "Rotate the {service} signing key every 90 days; last rotation was run {n} days ago."),
-        ("command", "trivy image registry.internal/{service}:latest --severity HIGH,CRITICAL"),
+        ("command", "trivy image {service}:latest --severity HIGH,CRITICAL"),
         ("note", "Suspicious logins against {service} from {n} IPs; blocked at the edge, users notified."),
         ("ai_context", "You triage security alerts for {service}. Ask for the request id before anything else."),
     ],

@@ -1,0 +1,130 @@
+"""Session security for every request: tracked sessions, timeouts, revocation, key rotation, MFA policy.
+
+Install after ``AuthenticationMiddleware``, ``OTPMiddleware`` and ``MessageMiddleware``.
+For a session-authenticated request it reads one row (the tracked session, by primary key) and
+refuses the session if it was revoked (in any process: the row is the truth, not a cache), idle
+longer than ``ACCOUNTS_SESSION_IDLE_TIMEOUT`` or older than ``ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT``
+(OWASP ASVS 4.0.3 V3.3.1/V3.3.2). It writes ``last_seen_at`` at most once per
+``ACCOUNTS_SESSION_LAST_SEEN_INTERVAL`` seconds (so idle time is measured to within that), never
+on every request. A privilege change of the user (``privilege_version``) rotates the session key
+(ASVS 3.2.1). Staff, and everyone past the "MFA for all" grace period, must have passed MFA:
+without a device they are sent to enrollment, with one to re-authentication.
+Anonymous requests cost nothing here.
+"""
+
+from __future__ import annotations
+
+import datetime
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth import SESSION_KEY
+from django.contrib.auth.models import AnonymousUser
+from django.http import HttpResponseRedirect, JsonResponse
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts import conf
+from accounts import context as actor_context
+from accounts.models import TrackedSession
+from accounts.services.sessions import PRIVILEGE_VERSION_KEY, TRACKED_SESSION_KEY, session_expire
+from audit import context as request_context
+
+# Paths an unverified staff user may still reach (to enroll, re-authenticate or leave).
+MFA_EXEMPT_URL_NAMES = (
+    "accounts:mfa_setup",
+    "accounts:reauthenticate",
+    "accounts:logout",
+    "accounts:login",
+    "accounts:login_verify",
+)
+
+
+class SessionSecurityMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self._exempt_paths: tuple[str, ...] | None = None
+
+    def __call__(self, request):
+        token = actor_context.bind_actor(lambda: getattr(request, "user", None))
+        try:
+            refusal = self._check(request)
+            if refusal is not None:
+                return refusal
+            return self.get_response(request)
+        finally:
+            actor_context.reset(token)
+
+    def _check(self, request):
+        session = getattr(request, "session", None)
+        if session is None or SESSION_KEY not in session:
+            return None
+        tracked = (
+            TrackedSession.objects.filter(pk=session.get(TRACKED_SESSION_KEY))
+            .values("pk", "user_id", "created_at", "last_seen_at", "ended_at")
+            .first()
+            if session.get(TRACKED_SESSION_KEY)
+            else None
+        )
+        now = timezone.now()
+        if tracked is None or tracked["ended_at"] is not None or str(tracked["user_id"]) != str(session[SESSION_KEY]):
+            return self._refuse(request, "Your session has ended. Please sign in again.")
+        reason = None
+        if now - tracked["created_at"] > conf.seconds("ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT"):
+            reason = TrackedSession.EndReason.ABSOLUTE_TIMEOUT
+        elif now - tracked["last_seen_at"] > conf.seconds("ACCOUNTS_SESSION_IDLE_TIMEOUT"):
+            reason = TrackedSession.EndReason.IDLE_TIMEOUT
+        if reason is not None:
+            session_expire(tracked_id=tracked["pk"], reason=reason)
+            return self._refuse(request, "Your session timed out. Please sign in again.")
+        if now - tracked["last_seen_at"] >= datetime.timedelta(seconds=conf.get("ACCOUNTS_SESSION_LAST_SEEN_INTERVAL")):
+            TrackedSession.objects.filter(pk=tracked["pk"], ended_at__isnull=True).update(last_seen_at=now)
+        user = request.user
+        if not user.is_authenticated:
+            return None
+        if session.get(PRIVILEGE_VERSION_KEY) != user.privilege_version:
+            session.cycle_key()
+            session[PRIVILEGE_VERSION_KEY] = user.privilege_version
+        return self._mfa_policy(request, user)
+
+    def _refuse(self, request, message: str):
+        request.session.flush()
+        request.user = AnonymousUser()
+        if not request.path.startswith("/api/"):
+            messages.warning(request, message)
+        return None  # the view handles an anonymous request as it always does
+
+    def _exempt(self) -> tuple[str, ...]:
+        if self._exempt_paths is None:
+            self._exempt_paths = tuple(reverse(name) for name in MFA_EXEMPT_URL_NAMES)
+        return self._exempt_paths
+
+    def _mfa_policy(self, request, user):
+        from accounts.selectors import mfa_enabled, mfa_enforced_now
+
+        if user.is_verified() or not mfa_enforced_now(user):
+            return None
+        if request.path in self._exempt() or request.path.startswith(_static_prefix()):
+            return None
+        if request.path.startswith("/api/"):
+            current = request_context.current()
+            return JsonResponse(
+                {
+                    "error": {
+                        "code": "mfa_required",
+                        "message": "Multi-factor authentication is required for this account.",
+                        "request_id": current.request_id if current else None,
+                    }
+                },
+                status=403,
+            )
+        query = urlencode({"next": request.get_full_path()})
+        if mfa_enabled(user):
+            return HttpResponseRedirect(f"{reverse('accounts:reauthenticate')}?{query}")
+        return HttpResponseRedirect(f"{reverse('accounts:mfa_setup')}?{query}")
+
+
+def _static_prefix() -> str:
+    from django.conf import settings
+
+    return "/" + settings.STATIC_URL.lstrip("/")

@@ -1,0 +1,90 @@
+"""Reads of the accounts app that more than one place needs (views, admin, middleware, other apps).
+
+Other apps (``api``: creating an API key) use ``step_up_is_fresh`` / ``step_up_required``
+(``accounts.decorators``) for their own sensitive actions.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from accounts import conf
+from accounts.models import TOTPDevice, TrackedSession
+from accounts.services.lockout import active_locks, mfa_retry_get, password_lock_get
+from accounts.services.mfa import backup_codes_remaining, mfa_enabled
+from accounts.services.sessions import REAUTHENTICATED_AT_KEY, TRACKED_SESSION_KEY
+
+__all__ = [
+    "active_locks",
+    "backup_codes_remaining",
+    "mfa_enabled",
+    "mfa_enforced_now",
+    "mfa_grace_deadline",
+    "mfa_required_for",
+    "mfa_retry_get",
+    "password_lock_get",
+    "security_events_list",
+    "step_up_is_fresh",
+    "totp_device_list",
+    "tracked_session_list",
+]
+
+
+def totp_device_list(*, user) -> QuerySet:
+    """The user's confirmed authenticators, oldest first."""
+    return TOTPDevice.objects.filter(user=user, confirmed=True).order_by("created_at", "pk")
+
+
+def tracked_session_list(*, user, active_only: bool = True) -> QuerySet:
+    """The user's sessions, newest first."""
+    sessions = TrackedSession.objects.filter(user=user)
+    if active_only:
+        sessions = sessions.filter(ended_at__isnull=True)
+    return sessions.order_by("-created_at")
+
+
+def current_tracked_session_id(request) -> int | None:
+    return request.session.get(TRACKED_SESSION_KEY)
+
+
+def step_up_is_fresh(request) -> bool:
+    """Whether the request's user (re-)authenticated within ``ACCOUNTS_STEP_UP_MAX_AGE`` seconds."""
+    at = request.session.get(REAUTHENTICATED_AT_KEY)
+    if not isinstance(at, int | float):
+        return False
+    age = timezone.now().timestamp() - at
+    return 0 <= age <= conf.get("ACCOUNTS_STEP_UP_MAX_AGE")
+
+
+def mfa_required_for(user) -> bool:
+    """Whether the policy requires MFA of ``user`` (staff always; everyone under ``ACCOUNTS_MFA_REQUIRED_FOR_ALL``)."""
+    return bool(user.is_staff or conf.get("ACCOUNTS_MFA_REQUIRED_FOR_ALL"))
+
+
+def mfa_grace_deadline(user) -> datetime.datetime | None:
+    """When the "MFA for all" grace period of ``user`` ends (``None``: not under it, or not started)."""
+    if user.is_staff or not conf.get("ACCOUNTS_MFA_REQUIRED_FOR_ALL") or user.mfa_grace_started_at is None:
+        return None
+    return user.mfa_grace_started_at + datetime.timedelta(days=conf.get("ACCOUNTS_MFA_GRACE_DAYS"))
+
+
+def mfa_enforced_now(user) -> bool:
+    """Whether ``user`` must have passed MFA to use the site now (staff, or past the grace period)."""
+    if user.is_staff:
+        return True
+    if not conf.get("ACCOUNTS_MFA_REQUIRED_FOR_ALL"):
+        return False
+    deadline = mfa_grace_deadline(user)
+    return deadline is not None and deadline <= timezone.now()
+
+
+def security_events_list(*, user, limit: int | None = None):
+    """Recent audit events about ``user`` (as actor or subject), newest first, for the security page."""
+    from audit.selectors import event_list
+
+    limit = limit or conf.get("ACCOUNTS_SECURITY_EVENTS_SHOWN")
+    events = event_list(user=user).filter(Q(action__startswith="auth.") | Q(action__startswith="authz."))
+    return list(events[:limit])

@@ -1,0 +1,329 @@
+"""Account lifecycle: sign-up and email verification, password reset and change, email change, unlock."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.contrib.auth import get_user_model, update_session_auth_hash
+from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.encoding import force_str
+from django.utils.http import urlsafe_base64_decode
+
+import audit
+from accounts import conf, links
+from accounts.models import TrackedSession
+from accounts.normalisation import normalise_email, normalise_username
+from accounts.services import lockout
+from accounts.services.notifications import notification_schedule
+from accounts.services.sessions import TRACKED_SESSION_KEY, session_revoke_all
+
+User = get_user_model()
+
+
+class AccountError(Exception):
+    """A refused lifecycle step, with a message for the user."""
+
+
+# --- sign-up and email verification --------------------------------------------------------
+
+
+def user_sign_up(*, username: str, email: str, password: str, base_url: str = ""):
+    """Create an unverified account and email it a verification link; return the user or ``None``.
+
+    An address already in use gets no second account and no error on the page (that would
+    reveal who is registered): its owner is emailed instead, and ``None`` is returned. A taken
+    username is an error (the person must choose another). Raises ``ValidationError`` for a
+    password the validators refuse. Permission: none (anonymous sign-up).
+    """
+    username, email = normalise_username(username), normalise_email(email)
+    candidate = User(username=username, email=email)
+    validate_password(password, user=candidate)
+    existing = User._default_manager.filter(email=email).first()
+    if existing is not None:
+        with transaction.atomic():
+            audit.record(
+                action=audit.Action.SIGNUP,
+                outcome=audit.Outcome.DENIED,
+                subject=existing,
+                context={"reason": "email_in_use"},
+            )
+            notification_schedule(user=existing, kind="signup_existing_email", base_url=base_url)
+        return None
+    try:
+        with transaction.atomic():
+            user = User._default_manager.create_user(
+                username=username, email=email, password=password, email_verified=False,
+                email_verification_sent_at=timezone.now(),
+            )
+            audit.record(action=audit.Action.SIGNUP, actor=user, subject=user, target=user)
+            audit.record(action=audit.Action.EMAIL_VERIFICATION_SENT, subject=user, target=user)
+            notification_schedule(user=user, kind="email_verification", base_url=base_url)
+    except IntegrityError:
+        raise ValidationError({"username": "A user with that username already exists."}) from None
+    return user
+
+
+def email_verification_resend(*, user, base_url: str = "") -> bool:
+    """Send the verification link again, at most once per ``ACCOUNTS_EMAIL_VERIFICATION_RESEND_INTERVAL``.
+
+    Permission: the caller has checked the user's password (login step) — nobody else can ask.
+    """
+    if user.email_verified:
+        return False
+    now = timezone.now()
+    interval = conf.seconds("ACCOUNTS_EMAIL_VERIFICATION_RESEND_INTERVAL")
+    if user.email_verification_sent_at and user.email_verification_sent_at + interval > now:
+        return False
+    with transaction.atomic():
+        User._default_manager.filter(pk=user.pk).update(email_verification_sent_at=now)
+        audit.record(action=audit.Action.EMAIL_VERIFICATION_SENT, subject=user, target=user, context={"resend": True})
+        notification_schedule(user=user, kind="email_verification", base_url=base_url)
+    return True
+
+
+def email_verify(*, token: str):
+    """Mark the account of a valid verification link verified; return the user.
+
+    Raises ``links.LinkInvalid`` (tampered, expired, already used) after recording
+    ``EMAIL_VERIFIED`` with outcome failure. Permission: possession of the link.
+    """
+    try:
+        user_id, email = links.email_verification_load(token)
+        with transaction.atomic():
+            user = User._default_manager.select_for_update().filter(pk=user_id).first()
+            if user is None or user.email != email:
+                raise links.LinkInvalid("tampered")
+            if user.email_verified:
+                raise links.LinkInvalid("used")
+            user.email_verified = True
+            User._default_manager.filter(pk=user.pk).update(email_verified=True)
+            audit.record(action=audit.Action.EMAIL_VERIFIED, actor=user, subject=user, target=user)
+        return user
+    except links.LinkInvalid as error:
+        audit.record(
+            action=audit.Action.EMAIL_VERIFIED,
+            outcome=audit.Outcome.FAILURE,
+            context={"reason": error.reason},
+        )
+        raise
+
+
+# --- password reset ----------------------------------------------------------------------------
+
+
+def password_reset_request(*, email: str, base_url: str = "") -> None:
+    """Email a reset link if an active account has this address; the same outcome either way.
+
+    The caller answers with one page whatever happens, and this takes at least
+    ``ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR`` seconds both ways (the email itself is sent by
+    Celery after commit), so neither the page nor its timing tells whether the address is
+    registered. Permission: none (anonymous).
+    """
+    started = time.monotonic()
+    try:
+        email = normalise_email(email)[:254]
+        user = User._default_manager.filter(email=email, is_active=True).first() if email else None
+        with transaction.atomic():
+            if user is not None and user.has_usable_password():
+                audit.record(action=audit.Action.PASSWORD_RESET_REQUESTED, subject=user, target=user)
+                notification_schedule(user=user, kind="password_reset", base_url=base_url)
+            else:
+                audit.record(
+                    action=audit.Action.PASSWORD_RESET_REQUESTED,
+                    outcome=audit.Outcome.FAILURE,
+                    context={"reason": "no_matching_account"},
+                )
+    finally:
+        remaining = conf.get("ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR") - (time.monotonic() - started)
+        if remaining > 0:
+            time.sleep(remaining)
+
+
+def password_reset_user(*, uidb64: str, token: str):
+    """The user a reset link is for if its token is valid (Django's generator: single use, expiring), else ``None``.
+
+    Records ``PASSWORD_RESET_COMPLETED`` with outcome failure for a bad link.
+    """
+    user = None
+    try:
+        user_id = force_str(urlsafe_base64_decode(uidb64))
+        user = User._default_manager.filter(pk=int(user_id)).first()
+    except (TypeError, ValueError, OverflowError, UnicodeDecodeError):
+        user = None
+    if user is not None and len(token or "") <= 100 and default_token_generator.check_token(user, token):
+        return user
+    audit.record(
+        action=audit.Action.PASSWORD_RESET_COMPLETED,
+        outcome=audit.Outcome.FAILURE,
+        subject=user,
+        context={"reason": "invalid_or_expired_link"},
+    )
+    return None
+
+
+def password_reset_complete(*, user, token: str, new_password: str, base_url: str = "") -> None:
+    """Set a new password from a valid reset link: every session ends, locks are cleared, the user is told.
+
+    Raises ``AccountError`` if the token no longer holds (used meanwhile), ``ValidationError``
+    for a refused password. Permission: possession of a valid reset token for ``user``.
+    """
+    validate_password(new_password, user=user)
+    with transaction.atomic():
+        user = User._default_manager.select_for_update().get(pk=user.pk)
+        if not default_token_generator.check_token(user, token):
+            raise AccountError("This link is invalid or has expired.")
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        cleared = lockout.counters_clear(username=user.username)
+        session_revoke_all(actor=user, user=user, reason=TrackedSession.EndReason.PASSWORD_RESET)
+        audit.record(action=audit.Action.PASSWORD_RESET_COMPLETED, actor=user, subject=user, target=user)
+        if cleared:
+            audit.record(
+                action=audit.Action.ACCOUNT_UNLOCKED,
+                actor=user,
+                subject=user,
+                target=user,
+                context={"reason": "password_reset", "locks_cleared": cleared},
+            )
+        notification_schedule(user=user, kind="password_changed", context={"how": "reset"}, base_url=base_url)
+
+
+# --- password and email change (step-up required by the caller) --------------------------------
+
+
+def password_change(*, request, new_password: str) -> int:
+    """Change the request user's password; end every other session (ASVS 3.3.3); keep this one.
+
+    Returns how many other sessions ended. Raises ``ValidationError`` for a refused password.
+    Permission: the caller has checked a fresh step-up of the request's user.
+    """
+    user = request.user
+    validate_password(new_password, user=user)
+    current = TrackedSession.objects.filter(pk=request.session.get(TRACKED_SESSION_KEY), user=user).first()
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        ended = session_revoke_all(
+            actor=user, user=user, keep=current, reason=TrackedSession.EndReason.PASSWORD_CHANGED
+        )
+        audit.record(
+            action=audit.Action.PASSWORD_CHANGED,
+            actor=user,
+            subject=user,
+            target=user,
+            context={"other_sessions_ended": ended},
+        )
+        notification_schedule(
+            user=user, kind="password_changed", context={"how": "change"}, base_url=_base(request)
+        )
+    update_session_auth_hash(request, user)  # keeps this session, rotates its key
+    return ended
+
+
+def _base(request) -> str:
+    from accounts.requests import base_url
+
+    return base_url(request)
+
+
+def email_change_request(*, actor, new_email: str, base_url: str = "") -> None:
+    """Send a confirmation link to the new address (the change happens when it is followed).
+
+    The current address is told that a change was requested. An address already used by
+    another account gets the same page and no link. Permission: the caller has checked a fresh
+    step-up of ``actor``, who changes their own address.
+    """
+    new_email = normalise_email(new_email)
+    with transaction.atomic():
+        if new_email == actor.email:
+            raise AccountError("That is already your email address.")
+        taken = User._default_manager.filter(email=new_email).exclude(pk=actor.pk).exists()
+        audit.record(
+            action=audit.Action.EMAIL_VERIFICATION_SENT,
+            outcome=audit.Outcome.DENIED if taken else audit.Outcome.SUCCESS,
+            actor=actor,
+            subject=actor,
+            target=actor,
+            context={"purpose": "email_change", **({"reason": "email_in_use"} if taken else {})},
+        )
+        if not taken:
+            notification_schedule(user=actor, kind="email_change_confirm", to_email=new_email, base_url=base_url)
+
+
+def email_change_confirm(*, token: str):
+    """Apply the change a valid email-change link asks for; notify the old and the new address.
+
+    Raises ``links.LinkInvalid`` (tampered, expired, used, address taken meanwhile) after
+    recording ``EMAIL_CHANGED`` with outcome failure. Permission: possession of the link.
+    """
+    try:
+        change = links.email_change_load(token)
+        with transaction.atomic():
+            user = User._default_manager.select_for_update().filter(pk=change.user_id).first()
+            if user is None:
+                raise links.LinkInvalid("tampered")
+            if user.email != change.old_email:
+                raise links.LinkInvalid("used")
+            if User._default_manager.filter(email=change.new_email).exclude(pk=user.pk).exists():
+                raise links.LinkInvalid("email_in_use")
+            user.email = change.new_email
+            user.email_verified = True
+            user.save(update_fields=["email", "email_verified"])
+            audit.record(action=audit.Action.EMAIL_CHANGED, actor=user, subject=user, target=user)
+            for address in (change.old_email, change.new_email):
+                if address:
+                    notification_schedule(
+                        user=user,
+                        kind="email_changed",
+                        to_email=address,
+                        context={"old_email": change.old_email, "new_email": change.new_email},
+                    )
+        return user
+    except links.LinkInvalid as error:
+        audit.record(action=audit.Action.EMAIL_CHANGED, outcome=audit.Outcome.FAILURE, context={"reason": error.reason})
+        raise
+
+
+# --- unlock ------------------------------------------------------------------------------------
+
+
+def account_unlock(*, actor, username: str) -> int:
+    """Clear every lockout and throttle counter of an account (admin action, ``unlock_account``).
+
+    Returns how many locks were active. Works for any normalised username, whether or not an
+    account has it. Permission: the caller has checked that ``actor`` is staff (or an operator
+    with shell access: ``actor=None``).
+    """
+    username = normalise_username(username)
+    user = User._default_manager.filter(username=username).first()
+    with transaction.atomic():
+        cleared = lockout.counters_clear(username=username)
+        audit.record(
+            action=audit.Action.ACCOUNT_UNLOCKED,
+            actor=actor,
+            subject=user if user is not None else username,
+            target=user,
+            context={"locks_cleared": cleared},
+        )
+    return cleared
+
+
+__all__ = [
+    "AccountError",
+    "account_unlock",
+    "email_change_confirm",
+    "email_change_request",
+    "email_verification_resend",
+    "email_verify",
+    "password_change",
+    "password_reset_complete",
+    "password_reset_request",
+    "password_reset_user",
+    "settings",
+    "user_sign_up",
+]

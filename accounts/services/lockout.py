@@ -1,0 +1,283 @@
+"""Lockout and MFA throttling: our own counters, not django-axes.
+
+Why not django-axes (8.3.1, read and measured in ``bench/accounts_bench.py``)
+---------------------------------------------------------------------------
+The issue asked for django-axes "configured rather than re-written where it serves". It does not
+serve here, for four reasons:
+
+1. **It lets more attempts through than the threshold.** Axes checks "is this client locked?"
+   before authentication and records the failure afterwards (check-then-act), so N parallel
+   wrong passwords all pass the check before any is counted: our PostgreSQL test fires 50 at
+   once and more than the limit reach the password hasher. Here an attempt is *reserved* by one
+   conditional UPDATE (``failure_count < limit AND not locked``) before the password is hashed,
+   so at most ``limit`` attempts are ever evaluated, whatever the concurrency.
+2. **No growing cool-offs.** ``AXES_COOLOFF_TIME`` is one duration; axes forgets a lock when it
+   expires, so it cannot lengthen the next one (1 min, 5 min, 30 min...). We keep ``lock_count``.
+3. **Cost.** With its defaults axes adds about 2.5 ms and 6 queries to each failed login and
+   2.8 ms to each refused locked-out attempt (issue #5); the goal is under 1 ms. Here a failed
+   login costs one UPDATE and one SELECT beyond what authentication needs, and a refusal one
+   UPDATE and one SELECT, with no password hashing at all.
+4. **Semantics we would have to override anyway**: its username callable, IP callable and
+   "reset on success" each needed replacing (normalised usernames, ``client_ip_from_meta``, a
+   success resetting only its own (account, IP) counter and the account counter, never another
+   IP's lock).
+
+The model (NIST SP 800-63B §5.2.2)
+-----------------------------------
+Password failures are counted per account (``address = ""``) and per (account, client IP).
+Reaching ``ACCOUNTS_LOCKOUT_ADDRESS_FAILURE_LIMIT`` locks that account for that IP only (the
+attacker's address, not the real user's), reaching ``ACCOUNTS_LOCKOUT_ACCOUNT_FAILURE_LIMIT``
+locks the account everywhere (a distributed attack). Each lock lasts the next entry of
+``ACCOUNTS_LOCKOUT_COOLOFFS`` (growing, the last one repeats) and restarts the count, so no more
+than ``limit`` ≤ 100 consecutive failures ever happen without a lock (``accounts/checks.py``
+refuses limits above 100). A success resets the account counter and that IP's counter; another
+IP's lock stays. A counter untouched for ``ACCOUNTS_LOCKOUT_RESET_AFTER`` starts afresh.
+Usernames are normalised first and counted whether or not the account exists, so lock
+behaviour reveals nothing about existence.
+
+MFA codes have their own per-account counter (RFC 4226 §7.3 throttling): after ``n`` failures
+the next try waits ``min(base × 2^(n-1), max)`` seconds (bounded, unlike django-otp's delay
+that grows for weeks), the time is shown to the user, and ``ACCOUNTS_MFA_FAILURE_LIMIT``
+failures lock the account's MFA step with the same growing cool-offs. Code checks are fast, so
+an MFA attempt holds its counter row locked (``SELECT ... FOR UPDATE``) while it verifies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from accounts import conf
+from accounts.models.lockout import ACCOUNT_SCOPE, FailureCounter
+
+PASSWORD = FailureCounter.Kind.PASSWORD
+MFA = FailureCounter.Kind.MFA
+UNKNOWN_ADDRESS = "unknown"
+
+
+@dataclasses.dataclass(frozen=True)
+class Lock:
+    """A lock that was just set: which scope, until when, after how many failures."""
+
+    scope: str  # "account" or "address"
+    until: datetime.datetime
+    failures: int
+
+
+def _address_key(client_ip: str | None) -> str:
+    return client_ip or UNKNOWN_ADDRESS
+
+
+def cooloff_for(lock_count: int) -> datetime.timedelta:
+    """The cool-off of the lock that follows ``lock_count`` earlier ones."""
+    schedule = conf.get("ACCOUNTS_LOCKOUT_COOLOFFS")
+    return datetime.timedelta(seconds=schedule[min(lock_count, len(schedule) - 1)])
+
+
+def _password_scopes(username: str, client_ip: str | None) -> dict[str, int]:
+    return {
+        ACCOUNT_SCOPE: conf.get("ACCOUNTS_LOCKOUT_ACCOUNT_FAILURE_LIMIT"),
+        _address_key(client_ip): conf.get("ACCOUNTS_LOCKOUT_ADDRESS_FAILURE_LIMIT"),
+    }
+
+
+def _unlocked(now: datetime.datetime) -> Q:
+    return Q(locked_until__isnull=True) | Q(locked_until__lte=now)
+
+
+def password_attempt_reserve(*, username: str, client_ip: str | None) -> datetime.datetime | None:
+    """Count a password attempt *before* it is checked; return ``None``, or when to retry if refused.
+
+    One conditional UPDATE increments both counters (account, and account+IP) only if neither
+    is locked nor at its limit; if it cannot increment both, nothing changes and the attempt is
+    refused without hashing the password. The success path undoes the count
+    (``password_attempt_succeeded``). ``username`` must be normalised.
+    Permission: none (called for anonymous login attempts).
+    """
+    now = timezone.now()
+    scopes = _password_scopes(username, client_ip)
+    stale = Q(last_failure_at__lt=now - conf.seconds("ACCOUNTS_LOCKOUT_RESET_AFTER"))
+    within_limits = Q()
+    for address, limit in scopes.items():
+        within_limits |= Q(address=address, failure_count__lt=limit) | Q(address=address) & stale
+    rows = FailureCounter.objects.filter(kind=PASSWORD, username=username, address__in=list(scopes))
+    for _attempt in range(2):
+        try:
+            with transaction.atomic():
+                updated = rows.filter(within_limits & _unlocked(now)).update(
+                    failure_count=Case(When(stale, then=Value(1)), default=F("failure_count") + 1),
+                    lock_count=Case(When(stale, then=Value(0)), default=F("lock_count")),
+                    last_failure_at=now,
+                )
+                if updated == len(scopes):
+                    return None
+                raise _NotReserved
+        except _NotReserved:
+            pass
+        existing = {row.address: row for row in rows}
+        missing = [address for address in scopes if address not in existing]
+        if not missing:
+            return _retry_time(existing.values(), now)
+        try:
+            with transaction.atomic():
+                FailureCounter.objects.bulk_create(
+                    [FailureCounter(kind=PASSWORD, username=username, address=address) for address in missing],
+                    ignore_conflicts=True,
+                )
+        except IntegrityError:  # pragma: no cover - ignore_conflicts covers both databases
+            pass
+    return _retry_time(rows, now)
+
+
+class _NotReserved(Exception):
+    """Rolls back a partial reservation."""
+
+
+def _retry_time(rows, now: datetime.datetime) -> datetime.datetime:
+    """When a refused client may try again: the latest active lock, or shortly if one is being set."""
+    locks = [row.locked_until for row in rows if row.locked_until and row.locked_until > now]
+    if locks:
+        return max(locks)
+    # A concurrent attempt has reached the limit and is about to set the lock.
+    return now + cooloff_for(0)
+
+
+def password_attempt_failed(*, username: str, client_ip: str | None) -> list[Lock]:
+    """After a wrong password (already counted): lock each counter that reached its limit.
+
+    Returns the locks set now (usually none). Permission: none (anonymous login attempts).
+    """
+    now = timezone.now()
+    scopes = _password_scopes(username, client_ip)
+    reached = Q()
+    for address, limit in scopes.items():
+        reached |= Q(address=address, failure_count__gte=limit)
+    locks = []
+    with transaction.atomic():
+        for row in FailureCounter.objects.select_for_update().filter(
+            reached & _unlocked(now), kind=PASSWORD, username=username, address__in=list(scopes)
+        ):
+            locks.append(_lock(row, now))
+    return locks
+
+
+def _lock(row: FailureCounter, now: datetime.datetime) -> Lock:
+    until = now + cooloff_for(row.lock_count)
+    failures = row.failure_count
+    FailureCounter.objects.filter(pk=row.pk).update(
+        locked_until=until, lock_count=F("lock_count") + 1, failure_count=0, last_failure_at=now
+    )
+    return Lock(scope="account" if row.address == ACCOUNT_SCOPE else "address", until=until, failures=failures)
+
+
+def password_attempt_succeeded(*, username: str, client_ip: str | None) -> None:
+    """After a right password: reset the account counter and this IP's counter (NIST: reset on success).
+
+    Other IPs' counters and locks are left alone: a success from one address never clears the
+    lock an attacker earned from another. Permission: none.
+    """
+    FailureCounter.objects.filter(
+        kind=PASSWORD, username=username, address__in=[ACCOUNT_SCOPE, _address_key(client_ip)]
+    ).update(failure_count=0, lock_count=0, last_failure_at=None)
+
+
+def password_lock_get(*, username: str, client_ip: str | None) -> datetime.datetime | None:
+    """When the (account, IP) may try a password again, or ``None`` if it is not locked (read-only)."""
+    now = timezone.now()
+    locked = FailureCounter.objects.filter(
+        kind=PASSWORD,
+        username=username,
+        address__in=[ACCOUNT_SCOPE, _address_key(client_ip)],
+        locked_until__gt=now,
+    ).values_list("locked_until", flat=True)
+    return max(locked, default=None)
+
+
+# --- MFA ---------------------------------------------------------------------------------------
+
+
+def mfa_delay(failure_count: int) -> datetime.timedelta:
+    """The wait after ``failure_count`` consecutive wrong codes: 0, 1, 2, 4... seconds, bounded."""
+    if failure_count <= 0:
+        return datetime.timedelta(0)
+    base = conf.get("ACCOUNTS_MFA_THROTTLE_BASE")
+    bound = conf.get("ACCOUNTS_MFA_THROTTLE_MAX")
+    return datetime.timedelta(seconds=min(base * 2 ** min(failure_count - 1, 32), bound))
+
+
+@dataclasses.dataclass
+class MfaGate:
+    """The MFA counter row of an account, locked for the duration of one code check."""
+
+    row: FailureCounter
+    now: datetime.datetime
+
+    @property
+    def retry_at(self) -> datetime.datetime | None:
+        """When a code may be tried again, or ``None`` if now."""
+        if self.row.locked_until and self.row.locked_until > self.now:
+            return self.row.locked_until
+        if self.row.last_failure_at is not None and self.row.failure_count:
+            if self.row.last_failure_at + conf.seconds("ACCOUNTS_LOCKOUT_RESET_AFTER") < self.now:
+                return None
+            next_try = self.row.last_failure_at + mfa_delay(self.row.failure_count)
+            if next_try > self.now:
+                return next_try
+        return None
+
+    @property
+    def locked(self) -> bool:
+        return bool(self.row.locked_until and self.row.locked_until > self.now)
+
+    def failed(self) -> Lock | None:
+        """Count a wrong code; lock the account's MFA step at the limit."""
+        row = self.row
+        if row.last_failure_at and row.last_failure_at + conf.seconds("ACCOUNTS_LOCKOUT_RESET_AFTER") < self.now:
+            row.failure_count, row.lock_count = 0, 0
+        row.failure_count += 1
+        row.last_failure_at = self.now
+        if row.failure_count >= conf.get("ACCOUNTS_MFA_FAILURE_LIMIT"):
+            lock = Lock(scope="account", until=self.now + cooloff_for(row.lock_count), failures=row.failure_count)
+            row.locked_until, row.lock_count, row.failure_count = lock.until, row.lock_count + 1, 0
+            row.save()
+            return lock
+        row.save()
+        return None
+
+    def succeeded(self) -> None:
+        if self.row.failure_count or self.row.lock_count or self.row.last_failure_at:
+            self.row.failure_count, self.row.lock_count, self.row.last_failure_at = 0, 0, None
+            self.row.save()
+
+
+def mfa_gate_open(*, username: str) -> MfaGate:
+    """Lock and return the MFA counter of an account; call inside ``transaction.atomic()``."""
+    FailureCounter.objects.bulk_create(
+        [FailureCounter(kind=MFA, username=username, address=ACCOUNT_SCOPE)], ignore_conflicts=True
+    )
+    row = FailureCounter.objects.select_for_update().get(kind=MFA, username=username, address=ACCOUNT_SCOPE)
+    return MfaGate(row=row, now=timezone.now())
+
+
+def mfa_retry_get(*, username: str) -> datetime.datetime | None:
+    """When the account may try a code again, or ``None`` (read-only)."""
+    row = FailureCounter.objects.filter(kind=MFA, username=username, address=ACCOUNT_SCOPE).first()
+    return MfaGate(row=row, now=timezone.now()).retry_at if row else None
+
+
+def counters_clear(*, username: str) -> int:
+    """Delete every counter of an account (unlock); return how many locks were active."""
+    now = timezone.now()
+    rows = FailureCounter.objects.filter(username=username)
+    active = rows.filter(locked_until__gt=now).count()
+    rows.delete()
+    return active
+
+
+def active_locks(*, username: str) -> list[FailureCounter]:
+    """The counters of an account that are locked now (read-only)."""
+    return list(FailureCounter.objects.filter(username=username, locked_until__gt=timezone.now()))

@@ -1,0 +1,186 @@
+"""Tracked sessions: begin, rotate, expire, revoke (OWASP ASVS 4.0.3 V3.2, V3.3).
+
+The Django session holds the tracked session's primary key (server side, never sent to the
+client); ``accounts.middleware.SessionSecurityMiddleware`` reads that one row per authenticated
+request to refuse ended sessions in every process, and writes ``last_seen_at`` at most once per
+``ACCOUNTS_SESSION_LAST_SEEN_INTERVAL``.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from django.contrib.auth import logout as django_logout
+from django.db import transaction
+from django.utils import timezone
+from django_otp import login as otp_login
+
+import audit
+from accounts import conf
+from accounts.models import TrackedSession
+from accounts.requests import base_url, client_ip, user_agent
+from accounts.services.notifications import notification_schedule
+from accounts.user_agents import device_label
+
+# Keys in the (server-side) session data.
+TRACKED_SESSION_KEY = "_accounts_tracked_session"
+PRIVILEGE_VERSION_KEY = "_accounts_privilege_version"
+REAUTHENTICATED_AT_KEY = "_accounts_reauthenticated_at"
+PENDING_LOGIN_KEY = "_accounts_pending_login"
+
+
+def session_begin(*, request, user, method: str) -> TrackedSession:
+    """Start tracking the session that ``django.contrib.auth.login`` just created.
+
+    Called from the ``user_logged_in`` receiver (so every login path is tracked). Records
+    ``SESSION_CREATED`` and, for a device/IP pair the user never used before, schedules the
+    "new sign-in" email. Permission: the caller has authenticated ``user``.
+    """
+    now = timezone.now()
+    address = client_ip(request)
+    agent = user_agent(request)
+    label = device_label(agent)
+    mfa_verified = getattr(user, "otp_device", None) is not None
+    earlier = TrackedSession.objects.filter(user=user)
+    known = earlier.filter(device_label=label, ip_address=address).exists()
+    first_login = not known and not earlier.exists()
+    with transaction.atomic():
+        tracked = TrackedSession.objects.create(
+            user=user,
+            created_at=now,
+            last_seen_at=now,
+            ip_address=address,
+            user_agent=agent,
+            device_label=label,
+            method=method if method in TrackedSession.Method.values else TrackedSession.Method.OTHER,
+            mfa_verified=mfa_verified,
+        )
+        audit.record(
+            action=audit.Action.SESSION_CREATED,
+            actor=user,
+            subject=user,
+            target=tracked,
+            context={"method": tracked.method, "device": label},
+        )
+        if not known and not first_login and conf.get("ACCOUNTS_NOTIFY_NEW_LOGIN"):
+            notification_schedule(
+                user=user,
+                kind="new_login",
+                context={"device": label, "address": address or "unknown", "at": now.isoformat(timespec="seconds")},
+                base_url=base_url(request),
+            )
+    request.session[TRACKED_SESSION_KEY] = tracked.pk
+    request.session[PRIVILEGE_VERSION_KEY] = user.privilege_version
+    request.session[REAUTHENTICATED_AT_KEY] = now.timestamp()
+    return tracked
+
+
+def session_mfa_passed(*, request, user, device) -> None:
+    """Mark the current session as MFA-verified: persist the device, rotate the key (ASVS 3.2.1)."""
+    otp_login(request, device)
+    request.session.cycle_key()
+    request.session[REAUTHENTICATED_AT_KEY] = timezone.now().timestamp()
+    tracked_id = request.session.get(TRACKED_SESSION_KEY)
+    if tracked_id:
+        TrackedSession.objects.filter(pk=tracked_id, user=user).update(mfa_verified=True)
+
+
+def session_current(request) -> TrackedSession | None:
+    """The tracked session of this request, or ``None``."""
+    tracked_id = request.session.get(TRACKED_SESSION_KEY)
+    if not tracked_id:
+        return None
+    return TrackedSession.objects.filter(pk=tracked_id).first()
+
+
+def _end(queryset, reason: str, now: datetime.datetime) -> int:
+    return queryset.filter(ended_at__isnull=True).update(ended_at=now, end_reason=reason)
+
+
+def session_expire(*, tracked_id: int, reason: str) -> None:
+    """End a session that timed out (idle or absolute) and record it. Permission: the system."""
+    now = timezone.now()
+    with transaction.atomic():
+        tracked = TrackedSession.objects.select_for_update().filter(pk=tracked_id, ended_at__isnull=True).first()
+        if tracked is None:
+            return
+        _end(TrackedSession.objects.filter(pk=tracked.pk), reason, now)
+        audit.record(
+            action=audit.Action.SESSION_EXPIRED,
+            subject=tracked.user,
+            target=tracked,
+            context={"reason": reason},
+        )
+
+
+def session_revoke(*, actor, tracked: TrackedSession) -> bool:
+    """End one session of ``tracked.user``; refused on its next request in every process.
+
+    Permission: checked by the caller (the user owns it, or ``actor`` is staff in the admin).
+    Returns False if it had already ended.
+    """
+    reason = (
+        TrackedSession.EndReason.REVOKED
+        if actor is not None and actor.pk == tracked.user_id
+        else TrackedSession.EndReason.REVOKED_BY_ADMIN
+    )
+    with transaction.atomic():
+        ended = _end(TrackedSession.objects.filter(pk=tracked.pk), reason, timezone.now())
+        if ended:
+            audit.record(
+                action=audit.Action.SESSION_REVOKED,
+                actor=actor,
+                subject=tracked.user,
+                target=tracked,
+                context={"reason": reason},
+            )
+    return bool(ended)
+
+
+def session_revoke_all(*, actor, user, keep: TrackedSession | None = None, reason: str | None = None) -> int:
+    """End every active session of ``user`` except ``keep``; return how many ended.
+
+    Permission: checked by the caller (the user themself after step-up, or staff in the admin).
+    """
+    reason = reason or (
+        TrackedSession.EndReason.REVOKED
+        if actor is not None and actor.pk == user.pk
+        else TrackedSession.EndReason.REVOKED_BY_ADMIN
+    )
+    with transaction.atomic():
+        sessions = TrackedSession.objects.filter(user=user)
+        if keep is not None:
+            sessions = sessions.exclude(pk=keep.pk)
+        ended = _end(sessions, reason, timezone.now())
+        audit.record(
+            action=audit.Action.SESSION_REVOKED_ALL,
+            actor=actor,
+            subject=user,
+            target=user,
+            context={"reason": reason, "ended": ended, "kept_current": keep is not None},
+        )
+    return ended
+
+
+def session_logout(*, request) -> None:
+    """Log the request's user out: end the tracked session, record ``LOGOUT``, flush the session."""
+    user = request.user if request.user.is_authenticated else None
+    tracked_id = request.session.get(TRACKED_SESSION_KEY)
+    with transaction.atomic():
+        if tracked_id:
+            _end(TrackedSession.objects.filter(pk=tracked_id), TrackedSession.EndReason.LOGOUT, timezone.now())
+        if user is not None:
+            audit.record(
+                action=audit.Action.LOGOUT,
+                actor=user,
+                subject=user,
+                target=("accounts.trackedsession", str(tracked_id or "")),
+            )
+    django_logout(request)
+
+
+def step_up_record(*, request, user, device=None) -> None:
+    """After a successful re-authentication: remember when, and the device if a code was used."""
+    if device is not None:
+        session_mfa_passed(request=request, user=user, device=device)
+    request.session[REAUTHENTICATED_AT_KEY] = timezone.now().timestamp()

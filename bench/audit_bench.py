@@ -1,0 +1,359 @@
+"""Benchmarks of the audit trail, measured side by side in one run.
+
+    .venv/bin/python bench/audit_bench.py                      # SQLite, small sizes
+    .venv/bin/python bench/audit_bench.py --size 1000000       # the figures for the report
+    scripts/with-postgres.sh .venv/bin/python bench/audit_bench.py --size 1000000   # PostgreSQL
+
+It creates a throwaway database (Django's test-database machinery: ``test_<name>`` on
+PostgreSQL, a file under a temporary folder on SQLite), runs, prints, and drops it.
+
+1. Audited write vs plain write, in the same transaction: ``Group.objects.create()`` alone against
+   ``Group.objects.create()`` + ``audit.record()`` (the budget: at most 1.5x), for each
+   ``AUDIT_SEAL_MODE``; and an audited read against the plain read.
+2. ``record()`` throughput with 1 and with 8 concurrent writer processes (events/s), each event
+   its own transaction, then the chain sealed and verified.
+3. ``audit_verify`` speed over ``--size`` events (events/s), and the sealer's speed on them.
+4. Admin changelist response times with ``--size`` events (default list, filter, searches, date
+   hierarchy), through the real admin view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+
+
+def _setup_django(var_dir: str | None = None) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+    if var_dir:
+        os.environ["TEST_VAR_DIR"] = var_dir
+    os.environ.setdefault("TEST_VAR_DIR", tempfile.mkdtemp(prefix="audit-bench-"))
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    import logging
+
+    logging.getLogger("audit").setLevel(logging.WARNING)
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    settings_dict = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings_dict['NAME']}"
+    return (
+        f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD']}@{settings_dict['HOST']}:"
+        f"{settings_dict['PORT']}/{settings_dict['NAME']}"
+    )
+
+
+# --- worker mode (a writer process of benchmark 2) -----------------------------------------------
+
+
+def writer_main(count: int, start_at: float) -> None:
+    _setup_django()
+    from django.db import transaction
+
+    import audit
+
+    delay = start_at - time.time()
+    if delay > 0:
+        time.sleep(delay)
+    started = time.time()
+    for number in range(count):
+        with transaction.atomic():
+            audit.record(action=audit.Action.MEMORY_READ, target=("memories.memory", number), context={"n": number})
+    print(f"{started} {time.time()}")
+
+
+# --- the benchmarks ------------------------------------------------------------------------------
+
+
+def _median_per_operation(function, *, operations: int, rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(operations):
+            function()
+        samples.append((time.perf_counter() - started) / operations)
+    return statistics.median(samples)
+
+
+def bench_write_ratio(iterations: int) -> list[tuple[str, str]]:
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db import transaction
+
+    import audit
+    from audit.sealing import seal_pending
+
+    actor = get_user_model().objects.create_user(username="bench-actor", password="b" * 20)
+    counter = iter(range(10**9))
+    results = []
+
+    def plain_write():
+        with transaction.atomic():
+            Group.objects.create(name=f"g{next(counter)}")
+
+    def audited_write():
+        with transaction.atomic():
+            group = Group.objects.create(name=f"g{next(counter)}")
+            audit.record(action=audit.Action.ADMIN_ADDED, actor=actor, target=group, context={"fields": ["name"]})
+
+    group = Group.objects.create(name="read-me")
+
+    def plain_read():
+        Group.objects.get(pk=group.pk)
+
+    def audited_read():
+        audit.record(action=audit.Action.MEMORY_READ, actor=actor, target=Group.objects.get(pk=group.pk))
+
+    rounds = 7
+    per_round = max(iterations // rounds, 20)
+    for mode in ("periodic", "background", "inline"):
+        settings.AUDIT_SEAL_MODE = mode
+        for function in (plain_write, audited_write):  # warm up
+            _median_per_operation(function, operations=20, rounds=1)
+        plain, audited = [], []
+        for _ in range(rounds):  # interleaved, so drift hits both alike
+            plain.append(_median_per_operation(plain_write, operations=per_round, rounds=1))
+            audited.append(_median_per_operation(audited_write, operations=per_round, rounds=1))
+        plain_ms, audited_ms = statistics.median(plain) * 1000, statistics.median(audited) * 1000
+        results.append(
+            (
+                f"write, seal {mode}",
+                f"plain {plain_ms:.3f} ms, audited {audited_ms:.3f} ms, ratio {audited_ms / plain_ms:.2f}x",
+            )
+        )
+        time.sleep(0.2)
+        seal_pending()
+    settings.AUDIT_SEAL_MODE = "background"
+    plain, audited = [], []
+    for _ in range(rounds):
+        plain.append(_median_per_operation(plain_read, operations=per_round, rounds=1))
+        audited.append(_median_per_operation(audited_read, operations=per_round, rounds=1))
+    plain_ms, audited_ms = statistics.median(plain) * 1000, statistics.median(audited) * 1000
+    results.append(
+        (
+            "read (autocommit)",
+            f"plain {plain_ms:.3f} ms, audited {audited_ms:.3f} ms, ratio {audited_ms / plain_ms:.2f}x",
+        )
+    )
+    time.sleep(0.2)
+    seal_pending()
+    return results
+
+
+def bench_throughput(events_per_writer: int, writer_counts: list[int]) -> list[tuple[str, str]]:
+    from django.conf import settings
+
+    from audit.models import AuditEvent
+    from audit.sealing import seal_pending
+    from audit.verification import verify_chain
+
+    results = []
+    rates = {}
+    for writers in writer_counts:
+        before = AuditEvent.objects.count()
+        env = {
+            **os.environ,
+            "DATABASE_URL": _database_url(),
+            "DATABASE_POOL": "false",
+            "TEST_VAR_DIR": str(settings.VAR_DIR),
+            "AUDIT_SEAL_MODE": "background",
+            "AUDIT_CHAIN_KEY": settings.AUDIT_CHAIN_KEY,
+        }
+        start_at = time.time() + 3.0
+        processes = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--worker", str(events_per_writer), str(start_at)],
+                cwd=PROJECT_DIR,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(writers)
+        ]
+        spans = []
+        for process in processes:
+            out, err = process.communicate(timeout=3600)
+            if process.returncode != 0:
+                raise SystemExit(err[-3000:])
+            first, last = (float(value) for value in out.split())
+            spans.append((first, last))
+        elapsed = max(last for _, last in spans) - min(first for first, _ in spans)
+        total = writers * events_per_writer
+        rates[writers] = total / elapsed
+        seal_pending()
+        unsealed = AuditEvent.objects.unsealed().count()
+        report = verify_chain()
+        lost = before + total - AuditEvent.objects.count()
+        results.append(
+            (
+                f"record() {writers} writer process(es)",
+                f"{total} events in {elapsed:.2f} s = {rates[writers]:,.0f} events/s; "
+                f"lost {lost}, unsealed {unsealed}, chain {'verified' if report.ok else 'BROKEN'}",
+            )
+        )
+    if len(rates) == 2:
+        low, high = sorted(rates)
+        results.append((f"throughput {high} vs {low} writers", f"{rates[high] / rates[low]:.2f}x"))
+    return results
+
+
+def _generate(size: int) -> None:
+    """Insert ``size`` unsealed events spread over two years, with valid content MACs."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    import audit
+    from audit.chain import CONTENT_FIELDS, content_mac
+    from audit.models import AuditEvent
+    from audit.services import build_event
+
+    actions = [audit.Action.MEMORY_READ, audit.Action.LOGIN_SUCCEEDED, audit.Action.LOGIN_FAILED,
+               audit.Action.MEMORY_UPDATED, audit.Action.PERMISSION_DENIED, audit.Action.API_KEY_USED]
+    start = timezone.now() - datetime.timedelta(days=730)
+    step = datetime.timedelta(days=730) / max(size, 1)
+    batch = 5000
+    for offset in range(0, size, batch):
+        events = []
+        for number in range(offset, min(offset + batch, size)):
+            event = build_event(
+                action=actions[number % len(actions)],
+                outcome="failure" if number % 7 == 0 else "success",
+                subject=f"user{number % 5000}",
+                target=("memories.memory", number),
+                context={"n": number},
+            )
+            event.timestamp = start + step * number
+            event.request_id = f"req{number:012d}"
+            event.client_ip = f"10.{(number >> 16) & 255}.{(number >> 8) & 255}.{number & 255}"
+            event.actor_id, event.actor_username = str(number % 5000), f"user{number % 5000}"
+            event.content_mac = content_mac({name: getattr(event, name) for name in CONTENT_FIELDS})
+            events.append(event)
+        with transaction.atomic():
+            AuditEvent.objects.bulk_create(events, batch_size=batch)
+
+
+def bench_verify_and_admin(size: int) -> list[tuple[str, str]]:
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.urls import reverse
+
+    from audit.sealing import seal_pending
+    from audit.verification import verify_chain
+
+    results = []
+    settings.AUDIT_SEAL_MODE = "periodic"
+    started = time.perf_counter()
+    _generate(size)
+    inserted = time.perf_counter() - started
+    results.append(("generate (bulk insert)", f"{size} events in {inserted:.1f} s"))
+    started = time.perf_counter()
+    sealed = seal_pending(batch_size=5000).sealed
+    sealing = time.perf_counter() - started
+    results.append(("seal", f"{sealed} events in {sealing:.1f} s = {sealed / sealing:,.0f} events/s"))
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE audit_auditevent")
+    report = verify_chain()
+    results.append(
+        (
+            "audit_verify",
+            f"{report.checked} events in {report.elapsed_seconds:.1f} s = {report.events_per_second:,.0f} events/s "
+            f"({'OK' if report.ok else 'FAILED'})",
+        )
+    )
+
+    admin_user = get_user_model().objects.create_superuser(username="bench-admin", password="a" * 20)
+    client = Client()
+    client.force_login(admin_user)
+    url = reverse("admin:audit_auditevent_changelist")
+    year = datetime.date.today().year
+    pages = [
+        ("changelist", {}),
+        ("filter action", {"action": "auth.login_failed"}),
+        ("filter outcome", {"outcome": "failure"}),
+        ("search username prefix", {"q": "user42"}),
+        ("search IP", {"q": "10.1.2.3"}),
+        ("search request id", {"q": f"req{size // 2:012d}"}),
+        ("date hierarchy year", {"timestamp__year": year}),
+        ("page 50", {"p": 50}),
+    ]
+    for label, query in pages:
+        client.get(url, query)  # warm up
+        samples = []
+        for _ in range(5):
+            started = time.perf_counter()
+            response = client.get(url, query)
+            samples.append(time.perf_counter() - started)
+            assert response.status_code == 200, response.status_code
+        results.append((f"admin {label}", f"median {statistics.median(samples) * 1000:.0f} ms over 5"))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=100000, help="Events for the verify and admin runs.")
+    parser.add_argument("--events-per-writer", type=int, default=1000, help="Events each writer records.")
+    parser.add_argument("--writers", type=int, default=8, help="Concurrent writers compared with one.")
+    parser.add_argument("--iterations", type=int, default=2000, help="Operations per write-ratio variant.")
+    parser.add_argument("--skip", action="append", default=[], choices=["ratio", "throughput", "verify"])
+    parser.add_argument("--worker", nargs=2, metavar=("COUNT", "START_AT"), help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.worker:
+        writer_main(int(arguments.worker[0]), float(arguments.worker[1]))
+        return
+
+    _setup_django()
+    from django.db import connection
+
+    test_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+    try:
+        vendor = connection.vendor
+        version = connection.cursor().connection.info.server_version if vendor == "postgresql" else ""
+        print(f"database: {vendor} {version}  cpus: {os.cpu_count()}  python: {sys.version.split()[0]}")
+        results: list[tuple[str, str]] = []
+        if "ratio" not in arguments.skip:
+            results += bench_write_ratio(arguments.iterations)
+            _print(results)
+        if "throughput" not in arguments.skip:
+            more = bench_throughput(arguments.events_per_writer, [1, arguments.writers])
+            _print(more)
+            results += more
+        if "verify" not in arguments.skip:
+            more = bench_verify_and_admin(arguments.size)
+            _print(more)
+    finally:
+        from audit.sealing import background_sealer
+
+        background_sealer.stop()
+        connection.close()
+        connection.creation.destroy_test_db(test_name, verbosity=0)
+
+
+def _print(rows: list[tuple[str, str]]) -> None:
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label.ljust(width)}  {value}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The beat schedule of the whole project: the one definition in code.
+
+``manage.py sync_beat_schedule`` (and a ``post_migrate`` hook after every ``migrate``) loads these
+entries into django-celery-beat, where the admins see and may change them. Loading is
+idempotent: a missing entry is created, an existing one is left as the admins set it (pass
+``--reset`` to put the definitions below back).
+
+Deliberately *not* ``CELERY_BEAT_SCHEDULE``: django-celery-beat's scheduler writes that setting
+over the database rows at every start, which would undo the admins' changes.
+
+Every task named here is a "scheduled job": ``monitoring`` records each of its runs in a
+``JobRun`` (start, end, outcome, counts) through Celery's task signals, a failed run becomes a
+``system.scheduled_job_failed`` audit event and an alert, and a run that does not start on time
+raises a "job late" alert. Task names are strings so this module imports nothing of the apps.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery.schedules import crontab
+
+#: name → {"task": dotted task name, "schedule": timedelta or crontab, "kwargs": {...},
+#: "description": text shown in the admin}. Times are UTC.
+BEAT_SCHEDULE: dict[str, dict] = {
+    "audit: seal pending events": {
+        "task": "audit.tasks.audit_seal",
+        "schedule": timedelta(minutes=1),
+        "description": "Chain committed events that a crashed process left unsealed.",
+    },
+    "audit: publish chain head": {
+        "task": "audit.tasks.audit_publish_head",
+        "schedule": crontab(minute=5),
+        "description": "Verify the chain from the last published head and publish the new head (hourly).",
+    },
+    "audit: archive past retention": {
+        "task": "audit.tasks.audit_archive",
+        "schedule": crontab(hour=2, minute=30),
+        "description": "Archive, verify and purge audit events past retention (daily).",
+    },
+    "monitoring: detection sweep": {
+        "task": "monitoring.detection_sweep",
+        "schedule": timedelta(minutes=1),
+        "description": "Run every detector over the recent audit events (catches lost real-time hand-offs).",
+    },
+    "monitoring: deliver notifications": {
+        "task": "monitoring.notifications_deliver",
+        "schedule": timedelta(minutes=1),
+        "description": "Deliver due outbox notifications (email, webhook) with retries and backoff.",
+    },
+    "monitoring: heartbeat": {
+        "task": "monitoring.heartbeat",
+        "schedule": timedelta(minutes=1),
+        "description": "Prove a worker runs scheduled jobs; /readyz reads the timestamp.",
+    },
+    "monitoring: job health": {
+        "task": "monitoring.job_health_check",
+        "schedule": timedelta(minutes=5),
+        "description": "Alert on scheduled jobs that are late; prune old job runs and tallies.",
+    },
+    "monitoring: daily security report": {
+        "task": "monitoring.security_report",
+        "schedule": crontab(hour=6, minute=0),
+        "kwargs": {"period": "daily", "email": True},
+        "description": "Daily security digest, stored and emailed to the security administrators.",
+    },
+    "monitoring: weekly security report": {
+        "task": "monitoring.security_report",
+        "schedule": crontab(hour=6, minute=15, day_of_week="monday"),
+        "kwargs": {"period": "weekly", "email": True},
+        "description": "Weekly security digest, stored and emailed to the security administrators.",
+    },
+}
+
+
+def scheduled_task_names() -> frozenset[str]:
+    """The dotted names of every task that runs on the schedule (the "scheduled jobs")."""
+    return frozenset(entry["task"] for entry in BEAT_SCHEDULE.values())

@@ -1,0 +1,97 @@
+"""How monitoring listens: the audit signal, Celery's task signals and Django's auth signals.
+
+No rule lives here. Each receiver hands an id to a Celery task or calls one service, and none
+can break its sender: errors are logged (the scheduled sweep and the outbox catch up).
+Connected in ``MonitoringConfig.ready()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+from django.db import transaction
+
+from config.schedule import scheduled_task_names
+from monitoring.detectors import watched_actions
+
+logger = logging.getLogger("monitoring.receivers")
+
+
+# --- audit.signals.event_recorded → real-time detection -------------------------------------
+def _enqueue_detection(event_id: int) -> None:
+    from monitoring.tasks import detect_event
+
+    try:
+        detect_event.delay(event_id)
+    except Exception as error:  # broker down: the sweep finds it within a minute
+        logger.warning("could not queue detection for audit event %s (%s)", event_id, type(error).__name__)
+
+
+def audit_event_recorded(sender, event=None, **kwargs) -> None:
+    """Hand a committed audit event's id to the ``monitoring.detect_event`` task.
+
+    Only actions some detector watches are handed over (``monitoring.detectors``), so the
+    worker is not woken for every memory created or alert raised.
+    """
+    if event is None or event.pk is None or event.action not in watched_actions():
+        return
+    transaction.on_commit(partial(_enqueue_detection, event.pk), robust=True)
+
+
+# --- Celery task signals → JobRun -----------------------------------------------------------
+def _is_scheduled(task) -> bool:
+    return task is not None and getattr(task, "name", None) in scheduled_task_names()
+
+
+def task_started(sender=None, task_id=None, task=None, **kwargs) -> None:
+    if not _is_scheduled(task):
+        return
+    from monitoring.services.jobs import job_run_start
+
+    try:
+        job_run_start(task_name=task.name, task_id=task_id)
+    except Exception:
+        logger.exception("could not record the start of job %s", task.name)
+
+
+def task_finished(sender=None, task_id=None, task=None, retval=None, state=None, **kwargs) -> None:
+    if not _is_scheduled(task):
+        return
+    from monitoring.services.jobs import job_run_finish
+
+    try:
+        job_run_finish(task_id=task_id, state=state or "", result=retval)
+    except Exception:
+        logger.exception("could not record the end of job %s", task.name)
+
+
+def task_failed(sender=None, task_id=None, exception=None, **kwargs) -> None:
+    if not _is_scheduled(sender):
+        return
+    from monitoring.services.jobs import job_run_fail
+
+    try:
+        job_run_fail(task_name=sender.name, task_id=task_id, error=exception or RuntimeError())
+    except Exception:
+        logger.exception("could not record the failure of job %s", sender.name)
+
+
+# --- Django auth signals → independent tallies (audit coverage) ------------------------------
+def _tally_after_commit(name: str) -> None:
+    from monitoring.services.jobs import tally_add
+
+    def add() -> None:
+        tally_add(name=name)
+
+    transaction.on_commit(add, robust=True)
+
+
+def user_logged_in(sender, request=None, user=None, **kwargs) -> None:
+    """Count logins as Django saw them, to compare with the audit record's ``auth.login_succeeded``."""
+    _tally_after_commit("auth.login_succeeded")
+
+
+def user_login_failed(sender, credentials=None, request=None, **kwargs) -> None:
+    """Count failed logins as Django saw them (never the credentials)."""
+    _tally_after_commit("auth.login_failed")

@@ -1,0 +1,259 @@
+"""Alerts: raised from findings (deduplicated), then triaged open → acknowledged → resolved | false positive.
+
+Raising writes the alert, its ``monitoring.alert_raised`` audit event and its notifications
+(the outbox) in one transaction, then hands delivery to Celery after commit. Every triage step
+checks the ``monitoring.triage_alert`` permission itself and records its own audit event.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import connection, transaction
+from django.utils import timezone
+
+import audit
+from audit.actions import Action, Outcome
+from monitoring.detectors.base import Finding
+from monitoring.models import ACTIVE_STATUSES, Alert, AlertStatus, Severity
+
+logger = logging.getLogger("monitoring.alerts")
+
+TRIAGE_PERMISSION = "monitoring.triage_alert"
+
+
+class AlertTransitionError(ValueError):
+    """The requested status change is not allowed from the alert's current status."""
+
+
+# Which status may follow which (open may also be closed directly).
+TRANSITIONS = {
+    AlertStatus.OPEN: {AlertStatus.ACKNOWLEDGED, AlertStatus.RESOLVED, AlertStatus.FALSE_POSITIVE},
+    AlertStatus.ACKNOWLEDGED: {AlertStatus.RESOLVED, AlertStatus.FALSE_POSITIVE},
+    AlertStatus.RESOLVED: set(),
+    AlertStatus.FALSE_POSITIVE: set(),
+}
+TRANSITION_ACTIONS = {
+    AlertStatus.ACKNOWLEDGED: Action.ALERT_ACKNOWLEDGED,
+    AlertStatus.RESOLVED: Action.ALERT_RESOLVED,
+    AlertStatus.FALSE_POSITIVE: Action.ALERT_DISMISSED,
+}
+
+
+def _lock_dedupe_key(key: str) -> None:
+    """Serialise writers of one dedupe key until the transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock on a 63-bit digest of the key, so two workers
+    seeing the same burst cannot both create an alert. SQLite: the settings open every
+    transaction with ``BEGIN IMMEDIATE``, which already serialises writers.
+    """
+    if connection.vendor == "postgresql":
+        digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [digest])
+
+
+def _merged_ids(new: list[int], old: list[int]) -> list[int]:
+    merged = sorted(set(new) | set(old), reverse=True)
+    return merged[: settings.MONITORING_ALERT_EVIDENCE_LIMIT]
+
+
+def _schedule_delivery() -> None:
+    from monitoring.services.notifications import schedule_delivery_after_commit
+
+    schedule_delivery_after_commit()
+
+
+def alert_record_finding(*, finding: Finding, now: datetime.datetime | None = None) -> tuple[Alert, str]:
+    """Raise an alert for ``finding`` or fold it into the alert it repeats; return (alert, outcome).
+
+    ``outcome`` is ``"created"``, ``"updated"`` or ``"duplicate"``:
+
+    * duplicate — the newest alert with the same dedupe key already holds this evidence (its
+      ``last_event_id`` is at least the finding's; or, for findings without events, it is closed
+      and nothing newer was seen). Re-running a detector, or the sweep finding what real time
+      already raised, changes nothing: the detectors are safe to run twice.
+    * updated — the newest alert is still open or acknowledged and the finding's newest evidence
+      is within the dedupe window of the alert's: count, last seen, evidence and counts change;
+      a higher severity escalates it (and notifies again).
+    * created — otherwise: a new alert, its ``monitoring.alert_raised`` event and its
+      notifications, in one transaction. Detection time = now - ``finding.triggered_at``.
+
+    Permission: none (the system raises alerts).
+    """
+    now = now or timezone.now()
+    window = finding.dedupe_window or datetime.timedelta(seconds=settings.MONITORING_ALERT_DEDUPE_WINDOW_SECONDS)
+    with transaction.atomic():
+        _lock_dedupe_key(finding.dedupe_key)
+        latest = Alert.objects.filter(dedupe_key=finding.dedupe_key).order_by("-created_at", "-id").first()
+        if latest is not None:
+            if finding.last_event_id is not None and latest.last_event_id is not None:
+                if finding.last_event_id <= latest.last_event_id:
+                    return latest, "duplicate"
+            elif not latest.is_active and finding.last_seen <= latest.last_seen:
+                return latest, "duplicate"
+            if latest.is_active and finding.last_seen - latest.last_seen <= window:
+                return _alert_update(latest, finding), "updated"
+        return _alert_create(finding, now), "created"
+
+
+def _alert_update(alert: Alert, finding: Finding) -> Alert:
+    escalated = finding.severity > alert.severity
+    alert.count += 1
+    alert.last_seen = max(alert.last_seen, finding.last_seen)
+    alert.first_seen = min(alert.first_seen, finding.first_seen)
+    alert.summary = finding.summary[:500]
+    alert.evidence = {
+        "event_ids": _merged_ids(finding.event_ids, alert.evidence.get("event_ids", [])),
+        "counts": finding.counts,
+    }
+    if finding.last_event_id is not None:
+        alert.last_event_id = max(alert.last_event_id or 0, finding.last_event_id)
+    if escalated:
+        alert.severity = finding.severity
+    alert.save()
+    if escalated:
+        from monitoring.services.notifications import notifications_enqueue_for_alert
+
+        notifications_enqueue_for_alert(alert=alert, event_type="alert.escalated")
+        _schedule_delivery()
+    return alert
+
+
+def _alert_create(finding: Finding, now: datetime.datetime) -> Alert:
+    from monitoring.services.notifications import notifications_enqueue_for_alert
+
+    alert = Alert.objects.create(
+        detector=finding.detector,
+        severity=finding.severity,
+        status=AlertStatus.OPEN,
+        dedupe_key=finding.dedupe_key[:255],
+        subject_type=finding.subject_type,
+        subject=(finding.subject or "")[:255],
+        summary=finding.summary[:500],
+        evidence={"event_ids": finding.event_ids[: settings.MONITORING_ALERT_EVIDENCE_LIMIT], "counts": finding.counts},
+        count=1,
+        first_seen=finding.first_seen,
+        last_seen=finding.last_seen,
+        triggered_at=finding.triggered_at,
+        created_at=now,
+        detection_seconds=max((now - finding.triggered_at).total_seconds(), 0.0),
+        last_event_id=finding.last_event_id,
+    )
+    audit.record(
+        action=Action.ALERT_RAISED,
+        outcome=Outcome.SUCCESS,
+        target=alert,
+        context={
+            "detector": alert.detector,
+            "severity": alert.get_severity_display(),
+            "subject_type": alert.subject_type,
+            "evidence_events": len(alert.evidence["event_ids"]),
+            "detection_seconds": round(alert.detection_seconds, 3),
+        },
+    )
+    notifications_enqueue_for_alert(alert=alert, event_type="alert.raised")
+    _schedule_delivery()
+    logger.warning("alert raised: %s %s %s", alert.get_severity_display(), alert.detector, alert.subject)
+    return alert
+
+
+# --- triage ---------------------------------------------------------------------------------
+def _require_triage_permission(actor, alert: Alert | None = None) -> None:
+    if actor is None or not getattr(actor, "is_active", False) or not actor.has_perm(TRIAGE_PERMISSION):
+        audit.record(
+            action=Action.PERMISSION_DENIED,
+            outcome=Outcome.DENIED,
+            actor=actor,
+            target=alert,
+            context={"permission": TRIAGE_PERMISSION},
+        )
+        raise PermissionDenied("You may not triage alerts.")
+
+
+def _transition(*, actor, alert_id: int, to: AlertStatus, note: str = "") -> Alert:
+    _require_triage_permission(actor)
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().get(pk=alert_id)
+        previous = AlertStatus(alert.status)
+        if to not in TRANSITIONS[previous]:
+            raise AlertTransitionError(
+                f"An alert that is {previous.label.lower()} cannot become {to.label.lower()}."
+            )
+        now = timezone.now()
+        alert.status = to
+        if to == AlertStatus.ACKNOWLEDGED:
+            alert.acknowledged_by, alert.acknowledged_at = actor, now
+        else:
+            alert.closed_by, alert.closed_at = actor, now
+        note = (note or "").strip()
+        if note:
+            stamp = f"[{now:%Y-%m-%d %H:%M} UTC, {actor.get_username()}, {to.label.lower()}] {note[:2000]}"
+            alert.note = f"{alert.note}\n{stamp}".strip()
+        alert.save()
+        audit.record(
+            action=TRANSITION_ACTIONS[to],
+            outcome=Outcome.SUCCESS,
+            actor=actor,
+            target=alert,
+            context={"from": previous.value, "to": to.value, "detector": alert.detector, "note_given": bool(note)},
+        )
+    return alert
+
+
+def alert_acknowledge(*, actor, alert_id: int, note: str = "") -> Alert:
+    """Mark an open alert as being looked at. Permission: checked here (``monitoring.triage_alert``)."""
+    return _transition(actor=actor, alert_id=alert_id, to=AlertStatus.ACKNOWLEDGED, note=note)
+
+
+def alert_resolve(*, actor, alert_id: int, note: str = "") -> Alert:
+    """Close an open or acknowledged alert as dealt with. Permission: checked here."""
+    return _transition(actor=actor, alert_id=alert_id, to=AlertStatus.RESOLVED, note=note)
+
+
+def alert_mark_false_positive(*, actor, alert_id: int, note: str = "") -> Alert:
+    """Close an open or acknowledged alert as not a real incident. Permission: checked here."""
+    return _transition(actor=actor, alert_id=alert_id, to=AlertStatus.FALSE_POSITIVE, note=note)
+
+
+def alerts_transition_many(*, actor, alert_ids: Iterable[int], to: AlertStatus, note: str = "") -> tuple[int, int]:
+    """Apply one triage step to several alerts (the admin's bulk actions); return (changed, skipped).
+
+    Alerts whose status does not allow the step are skipped and left as they were. Permission:
+    checked here, once, before anything changes.
+    """
+    _require_triage_permission(actor)
+    service = {
+        AlertStatus.ACKNOWLEDGED: alert_acknowledge,
+        AlertStatus.RESOLVED: alert_resolve,
+        AlertStatus.FALSE_POSITIVE: alert_mark_false_positive,
+    }[AlertStatus(to)]
+    changed = skipped = 0
+    for alert_id in alert_ids:
+        try:
+            service(actor=actor, alert_id=alert_id, note=note)
+        except (AlertTransitionError, Alert.DoesNotExist):
+            skipped += 1
+        else:
+            changed += 1
+    return changed, skipped
+
+
+def active_alert_statuses() -> tuple[str, ...]:
+    return tuple(status.value for status in ACTIVE_STATUSES)
+
+
+__all__ = [
+    "AlertTransitionError",
+    "Severity",
+    "alert_acknowledge",
+    "alert_mark_false_positive",
+    "alert_record_finding",
+    "alert_resolve",
+    "alerts_transition_many",
+]

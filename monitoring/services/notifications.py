@@ -1,0 +1,318 @@
+"""Notifications through a transactional outbox: email to the security administrators and a signed webhook.
+
+Writing: ``notifications_enqueue_for_alert`` adds one ``Notification`` row per destination that
+``MONITORING_NOTIFICATION_ROUTES`` names for the alert's severity, inside the caller's
+transaction (the alert's). Nothing is sent before that transaction commits.
+
+Delivering: ``notifications_deliver_due`` (Celery task ``monitoring.notifications_deliver``,
+started after commit and every minute by beat) claims due rows, sends each, and on failure
+schedules a retry with exponential backoff (``MONITORING_NOTIFICATION_RETRY_*``). Rows are
+never dropped: a broker, SMTP or receiver outage only delays them. A destination that already
+received ``MONITORING_NOTIFICATION_RATE_LIMIT`` messages in the rate window makes the rest wait
+for room (storms are delayed, not lost). Delivery is at-least-once: a worker that dies between
+sending and recording leaves the row claimed, and it is sent again after the claim expires;
+webhook receivers deduplicate on ``X-Ninaivalaigal-Delivery``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import connection, transaction
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from monitoring import webhooks
+from monitoring.models import (
+    Alert,
+    Notification,
+    NotificationChannel,
+    NotificationStatus,
+    Report,
+    Severity,
+)
+
+logger = logging.getLogger("monitoring.notifications")
+
+CLAIM_TIMEOUT = datetime.timedelta(minutes=5)
+EMAIL_TIMEOUT_SECONDS = 30
+USER_AGENT = "Ninaivalaigal-Webhook/1"
+
+
+# --- who receives ---------------------------------------------------------------------------
+def alert_email_recipients() -> list[str]:
+    """``MONITORING_ALERT_EMAILS``, or else every active superuser with an email address."""
+    if settings.MONITORING_ALERT_EMAILS:
+        return sorted({address.strip() for address in settings.MONITORING_ALERT_EMAILS if address.strip()})
+    users = get_user_model().objects.filter(is_active=True, is_superuser=True).exclude(email="")
+    return sorted(set(users.values_list("email", flat=True)))
+
+
+def report_email_recipients() -> list[str]:
+    if settings.MONITORING_REPORT_EMAILS:
+        return sorted({address.strip() for address in settings.MONITORING_REPORT_EMAILS if address.strip()})
+    return alert_email_recipients()
+
+
+def _admin_path(alert: Alert) -> str:
+    try:
+        return reverse("admin:monitoring_alert_change", args=[alert.pk])
+    except NoReverseMatch:
+        return ""
+
+
+def alert_payload(alert: Alert, *, event_type: str, delivery_id: str) -> dict:
+    """The webhook body (and the facts the email shows). No secrets: ids, names, counts."""
+    return {
+        "type": event_type,
+        "delivery_id": delivery_id,
+        "alert": {
+            "id": alert.pk,
+            "uuid": str(alert.uuid),
+            "detector": alert.detector,
+            "severity": alert.get_severity_display(),
+            "status": alert.status,
+            "subject_type": alert.subject_type,
+            "subject": alert.subject,
+            "summary": alert.summary,
+            "count": alert.count,
+            "first_seen": alert.first_seen.isoformat(),
+            "last_seen": alert.last_seen.isoformat(),
+            "triggered_at": alert.triggered_at.isoformat(),
+            "detected_at": alert.created_at.isoformat(),
+            "detection_seconds": round(alert.detection_seconds, 3),
+            "evidence": alert.evidence,
+            "console_path": _admin_path(alert),
+        },
+    }
+
+
+# --- writing into the outbox -----------------------------------------------------------------
+def notifications_enqueue_for_alert(*, alert: Alert, event_type: str) -> list[Notification]:
+    """Add the alert's notifications to the outbox in the current transaction (routes by severity).
+
+    Permission: none (called by the alert service).
+    """
+    channels = settings.MONITORING_NOTIFICATION_ROUTES.get(Severity(alert.severity).label, [])
+    now = timezone.now()
+    destinations: list[tuple[str, str]] = []
+    if NotificationChannel.EMAIL in channels:
+        destinations += [(NotificationChannel.EMAIL, address) for address in alert_email_recipients()]
+    if NotificationChannel.WEBHOOK in channels and settings.MONITORING_WEBHOOK_URL:
+        destinations.append((NotificationChannel.WEBHOOK, settings.MONITORING_WEBHOOK_URL))
+    rows = []
+    for channel, destination in destinations:
+        notification = Notification(
+            alert=alert,
+            channel=channel,
+            destination=destination[:500],
+            event_type=event_type,
+            subject=_alert_subject(alert, event_type),
+            next_attempt_at=now,
+            created_at=now,
+        )
+        notification.payload = alert_payload(alert, event_type=event_type, delivery_id=str(notification.uuid))
+        rows.append(notification)
+    return Notification.objects.bulk_create(rows)
+
+
+def report_email_enqueue(*, report: Report) -> list[Notification]:
+    """Add the report's emails to the outbox (HTML, plain text and CSV attachment at delivery).
+
+    Permission: none (the report job and command run as the system).
+    """
+    now = timezone.now()
+    subject = f"[Ninaivalaigal] {report.get_period_display()} security report {report.period_start:%Y-%m-%d}"
+    rows = [
+        Notification(
+            report=report,
+            channel=NotificationChannel.EMAIL,
+            destination=address[:500],
+            event_type="report.ready",
+            subject=subject,
+            payload={"report_id": report.pk},
+            next_attempt_at=now,
+            created_at=now,
+        )
+        for address in report_email_recipients()
+    ]
+    with transaction.atomic():
+        created = Notification.objects.bulk_create(rows)
+        schedule_delivery_after_commit()
+    return created
+
+
+def _alert_subject(alert: Alert, event_type: str) -> str:
+    verb = "escalated" if event_type == "alert.escalated" else "alert"
+    text = f"[Ninaivalaigal] {alert.get_severity_display().upper()} {verb}: {alert.detector} - {alert.subject}"
+    return " ".join(text.split())[:255]  # one line: no header injection through a subject
+
+
+def schedule_delivery_after_commit() -> None:
+    """After commit, ask a worker to deliver now; if the broker is down the beat sweep will."""
+
+    def hand_off() -> None:
+        from monitoring.tasks import notifications_deliver
+
+        try:
+            notifications_deliver.delay()
+        except Exception as error:  # the outbox keeps the rows; the scheduled run delivers them
+            logger.warning("could not queue notification delivery (%s); the scheduled run will", type(error).__name__)
+
+    transaction.on_commit(hand_off, robust=True)
+
+
+# --- delivering ------------------------------------------------------------------------------
+def _claim(now: datetime.datetime, limit: int) -> list[Notification]:
+    with transaction.atomic():
+        due = Notification.objects.filter(
+            Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now)
+            | Q(status=NotificationStatus.SENDING, claimed_at__lt=now - CLAIM_TIMEOUT)
+        ).order_by("next_attempt_at", "id")
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        batch = list(due[:limit])
+        Notification.objects.filter(pk__in=[row.pk for row in batch]).update(
+            status=NotificationStatus.SENDING, claimed_at=now
+        )
+    return batch
+
+
+def _rate_limited_until(destination: str, now: datetime.datetime) -> datetime.datetime | None:
+    window = datetime.timedelta(seconds=settings.MONITORING_NOTIFICATION_RATE_WINDOW_SECONDS)
+    limit = settings.MONITORING_NOTIFICATION_RATE_LIMIT
+    recent = list(
+        Notification.objects.filter(destination=destination, sent_at__gt=now - window)
+        .order_by("-sent_at")
+        .values_list("sent_at", flat=True)[:limit]
+    )
+    if len(recent) < limit:
+        return None
+    return min(recent) + window
+
+
+def backoff(attempts: int) -> datetime.timedelta:
+    """Delay before retry number ``attempts`` (1, 2, ...): base x 2^(attempts-1), capped."""
+    base = settings.MONITORING_NOTIFICATION_RETRY_BASE_SECONDS
+    seconds = min(base * (2 ** max(attempts - 1, 0)), settings.MONITORING_NOTIFICATION_RETRY_MAX_SECONDS)
+    return datetime.timedelta(seconds=seconds)
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failed delivery: the signed body is never re-sent to another address."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+class DeliveryError(Exception):
+    """A destination refused or could not take a notification; ``str()`` is safe to store."""
+
+
+def _send_webhook(notification: Notification) -> None:
+    url = notification.destination
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise DeliveryError("webhook URL must be http(s)")
+    if not settings.MONITORING_WEBHOOK_SECRET:
+        raise DeliveryError("MONITORING_WEBHOOK_SECRET is not set")
+    body = json.dumps(notification.payload, sort_keys=True, separators=(",", ":")).encode()
+    timestamp = str(int(time.time()))
+    request = urllib.request.Request(  # noqa: S310 - scheme checked above
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            webhooks.HEADER_EVENT: notification.event_type,
+            webhooks.HEADER_DELIVERY: str(notification.uuid),
+            webhooks.HEADER_TIMESTAMP: timestamp,
+            webhooks.HEADER_SIGNATURE: webhooks.sign(
+                secret=settings.MONITORING_WEBHOOK_SECRET, timestamp=timestamp, body=body
+            ),
+        },
+    )
+    opener = urllib.request.build_opener(_RefuseRedirects)
+    try:
+        with opener.open(request, timeout=settings.MONITORING_WEBHOOK_TIMEOUT_SECONDS) as response:
+            if not 200 <= response.status < 300:
+                raise DeliveryError(f"HTTP {response.status}")
+    except urllib.error.HTTPError as error:
+        raise DeliveryError(f"HTTP {error.code}") from None
+
+
+def _send_email(notification: Notification) -> None:
+    mail_connection = get_connection(timeout=EMAIL_TIMEOUT_SECONDS)
+    if notification.report_id is not None:
+        report = notification.report
+        message = EmailMultiAlternatives(
+            notification.subject, report.text, settings.DEFAULT_FROM_EMAIL, [notification.destination],
+            connection=mail_connection,
+        )
+        message.attach_alternative(report.html, "text/html")
+        message.attach(f"security-report-{report.period}-{report.period_start:%Y-%m-%d}.csv", report.csv, "text/csv")
+    else:
+        context = {"payload": notification.payload, "alert": notification.payload.get("alert", {})}
+        message = EmailMultiAlternatives(
+            notification.subject,
+            render_to_string("monitoring/email/alert.txt", context),
+            settings.DEFAULT_FROM_EMAIL,
+            [notification.destination],
+            connection=mail_connection,
+        )
+        message.attach_alternative(render_to_string("monitoring/email/alert.html", context), "text/html")
+    message.send(fail_silently=False)
+
+
+SENDERS = {NotificationChannel.EMAIL: _send_email, NotificationChannel.WEBHOOK: _send_webhook}
+
+
+def notifications_deliver_due(*, limit: int = 100) -> dict[str, int]:
+    """Deliver every due notification once; return counts of sent, failed (will retry) and deferred.
+
+    Safe to run concurrently and twice: rows are claimed before sending. Permission: none.
+    """
+    now = timezone.now()
+    results = {"sent": 0, "failed": 0, "deferred": 0}
+    for notification in _claim(now, limit):
+        wait_until = _rate_limited_until(notification.destination, timezone.now())
+        if wait_until is not None:
+            Notification.objects.filter(pk=notification.pk).update(
+                status=NotificationStatus.PENDING, next_attempt_at=wait_until, claimed_at=None
+            )
+            results["deferred"] += 1
+            continue
+        attempts = notification.attempts + 1
+        try:
+            SENDERS[notification.channel](notification)
+        except Exception as error:  # every failure is retried; only a safe label is stored
+            reason = str(error) if isinstance(error, DeliveryError) else type(error).__name__
+            Notification.objects.filter(pk=notification.pk).update(
+                status=NotificationStatus.PENDING,
+                attempts=attempts,
+                next_attempt_at=timezone.now() + backoff(attempts),
+                claimed_at=None,
+                last_error=reason[:200],
+            )
+            logger.warning(
+                "notification %s to %s failed (attempt %d): %s", notification.pk, notification.channel, attempts, reason
+            )
+            results["failed"] += 1
+        else:
+            Notification.objects.filter(pk=notification.pk).update(
+                status=NotificationStatus.SENT, attempts=attempts, sent_at=timezone.now(), claimed_at=None,
+                last_error="",
+            )
+            results["sent"] += 1
+    return results

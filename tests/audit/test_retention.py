@@ -1,0 +1,178 @@
+"""Retention: archive past-retention events to verified gzip JSON Lines, purge them, keep the chain verifiable."""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import hashlib
+import json
+
+import pytest
+import time_machine
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+import audit
+from audit import tasks
+from audit.models import AuditEvent, AuditTombstone, ChainHead
+from audit.retention import ArchiveError, archive_past_retention, read_archive, verify_archive
+from audit.sealing import seal_pending
+from audit.verification import verify_chain
+
+pytestmark = pytest.mark.django_db
+
+
+def record_at(moment: datetime.datetime, action=audit.Action.MEMORY_READ, **kwargs):
+    with time_machine.travel(moment, tick=False):
+        return audit.record(action=action, **kwargs)
+
+
+@pytest.fixture
+def history():
+    """Five events 400 days old (#1-#5), then three from today (#6-#8)."""
+    now = timezone.now()
+    for number in range(5):
+        record_at(now - datetime.timedelta(days=400, minutes=-number), context={"n": number})
+    for number in range(3):
+        record_at(now - datetime.timedelta(minutes=3 - number), context={"n": 5 + number})
+    seal_pending()
+
+
+def test_archive_writes_verifies_and_purges_events_past_retention(history, audit_dir):
+    result = archive_past_retention()
+    assert (result.eligible, result.archived, result.purged) == (5, 5, 5)
+    assert sorted(AuditEvent.objects.filter(action="memory.read").values_list("sequence", flat=True)) == [6, 7, 8]
+    archive = result.files[0]
+    assert archive.path.parent == audit_dir / "archive"
+    assert archive.path.name.startswith("audit-000000000001-000000000005-") and archive.path.suffix == ".gz"
+    manifest = json.loads(archive.manifest_path.read_text())
+    assert manifest["count"] == 5 and manifest["sequence_ranges"] == [[1, 5]]
+    assert (manifest["first_sequence"], manifest["last_sequence"]) == (1, 5)
+    assert manifest["sha256"] == hashlib.sha256(archive.path.read_bytes()).hexdigest()
+    lines = [json.loads(line) for line in gzip.decompress(archive.path.read_bytes()).splitlines()]
+    assert [line["context"]["n"] for line in lines] == [0, 1, 2, 3, 4]
+    assert lines[-1]["hash"] == manifest["last_hash"]
+    # The chain now starts after the authenticated anchor and still verifies.
+    head = ChainHead.objects.get()
+    assert (head.anchor_sequence, head.anchor_hash) == (5, manifest["last_hash"])
+    assert AuditTombstone.objects.count() == 0
+    seal_pending()
+    report = verify_chain()
+    assert report.ok, report.problems
+    assert report.from_sequence == 6
+    recorded = list(AuditEvent.objects.filter(action__startswith="system.audit").values_list("action", flat=True))
+    assert sorted(recorded) == ["system.audit_archived", "system.audit_purged"]
+
+
+def test_archiving_twice_does_nothing_the_second_time(history):
+    archive_past_retention()
+    seal_pending()
+    again = archive_past_retention()
+    assert (again.eligible, again.archived, again.files) == (0, 0, [])
+
+
+def test_per_action_retention_leaves_authenticated_tombstones_and_the_chain_verifies(settings):
+    settings.AUDIT_RETENTION_OVERRIDES = {"auth.login_failed": 30}
+    now = timezone.now()
+    for number in range(6):
+        action = audit.Action.LOGIN_FAILED if number % 2 else audit.Action.MEMORY_READ
+        record_at(now - datetime.timedelta(days=60, minutes=-number), action=action, subject=f"user{number}")
+    seal_pending()
+    result = archive_past_retention()
+    assert result.archived == 3
+    kept = AuditEvent.objects.filter(action="memory.read").order_by("sequence")
+    assert list(kept.values_list("sequence", flat=True)) == [1, 3, 5]
+    assert list(AuditTombstone.objects.values_list("sequence", flat=True)) == [2, 4, 6]
+    seal_pending()
+    assert verify_chain().ok
+    # A year later everything is past retention: the tombstones fold into the anchor.
+    with time_machine.travel(now + datetime.timedelta(days=400), tick=False):
+        later = archive_past_retention()
+    assert later.archived == 5  # #1, #3, #5 and the two system events of the first run
+    assert AuditTombstone.objects.count() == 0
+    seal_pending()
+    report = verify_chain()
+    assert report.ok, report.problems
+    assert ChainHead.objects.get().anchor_sequence == 8
+
+
+def test_a_forged_tombstone_hides_nothing(settings):
+    settings.AUDIT_RETENTION_OVERRIDES = {"auth.login_failed": 30}
+    now = timezone.now()
+    for number in range(3):
+        action = audit.Action.LOGIN_FAILED if number == 1 else audit.Action.MEMORY_READ
+        record_at(now - datetime.timedelta(days=60, minutes=-number), action=action)
+    seal_pending()
+    archive_past_retention()
+    AuditTombstone.objects.filter(sequence=2).update(hash="ab" * 32)
+    seal_pending()
+    report = verify_chain()
+    assert not report.ok and report.first_bad_sequence == 2
+
+
+def test_a_moved_anchor_is_reported(history):
+    archive_past_retention()
+    ChainHead.objects.filter(pk=1).update(anchor_sequence=6)
+    seal_pending()
+    assert verify_chain().first_bad_sequence == 6
+
+
+def test_nothing_is_purged_when_the_archive_does_not_read_back(history, monkeypatch):
+    def corrupt(manifest_path, *, expected=None):
+        raise ArchiveError("simulated corruption")
+
+    monkeypatch.setattr("audit.retention.verify_archive", corrupt)
+    with pytest.raises(ArchiveError):
+        archive_past_retention()
+    assert AuditEvent.objects.count() == 8
+    assert ChainHead.objects.get().anchor_sequence == 0
+
+
+def test_verify_archive_detects_a_changed_line(history):
+    archive = archive_past_retention().files[0]
+    lines = [json.loads(line) for line in gzip.decompress(archive.path.read_bytes()).splitlines()]
+    lines[2]["outcome"] = "failure"
+    archive.path.write_bytes(gzip.compress(b"".join(json.dumps(line).encode() + b"\n" for line in lines)))
+    with pytest.raises(ArchiveError, match="SHA-256"):
+        verify_archive(archive.manifest_path)
+    manifest = json.loads(archive.manifest_path.read_text())
+    manifest["sha256"] = hashlib.sha256(archive.path.read_bytes()).hexdigest()
+    archive.manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ArchiveError, match="manifest is not authentic"):
+        verify_archive(archive.manifest_path)
+
+
+def test_archived_events_can_be_read_back(history):
+    archive = archive_past_retention().files[0]
+    events = list(read_archive(archive.path))
+    assert [event["sequence"] for event in events] == [1, 2, 3, 4, 5]
+    assert verify_archive(archive.manifest_path)["count"] == 5
+
+
+def test_archive_command_and_dry_run(history, capsys):
+    call_command("audit_archive", "--dry-run")
+    assert "5 event(s) are past retention" in capsys.readouterr().out
+    assert AuditEvent.objects.count() == 8
+    call_command("audit_archive", "--batch-size", "2", "--no-progress")
+    output = capsys.readouterr().out
+    assert "Archived 5 and purged 5 event(s)" in output
+    assert output.count("Archived #") == 3  # 2 + 2 + 1
+    with pytest.raises(CommandError):
+        call_command("audit_archive", "--batch-size", "0")
+
+
+def test_archive_task_is_idempotent(history):
+    first = tasks.audit_archive.apply().get()
+    assert first["archived"] == 5
+    seal_pending()
+    assert tasks.audit_archive.apply().get()["archived"] == 0
+
+
+@pytest.mark.postgresql
+def test_the_purge_passes_the_postgresql_trigger_only_inside_the_purge(history):
+    from django.db import DatabaseError, connection, transaction
+
+    archive_past_retention()
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {AuditEvent._meta.db_table}")  # noqa: S608
