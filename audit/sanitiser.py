@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
+import functools
 import ipaddress
 import itertools
 import math
@@ -96,14 +97,20 @@ _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NON_ALNUM = re.compile(r"[^A-Za-z0-9]+")
 
 
-def key_words(key: str) -> list[str]:
-    """Split a key into lower-case words: ``X-Api-Key`` → ``["x", "api", "key"]``."""
-    return [word for word in _NON_ALNUM.split(_CAMEL_BOUNDARY.sub("_", key).lower()) if word]
+@functools.lru_cache(maxsize=4096)
+def key_words(key: str) -> tuple[str, ...]:
+    """Split a key into lower-case words: ``X-Api-Key`` → ``("x", "api", "key")``."""
+    return tuple(word for word in _NON_ALNUM.split(_CAMEL_BOUNDARY.sub("_", key).lower()) if word)
 
 
 def is_sensitive_key(key: Any) -> bool:
     """Whether a mapping key names a value that must never be stored or logged."""
-    words = key_words(str(key))
+    return _is_sensitive_key(str(key)[:KEY_MAX_LENGTH * 4])
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_sensitive_key(key: str) -> bool:
+    words = key_words(key)
     if not words:
         return False
     joined = "".join(words)
@@ -118,7 +125,7 @@ def is_sensitive_key(key: Any) -> bool:
 
 
 def _is_identifier_key(key: Any) -> bool:
-    words = key_words(str(key))
+    words = key_words(str(key)[:KEY_MAX_LENGTH * 4])
     return bool(words) and words[-1] in IDENTIFIER_LAST_WORDS
 
 
@@ -156,12 +163,22 @@ def _mask_base64_run(match: re.Match) -> str:
     return run
 
 
+# Cheap first look: a string none of the patterns could match is returned as it is. Every
+# pattern above needs one of these (a 24+ run covers long hex, base64, JWT and Fernet bodies).
+_CANDIDATE = re.compile(
+    r"(?i)-----BEGIN|cookie|authoriz|bearer|basic|digest|negotiate|token|api.?key|eyJ|gAAAAA|\$|://|pass|pwd"
+    r"|secret|session|csrf|otp|AKIA|[A-Za-z0-9+/_=-]{24,}"
+)
+
+
 def mask_value_patterns(text: str, *, identifier: bool = False) -> str:
     """Replace secrets recognised by their shape in ``text``.
 
     With ``identifier=True`` (values under ``*_id`` or digest keys) long hex and base64 runs are
     kept; every other pattern still applies.
     """
+    if not _CANDIDATE.search(text):
+        return text
     for pattern, replacement in _VALUE_PATTERNS:
         text = pattern.sub(replacement, text)
     if not identifier:
@@ -189,6 +206,8 @@ def _escape_character(match: re.Match) -> str:
 
 def escape_control_characters(text: str) -> str:
     """Escape what could forge a log line or hide text: C0/C1 controls, line separators, bidi."""
+    if text.isprintable():  # no control, format (bidi), separator or surrogate character at all
+        return text
     return _UNSAFE_CHARACTERS.sub(_escape_character, text)
 
 

@@ -249,7 +249,14 @@ def event_log_fields(event: AuditEvent) -> dict[str, Any]:
 
 def _announce(event: AuditEvent) -> None:
     """After commit: write the event to the log and tell subscribers (monitoring)."""
-    logger.info("audit event %s %s", event.action, event.outcome, extra={"audit": event_log_fields(event)})
+    # The fields were sanitised when the event was recorded; the flag spares the log filter
+    # doing it again on every event.
+    logger.info(
+        "audit event %s %s",
+        event.action,
+        event.outcome,
+        extra={"audit": event_log_fields(event), "_audit_sanitised": True},
+    )
     for receiver, response in event_recorded.send_robust(sender=AuditEvent, event=event):
         if isinstance(response, Exception):
             logger.error(

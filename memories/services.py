@@ -7,6 +7,12 @@ Each takes the acting user as ``actor=`` and runs in ``transaction.atomic()``, s
 failed call leaves nothing half-written; the use case's audit event belongs inside that same
 transaction, in the one service that performs it.
 
+Audit: each service records its event in its own transaction (so it commits or rolls back with
+the change), naming changed *fields*, never their values: memory content and metadata must not
+reach the audit trail. Refusals are recorded by ``audit_refusals`` outside the transaction. Reads
+that disclose memory content (one memory, a list, an export) are services too, because each is
+recorded (OWASP ASVS 4.0.3 V8.3.5).
+
 Errors: ``memories.exceptions.NotFound`` (the actor may not see the object, or it does not exist),
 ``memories.exceptions.PermissionDenied`` (may see, may not do), Django's ``ValidationError`` with a
 field → messages dict for bad input (``__all__`` for a rule that concerns no single field).
@@ -21,7 +27,9 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
 
-from memories import validation
+import audit
+from memories import selectors, validation
+from memories.auditing import audit_refusals
 from memories.exceptions import NotFound, PermissionDenied
 from memories.models import Context, ContextShare, Membership, Memory, MemoryTag, Organization, Role, Team
 from memories.permissions import Action, require
@@ -107,6 +115,29 @@ def _lock_membership_target(*, team: Team | None, organization: Organization | N
     return _locked(Organization.objects, organization.pk)
 
 
+def _owner_type(context: Context) -> str:
+    return {Context.Scope.PERSONAL: "user", Context.Scope.TEAM: "team"}.get(context.scope, "organization")
+
+
+def _record_membership(action, *, actor, membership: Membership, previous_role: str | None) -> None:
+    """Record a membership change: who, in which team or organization, from which role to which.
+
+    Role changes are privilege changes (the monitoring app alerts on grants of admin and owner).
+    """
+    removed = action == audit.Action.MEMBERSHIP_REMOVED
+    audit.record(
+        action=action,
+        actor=actor,
+        subject=membership.user,
+        target=membership.team or membership.organization,
+        context={
+            "role": None if removed else membership.role,
+            "previous_role": previous_role,
+            "scope": "team" if membership.team_id else "organization",
+        },
+    )
+
+
 def _owner_count(target: Team | Organization) -> int:
     field = "team" if isinstance(target, Team) else "organization"
     return Membership.objects.filter(**{field: target}, role=Role.OWNER).count()
@@ -115,6 +146,7 @@ def _owner_count(target: Team | Organization) -> int:
 # ---------------------------------------------------------------------------------------------
 # Memories
 # ---------------------------------------------------------------------------------------------
+@audit_refusals("memory.create", target_argument="context")
 def memory_create(
     *,
     actor,
@@ -143,9 +175,16 @@ def memory_create(
         tag_names = cleaned.pop("tags")
         memory = Memory.objects.create(context=context, author=actor, **cleaned)
         _replace_tags(memory, tag_names)
+        audit.record(
+            action=audit.Action.MEMORY_CREATED,
+            actor=actor,
+            target=memory,
+            context={"context_id": context.pk, "kind": memory.kind, "tag_count": len(tag_names)},
+        )
     return memory
 
 
+@audit_refusals("memory.update", target_argument="memory")
 def memory_update(
     *,
     actor,
@@ -183,9 +222,17 @@ def memory_update(
         memory.save()
         if tag_names is not None:
             _replace_tags(memory, tag_names)
+        changed = sorted([*cleaned, *(["tags"] if tag_names is not None else [])])
+        audit.record(
+            action=audit.Action.MEMORY_UPDATED,
+            actor=actor,
+            target=memory,
+            context={"context_id": memory.context_id, "fields": changed},
+        )
     return memory
 
 
+@audit_refusals("memory.delete", target_argument="memory")
 def memory_delete(*, actor, memory: Memory) -> None:
     """Delete ``memory`` and its tags.
 
@@ -194,12 +241,16 @@ def memory_delete(*, actor, memory: Memory) -> None:
     with transaction.atomic():
         memory = _locked(Memory.objects.select_related("context"), memory.pk)
         require(actor, Action.DELETE, memory.context)
+        audit.record(
+            action=audit.Action.MEMORY_DELETED, actor=actor, target=memory, context={"context_id": memory.context_id}
+        )
         memory.delete()
 
 
 # ---------------------------------------------------------------------------------------------
 # Contexts
 # ---------------------------------------------------------------------------------------------
+@audit_refusals("context.create")
 def context_create(
     *,
     actor,
@@ -236,9 +287,12 @@ def context_create(
                 )
             require(actor, Action.ADMINISTER, organization)
             owners["owner_organization"] = organization
-        return Context.objects.create(name=cleaned["name"], scope=scope, created_by=actor, **owners)
+        context = Context.objects.create(name=cleaned["name"], scope=scope, created_by=actor, **owners)
+        audit.record(action=audit.Action.CONTEXT_CREATED, actor=actor, target=context, context={"scope": scope})
+    return context
 
 
+@audit_refusals("context.update", target_argument="context")
 def context_update(*, actor, context: Context, name: str | None = None) -> Context:
     """Change the given fields of ``context`` (``None`` leaves a field as it is): its name.
 
@@ -251,9 +305,16 @@ def context_update(*, actor, context: Context, name: str | None = None) -> Conte
         if name is not None:
             context.name = _clean_all({"name": (validation.clean_name, name)})["name"]
             context.save(update_fields=["name", "updated_at"])
+        audit.record(
+            action=audit.Action.CONTEXT_UPDATED,
+            actor=actor,
+            target=context,
+            context={"fields": ["name"] if name is not None else []},
+        )
     return context
 
 
+@audit_refusals("context.delete", target_argument="context")
 def context_delete(*, actor, context: Context) -> None:
     """Delete ``context`` with all its memories, tags and shares.
 
@@ -262,9 +323,16 @@ def context_delete(*, actor, context: Context) -> None:
     with transaction.atomic():
         context = _locked(Context.objects, context.pk)
         require(actor, Action.ADMINISTER, context)
+        audit.record(
+            action=audit.Action.CONTEXT_DELETED,
+            actor=actor,
+            target=context,
+            context={"memory_count": context.memories.count()},
+        )
         context.delete()
 
 
+@audit_refusals("context.share", target_argument="context")
 def context_share(
     *,
     actor,
@@ -293,9 +361,17 @@ def context_share(
             **{field: grantee},
             defaults={"permission": cleaned["permission"], "granted_by": actor},
         )
+        audit.record(
+            action=audit.Action.CONTEXT_SHARED,
+            actor=actor,
+            subject=grantee if field == "user" else None,
+            target=context,
+            context={"permission": share.permission, "grantee_type": field, "grantee_id": grantee.pk},
+        )
     return share
 
 
+@audit_refusals("context.unshare", target_argument="share")
 def context_unshare(*, actor, share: ContextShare) -> None:
     """Withdraw ``share``.
 
@@ -304,9 +380,21 @@ def context_unshare(*, actor, share: ContextShare) -> None:
     with transaction.atomic():
         context = _locked(Context.objects, share.context_id)
         require(actor, Action.SHARE, context)
+        audit.record(
+            action=audit.Action.CONTEXT_UNSHARED,
+            actor=actor,
+            subject=share.user,
+            target=context,
+            context={
+                "permission": share.permission,
+                "grantee_type": "user" if share.user_id else "team",
+                "grantee_id": share.user_id or share.team_id,
+            },
+        )
         ContextShare.objects.filter(pk=share.pk).delete()
 
 
+@audit_refusals("context.transfer", target_argument="context")
 def context_transfer(
     *,
     actor,
@@ -334,17 +422,26 @@ def context_transfer(
             scope = Context.Scope.TEAM if field == "team" else Context.Scope.ORGANIZATION
         if context.scope == scope and context.owner == new_owner:
             raise ValidationError({field: ["The context already belongs to this owner."]})
+        previous = {"scope": context.scope, "owner_type": _owner_type(context), "owner_id": context.owner.pk}
         context.scope = scope
         context.owner_user = new_owner if field == "user" else None
         context.owner_team = new_owner if field == "team" else None
         context.owner_organization = new_owner if field == "organization" else None
         context.save(update_fields=["scope", "owner_user", "owner_team", "owner_organization", "updated_at"])
+        audit.record(
+            action=audit.Action.CONTEXT_TRANSFERRED,
+            actor=actor,
+            subject=new_owner if field == "user" else None,
+            target=context,
+            context={"from": previous, "to": {"scope": scope, "owner_type": field, "owner_id": new_owner.pk}},
+        )
     return context
 
 
 # ---------------------------------------------------------------------------------------------
 # Organizations and teams
 # ---------------------------------------------------------------------------------------------
+@audit_refusals("organization.create")
 def organization_create(*, actor, name: str, slug: str) -> Organization:
     """Create an organization with ``actor`` as its first owner.
 
@@ -361,10 +458,12 @@ def organization_create(*, actor, name: str, slug: str) -> Organization:
                 organization = Organization.objects.create(**cleaned)
         except IntegrityError:
             raise ValidationError({"slug": ["This slug is taken."]}) from None
-        Membership.objects.create(user=actor, organization=organization, role=Role.OWNER)
+        membership = Membership.objects.create(user=actor, organization=organization, role=Role.OWNER)
+        _record_membership(audit.Action.MEMBERSHIP_ADDED, actor=actor, membership=membership, previous_role=None)
     return organization
 
 
+@audit_refusals("team.create", target_argument="organization")
 def team_create(*, actor, organization: Organization, name: str, slug: str) -> Team:
     """Create a team in ``organization`` with ``actor`` as its first owner.
 
@@ -377,13 +476,15 @@ def team_create(*, actor, organization: Organization, name: str, slug: str) -> T
         if Team.objects.filter(organization=organization, slug=cleaned["slug"]).exists():
             raise ValidationError({"slug": ["This organization already has a team with this slug."]})
         team = Team.objects.create(organization=organization, **cleaned)
-        Membership.objects.create(user=actor, team=team, role=Role.OWNER)
+        membership = Membership.objects.create(user=actor, team=team, role=Role.OWNER)
+        _record_membership(audit.Action.MEMBERSHIP_ADDED, actor=actor, membership=membership, previous_role=None)
     return team
 
 
 # ---------------------------------------------------------------------------------------------
 # Memberships
 # ---------------------------------------------------------------------------------------------
+@audit_refusals("membership.add")
 def membership_add(
     *,
     actor,
@@ -409,9 +510,12 @@ def membership_add(
         field = "team" if isinstance(target, Team) else "organization"
         if Membership.objects.filter(user=user, **{field: target}).exists():
             raise ValidationError({"user": ["This user is already a member; change their role instead."]})
-        return Membership.objects.create(user=user, role=role, **{field: target})
+        membership = Membership.objects.create(user=user, role=role, **{field: target})
+        _record_membership(audit.Action.MEMBERSHIP_ADDED, actor=actor, membership=membership, previous_role=None)
+    return membership
 
 
+@audit_refusals("membership.set_role", target_argument="membership")
 def membership_set_role(*, actor, membership: Membership, role: str) -> Membership:
     """Change the role of ``membership``; the last owner of a team or organization stays owner.
 
@@ -427,11 +531,16 @@ def membership_set_role(*, actor, membership: Membership, role: str) -> Membersh
             raise PermissionDenied()
         if membership.role == Role.OWNER and role != Role.OWNER and _owner_count(target) <= 1:
             raise ValidationError({"role": ["This is the last owner; make someone else owner first."]})
+        previous_role = membership.role
         membership.role = role
         membership.save(update_fields=["role", "updated_at"])
+        _record_membership(
+            audit.Action.MEMBERSHIP_ROLE_SET, actor=actor, membership=membership, previous_role=previous_role
+        )
     return membership
 
 
+@audit_refusals("membership.remove", target_argument="membership")
 def membership_remove(*, actor, membership: Membership) -> None:
     """End ``membership``; the last owner of a team or organization cannot be removed.
 
@@ -448,4 +557,54 @@ def membership_remove(*, actor, membership: Membership) -> None:
                 raise PermissionDenied()
         if membership.role == Role.OWNER and _owner_count(target) <= 1:
             raise ValidationError({NON_FIELD_ERRORS: ["This is the last owner; make someone else owner first."]})
+        _record_membership(
+            audit.Action.MEMBERSHIP_REMOVED, actor=actor, membership=membership, previous_role=membership.role
+        )
         membership.delete()
+
+
+# ---------------------------------------------------------------------------------------------
+# Recorded reads: what discloses memory content is audited, whatever the entry point
+# ---------------------------------------------------------------------------------------------
+@audit_refusals("memory.read")
+def memory_read(*, actor, memory_id: int) -> Memory:
+    """Return the memory ``memory_id`` for ``actor`` and record the read.
+
+    Checks permission itself (through ``selectors.memory_get_for_user``): ``NotFound`` if the
+    actor may not read it.
+    """
+    memory = selectors.memory_get_for_user(user=actor, memory_id=memory_id)
+    audit.record(
+        action=audit.Action.MEMORY_READ, actor=actor, target=memory, context={"context_id": memory.context_id}
+    )
+    return memory
+
+
+def memory_list_record(*, actor, memories: list[Memory], total: int | None, filters: dict[str, Any]) -> None:
+    """Record that ``actor`` was shown ``memories`` (one page of a list) out of ``total``.
+
+    The caller got ``memories`` from ``selectors.memory_list_for_user``, which checked permission.
+    """
+    audit.record(
+        action=audit.Action.MEMORY_LIST,
+        actor=actor,
+        context={
+            "count": len(memories),
+            "total": total,
+            "filters": {key: value for key, value in filters.items() if value is not None},
+            "context_ids": sorted({memory.context_id for memory in memories}),
+        },
+    )
+
+
+@audit_refusals("context.export", target_argument="context")
+def context_export(*, actor, context: Context) -> list[Memory]:
+    """Return every memory of ``context`` for export and record the export with its size.
+
+    Checks permission itself (through ``selectors.memory_export_for_user``): ``export`` right.
+    """
+    memories = list(selectors.memory_export_for_user(user=actor, context=context))
+    audit.record(
+        action=audit.Action.CONTEXT_EXPORTED, actor=actor, target=context, context={"count": len(memories)}
+    )
+    return memories

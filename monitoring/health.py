@@ -1,10 +1,21 @@
-"""Health probes: is the process alive, and can it reach what it needs."""
+"""Health probes: is the process alive, and can it reach what it needs.
+
+Readiness checks the database, the cache, the broker, a worker heartbeat (written every minute
+by the ``monitoring.heartbeat`` job) and the last run of beat. When Celery runs tasks eagerly
+(tests, a single-process set-up) there is no separate worker or beat to check and those two
+report ``ok`` with ``"mode": "eager"``. Failures report an error class or an age, never a
+message that could leak a host name or a credential.
+"""
 
 from __future__ import annotations
 
+import secrets
 import time
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
+from django.utils import timezone
 
 from config.celery import app as celery_app
 
@@ -18,6 +29,19 @@ def check_database() -> dict:
     return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
+def check_cache() -> dict:
+    """Write, read back and delete a random value in the default cache."""
+    started = time.perf_counter()
+    key, value = f"monitoring:readyz:{secrets.token_hex(8)}", secrets.token_hex(8)
+    cache.set(key, value, 10)
+    ok = cache.get(key) == value
+    cache.delete(key)
+    result = {"ok": ok, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    if not ok:
+        result["error"] = "ValueNotReadBack"
+    return result
+
+
 def check_broker() -> dict:
     """Open a connection to the Celery broker (one try, short timeout)."""
     started = time.perf_counter()
@@ -26,15 +50,65 @@ def check_broker() -> dict:
     return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
-CHECKS = {"database": check_database, "broker": check_broker}
+def _eager() -> bool:
+    return bool(celery_app.conf.task_always_eager)
+
+
+def _age_check(moment, max_age: int, *, missing: str) -> dict:
+    if moment is None:
+        return {"ok": False, "error": missing}
+    age = (timezone.now() - moment).total_seconds()
+    return {"ok": age <= max_age, "age_seconds": round(age, 1), "max_age_seconds": max_age}
+
+
+def check_worker() -> dict:
+    """The worker heartbeat is fresh (``MONITORING_WORKER_HEARTBEAT_MAX_AGE_SECONDS``)."""
+    if _eager():
+        return {"ok": True, "mode": "eager"}
+    from monitoring.selectors import heartbeat_get
+
+    beat = heartbeat_get("worker")
+    return _age_check(
+        beat.beat_at if beat else None, settings.MONITORING_WORKER_HEARTBEAT_MAX_AGE_SECONDS, missing="NoHeartbeat"
+    )
+
+
+def check_beat() -> dict:
+    """Beat sent a scheduled job recently (``MONITORING_BEAT_MAX_AGE_SECONDS``)."""
+    if _eager():
+        return {"ok": True, "mode": "eager"}
+    from monitoring.selectors import beat_last_run_at
+
+    return _age_check(beat_last_run_at(), settings.MONITORING_BEAT_MAX_AGE_SECONDS, missing="NeverRan")
+
+
+CHECKS = {
+    "database": check_database,
+    "cache": check_cache,
+    "broker": check_broker,
+    "worker": check_worker,
+    "beat": check_beat,
+}
 
 
 def readiness() -> dict[str, dict]:
-    """Run every check; a failing check reports ``ok: False`` and an error class, never its text."""
+    """Run every check; a failing check reports ``ok: False`` and an error class, never its text.
+
+    A check left out of ``MONITORING_READINESS_CHECKS`` still runs and reports, marked
+    ``"required": false``, but does not make the service unready.
+    """
+    required = set(settings.MONITORING_READINESS_CHECKS)
     results = {}
     for name, check in CHECKS.items():
         try:
             results[name] = check()
         except Exception as error:  # a probe must report, not raise
             results[name] = {"ok": False, "error": type(error).__name__}
+        if name not in required:
+            results[name]["required"] = False
     return results
+
+
+def failing_checks(results: dict[str, dict]) -> list[str]:
+    """The names of the required checks that failed, sorted."""
+    return sorted(name for name, result in results.items() if not result["ok"] and result.get("required", True))

@@ -1,10 +1,22 @@
-"""Health endpoints for load balancers and orchestrators (no authentication, no secrets)."""
+"""Health endpoints for load balancers and orchestrators, and the Prometheus metrics endpoint.
 
-from django.http import JsonResponse
+``/healthz`` and ``/readyz`` need no authentication and show no secrets. ``/metrics`` is for
+operators who run Prometheus: it answers only to a bearer token (``MONITORING_METRICS_TOKEN``)
+or to clients in ``MONITORING_METRICS_ALLOWED_NETWORKS``, and is 404 when neither is set.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+
+from django.conf import settings
+from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from monitoring.health import readiness
+from audit.context import client_ip_from_meta
+from monitoring.health import failing_checks, readiness
 
 
 @never_cache
@@ -17,10 +29,41 @@ def healthz(request):
 @never_cache
 @require_GET
 def readyz(request):
-    """Readiness: database and broker reachable; 503 naming the failing part otherwise."""
+    """Readiness: database, cache, broker, worker heartbeat, beat; 503 naming the failing parts."""
     checks = readiness()
-    failing = sorted(name for name, result in checks.items() if not result["ok"])
+    failing = failing_checks(checks)
     body = {"status": "ok" if not failing else "unavailable", "checks": checks}
     if failing:
         body["failing"] = failing
     return JsonResponse(body, status=503 if failing else 200)
+
+
+def _metrics_allowed(request) -> bool:
+    token = settings.MONITORING_METRICS_TOKEN
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if token and header.startswith("Bearer "):
+        if hmac.compare_digest(header.removeprefix("Bearer ").strip().encode(), token.encode()):
+            return True
+    networks = settings.MONITORING_METRICS_ALLOWED_NETWORKS
+    if networks:
+        client_ip = getattr(request, "client_ip", None) or client_ip_from_meta(request.META)
+        if client_ip:
+            address = ipaddress.ip_address(client_ip)
+            return any(address in ipaddress.ip_network(network, strict=False) for network in networks)
+    return False
+
+
+@never_cache
+@require_GET
+def metrics(request):
+    """Prometheus text exposition of the monitoring figures (``monitoring.metrics``)."""
+    if not settings.MONITORING_METRICS_TOKEN and not settings.MONITORING_METRICS_ALLOWED_NETWORKS:
+        raise Http404("metrics are not enabled")
+    if not _metrics_allowed(request):
+        response = HttpResponse("forbidden\n", status=403, content_type="text/plain; charset=utf-8")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    from monitoring.metrics import render_metrics
+
+    body, content_type = render_metrics()
+    return HttpResponse(body, content_type=content_type)

@@ -49,7 +49,10 @@ class Check:
 
 
 def username_is_acceptable(raw: str) -> bool:
-    """Refuse control characters (log forging, look-alikes) and overlong names before any look-up."""
+    """Refuse control and format characters (log forging, look-alikes) and overlong names.
+
+    Applied to the *normalised* username, so surrounding whitespace (a trailing tab) is not an error.
+    """
     if not raw or len(raw) > USERNAME_MAX_LENGTH:
         return False
     return not any(unicodedata.category(character) in {"Cc", "Cf", "Cs", "Co", "Cn"} for character in raw)
@@ -63,15 +66,15 @@ def password_check(*, username: str, password: str, client_ip: str | None, purpo
     username is hashed against a dummy password so timing does not reveal it. Returns ``OK``
     only for an active account with a verified email. Permission: none (anonymous).
     """
-    if not username_is_acceptable(username or "") or len(password or "") > PASSWORD_MAX_LENGTH:
+    normalised = normalise_username(username or "")
+    if not username_is_acceptable(normalised) or len(password or "") > PASSWORD_MAX_LENGTH:
         audit.record(
             action=audit.Action.LOGIN_FAILED,
             outcome=audit.Outcome.FAILURE,
-            subject=normalise_username(username or "")[:USERNAME_MAX_LENGTH],
+            subject=normalised[:USERNAME_MAX_LENGTH],
             context={"reason": "invalid_input", "stage": "password", "purpose": purpose},
         )
         return Check(Result.INVALID_USERNAME)
-    normalised = normalise_username(username)
     retry_at = lockout.password_attempt_reserve(username=normalised, client_ip=client_ip)
     if retry_at is not None:
         audit.record(
@@ -256,3 +259,13 @@ __all__ = [
     "reauthenticate",
     "username_is_acceptable",
 ]
+
+
+def login_input_refused(*, username: str, purpose: str = "login") -> None:
+    """Record a login form refused for its shape (control characters in the username)."""
+    audit.record(
+        action=audit.Action.LOGIN_FAILED,
+        outcome=audit.Outcome.FAILURE,
+        subject=normalise_username(username or "")[:USERNAME_MAX_LENGTH],
+        context={"reason": "invalid_input", "stage": "password", "purpose": purpose},
+    )

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 
 from memories import selectors, services
 from memories.api import serializers as s
+from memories.auditing import record_refusal
 from memories.exceptions import NotFound, PermissionDenied
 from memories.models import Organization, Team
 from memories.permissions import context_roles
@@ -62,6 +63,12 @@ class MemoriesAPIView(GenericAPIView):
     parser_classes = [StrictJSONParser]
 
     def handle_exception(self, exc):
+        if isinstance(exc, NotFound | PermissionDenied):
+            # Refusals a service raised are recorded already; this records the rest (the object
+            # named in the URL was not visible). ASVS 4.0.3 V7.2.2.
+            match = self.request.resolver_match
+            attempted = f"{self.request.method} /{match.route if match else ''}"
+            record_refusal(actor=self.request.user, attempted=attempted, error=exc)
         if isinstance(exc, DjangoValidationError):
             exc = exceptions.ValidationError(_field_errors(exc))
         elif isinstance(exc, NotFound):
@@ -274,7 +281,7 @@ class ContextExportView(MemoriesAPIView):
     )
     def get(self, request, context_id: int):
         context = self.visible_context(context_id)
-        memories = selectors.memory_export_for_user(user=request.user, context=context)
+        memories = services.context_export(actor=request.user, context=context)
         return Response(
             {
                 "context": _context_data(request.user, context),
@@ -305,7 +312,14 @@ class MemoryListView(MemoriesAPIView):
         memories = selectors.memory_list_for_user(
             user=request.user, context=context, kind=params.get("kind"), tag=params.get("tag")
         )
-        return self.paginated(memories, s.MemorySerializer)
+        page = self.paginate_queryset(memories)
+        services.memory_list_record(
+            actor=request.user,
+            memories=page,
+            total=self.paginator.page.paginator.count,
+            filters={"context": params.get("context"), "kind": params.get("kind"), "tag": params.get("tag")},
+        )
+        return self.get_paginated_response(s.MemorySerializer(page, many=True).data)
 
     @extend_schema(
         operation_id="memories_create",
@@ -331,7 +345,7 @@ class MemoryDetailView(MemoriesAPIView):
         responses={200: s.MemorySerializer, **_errors(404)},
     )
     def get(self, request, memory_id: int):
-        return Response(s.MemorySerializer(selectors.memory_get_for_user(user=request.user, memory_id=memory_id)).data)
+        return Response(s.MemorySerializer(services.memory_read(actor=request.user, memory_id=memory_id)).data)
 
     def _update(self, request, memory_id: int, *, partial: bool) -> Response:
         data = self.validated(s.MemoryWriteSerializer, partial=partial)
