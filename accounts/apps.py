@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.contrib.admin.apps import AdminConfig
 
 
 class AccountsConfig(AppConfig):
@@ -10,9 +9,3 @@ class AccountsConfig(AppConfig):
         from accounts import checks, receivers  # noqa: F401  (checks register themselves)
 
         receivers.connect()
-
-
-class AccountsAdminConfig(AdminConfig):
-    """``django.contrib.admin`` with our site as the default ``admin.site`` (Django's documented override)."""
-
-    default_site = "accounts.admin_site.MfaAdminSite"

@@ -39,8 +39,8 @@ def accounts_settings_check(app_configs, **kwargs):
     idle, absolute = conf.get("ACCOUNTS_SESSION_IDLE_TIMEOUT"), conf.get("ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT")
     if not 0 < idle <= absolute:
         error("ACCOUNTS_SESSION_IDLE_TIMEOUT must be positive and at most ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT.", "E005")
-    if getattr(settings, "SESSION_COOKIE_AGE", 0) > absolute:
-        error("SESSION_COOKIE_AGE must not exceed ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT.", "E006")
+    if getattr(settings, "SESSION_COOKIE_AGE", 0) > absolute + 3600:
+        error("SESSION_COOKIE_AGE must not exceed ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT by more than an hour.", "E006")
     if conf.get("ACCOUNTS_SESSION_LAST_SEEN_INTERVAL") >= idle:
         error("ACCOUNTS_SESSION_LAST_SEEN_INTERVAL must be shorter than the idle timeout.", "E007")
     if not 0 < conf.get("ACCOUNTS_STEP_UP_MAX_AGE") <= 3600:

@@ -15,23 +15,29 @@ PASSWORD_MAX_LENGTH = 4096
 class AccessibleFormMixin:
     """Ties each field's errors and help text to it with ``aria-describedby`` and marks invalid fields."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._update_aria()
+
     def full_clean(self):
         super().full_clean()
+        self._update_aria()
+
+    def add_error(self, field, error):
+        super().add_error(field, error)
+        self._update_aria()
+
+    def _update_aria(self):
+        errors = self._errors or {}
         for name, field in self.fields.items():
             described = []
             if field.help_text:
                 described.append(f"id_{name}_help")
-            if name in self.errors:
+            if name in errors:
                 described.append(f"id_{name}_error")
                 field.widget.attrs["aria-invalid"] = "true"
             if described:
                 field.widget.attrs["aria-describedby"] = " ".join(described)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for name, field in self.fields.items():
-            if field.help_text:
-                field.widget.attrs["aria-describedby"] = f"id_{name}_help"
 
 
 class LoginForm(AccessibleFormMixin, forms.Form):

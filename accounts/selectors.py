@@ -42,7 +42,13 @@ def tracked_session_list(*, user, active_only: bool = True) -> QuerySet:
     """The user's sessions, newest first."""
     sessions = TrackedSession.objects.filter(user=user)
     if active_only:
-        sessions = sessions.filter(ended_at__isnull=True)
+        # A session nobody came back to is never ended by a request: leave out the timed-out ones.
+        now = timezone.now()
+        sessions = sessions.filter(
+            ended_at__isnull=True,
+            created_at__gt=now - conf.seconds("ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT"),
+            last_seen_at__gt=now - conf.seconds("ACCOUNTS_SESSION_IDLE_TIMEOUT"),
+        )
     return sessions.order_by("-created_at")
 
 

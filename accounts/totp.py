@@ -58,7 +58,7 @@ def matching_step(key: bytes, code: str, *, at: float | None = None, digits: int
     The current step is tried first, then the previous one, then the next one. Comparison is
     constant-time per candidate.
     """
-    if not code.isdigit() or len(code) != digits:
+    if len(code) != digits or not all("0" <= character <= "9" for character in code):
         return None
     current = time_step(at)
     for step in (current, current - 1, current + 1):

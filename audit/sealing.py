@@ -34,9 +34,9 @@ same time may be chained in either order, which is the truth about concurrent ev
 
 When sealing runs (``AUDIT_SEAL_MODE``):
 
-* ``"background"`` (default): after commit, ``record()`` wakes one sealer thread per process;
-  bursts coalesce into one batch and the request path pays only for its INSERT. A process
-  that exits seals what it left behind (``atexit``).
+* ``"background"`` (default): after commit, ``record()`` wakes one sealer thread per process,
+  which waits 200 ms so a burst of commits is chained in one batch; the request path pays only
+  for its INSERT. A process that exits seals what it left behind (``atexit``).
 * ``"inline"``: the sealer runs right after commit in the caller's thread (deterministic; the
   test suite and short management commands use it).
 * ``"periodic"``: only ``audit.tasks.audit_seal`` / ``manage.py audit_seal`` seal.
@@ -52,6 +52,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -204,6 +205,8 @@ class BackgroundSealer:
     """
 
     IDLE_SECONDS = 30.0
+    # After a wake, wait this long so a burst of commits is sealed in one batch (seconds).
+    COALESCE_SECONDS = 0.2
 
     def __init__(self) -> None:
         self._reset()
@@ -238,6 +241,7 @@ class BackgroundSealer:
                 if not self._wake.wait(timeout=self.IDLE_SECONDS):
                     connection.close()  # idle: give the connection back
                     continue
+                time.sleep(self.COALESCE_SECONDS)
                 self._wake.clear()
                 if self._stopping:
                     break
@@ -251,7 +255,7 @@ class BackgroundSealer:
             connection.close()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the thread after its current batch and close its connection (tests, benchmarks)."""
+        """Stop the thread after its current batch, then seal what is left in the calling thread."""
         thread = self._thread
         if thread is None or self._pid != os.getpid():
             return
@@ -259,6 +263,7 @@ class BackgroundSealer:
         self._wake.set()
         thread.join(timeout)
         self._thread = None
+        self.flush()
 
     def flush(self) -> None:
         """Seal in the calling thread what this process recorded since the thread last ran."""

@@ -91,27 +91,64 @@ def _median_per_operation(function, *, operations: int, rounds: int) -> float:
     return statistics.median(samples)
 
 
+def _interleaved(functions: dict, *, per_round: int, rounds: int) -> dict[str, float]:
+    """Median milliseconds per call of each function, measured in interleaved rounds."""
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for function in functions.values():  # warm up
+        _median_per_operation(function, operations=20, rounds=1)
+    for _ in range(rounds):  # interleaved, so drift and neighbours' load hit every variant alike
+        for name, function in functions.items():
+            samples[name].append(_median_per_operation(function, operations=per_round, rounds=1))
+    return {name: statistics.median(values) * 1000 for name, values in samples.items()}
+
+
 def bench_write_ratio(iterations: int) -> list[tuple[str, str]]:
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
-    from django.db import transaction
+    from django.db import connection, transaction
 
     import audit
-    from audit.sealing import seal_pending
+    from audit.sealing import background_sealer, seal_pending
 
     actor = get_user_model().objects.create_user(username="bench-actor", password="b" * 20)
+    member = get_user_model().objects.create_user(username="bench-member", password="b" * 20)
     counter = iter(range(10**9))
-    results = []
 
     def plain_write():
         with transaction.atomic():
+            Group.objects.create(name=f"g{next(counter)}")
+
+    def plain_write_plus_select_1():
+        with transaction.atomic():
+            Group.objects.create(name=f"g{next(counter)}")
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+
+    def plain_write_plus_second_insert():
+        with transaction.atomic():
+            Group.objects.create(name=f"g{next(counter)}")
             Group.objects.create(name=f"g{next(counter)}")
 
     def audited_write():
         with transaction.atomic():
             group = Group.objects.create(name=f"g{next(counter)}")
             audit.record(action=audit.Action.ADMIN_ADDED, actor=actor, target=group, context={"fields": ["name"]})
+
+    # A service-shaped write: create a group and put a member in it (several statements).
+    def plain_service_write():
+        with transaction.atomic():
+            group = Group.objects.create(name=f"g{next(counter)}")
+            member.groups.add(group)
+
+    def audited_service_write():
+        with transaction.atomic():
+            group = Group.objects.create(name=f"g{next(counter)}")
+            member.groups.add(group)
+            audit.record(
+                action=audit.Action.GROUP_MEMBERSHIP_CHANGED, actor=actor, subject=member, target=group,
+                context={"added": [group.pk]},
+            )
 
     group = Group.objects.create(name="read-me")
 
@@ -121,38 +158,60 @@ def bench_write_ratio(iterations: int) -> list[tuple[str, str]]:
     def audited_read():
         audit.record(action=audit.Action.MEMORY_READ, actor=actor, target=Group.objects.get(pk=group.pk))
 
-    rounds = 7
+    rounds = 9
     per_round = max(iterations // rounds, 20)
-    for mode in ("periodic", "background", "inline"):
-        settings.AUDIT_SEAL_MODE = mode
-        for function in (plain_write, audited_write):  # warm up
-            _median_per_operation(function, operations=20, rounds=1)
-        plain, audited = [], []
-        for _ in range(rounds):  # interleaved, so drift hits both alike
-            plain.append(_median_per_operation(plain_write, operations=per_round, rounds=1))
-            audited.append(_median_per_operation(audited_write, operations=per_round, rounds=1))
-        plain_ms, audited_ms = statistics.median(plain) * 1000, statistics.median(audited) * 1000
-        results.append(
-            (
-                f"write, seal {mode}",
-                f"plain {plain_ms:.3f} ms, audited {audited_ms:.3f} ms, ratio {audited_ms / plain_ms:.2f}x",
-            )
-        )
-        time.sleep(0.2)
-        seal_pending()
-    settings.AUDIT_SEAL_MODE = "background"
-    plain, audited = [], []
-    for _ in range(rounds):
-        plain.append(_median_per_operation(plain_read, operations=per_round, rounds=1))
-        audited.append(_median_per_operation(audited_read, operations=per_round, rounds=1))
-    plain_ms, audited_ms = statistics.median(plain) * 1000, statistics.median(audited) * 1000
+    results = []
+    settings.AUDIT_SEAL_MODE = "periodic"
+    floor = _interleaved(
+        {
+            "plain": plain_write,
+            "plain + SELECT 1": plain_write_plus_select_1,
+            "plain + 2nd INSERT": plain_write_plus_second_insert,
+            "audited": audited_write,
+        },
+        per_round=per_round,
+        rounds=rounds,
+    )
+    base = floor["plain"]
     results.append(
         (
-            "read (autocommit)",
-            f"plain {plain_ms:.3f} ms, audited {audited_ms:.3f} ms, ratio {audited_ms / plain_ms:.2f}x",
+            "write: Group.create in a transaction",
+            ", ".join(f"{name} {value:.3f} ms ({value / base:.2f}x)" for name, value in floor.items()),
         )
     )
-    time.sleep(0.2)
+    seal_pending()
+    for mode in ("background", "inline"):
+        settings.AUDIT_SEAL_MODE = mode
+        timed = _interleaved({"plain": plain_write, "audited": audited_write}, per_round=per_round, rounds=rounds)
+        results.append(
+            (
+                f"write, seal {mode} (after commit)",
+                f"plain {timed['plain']:.3f} ms, audited {timed['audited']:.3f} ms, "
+                f"ratio {timed['audited'] / timed['plain']:.2f}x",
+            )
+        )
+        background_sealer.stop()
+        seal_pending()
+    settings.AUDIT_SEAL_MODE = "background"
+    service = _interleaved(
+        {"plain": plain_service_write, "audited": audited_service_write}, per_round=per_round, rounds=rounds
+    )
+    results.append(
+        (
+            "service write: create group + add member",
+            f"plain {service['plain']:.3f} ms, audited {service['audited']:.3f} ms, "
+            f"ratio {service['audited'] / service['plain']:.2f}x",
+        )
+    )
+    reads = _interleaved({"plain": plain_read, "audited": audited_read}, per_round=per_round, rounds=rounds)
+    results.append(
+        (
+            "read (autocommit) + record()",
+            f"plain {reads['plain']:.3f} ms, audited {reads['audited']:.3f} ms, "
+            f"ratio {reads['audited'] / reads['plain']:.2f}x",
+        )
+    )
+    background_sealer.stop()
     seal_pending()
     return results
 

@@ -29,6 +29,7 @@ event. Crypto core: imports Django, cryptography and (optionally) pybase64 only.
 from __future__ import annotations
 
 import binascii
+import functools
 import os
 
 from cryptography.exceptions import InvalidTag
@@ -38,22 +39,18 @@ from django.dispatch import Signal
 from encryption.errors import DecryptionError, UnknownKeyError
 from encryption.keyring import LEGACY_FERNET_KEY_ID, get_key_ring, get_legacy_fernet
 
-try:  # pragma: no branch - pybase64 is pinned in requirements.txt; binascii is the fallback.
+try:  # pybase64 is pinned in requirements.txt; binascii is the (much slower) fallback.
     import pybase64
 
-    def _b64encode(data: bytes) -> str:
-        return pybase64.b64encode_as_string(data)
-
-    def _b64decode(text: str) -> bytes:
-        return pybase64.b64decode(text, validate=True)
-
+    _b64encode = pybase64.b64encode_as_string
+    # A partial, not a wrapper function: one Python frame less on every read.
+    _b64decode = functools.partial(pybase64.b64decode, validate=True)
 except ImportError:  # pragma: no cover
 
     def _b64encode(data: bytes) -> str:
         return binascii.b2a_base64(data, newline=False).decode("ascii")
 
-    def _b64decode(text: str) -> bytes:
-        return binascii.a2b_base64(text, strict_mode=True)
+    _b64decode = functools.partial(binascii.a2b_base64, strict_mode=True)
 
 
 TOKEN_VERSION = "nv1"  # noqa: S105 - a format name, not a secret

@@ -250,7 +250,8 @@ class EncryptedJSONField(EncryptedFieldMixin, models.Field):
         return json.dumps(value, cls=self.encoder, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     def from_plaintext(self, plaintext: bytes):
-        return json.loads(plaintext, cls=self.decoder)
+        # json.loads on str skips its encoding detection for bytes.
+        return json.loads(plaintext.decode("utf-8"), cls=self.decoder)
 
     def validate(self, value, model_instance):
         super().validate(value, model_instance)

@@ -16,7 +16,8 @@ from typing import Any
 import audit
 from memories.exceptions import NotFound, PermissionDenied
 
-_RECORDED = "_audit_recorded"
+# The same mark the API exception handler honours (api.errors), so a refusal is recorded once.
+_RECORDED = "audited"
 
 
 def record_refusal(*, actor, attempted: str, error: Exception, target: Any = None) -> None:

@@ -4,8 +4,8 @@ Ownership rules that must hold however a row is written (service, admin, shell, 
 database constraints, not ``save()`` logic: a membership or a share names exactly one target, and
 a context has exactly one owner that matches its scope.
 
-Memory ``content`` and ``metadata`` will be encrypted at rest (the encryption issue swaps their
-field classes). Nothing may therefore filter, search, order or index on them in SQL: every query
+Memory ``content`` and ``metadata`` are encrypted at rest by the encryption app's fields (the
+database holds only ciphertext bound to this model and column). Nothing may therefore filter, search, order or index on them in SQL: every query
 here and in the selectors uses other columns, and tags live in their own table so that tag
 filtering works on SQLite and PostgreSQL without looking inside the metadata.
 
@@ -18,6 +18,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+from encryption.fields import EncryptedJSONField, EncryptedTextField
 
 
 class Role(models.TextChoices):
@@ -198,8 +200,9 @@ class Memory(models.Model):
     # Where the memory came from ("cli", "vscode", "chat"); free text, short.
     source = models.CharField(max_length=100, blank=True, default="")
     # Encrypted at rest later: never filtered, ordered or indexed in SQL.
-    content = models.TextField()
-    metadata = models.JSONField(default=dict, blank=True)
+    # Encrypted at rest (AES-256-GCM, bound to this model and column): OWASP ASVS 4.0.3 V8.3.7.
+    content = EncryptedTextField()
+    metadata = EncryptedJSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -225,18 +225,28 @@ def alert_figures(*, start, end) -> dict:
     }
 
 
+def _second_factor_models() -> list:
+    """django-otp device models that are a second factor (backup and static codes are not)."""
+    from django_otp import device_classes
+
+    return [
+        model
+        for model in device_classes()
+        if not model._meta.abstract and "backup" not in model.__name__.lower() and "static" not in model.__name__.lower()
+    ]
+
+
 def mfa_figures() -> dict:
     """MFA adoption among active users and active staff: users with at least one confirmed device.
 
-    Reads every django-otp device model installed (TOTP, static, and any the accounts app adds)
-    through ``django_otp.device_classes()``; without django-otp the figures are 0 with a note.
+    Reads every django-otp device model installed (the accounts app's TOTP devices, and any other
+    plugin) through ``django_otp.device_classes()``; backup-code and static-token devices do not
+    count. Without django-otp the figures are 0 with a note saying so.
     """
     users = get_user_model().objects.filter(is_active=True)
     note = ""
     try:
-        from django_otp import device_classes
-
-        models = [model for model in device_classes() if not model._meta.abstract]
+        models = _second_factor_models()
     except Exception:  # django-otp missing or not ready: say so rather than guess
         models = []
         note = "django-otp is not installed: MFA adoption cannot be measured"
@@ -258,8 +268,14 @@ def mfa_figures() -> dict:
 
 
 def session_figures(*, now) -> dict:
-    """Unexpired sessions in Django's session table (the database session engine)."""
-    if "db" not in settings.SESSION_ENGINE and "cached_db" not in settings.SESSION_ENGINE:
+    """Active sessions: the accounts app's tracked sessions not yet ended, else Django's session table."""
+    try:
+        from accounts.models import TrackedSession
+    except ImportError:
+        TrackedSession = None  # noqa: N806 - a model class, when the accounts app has one
+    if TrackedSession is not None:
+        return {"active": TrackedSession.objects.filter(ended_at__isnull=True).count(), "note": ""}
+    if "db" not in settings.SESSION_ENGINE:
         return {"active": 0, "note": "sessions are not stored in the database; not counted"}
     from django.contrib.sessions.models import Session
 

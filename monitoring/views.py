@@ -60,9 +60,11 @@ def metrics(request):
     if not settings.MONITORING_METRICS_TOKEN and not settings.MONITORING_METRICS_ALLOWED_NETWORKS:
         raise Http404("metrics are not enabled")
     if not _metrics_allowed(request):
-        response = HttpResponse("forbidden\n", status=403, content_type="text/plain; charset=utf-8")
-        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-        return response
+        if settings.MONITORING_METRICS_TOKEN:
+            response = HttpResponse("unauthorized\n", status=401, content_type="text/plain; charset=utf-8")
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+        return HttpResponse("forbidden\n", status=403, content_type="text/plain; charset=utf-8")
     from monitoring.metrics import render_metrics
 
     body, content_type = render_metrics()

@@ -7,6 +7,7 @@ username is normalised first and kept as the event's subject when no account has
 from __future__ import annotations
 
 import dataclasses
+import functools
 import datetime
 import enum
 import unicodedata
@@ -15,6 +16,7 @@ from django.contrib import auth
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
+from django_otp.middleware import is_verified as otp_is_verified
 
 import audit
 from accounts import conf
@@ -200,8 +202,9 @@ def login_complete(*, request, user, method: str, device=None) -> None:
     """
     user.backend = BACKEND
     user.authentication_method = method
-    if device is not None:
-        user.otp_device = device  # django_otp's user_logged_in receiver persists it in the session
+    # As OTPMiddleware would set them; django_otp's user_logged_in receiver persists the device.
+    user.otp_device = device
+    user.is_verified = functools.partial(otp_is_verified, user)
     with transaction.atomic():
         auth.login(request, user, backend=BACKEND)
         audit.record(

@@ -216,7 +216,7 @@ def password_change(*, request, new_password: str) -> int:
             actor=user,
             subject=user,
             target=user,
-            context={"other_sessions_ended": ended},
+            context={"others_ended": ended},
         )
         notification_schedule(
             user=user, kind="password_changed", context={"how": "change"}, base_url=_base(request)

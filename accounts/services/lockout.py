@@ -48,7 +48,7 @@ import dataclasses
 import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, PositiveIntegerField, Q, Value, When
 from django.utils import timezone
 
 from accounts import conf
@@ -109,8 +109,10 @@ def password_attempt_reserve(*, username: str, client_ip: str | None) -> datetim
         try:
             with transaction.atomic():
                 updated = rows.filter(within_limits & _unlocked(now)).update(
-                    failure_count=Case(When(stale, then=Value(1)), default=F("failure_count") + 1),
-                    lock_count=Case(When(stale, then=Value(0)), default=F("lock_count")),
+                    failure_count=Case(
+                        When(stale, then=Value(1)), default=F("failure_count") + 1, output_field=PositiveIntegerField()
+                    ),
+                    lock_count=Case(When(stale, then=Value(0)), default=F("lock_count"), output_field=PositiveIntegerField()),
                     last_failure_at=now,
                 )
                 if updated == len(scopes):

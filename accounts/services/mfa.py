@@ -161,32 +161,34 @@ def totp_device_confirm(*, actor, device: TOTPDevice, code: str, base_url: str =
     return codes
 
 
-def totp_device_remove(*, actor, device: TOTPDevice, base_url: str = "") -> None:
+def totp_device_remove(*, actor, device: TOTPDevice, base_url: str = "", enforce_policy: bool = True) -> None:
     """Remove an authenticator. The last one cannot go while MFA is required for the user.
 
     Removing the last authenticator also discards the backup codes (MFA is then off).
-    Permission: the caller has checked ownership and a fresh step-up.
+    ``enforce_policy=False`` (administrators, for a lost phone) allows removing the last one of
+    a user who needs MFA: they are sent to enrollment at their next sign-in.
+    Permission: the caller has checked ownership and a fresh step-up (or that ``actor`` is staff).
     """
     from accounts.selectors import mfa_required_for
 
     user = device.user
     with transaction.atomic():
         others = TOTPDevice.objects.filter(user=user, confirmed=True).exclude(pk=device.pk)
-        if device.confirmed and not others.exists() and mfa_required_for(user):
+        if enforce_policy and device.confirmed and not others.exists() and mfa_required_for(user):
             raise MfaError("Multi-factor authentication is required for your account: add another authenticator first.")
         device_pk, name, confirmed = device.pk, device.name, device.confirmed
         device.delete()
         device.pk = device_pk
-        backup_codes_discarded = False
+        backup_set_discarded = False
         if confirmed and not others.exists():
             BackupCodeDevice.objects.filter(user=user).delete()
-            backup_codes_discarded = True
+            backup_set_discarded = True
         audit.record(
             action=audit.Action.MFA_DEVICE_REMOVED,
             actor=actor,
             subject=user,
             target=("accounts.totpdevice", str(device_pk), f"TOTP device {device_pk}"),
-            context={"device_name": name, "confirmed": confirmed, "backup_codes_discarded": backup_codes_discarded},
+            context={"device_name": name, "confirmed": confirmed, "backup_set_discarded": backup_set_discarded},
         )
         if confirmed:
             notification_schedule(user=user, kind="mfa_device_removed", context={"device_name": name}, base_url=base_url)

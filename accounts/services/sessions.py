@@ -59,7 +59,7 @@ def session_begin(*, request, user, method: str) -> TrackedSession:
             action=audit.Action.SESSION_CREATED,
             actor=user,
             subject=user,
-            target=tracked,
+            target=_target(tracked),
             context={"method": tracked.method, "device": label},
         )
         if not known and not first_login and conf.get("ACCOUNTS_NOTIFY_NEW_LOGIN"):
@@ -73,6 +73,11 @@ def session_begin(*, request, user, method: str) -> TrackedSession:
     request.session[PRIVILEGE_VERSION_KEY] = user.privilege_version
     request.session[REAUTHENTICATED_AT_KEY] = now.timestamp()
     return tracked
+
+
+def _target(tracked: TrackedSession) -> tuple[str, str, str]:
+    """Sessions are named by their opaque public id in events, never by a key or row id."""
+    return ("accounts.trackedsession", tracked.public_id, tracked.device_label)
 
 
 def session_mfa_passed(*, request, user, device) -> None:
@@ -108,7 +113,7 @@ def session_expire(*, tracked_id: int, reason: str) -> None:
         audit.record(
             action=audit.Action.SESSION_EXPIRED,
             subject=tracked.user,
-            target=tracked,
+            target=_target(tracked),
             context={"reason": reason},
         )
 
@@ -131,7 +136,7 @@ def session_revoke(*, actor, tracked: TrackedSession) -> bool:
                 action=audit.Action.SESSION_REVOKED,
                 actor=actor,
                 subject=tracked.user,
-                target=tracked,
+                target=_target(tracked),
                 context={"reason": reason},
             )
     return bool(ended)
@@ -166,6 +171,7 @@ def session_logout(*, request) -> None:
     """Log the request's user out: end the tracked session, record ``LOGOUT``, flush the session."""
     user = request.user if request.user.is_authenticated else None
     tracked_id = request.session.get(TRACKED_SESSION_KEY)
+    tracked = TrackedSession.objects.filter(pk=tracked_id).first() if tracked_id else None
     with transaction.atomic():
         if tracked_id:
             _end(TrackedSession.objects.filter(pk=tracked_id), TrackedSession.EndReason.LOGOUT, timezone.now())
@@ -174,7 +180,7 @@ def session_logout(*, request) -> None:
                 action=audit.Action.LOGOUT,
                 actor=user,
                 subject=user,
-                target=("accounts.trackedsession", str(tracked_id or "")),
+                target=_target(tracked) if tracked else None,
             )
     django_logout(request)
 

@@ -88,7 +88,7 @@ def login_view(request):
             else:
                 form.add_error(None, "The username or password is not right.")
         else:
-            if form.has_error("username", "invalid_username"):
+            if "username" in form.errors and request.POST.get("username"):
                 authentication.login_input_refused(username=request.POST.get("username", ""))
             status = 400
     return render(request, "accounts/login.html", {"form": form, "next": next_url}, status=status)

@@ -26,7 +26,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 # Applications
 # ---------------------------------------------------------------------------------------------
 DJANGO_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with accounts' MFA-only site as the default admin.site.
+    "accounts.admin_apps.AccountsAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -38,9 +39,9 @@ THIRD_PARTY_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    # django-otp's framework only: accounts.TOTPDevice replaces its otp_totp plugin (plain-text
+    # secrets), and accounts' own lockout counters replace django-axes (see accounts/services/lockout.py).
     "django_otp",
-    "django_otp.plugins.otp_totp",
-    "axes",
     "auditlog",
 ]
 # Order follows the import direction in ARCHITECTURE.md: lower layers first.
@@ -65,8 +66,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Tracked sessions: revocation, idle/absolute timeouts, key rotation on privilege change, MFA policy.
+    "accounts.middleware.SessionSecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -133,8 +135,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Authentication
 # ---------------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
+# Normalised usernames; with a request, behind the lockout counters and audited (accounts/backends.py).
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
     "accounts.backends.NormalisedUsernameBackend",
 ]
 # Argon2id first (OWASP Password Storage Cheat Sheet); the others only verify old hashes.
@@ -150,13 +152,72 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "accounts:security"
+LOGOUT_REDIRECT_URL = "accounts:login"
+# Password reset links expire after this (default 3600 seconds; accounts/checks.py refuses more).
+PASSWORD_RESET_TIMEOUT = env.int("ACCOUNTS_PASSWORD_RESET_TIMEOUT", default=3600)
 
-# django-axes: the accounts issue replaces these with normalised, per-account counters.
-AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
-AXES_COOLOFF_TIME = 1  # hours
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "username"]
-AXES_RESET_ON_SUCCESS = True
+# --- Accounts: lockout (NIST SP 800-63B §5.2.2; accounts/services/lockout.py explains the model) ---
+# Failed passwords per (account, client IP) before that IP is locked out of the account (default 5 failures).
+ACCOUNTS_LOCKOUT_ADDRESS_FAILURE_LIMIT = env.int("ACCOUNTS_LOCKOUT_ADDRESS_FAILURE_LIMIT", default=5)
+# Failed passwords per account, from any IP, before the account is locked everywhere (default 20 failures; max 100).
+ACCOUNTS_LOCKOUT_ACCOUNT_FAILURE_LIMIT = env.int("ACCOUNTS_LOCKOUT_ACCOUNT_FAILURE_LIMIT", default=20)
+# Growing cool-offs of successive locks; the last repeats (default 60,300,1800,7200,43200 seconds).
+ACCOUNTS_LOCKOUT_COOLOFFS = [
+    int(value) for value in env.list("ACCOUNTS_LOCKOUT_COOLOFFS", default=["60", "300", "1800", "7200", "43200"])
+]
+# A counter untouched this long starts afresh, lock history included (default 86400 seconds).
+ACCOUNTS_LOCKOUT_RESET_AFTER = env.int("ACCOUNTS_LOCKOUT_RESET_AFTER", default=86400)
+
+# --- Accounts: MFA (RFC 6238, RFC 4226 §7.3) ---------------------------------------------------
+# Require MFA of every user, not only staff (default False); users get a grace period at first login (default 7 days).
+ACCOUNTS_MFA_REQUIRED_FOR_ALL = env.bool("ACCOUNTS_MFA_REQUIRED_FOR_ALL", default=False)
+ACCOUNTS_MFA_GRACE_DAYS = env.int("ACCOUNTS_MFA_GRACE_DAYS", default=7)
+# Time allowed between the password step and the code step of a login (default 300 seconds).
+ACCOUNTS_MFA_LOGIN_TIMEOUT = env.int("ACCOUNTS_MFA_LOGIN_TIMEOUT", default=300)
+# An authenticator not confirmed within this is discarded (default 900 seconds).
+ACCOUNTS_MFA_UNCONFIRMED_DEVICE_TTL = env.int("ACCOUNTS_MFA_UNCONFIRMED_DEVICE_TTL", default=900)
+# Wait after the first wrong code, doubling per failure (default 1 second), bounded by the max (default 300 seconds).
+ACCOUNTS_MFA_THROTTLE_BASE = env.int("ACCOUNTS_MFA_THROTTLE_BASE", default=1)
+ACCOUNTS_MFA_THROTTLE_MAX = env.int("ACCOUNTS_MFA_THROTTLE_MAX", default=300)
+# Consecutive wrong codes that lock the account's code step with the lockout cool-offs (default 10 failures).
+ACCOUNTS_MFA_FAILURE_LIMIT = env.int("ACCOUNTS_MFA_FAILURE_LIMIT", default=10)
+# Backup codes per set (default 10 codes, 60 bits each).
+ACCOUNTS_BACKUP_CODE_COUNT = env.int("ACCOUNTS_BACKUP_CODE_COUNT", default=10)
+# Issuer shown by authenticator apps next to the account (default "Ninaivalaigal").
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Ninaivalaigal")
+
+# --- Accounts: sessions and step-up (OWASP ASVS 4.0.3 V3.3, V3.7.1) -----------------------------
+# A session unused this long ends (default 1800 seconds = 30 minutes).
+ACCOUNTS_SESSION_IDLE_TIMEOUT = env.int("ACCOUNTS_SESSION_IDLE_TIMEOUT", default=1800)
+# A session ends this long after login whatever happens (default 43200 seconds = 12 hours).
+ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT = env.int("ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT", default=43200)
+# At most one last-seen write per session per interval: idle time is exact to within it (default 60 seconds).
+ACCOUNTS_SESSION_LAST_SEEN_INTERVAL = env.int("ACCOUNTS_SESSION_LAST_SEEN_INTERVAL", default=60)
+# Sensitive changes need a (re-)authentication at most this old (default 600 seconds = 10 minutes).
+ACCOUNTS_STEP_UP_MAX_AGE = env.int("ACCOUNTS_STEP_UP_MAX_AGE", default=600)
+# Django's session outlives the absolute timeout by 30 minutes, so accounts' middleware (not a
+# silent expiry) ends it and records why (seconds).
+SESSION_COOKIE_AGE = ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT + 1800
+
+# --- Accounts: lifecycle and notifications ------------------------------------------------------
+# Self-service sign-up with email verification (default True).
+ACCOUNTS_SIGNUP_ENABLED = env.bool("ACCOUNTS_SIGNUP_ENABLED", default=True)
+# Email verification and email-change links expire after this (default 86400 seconds each).
+ACCOUNTS_EMAIL_VERIFICATION_MAX_AGE = env.int("ACCOUNTS_EMAIL_VERIFICATION_MAX_AGE", default=86400)
+ACCOUNTS_EMAIL_CHANGE_MAX_AGE = env.int("ACCOUNTS_EMAIL_CHANGE_MAX_AGE", default=86400)
+# At most one new verification email per account per interval (default 300 seconds).
+ACCOUNTS_EMAIL_VERIFICATION_RESEND_INTERVAL = env.int("ACCOUNTS_EMAIL_VERIFICATION_RESEND_INTERVAL", default=300)
+# Every password-reset request takes at least this long, so its timing does not reveal whether
+# the address is registered (default 0.4 seconds).
+ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR = env.float("ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR", default=0.4)
+# Email the user when they sign in from a device and IP they never used before (default True).
+ACCOUNTS_NOTIFY_NEW_LOGIN = env.bool("ACCOUNTS_NOTIFY_NEW_LOGIN", default=True)
+# scheme://host used in links of emails (default empty: the host of the request that caused the email).
+ACCOUNTS_SITE_URL = env.str("ACCOUNTS_SITE_URL", default="")
+# Audit events shown on /accounts/security/ (default 20 events).
+ACCOUNTS_SECURITY_EVENTS_SHOWN = env.int("ACCOUNTS_SECURITY_EVENTS_SHOWN", default=20)
 
 # ---------------------------------------------------------------------------------------------
 # Sessions, cookies, security headers

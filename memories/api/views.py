@@ -71,10 +71,10 @@ class MemoriesAPIView(GenericAPIView):
             record_refusal(actor=self.request.user, attempted=attempted, error=exc)
         if isinstance(exc, DjangoValidationError):
             exc = exceptions.ValidationError(_field_errors(exc))
-        elif isinstance(exc, NotFound):
-            exc = exceptions.NotFound()
-        elif isinstance(exc, PermissionDenied):
-            exc = exceptions.PermissionDenied()
+        elif isinstance(exc, NotFound | PermissionDenied):
+            converted = exceptions.NotFound() if isinstance(exc, NotFound) else exceptions.PermissionDenied()
+            converted.audited = True  # recorded above; the API's handler must not record it again
+            exc = converted
         return super().handle_exception(exc)
 
     def validated(self, serializer_class, **kwargs) -> dict:

@@ -77,8 +77,9 @@ def test_create_read_update_list_and_delete_record_one_event_each(world, client_
 @pytest.mark.django_db
 def test_a_refused_delete_is_recorded_as_denied_and_changes_nothing(world, client_for, member, make_memory):
     memory = make_memory(world.team_context, content=SECRET_CONTENT)
+    member_client = client_for(member)
     start = last_id()
-    response = client_for(member).delete(url("memory-detail", memory_id=memory.pk))
+    response = member_client.delete(url("memory-detail", memory_id=memory.pk))
     assert response.status_code == 403
     assert Memory.objects.filter(pk=memory.pk).exists()
     assert actions_since(start) == [("authz.permission_denied", "denied")]
@@ -93,17 +94,18 @@ def test_a_refused_delete_is_recorded_as_denied_and_changes_nothing(world, clien
 def test_reading_a_hidden_memory_is_recorded_once_as_denied(world, client_for, make_user, make_memory):
     outsider = make_user("oscar.outsider")
     memory = make_memory(world.team_context, content=SECRET_CONTENT)
+    outsider_client = client_for(outsider)
     start = last_id()
-    assert client_for(outsider).get(url("memory-detail", memory_id=memory.pk)).status_code == 404
+    assert outsider_client.get(url("memory-detail", memory_id=memory.pk)).status_code == 404
     assert actions_since(start) == [("authz.permission_denied", "denied")]
     assert AuditEvent.objects.get(pk__gt=start).context["answer"] == 404
 
 
 @pytest.mark.django_db
 def test_a_hidden_context_in_the_url_is_recorded_as_denied(world, client_for, make_user):
-    outsider = make_user("oscar.outsider")
+    outsider_client = client_for(make_user("oscar.outsider"))
     start = last_id()
-    response = client_for(outsider).get(url("context-detail", context_id=world.team_context.pk))
+    response = outsider_client.get(url("context-detail", context_id=world.team_context.pk))
     assert response.status_code == 404
     assert actions_since(start) == [("authz.permission_denied", "denied")]
 

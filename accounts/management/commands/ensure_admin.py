@@ -3,7 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.services import administrator_ensure
+from accounts.services.administrators import administrator_ensure
 from config.settings.base import env
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -47,9 +46,9 @@ class Command(BaseCommand):
             raise CommandError("A key id is 1 to 64 letters, digits, '-' or '_'.")
         # The key goes to standard output once, and nowhere else (no log line, no file).
         self.stdout.write(format_key(key_id, generate_key_material()))
-        sys.stderr.write(
+        self.stderr.write(
             "Shown once, stored nowhere. Put it first in the purpose's key ring to make it the primary key, "
-            "then run `manage.py rotate_encryption_keys`.\n"
+            "then run `manage.py rotate_encryption_keys`."
         )
 
     def _status(self, purposes: list[str], *, as_json: bool) -> None:
@@ -92,7 +91,7 @@ class Command(BaseCommand):
                 continue
             rows = entry.get("rows")
             for key_id in entry["keys"]:
-                role = "primary (encrypts)" if key_id == entry["primary"] else "decrypts only"
+                role = "primary" if key_id == entry["primary"] else "older (reads only)"
                 count = "" if rows is None else f"{rows.get(key_id, 0):>10} rows"
                 hint = ""
                 if rows is not None and key_id in entry.get("retirable", []):

@@ -1,0 +1,234 @@
+"""The API security middleware and the site-wide security headers.
+
+``ApiRequestMiddleware`` guards everything under ``/api/`` before a view runs and answers with
+the error envelope (each refusal recorded in the audit trail):
+
+1. credentials in the query string → 400 ``credentials_in_url`` (OWASP ASVS 4.0.3 V13.1.3);
+2. endpoints past their sunset → 410 ``gone`` with a ``Link`` to the migration notes;
+3. a body without ``Content-Length`` → 411; larger than the endpoint's limit → 413 (the header is
+   checked before a byte is read);
+4. a body that is not ``application/json`` → 415 (ASVS V13.1.5, V13.2.5);
+
+then, on the way out, the deprecation headers and the per-caller count of deprecated calls, and
+for an exception no view handled: a 500 envelope and one full log line with the request id.
+
+``SecurityHeadersMiddleware`` adds to every response what Django's ``SecurityMiddleware`` and
+``XFrameOptionsMiddleware`` do not: ``Permissions-Policy``, ``Cache-Control: no-store`` on every
+API and every authenticated response, and a locked-down CSP for JSON (``default-src 'none'``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.urls import Resolver404, resolve
+from django.utils import timezone
+
+import audit
+from api import conf, keys, services, versioning
+from api.errors import error_response, refusal_response
+from api.exceptions import CredentialsInUrl, Gone, LengthRequired, PayloadTooLarge, UnsupportedContentType
+from api.refusals import record_refusal, request_api_key, request_user
+
+logger = logging.getLogger("api.errors")
+
+API_PREFIX = "/api/"
+# Query parameter names that only ever carry credentials; values that look like our keys are
+# refused whatever the parameter is called.
+CREDENTIAL_PARAMETERS = frozenset(
+    {"api_key", "apikey", "api-key", "key", "access_token", "token", "auth", "authorization", "signature"}
+)
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+JSON_MEDIA_TYPES = frozenset({"application/json"})
+
+
+def is_api_request(request) -> bool:
+    return request.path_info.startswith(API_PREFIX)
+
+
+def body_limit(request, view_func=None) -> int:
+    """The body limit of the endpoint: ``API_BODY_LIMITS[url name]``, the view's, or the global one."""
+    match = getattr(request, "resolver_match", None)
+    if match is not None and match.view_name:
+        override = conf.get("API_BODY_LIMITS").get(match.view_name)
+        if override is not None:
+            return int(override)
+    view_class = getattr(view_func, "view_class", None) or getattr(view_func, "cls", None)
+    limit = getattr(view_class, "max_body_bytes", None)
+    return int(limit) if limit is not None else conf.get("API_MAX_BODY_BYTES")
+
+
+def _endpoint_label(request) -> str:
+    """``GET /api/v1/memories/<int:memory_id>/``: the route, not the ids, so counts aggregate."""
+    try:
+        match = request.resolver_match or resolve(request.path_info)
+        route = "/" + match.route
+    except Resolver404:
+        route = request.path_info
+    return f"{request.method} {route}"
+
+
+class ApiRequestMiddleware:
+    """Refuse bad API requests before a view runs; announce deprecations; envelope every 500."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not is_api_request(request):
+            return self.get_response(request)
+        refusal = self._refuse_credentials_in_url(request) or self._refuse_sunset(request)
+        if refusal is not None:
+            return refusal
+        response = self.get_response(request)
+        self._announce_deprecation(request, response)
+        return response
+
+    # --- before the view ------------------------------------------------------------------
+    def _refuse_credentials_in_url(self, request):
+        query = request.META.get("QUERY_STRING", "")
+        if not query:
+            return None
+        offending = None
+        for name, values in request.GET.lists():
+            if name.lower() in CREDENTIAL_PARAMETERS or any(keys.KEY_PREFIX in value for value in values):
+                offending = name
+                break
+        if offending is None and keys.KEY_PREFIX in query:
+            offending = "?"
+        if offending is None:
+            return None
+        # The key may have leaked into proxy and access logs already: the event names the
+        # parameter and the key's public prefix so its owner can rotate it; never the secret.
+        return self._refuse(
+            request,
+            CredentialsInUrl(),
+            action=audit.Action.API_KEY_REFUSED,
+            context={"parameter": offending[:40], "key_prefix": keys.prefix_in(query) or ""},
+        )
+
+    def _refuse_sunset(self, request):
+        deprecation = versioning.deprecation_for(request.path_info, request.method)
+        if deprecation is None or not deprecation.is_sunset(timezone.now()):
+            return None
+        error = Gone(
+            f"This endpoint was retired on {deprecation.sunset_at.date().isoformat()}. "
+            f"Use {deprecation.successor} (migration notes: {deprecation.notes_url()}).",
+            headers=deprecation.headers(),
+        )
+        return self._refuse(
+            request,
+            error,
+            action=audit.Action.DEPRECATED_ENDPOINT_CALLED,
+            context={"endpoint": _endpoint_label(request)},
+        )
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if not is_api_request(request):
+            return None
+        meta = request.META
+        length_header = meta.get("CONTENT_LENGTH") or ""
+        chunked = "HTTP_TRANSFER_ENCODING" in meta
+        try:
+            length = int(length_header) if length_header else 0
+        except ValueError:
+            length = -1
+        if chunked and not length_header:
+            return self._refuse(request, LengthRequired())
+        if length < 0:
+            return self._refuse(request, LengthRequired(reason="content_length_malformed"))
+        if length == 0:
+            return None
+        limit = body_limit(request, view_func)
+        if length > limit:
+            return self._refuse(
+                request,
+                PayloadTooLarge(f"The request body is too large: at most {limit} bytes here."),
+                context={"content_length": length, "limit": limit},
+            )
+        media_type = (meta.get("CONTENT_TYPE") or "").split(";", 1)[0].strip().lower()
+        if media_type not in JSON_MEDIA_TYPES:
+            return self._refuse(
+                request, UnsupportedContentType(), context={"content_type": media_type[:60] or "(none)"}
+            )
+        return None
+
+    @staticmethod
+    def _refuse(request, error, *, action=audit.Action.REQUEST_REJECTED, context=None):
+        record_refusal(
+            request=request, action=action, reason=error.reason, status=error.status_code, context=context
+        )
+        return refusal_response(error)
+
+    # --- after the view -------------------------------------------------------------------
+    def _announce_deprecation(self, request, response) -> None:
+        deprecation = versioning.deprecation_for(request.path_info, request.method)
+        if deprecation is None:
+            return
+        for name, value in deprecation.headers().items():
+            response[name] = value
+        if not deprecation.is_deprecated(timezone.now()) or response.status_code >= 500:
+            return
+        services.deprecated_call_record(
+            endpoint=_endpoint_label(request),
+            api_key=request_api_key(request),
+            user=request_user(request),
+            client_ip=getattr(request, "client_ip", None),
+        )
+
+    def process_exception(self, request, exception):
+        """An exception no view turned into a response: the 500 envelope, one full log line."""
+        if not is_api_request(request):
+            return None
+        request_id = getattr(request, "request_id", None)
+        logger.error(
+            "Unhandled exception in %s %s (request_id=%s)",
+            request.method,
+            request.path,
+            request_id,
+            exc_info=(type(exception), exception, exception.__traceback__),
+        )
+        return error_response(500)
+
+
+class SecurityHeadersMiddleware:
+    """Permissions-Policy everywhere; no-store on API and authenticated responses; strict CSP for JSON."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.static_prefix = "/" + (settings.STATIC_URL or "static/").lstrip("/")
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if "Permissions-Policy" not in response:
+            response["Permissions-Policy"] = conf.get("API_PERMISSIONS_POLICY")
+        path = request.path_info
+        if path.startswith(self.static_prefix):
+            return response
+        if is_api_request(request):
+            response["Cache-Control"] = "no-store"
+            if response.get("Content-Type", "").startswith("application/json"):
+                # A JSON document loads nothing and may not be framed (OWASP REST Security
+                # Cheat Sheet); django-csp reads this per-response policy.
+                response._csp_config = {
+                    "default-src": ["'none'"],
+                    "base-uri": ["'none'"],
+                    "form-action": ["'none'"],
+                    "frame-ancestors": ["'none'"],
+                }
+        elif self._authenticated(request, response):
+            response["Cache-Control"] = "no-store"
+        return response
+
+    @staticmethod
+    def _authenticated(request, response) -> bool:
+        # Responses that set a session or CSRF cookie carry a secret; responses to a request
+        # with a session cookie are checked for an authenticated user (the session is loaded
+        # by then on any page that used it).
+        cookies = response.cookies
+        if settings.SESSION_COOKIE_NAME in cookies or settings.CSRF_COOKIE_NAME in cookies:
+            return True
+        if settings.SESSION_COOKIE_NAME not in request.COOKIES:
+            return False
+        return request_user(request) is not None

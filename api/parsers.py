@@ -1,0 +1,54 @@
+"""The API's JSON parser: DRF's strict parser (no NaN/Infinity) plus structural limits → 400.
+
+A small body can still be expensive: ``[[[[...]]]]`` nested 100 000 deep crashes a recursive
+decoder, and ``[0,0,0,...]`` with a million items costs every later loop over it. The limits
+(``API_JSON_MAX_DEPTH``, ``API_JSON_MAX_ARRAY_LENGTH``, ``API_JSON_MAX_OBJECT_KEYS``) are checked
+on the decoded document with an explicit stack (no recursion), before any serializer sees it.
+"""
+
+from __future__ import annotations
+
+from rest_framework.parsers import JSONParser
+
+from api import conf
+from api.exceptions import JSONLimitExceeded
+
+
+def check_json_limits(document, *, max_depth: int, max_array: int, max_keys: int) -> None:
+    """Raise ``JSONLimitExceeded`` if ``document`` breaks a limit; iterative, O(size)."""
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+            if len(value) > max_keys:
+                raise JSONLimitExceeded(f"A JSON object has more than {max_keys} keys.")
+        elif isinstance(value, list):
+            children = value
+            if len(value) > max_array:
+                raise JSONLimitExceeded(f"A JSON array has more than {max_array} items.")
+        else:
+            continue
+        if depth > max_depth:
+            raise JSONLimitExceeded(f"JSON nested deeper than {max_depth} levels.")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+class LimitedJSONParser(JSONParser):
+    """``application/json`` bodies within the structural limits; anything else is a 400."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            document = super().parse(stream, media_type=media_type, parser_context=parser_context)
+        except RecursionError:
+            # Too deep for the decoder itself: nothing was parsed, so it is malformed to us.
+            raise JSONLimitExceeded("Malformed request body.") from None
+        if isinstance(document, dict | list):
+            check_json_limits(
+                document,
+                max_depth=conf.get("API_JSON_MAX_DEPTH"),
+                max_array=conf.get("API_JSON_MAX_ARRAY_LENGTH"),
+                max_keys=conf.get("API_JSON_MAX_OBJECT_KEYS"),
+            )
+        return document
+

@@ -1,0 +1,127 @@
+"""Signed requests for critical operations (OWASP ASVS 4.0.3 V13.2.6: message integrity).
+
+A signed request carries, besides ``Authorization: Bearer <key>``::
+
+    X-Signature-Timestamp: 1764338000            (Unix seconds, UTC)
+    X-Signature-Nonce:     q0D1r0v6mYx0Yk3tJ8dH4w (16-64 of A-Z a-z 0-9 - _ ; unique per key)
+    X-Signature:           <64 hex digits>       (HMAC-SHA256 with the key's signing secret)
+
+over this canonical form (lines joined by ``\\n``, no trailing newline)::
+
+    NV1-HMAC-SHA256
+    <METHOD, upper case>
+    <path, percent-encoded: RFC 3986 unreserved characters and "/" kept, all else %XX>
+    <query: name=value pairs, each percent-encoded the same way ("/" too), sorted, joined by &>
+    <timestamp>
+    <nonce>
+    <key prefix>
+    <hex SHA-256 of the body bytes exactly as sent (of b"" when there is none)>
+
+The server refuses a timestamp more than ``API_SIGNATURE_MAX_SKEW_SECONDS`` (default 300) away
+from its clock, compares the signature in constant time (``hmac.compare_digest``), and only then
+stores the nonce — in a store shared by every process (``services.request_nonce_consume``) — so
+a replay inside the window is refused and garbage cannot fill the store. ``api/client.py`` is the
+reference client; this module is the server's own implementation, and the tests check the two
+agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+from urllib.parse import parse_qsl, quote
+
+from api import conf
+
+ALGORITHM = "NV1-HMAC-SHA256"
+HEADER_TIMESTAMP = "X-Signature-Timestamp"
+HEADER_NONCE = "X-Signature-Nonce"
+HEADER_SIGNATURE = "X-Signature"
+_META_TIMESTAMP = "HTTP_X_SIGNATURE_TIMESTAMP"
+_META_NONCE = "HTTP_X_SIGNATURE_NONCE"
+_META_SIGNATURE = "HTTP_X_SIGNATURE"
+
+NONCE_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{16,64}\Z")
+SIGNATURE_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
+TIMESTAMP_PATTERN = re.compile(r"\A[0-9]{1,12}\Z")
+_UNRESERVED = "-_.~"
+
+
+class SignatureError(Exception):
+    """Why a signature was refused: ``reason`` for the audit trail, ``missing`` for the status code."""
+
+    def __init__(self, reason: str, *, missing: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.missing = missing
+
+
+def canonical_path(path: str) -> str:
+    return quote(path, safe="/" + _UNRESERVED)
+
+
+def canonical_query(query_string: str) -> str:
+    pairs = parse_qsl(query_string, keep_blank_values=True)
+    encoded = sorted((quote(name, safe=_UNRESERVED), quote(value, safe=_UNRESERVED)) for name, value in pairs)
+    return "&".join(f"{name}={value}" for name, value in encoded)
+
+
+def canonical_request(
+    *, method: str, path: str, query_string: str, timestamp: str, nonce: str, key_prefix: str, body: bytes
+) -> bytes:
+    """The bytes that are signed (see the module docstring)."""
+    return "\n".join(
+        [
+            ALGORITHM,
+            method.upper(),
+            canonical_path(path),
+            canonical_query(query_string),
+            timestamp,
+            nonce,
+            key_prefix,
+            hashlib.sha256(body).hexdigest(),
+        ]
+    ).encode("utf-8")
+
+
+def signature(secret: str, canonical: bytes) -> str:
+    return hmac.new(secret.encode("utf-8"), canonical, hashlib.sha256).hexdigest()
+
+
+def verify(request, *, api_key, now: float | None = None) -> str:
+    """Check the signature of a Django ``request`` made with ``api_key``; return the nonce.
+
+    Raises ``SignatureError`` for a missing or malformed header, a timestamp outside the window,
+    or a wrong signature. The caller consumes the nonce (a replay check needs the store).
+    """
+    meta = request.META
+    timestamp = meta.get(_META_TIMESTAMP, "")
+    nonce = meta.get(_META_NONCE, "")
+    presented = meta.get(_META_SIGNATURE, "")
+    if not (timestamp or nonce or presented):
+        raise SignatureError("signature_missing", missing=True)
+    if not (timestamp and nonce and presented):
+        raise SignatureError("signature_headers_incomplete", missing=True)
+    if not TIMESTAMP_PATTERN.match(timestamp) or not NONCE_PATTERN.match(nonce):
+        raise SignatureError("signature_headers_malformed")
+    presented = presented.lower()
+    if not SIGNATURE_PATTERN.match(presented):
+        raise SignatureError("signature_headers_malformed")
+    now = time.time() if now is None else now
+    if abs(now - int(timestamp)) > conf.get("API_SIGNATURE_MAX_SKEW_SECONDS"):
+        raise SignatureError("timestamp_outside_window")
+    canonical = canonical_request(
+        method=request.method,
+        path=request.path,
+        query_string=meta.get("QUERY_STRING", ""),
+        timestamp=timestamp,
+        nonce=nonce,
+        key_prefix=api_key.prefix,
+        body=request.body,
+    )
+    expected = signature(api_key.signing_secret, canonical)
+    if not hmac.compare_digest(expected, presented):
+        raise SignatureError("signature_mismatch")
+    return nonce

@@ -1,0 +1,124 @@
+"""System checks that refuse unsafe or broken monitoring settings (``manage.py check``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import urllib.parse
+
+from django.conf import settings
+from django.core.checks import Error, Tags, register
+
+from monitoring.models import NotificationChannel, Severity
+
+SECRET_MIN_LENGTH = 32
+POSITIVE_SETTINGS = (
+    "MONITORING_BRUTE_FORCE_THRESHOLD",
+    "MONITORING_BRUTE_FORCE_WINDOW_SECONDS",
+    "MONITORING_SPRAYING_ACCOUNT_THRESHOLD",
+    "MONITORING_SPRAYING_WINDOW_SECONDS",
+    "MONITORING_LOCKOUT_THRESHOLD",
+    "MONITORING_LOCKOUT_WINDOW_SECONDS",
+    "MONITORING_UNUSUAL_HOUR_BASELINE_DAYS",
+    "MONITORING_UNUSUAL_HOUR_MIN_LOGINS",
+    "MONITORING_NEW_DEVICE_LOOKBACK_DAYS",
+    "MONITORING_PROBING_THRESHOLD",
+    "MONITORING_PROBING_WINDOW_SECONDS",
+    "MONITORING_API_RATE_WINDOW_SECONDS",
+    "MONITORING_API_RATE_MIN_REQUESTS",
+    "MONITORING_API_RATE_BASELINE_DAYS",
+    "MONITORING_API_ERROR_THRESHOLD",
+    "MONITORING_API_ERROR_WINDOW_SECONDS",
+    "MONITORING_SIGNATURE_FAILURE_THRESHOLD",
+    "MONITORING_SIGNATURE_FAILURE_WINDOW_SECONDS",
+    "MONITORING_DEPRECATED_ENDPOINT_THRESHOLD",
+    "MONITORING_DEPRECATED_ENDPOINT_WINDOW_SECONDS",
+    "MONITORING_BULK_READ_WINDOW_SECONDS",
+    "MONITORING_BULK_READ_MIN_EVENTS",
+    "MONITORING_BULK_READ_BASELINE_DAYS",
+    "MONITORING_AUDIT_SILENCE_SECONDS",
+    "MONITORING_AUDIT_SILENCE_MIN_REQUESTS",
+    "MONITORING_SWEEP_LOOKBACK_SECONDS",
+    "MONITORING_ALERT_DEDUPE_WINDOW_SECONDS",
+    "MONITORING_ALERT_EVIDENCE_LIMIT",
+    "MONITORING_NOTIFICATION_RETRY_BASE_SECONDS",
+    "MONITORING_NOTIFICATION_RETRY_MAX_SECONDS",
+    "MONITORING_NOTIFICATION_RATE_LIMIT",
+    "MONITORING_NOTIFICATION_RATE_WINDOW_SECONDS",
+)
+
+
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+@register(Tags.security)
+def check_monitoring_settings(app_configs=None, **kwargs):
+    errors = []
+    for name in POSITIVE_SETTINGS:
+        value = getattr(settings, name)
+        if not isinstance(value, int | float) or value <= 0:
+            errors.append(Error(f"{name} must be a positive number.", id="monitoring.E001"))
+
+    url = settings.MONITORING_WEBHOOK_URL
+    if url:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            errors.append(Error("MONITORING_WEBHOOK_URL must be an http(s) URL.", id="monitoring.E002"))
+        elif parts.scheme == "http" and not _loopback(parts.hostname):
+            errors.append(
+                Error(
+                    "MONITORING_WEBHOOK_URL must use https (plain http is allowed only to a loopback receiver).",
+                    id="monitoring.E003",
+                )
+            )
+        if len(settings.MONITORING_WEBHOOK_SECRET) < SECRET_MIN_LENGTH:
+            errors.append(
+                Error(
+                    f"MONITORING_WEBHOOK_SECRET must have at least {SECRET_MIN_LENGTH} characters when a webhook is set.",
+                    id="monitoring.E004",
+                )
+            )
+
+    token = settings.MONITORING_METRICS_TOKEN
+    if token and len(token) < SECRET_MIN_LENGTH:
+        errors.append(
+            Error(f"MONITORING_METRICS_TOKEN must have at least {SECRET_MIN_LENGTH} characters.", id="monitoring.E005")
+        )
+    for network in settings.MONITORING_METRICS_ALLOWED_NETWORKS:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            errors.append(
+                Error(f"MONITORING_METRICS_ALLOWED_NETWORKS: {network!r} is not a network.", id="monitoring.E006")
+            )
+
+    routes = settings.MONITORING_NOTIFICATION_ROUTES
+    severities = {severity.label for severity in Severity}
+    channels = set(NotificationChannel.values)
+    if not isinstance(routes, dict) or not set(routes) <= severities or any(
+        not isinstance(value, list) or not set(value) <= channels for value in routes.values()
+    ):
+        errors.append(
+            Error(
+                "MONITORING_NOTIFICATION_ROUTES must map severities (low, medium, high, critical) to lists of "
+                "channels (email, webhook).",
+                id="monitoring.E007",
+            )
+        )
+
+    from monitoring.health import CHECKS
+
+    unknown = set(settings.MONITORING_READINESS_CHECKS) - set(CHECKS)
+    if unknown:
+        errors.append(
+            Error(
+                f"MONITORING_READINESS_CHECKS names unknown checks: {', '.join(sorted(unknown))}.",
+                id="monitoring.E008",
+            )
+        )
+    return errors
