@@ -22,14 +22,25 @@ from accounts.services.sessions import session_revoke, session_revoke_all
 
 
 def _step_up_redirect(request, next_url: str | None = None):
-    messages.warning(request, "Confirm your identity first, then repeat the change (changes of accounts need a recent sign-in).")
+    messages.warning(
+        request, "Confirm your identity first, then repeat the change (changes of accounts need a recent sign-in)."
+    )
     query = urlencode({"next": next_url or request.get_full_path()})
     return HttpResponseRedirect(f"{reverse('accounts:reauthenticate')}?{query}")
 
 
 class TrackedSessionInline(admin.TabularInline):
     model = TrackedSession
-    fields = ("public_id", "device_label", "ip_address", "method", "created_at", "last_seen_at", "ended_at", "end_reason")
+    fields = (
+        "public_id",
+        "device_label",
+        "ip_address",
+        "method",
+        "created_at",
+        "last_seen_at",
+        "ended_at",
+        "end_reason",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -46,7 +57,16 @@ class TrackedSessionInline(admin.TabularInline):
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
-    list_display = ("username", "email", "is_active", "is_staff", "is_superuser", "email_verified", "last_login", "date_joined")
+    list_display = (
+        "username",
+        "email",
+        "is_active",
+        "is_staff",
+        "is_superuser",
+        "email_verified",
+        "last_login",
+        "date_joined",
+    )
     list_filter = ("is_active", "is_staff", "is_superuser", "email_verified", "groups")
     search_fields = ("username", "email", "first_name", "last_name")
     ordering = ("username",)
@@ -96,7 +116,17 @@ class UserAdmin(DjangoUserAdmin):
 class TrackedSessionAdmin(admin.ModelAdmin):
     """Every user's sessions; revoke with the action (refused on the session's next request)."""
 
-    list_display = ("public_id", "user", "device_label", "ip_address", "method", "created_at", "last_seen_at", "ended_at", "end_reason")
+    list_display = (
+        "public_id",
+        "user",
+        "device_label",
+        "ip_address",
+        "method",
+        "created_at",
+        "last_seen_at",
+        "ended_at",
+        "end_reason",
+    )
     list_filter = ("method", "end_reason", ("ended_at", admin.EmptyFieldListFilter))
     search_fields = ("user__username", "public_id")
     date_hierarchy = "created_at"
@@ -188,6 +218,6 @@ class TOTPDeviceAdmin(admin.ModelAdmin):
             try:
                 totp_device_remove(actor=request.user, device=device, enforce_policy=False)
                 removed += 1
-            except Exception as error:  # noqa: BLE001 - MfaError: reported to the admin
+            except Exception as error:
                 self.message_user(request, f"{device.user}: {error}", level=messages.WARNING)
         self.message_user(request, f"Removed {removed} authenticator(s).")

@@ -17,8 +17,11 @@ def accounts_settings_check(app_configs, **kwargs):
     def error(message: str, code: str, hint: str | None = None):
         errors.append(checks.Error(message, hint=hint, id=f"accounts.{code}"))
 
-    for name in ("ACCOUNTS_LOCKOUT_ADDRESS_FAILURE_LIMIT", "ACCOUNTS_LOCKOUT_ACCOUNT_FAILURE_LIMIT",
-                 "ACCOUNTS_MFA_FAILURE_LIMIT"):
+    for name in (
+        "ACCOUNTS_LOCKOUT_ADDRESS_FAILURE_LIMIT",
+        "ACCOUNTS_LOCKOUT_ACCOUNT_FAILURE_LIMIT",
+        "ACCOUNTS_MFA_FAILURE_LIMIT",
+    ):
         value = conf.get(name)
         if not isinstance(value, int) or not 1 <= value <= NIST_MAX_CONSECUTIVE_FAILURES:
             error(f"{name} must be between 1 and 100 (NIST SP 800-63B §5.2.2); it is {value!r}.", "E001")
@@ -29,12 +32,14 @@ def accounts_settings_check(app_configs, **kwargs):
         error("ACCOUNTS_LOCKOUT_COOLOFFS must grow (each cool-off at least as long as the one before).", "E002")
     elif conf.get("ACCOUNTS_LOCKOUT_RESET_AFTER") <= max(cooloffs):
         error(
-            "ACCOUNTS_LOCKOUT_RESET_AFTER must be longer than the longest cool-off, or a lock would reset its own count.",
+            "ACCOUNTS_LOCKOUT_RESET_AFTER must be longer than the longest cool-off, "
+            "or a lock would reset its own count.",
             "E003",
         )
-    if conf.get("ACCOUNTS_MFA_THROTTLE_MAX") < conf.get("ACCOUNTS_MFA_THROTTLE_BASE") or conf.get(
-        "ACCOUNTS_MFA_THROTTLE_BASE"
-    ) < 0:
+    if (
+        conf.get("ACCOUNTS_MFA_THROTTLE_MAX") < conf.get("ACCOUNTS_MFA_THROTTLE_BASE")
+        or conf.get("ACCOUNTS_MFA_THROTTLE_BASE") < 0
+    ):
         error("ACCOUNTS_MFA_THROTTLE_MAX must be at least ACCOUNTS_MFA_THROTTLE_BASE (both seconds, >= 0).", "E004")
     idle, absolute = conf.get("ACCOUNTS_SESSION_IDLE_TIMEOUT"), conf.get("ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT")
     if not 0 < idle <= absolute:
@@ -52,9 +57,11 @@ def accounts_settings_check(app_configs, **kwargs):
     if required not in middleware:
         error(f"{required} must be in MIDDLEWARE: without it sessions never expire nor end when revoked.", "E010")
     else:
-        for earlier in ("django.contrib.auth.middleware.AuthenticationMiddleware",
-                        "django_otp.middleware.OTPMiddleware",
-                        "django.contrib.messages.middleware.MessageMiddleware"):
+        for earlier in (
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django_otp.middleware.OTPMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
+        ):
             if earlier not in middleware or middleware.index(earlier) > middleware.index(required):
                 error(f"{earlier} must come before {required} in MIDDLEWARE.", "E011")
     if "django_otp.plugins.otp_totp" in settings.INSTALLED_APPS:

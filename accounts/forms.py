@@ -6,8 +6,8 @@ from django import forms
 from django.contrib.auth import password_validation
 
 from accounts import totp
-from accounts.services.authentication import USERNAME_MAX_LENGTH, username_is_acceptable
 from accounts.normalisation import normalise_username
+from accounts.services.authentication import USERNAME_MAX_LENGTH, username_is_acceptable
 
 PASSWORD_MAX_LENGTH = 4096
 
@@ -46,7 +46,9 @@ class LoginForm(AccessibleFormMixin, forms.Form):
         widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True, "autocapitalize": "none"}),
     )
     password = forms.CharField(
-        max_length=PASSWORD_MAX_LENGTH, strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+        max_length=PASSWORD_MAX_LENGTH,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
 
     def clean_username(self):
@@ -77,7 +79,9 @@ class CodeForm(AccessibleFormMixin, forms.Form):
 
 class ReauthenticateForm(AccessibleFormMixin, forms.Form):
     password = forms.CharField(
-        max_length=PASSWORD_MAX_LENGTH, strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True})
+        max_length=PASSWORD_MAX_LENGTH,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
     )
 
     def __init__(self, *args, with_code: bool = False, **kwargs):
@@ -176,4 +180,6 @@ class SetPasswordForm(AccessibleFormMixin, forms.Form):
 
 
 class EmailForm(AccessibleFormMixin, forms.Form):
-    email = forms.EmailField(max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+    email = forms.EmailField(
+        max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
+    )

@@ -39,9 +39,7 @@ def email_verification_token(user) -> str:
 
 
 def email_change_token(user, new_email: str) -> str:
-    return signing.TimestampSigner(salt=EMAIL_CHANGE_SALT).sign_object(
-        {"u": user.pk, "o": user.email, "n": new_email}
-    )
+    return signing.TimestampSigner(salt=EMAIL_CHANGE_SALT).sign_object({"u": user.pk, "o": user.email, "n": new_email})
 
 
 def _load(token: str, salt: str, max_age: int) -> dict:

@@ -16,7 +16,9 @@ urlpatterns = [
     path("verify-email/<str:token>/", lifecycle.verify_email_view, name="verify_email"),
     path("password/reset/", lifecycle.password_reset_view, name="password_reset"),
     path("password/reset/done/", lifecycle.password_reset_done_view, name="password_reset_done"),
-    path("password/reset/<str:uidb64>/<str:token>/", lifecycle.password_reset_confirm_view, name="password_reset_confirm"),
+    path(
+        "password/reset/<str:uidb64>/<str:token>/", lifecycle.password_reset_confirm_view, name="password_reset_confirm"
+    ),
     path("password/change/", account.password_change_view, name="password_change"),
     path("email/change/", account.email_change_view, name="email_change"),
     path("email/confirm/<str:token>/", account.email_change_confirm_view, name="email_change_confirm"),

@@ -2,5 +2,9 @@ from django.apps import AppConfig
 
 
 class ApiConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'api'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "api"
+    verbose_name = "API security"
+
+    def ready(self) -> None:
+        from api import checks, schema  # noqa: F401  (system checks and the OpenAPI extension register themselves)

@@ -22,7 +22,7 @@ from rest_framework.views import set_rollback
 import audit
 from audit import context as request_context
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("api.errors")
 
 CODES = {
     400: "invalid",
@@ -137,7 +137,7 @@ def _record(exc, request, status_code: int, fields: dict | None) -> None:
     context = {}
     if fields:
         context["fields"] = sorted(fields)[:50]  # names only, never the values sent
-    scope = getattr(exc, "throttle_scope", None)
+    scope = getattr(getattr(request, "_request", request), "throttle_scope", None)
     if scope:
         context["scope"] = scope
     record_refusal(request=request, action=action, reason=_reason(exc), status=status_code, context=context)
@@ -191,6 +191,8 @@ def exception_handler(exc, context):
         view.__class__.__name__ if view is not None else "?",
         current.request_id if current else None,
         exc_info=(type(exc), exc, exc.__traceback__),
+        # Also as a field: the log sanitiser keeps identifiers under *_id keys intact.
+        extra={"request_id": current.request_id if current else None},
     )
     set_rollback()
     return Response(error_body(500), status=status.HTTP_500_INTERNAL_SERVER_ERROR)

@@ -188,6 +188,7 @@ class ApiRequestMiddleware:
             request.path,
             request_id,
             exc_info=(type(exception), exception, exception.__traceback__),
+            extra={"request_id": request_id},
         )
         return error_response(500)
 

@@ -1,12 +1,18 @@
-"""Project-wide error handlers: the JSON envelope under /api/, a plain page elsewhere.
+"""Project-wide error handlers (the JSON envelope under /api/, a plain page elsewhere) and the
+API's documentation pages: the migration notes and Swagger UI under a strict CSP.
 
-Neither ever shows an exception's text or a stack trace (outside ``local`` settings with DEBUG).
+No handler ever shows an exception's text or a stack trace (outside ``local`` settings with DEBUG).
 """
 
 from __future__ import annotations
 
-from django.http import JsonResponse
+from pathlib import Path
+
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularSwaggerView
 
 from api.errors import error_body
 
@@ -29,3 +35,37 @@ page_not_found = _handler(404, "errors/404.html")
 def server_error(request):
     """500 handler: takes no exception argument (Django's contract for handler500)."""
     return _handler(500, "errors/500.html")(request)
+
+
+# ---------------------------------------------------------------------------------------------
+# Documentation: the migration notes and Swagger UI under a strict CSP
+# ---------------------------------------------------------------------------------------------
+CHANGES_FILE = Path(settings.BASE_DIR) / "docs" / "API_CHANGES.md"
+
+
+def api_changes(request):
+    """docs/API_CHANGES.md as served text: where ``Link: rel="deprecation"`` points."""
+    try:
+        text = CHANGES_FILE.read_text(encoding="utf-8")
+    except OSError:
+        return JsonResponse(error_body(404), status=404)
+    return HttpResponse(text, content_type="text/markdown; charset=utf-8")
+
+
+class SwaggerView(SpectacularSwaggerView):
+    """Swagger UI whose one inline script and style carry the request's CSP nonce.
+
+    drf-spectacular's template inlines its init script and a few styles; under our CSP
+    (``script-src 'self' 'nonce-…'``, no ``'unsafe-inline'``) they would be blocked, so
+    ``templates/api/swagger_ui.html`` puts the nonce on both. It also keeps
+    ``Cross-Origin-Opener-Policy: same-origin`` (the stock view relaxes it for OAuth pop-ups,
+    which this API does not use).
+    """
+
+    template_name = "api/swagger_ui.html"
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        response = super().get(request, *args, **kwargs)
+        response["Cross-Origin-Opener-Policy"] = settings.SECURE_CROSS_ORIGIN_OPENER_POLICY or "same-origin"
+        return response

@@ -35,14 +35,16 @@ class CappedCountPaginator(Paginator):
     """Counts at most ``AUDIT_ADMIN_COUNT_LIMIT`` rows; ``capped`` says when there are more."""
 
     @cached_property
-    def count(self) -> int:
-        limit = settings.AUDIT_ADMIN_COUNT_LIMIT
-        counted = self.object_list[: limit + 1].count()
-        return min(counted, limit)
+    def _bounded_count(self) -> int:
+        return self.object_list[: settings.AUDIT_ADMIN_COUNT_LIMIT + 1].count()
 
     @cached_property
+    def count(self) -> int:
+        return min(self._bounded_count, settings.AUDIT_ADMIN_COUNT_LIMIT)
+
+    @property
     def capped(self) -> bool:
-        return self.object_list[self.count : self.count + 1].exists() if self.count else False
+        return self._bounded_count > settings.AUDIT_ADMIN_COUNT_LIMIT
 
 
 @admin.register(AuditEvent)

@@ -7,4 +7,10 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         from audit import checks  # noqa: F401  (registers the system checks)
+        from audit.receivers import record_applied_migrations
+
+        # sender=self: once per migrate run (Django sends post_migrate once per app, same plan).
+        post_migrate.connect(record_applied_migrations, sender=self, dispatch_uid="audit.record_applied_migrations")

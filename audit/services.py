@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.utils import timezone
 
 from audit import context as request_context
@@ -218,25 +218,28 @@ def _insert(event: AuditEvent) -> None:
     """INSERT one event with a statement compiled once per database vendor.
 
     ``record()`` sits on the write path of every audited action, and compiling a 25-column INSERT
-    through the ORM costs about as much as the database's own work on this row. The values still
-    go through each field's ``get_db_prep_save``, exactly as ``Model.save()`` would; only the SQL
-    text is reused. (No model signals are sent for audit events.)
+    through the ORM costs about as much as the database's own work on this row. Non-text values
+    still go through their field's ``get_db_prep_save``, exactly as ``Model.save()`` would (text
+    columns already hold sanitised strings); only the SQL text is reused. No model signals are
+    sent for audit events.
     """
     connection = connections[DEFAULT_DB_ALIAS]
-    vendor = connection.vendor
-    statement = _insert_statements.get(vendor)
+    statement = _insert_statements.get(connection.vendor)
     if statement is None:
         fields = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
         quote = connection.ops.quote_name
-        sql = (
-            f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "  # noqa: S608
-            f"VALUES ({', '.join(['%s'] * len(fields))})"
-        )
+        columns = ", ".join(quote(field.column) for field in fields)
+        placeholders = ", ".join(["%s"] * len(fields))
+        sql = f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
         if connection.features.can_return_columns_from_insert:
             sql += f" RETURNING {quote(AuditEvent._meta.pk.column)}"
-        statement = _insert_statements[vendor] = (sql, fields)
-    sql, fields = statement
-    params = [field.get_db_prep_save(getattr(event, field.attname), connection) for field in fields]
+        converters = [
+            (field.attname, None if type(field) is models.CharField else field.get_db_prep_save) for field in fields
+        ]
+        statement = _insert_statements[connection.vendor] = (sql, converters)
+    sql, converters = statement
+    values = event.__dict__
+    params = [values[name] if convert is None else convert(values[name], connection) for name, convert in converters]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         event.pk = cursor.fetchone()[0] if connection.features.can_return_columns_from_insert else cursor.lastrowid

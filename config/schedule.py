@@ -38,6 +38,12 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": crontab(hour=2, minute=30),
         "description": "Archive, verify and purge audit events past retention (daily).",
     },
+    "encryption: backup and verify": {
+        "task": "encryption.backup_and_verify",
+        "schedule": crontab(hour=1, minute=30),
+        "description": "Encrypted database backup, restored into a scratch database and checked; keeps the "
+        "newest ENCRYPTION_BACKUP_KEEP verified backups (daily).",
+    },
     "monitoring: detection sweep": {
         "task": "monitoring.detection_sweep",
         "schedule": timedelta(minutes=1),

@@ -2,16 +2,22 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
+from api import views as api_views
 from monitoring import views as health_views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Before the accounts include: the API key page belongs to the api app (same services as the admin).
+    path("accounts/api-keys/", include("api.urls_pages", namespace="api-keys")),
     path("accounts/", include("accounts.urls", namespace="accounts")),
+    # URL-path versions (docs/API_CHANGES.md): v2 changed the memory resource; v1's memories are deprecated.
     path("api/v1/", include("memories.api.urls", namespace="api-v1")),
+    path("api/v2/", include("memories.api.urls_v2", namespace="api-v2")),
+    path("api/changes/", api_views.api_changes, name="api-changes"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", api_views.SwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", health_views.healthz, name="healthz"),
     path("readyz", health_views.readyz, name="readyz"),
     path("metrics", health_views.metrics, name="metrics"),

@@ -17,8 +17,10 @@ class MonitoringConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from audit.signals import event_recorded
-        from monitoring import checks  # noqa: F401  (registers the system checks)
-        from monitoring import receivers
+        from monitoring import (
+            checks,  # noqa: F401  (registers the system checks)
+            receivers,
+        )
         from monitoring.services.schedule import sync_after_migrate
 
         event_recorded.connect(receivers.audit_event_recorded, dispatch_uid="monitoring.audit_event_recorded")

@@ -79,7 +79,8 @@ def check_monitoring_settings(app_configs=None, **kwargs):
         if len(settings.MONITORING_WEBHOOK_SECRET) < SECRET_MIN_LENGTH:
             errors.append(
                 Error(
-                    f"MONITORING_WEBHOOK_SECRET must have at least {SECRET_MIN_LENGTH} characters when a webhook is set.",
+                    f"MONITORING_WEBHOOK_SECRET must have at least {SECRET_MIN_LENGTH} characters "
+                    "when a webhook is set.",
                     id="monitoring.E004",
                 )
             )

@@ -57,7 +57,9 @@ class MonitoringCollector:
         yield alerts
 
         yield GaugeMetricFamily(
-            f"{PREFIX}notifications_pending", "Notifications not yet delivered.", value=selectors.pending_notification_count()
+            f"{PREFIX}notifications_pending",
+            "Notifications not yet delivered.",
+            value=selectors.pending_notification_count(),
         )
 
         started = GaugeMetricFamily(
@@ -82,7 +84,8 @@ class MonitoringCollector:
         for name, help_text, moment in (
             ("worker_heartbeat_age_seconds", "Seconds since the worker heartbeat.",
              getattr(selectors.heartbeat_get("worker"), "beat_at", None)),
-            ("beat_last_run_age_seconds", "Seconds since beat last sent a scheduled job.", selectors.beat_last_run_at()),
+            ("beat_last_run_age_seconds", "Seconds since beat last sent a scheduled job.",
+             selectors.beat_last_run_at()),
             ("audit_last_event_age_seconds", "Seconds since the newest audit event.", selectors.last_audit_event_at()),
         ):
             age = _age(now, moment)

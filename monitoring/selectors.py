@@ -106,7 +106,9 @@ def job_status_list() -> list[dict]:
     outcomes = {}
     for name, row in last.items():
         outcomes[name] = (
-            JobRun.objects.filter(task_name=name, started_at=row["last_started"]).values_list("outcome", flat=True).first()
+            JobRun.objects.filter(task_name=name, started_at=row["last_started"])
+            .values_list("outcome", flat=True)
+            .first()
         )
     return [
         {
@@ -161,7 +163,9 @@ def _last_event(*actions, before: datetime.datetime) -> dict | None:
     )
     if row is None:
         return None
-    return {"event_id": row["id"], "action": row["action"], "outcome": row["outcome"], "at": row["timestamp"].isoformat()}
+    return {
+        "event_id": row["id"], "action": row["action"], "outcome": row["outcome"], "at": row["timestamp"].isoformat(),
+    }
 
 
 def _status(last: dict | None) -> str:
@@ -232,7 +236,7 @@ def _second_factor_models() -> list:
     return [
         model
         for model in device_classes()
-        if not model._meta.abstract and "backup" not in model.__name__.lower() and "static" not in model.__name__.lower()
+        if not model._meta.abstract and not any(word in model.__name__.lower() for word in ("backup", "static"))
     ]
 
 
@@ -272,7 +276,7 @@ def session_figures(*, now) -> dict:
     try:
         from accounts.models import TrackedSession
     except ImportError:
-        TrackedSession = None  # noqa: N806 - a model class, when the accounts app has one
+        TrackedSession = None
     if TrackedSession is not None:
         return {"active": TrackedSession.objects.filter(ended_at__isnull=True).count(), "note": ""}
     if "db" not in settings.SESSION_ENGINE:

@@ -41,9 +41,9 @@ def readyz(request):
 def _metrics_allowed(request) -> bool:
     token = settings.MONITORING_METRICS_TOKEN
     header = request.META.get("HTTP_AUTHORIZATION", "")
-    if token and header.startswith("Bearer "):
-        if hmac.compare_digest(header.removeprefix("Bearer ").strip().encode(), token.encode()):
-            return True
+    presented = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    if token and presented and hmac.compare_digest(presented.encode(), token.encode()):
+        return True
     networks = settings.MONITORING_METRICS_ALLOWED_NETWORKS
     if networks:
         client_ip = getattr(request, "client_ip", None) or client_ip_from_meta(request.META)

@@ -41,7 +41,9 @@ class NormalisingUserManager(UserManager.from_queryset(UserQuerySet)):
         return self.get(username=normalise_username(username))
 
     def _create_user(self, username, email, password, **extra_fields):
-        return super()._create_user(normalise_username(username), normalise_email(email or ""), password, **extra_fields)
+        return super()._create_user(
+            normalise_username(username), normalise_email(email or ""), password, **extra_fields
+        )
 
     def _create_user_object(self, username, email, password, **extra_fields):
         return super()._create_user_object(

@@ -6,10 +6,11 @@ username is normalised first and kept as the event's subject when no account has
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import functools
 import datetime
 import enum
+import functools
 import unicodedata
 
 from django.contrib import auth
@@ -77,7 +78,8 @@ def password_check(*, username: str, password: str, client_ip: str | None, purpo
             context={"reason": "invalid_input", "stage": "password", "purpose": purpose},
         )
         return Check(Result.INVALID_USERNAME)
-    retry_at = lockout.password_attempt_reserve(username=normalised, client_ip=client_ip)
+    reservation = lockout.password_attempt_reserve(username=normalised, client_ip=client_ip)
+    retry_at = reservation.refused_until
     if retry_at is not None:
         audit.record(
             action=audit.Action.LOGIN_FAILED,
@@ -96,7 +98,9 @@ def password_check(*, username: str, password: str, client_ip: str | None, purpo
     else:
         valid = user.check_password(password) and user.is_active
     if not valid:
-        return _password_failed(user=user, username=normalised, client_ip=client_ip, purpose=purpose)
+        return _password_failed(
+            user=user, username=normalised, client_ip=client_ip, purpose=purpose, reservation=reservation
+        )
     lockout.password_attempt_succeeded(username=normalised, client_ip=client_ip)
     if not user.email_verified:
         audit.record(
@@ -110,10 +114,11 @@ def password_check(*, username: str, password: str, client_ip: str | None, purpo
     return Check(Result.OK, user=user)
 
 
-def _password_failed(*, user, username: str, client_ip: str | None, purpose: str) -> Check:
-    locks = lockout.password_attempt_failed(username=username, client_ip=client_ip)
+def _password_failed(*, user, username: str, client_ip: str | None, purpose: str, reservation) -> Check:
     subject = user if user is not None else username
-    with transaction.atomic():
+    # One statement when nothing locks (the usual case): no transaction needed around it.
+    with transaction.atomic() if reservation.reached else contextlib.nullcontext():
+        locks = lockout.password_attempt_failed(username=username, client_ip=client_ip, reservation=reservation)
         audit.record(
             action=audit.Action.LOGIN_FAILED,
             outcome=audit.Outcome.FAILURE,

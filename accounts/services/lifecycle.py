@@ -57,7 +57,10 @@ def user_sign_up(*, username: str, email: str, password: str, base_url: str = ""
     try:
         with transaction.atomic():
             user = User._default_manager.create_user(
-                username=username, email=email, password=password, email_verified=False,
+                username=username,
+                email=email,
+                password=password,
+                email_verified=False,
                 email_verification_sent_at=timezone.now(),
             )
             audit.record(action=audit.Action.SIGNUP, actor=user, subject=user, target=user)
@@ -218,9 +221,7 @@ def password_change(*, request, new_password: str) -> int:
             target=user,
             context={"others_ended": ended},
         )
-        notification_schedule(
-            user=user, kind="password_changed", context={"how": "change"}, base_url=_base(request)
-        )
+        notification_schedule(user=user, kind="password_changed", context={"how": "change"}, base_url=_base(request))
     update_session_auth_hash(request, user)  # keeps this session, rotates its key
     return ended
 

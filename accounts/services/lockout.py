@@ -15,8 +15,9 @@ serve here, for four reasons:
    expires, so it cannot lengthen the next one (1 min, 5 min, 30 min...). We keep ``lock_count``.
 3. **Cost.** With its defaults axes adds about 2.5 ms and 6 queries to each failed login and
    2.8 ms to each refused locked-out attempt (issue #5); the goal is under 1 ms. Here a failed
-   login costs one UPDATE and one SELECT beyond what authentication needs, and a refusal one
-   UPDATE and one SELECT, with no password hashing at all.
+   login costs two conditional ``UPDATE ... RETURNING`` statements in one transaction beyond
+   what authentication needs (plus its audit event), and a refusal one UPDATE and one SELECT,
+   with no password hashing at all (``bench/accounts_bench.py`` measures both side by side).
 4. **Semantics we would have to override anyway**: its username callable, IP callable and
    "reset on success" each needed replacing (normalised usernames, ``client_ip_from_meta``, a
    success resetting only its own (account, IP) counter and the account counter, never another
@@ -47,8 +48,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from django.db import IntegrityError, transaction
-from django.db.models import Case, F, PositiveIntegerField, Q, Value, When
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts import conf
@@ -66,6 +67,11 @@ class Lock:
     scope: str  # "account" or "address"
     until: datetime.datetime
     failures: int
+
+
+def _lock_order(items):
+    """Counters are always locked per-IP first, account last (reverse order of ``address``)."""
+    return sorted(items, key=lambda item: item[0] if isinstance(item, tuple) else item, reverse=True)
 
 
 def _address_key(client_ip: str | None) -> str:
@@ -89,41 +95,75 @@ def _unlocked(now: datetime.datetime) -> Q:
     return Q(locked_until__isnull=True) | Q(locked_until__lte=now)
 
 
-def password_attempt_reserve(*, username: str, client_ip: str | None) -> datetime.datetime | None:
-    """Count a password attempt *before* it is checked; return ``None``, or when to retry if refused.
+@dataclasses.dataclass(frozen=True)
+class Reservation:
+    """The outcome of ``password_attempt_reserve``.
 
-    One conditional UPDATE increments both counters (account, and account+IP) only if neither
-    is locked nor at its limit; if it cannot increment both, nothing changes and the attempt is
-    refused without hashing the password. The success path undoes the count
+    ``refused_until``: the attempt was refused (locked); try again then. Otherwise the attempt
+    is counted, and ``reached`` names the counters (addresses) that this attempt brought to
+    their limit: if the password is wrong, those are locked.
+    """
+
+    refused_until: datetime.datetime | None = None
+    reached: tuple[str, ...] = ()
+
+
+def _increment_sql() -> str:
+    table = FailureCounter._meta.db_table
+    return (
+        f"UPDATE {table} SET "  # noqa: S608 - table name from the model, every value a parameter
+        "failure_count = CASE WHEN last_failure_at < %s THEN 1 ELSE failure_count + 1 END, "
+        "lock_count = CASE WHEN last_failure_at < %s THEN 0 ELSE lock_count END, "
+        "last_failure_at = %s "
+        "WHERE kind = %s AND username = %s AND address = %s "
+        "AND (failure_count < %s OR last_failure_at < %s) "
+        "AND (locked_until IS NULL OR locked_until <= %s) "
+        "RETURNING failure_count"
+    )
+
+
+def password_attempt_reserve(*, username: str, client_ip: str | None) -> Reservation:
+    """Count a password attempt *before* it is checked; refuse it if a counter is locked or full.
+
+    In one transaction, one conditional ``UPDATE ... RETURNING`` per counter (the account+IP
+    one, then the account's: always in that order, so concurrent attempts cannot deadlock; the
+    per-IP lock, the common one, is met first) increments it only if it is neither locked nor at
+    its limit. If either cannot be incremented the transaction rolls back, nothing changes, and
+    the attempt is refused without hashing the password: at most ``limit`` attempts are ever
+    evaluated, whatever the concurrency. The success path resets the counts
     (``password_attempt_succeeded``). ``username`` must be normalised.
     Permission: none (called for anonymous login attempts).
     """
     now = timezone.now()
-    scopes = _password_scopes(username, client_ip)
-    stale = Q(last_failure_at__lt=now - conf.seconds("ACCOUNTS_LOCKOUT_RESET_AFTER"))
-    within_limits = Q()
-    for address, limit in scopes.items():
-        within_limits |= Q(address=address, failure_count__lt=limit) | Q(address=address) & stale
-    rows = FailureCounter.objects.filter(kind=PASSWORD, username=username, address__in=list(scopes))
+    scopes = _lock_order(_password_scopes(username, client_ip).items())
+    adapt = connection.ops.adapt_datetimefield_value
+    stale_before = adapt(now - conf.seconds("ACCOUNTS_LOCKOUT_RESET_AFTER"))
+    at_now = adapt(now)
+    sql = _increment_sql()
     for _attempt in range(2):
+        reached = []
         try:
-            with transaction.atomic():
-                updated = rows.filter(within_limits & _unlocked(now)).update(
-                    failure_count=Case(
-                        When(stale, then=Value(1)), default=F("failure_count") + 1, output_field=PositiveIntegerField()
-                    ),
-                    lock_count=Case(When(stale, then=Value(0)), default=F("lock_count"), output_field=PositiveIntegerField()),
-                    last_failure_at=now,
-                )
-                if updated == len(scopes):
-                    return None
-                raise _NotReserved
+            with transaction.atomic(), connection.cursor() as cursor:
+                for address, limit in scopes:
+                    cursor.execute(
+                        sql,
+                        [stale_before, stale_before, at_now, PASSWORD, username, address, limit, stale_before, at_now],
+                    )
+                    row = cursor.fetchone()
+                    if row is None:
+                        raise _NotReserved
+                    if row[0] >= limit:
+                        reached.append(address)
+                return Reservation(reached=tuple(reached))
         except _NotReserved:
             pass
-        existing = {row.address: row for row in rows}
-        missing = [address for address in scopes if address not in existing]
+        counters = FailureCounter.objects.filter(
+            kind=PASSWORD, username=username, address__in=[address for address, _ in scopes]
+        )
+        existing = {row.address: row for row in counters}
+        missing = [address for address, _ in scopes if address not in existing]
         if not missing:
-            return _retry_time(existing.values(), now)
+            return Reservation(refused_until=_retry_time(existing.values(), now))
         try:
             with transaction.atomic():
                 FailureCounter.objects.bulk_create(
@@ -132,7 +172,7 @@ def password_attempt_reserve(*, username: str, client_ip: str | None) -> datetim
                 )
         except IntegrityError:  # pragma: no cover - ignore_conflicts covers both databases
             pass
-    return _retry_time(rows, now)
+    return Reservation(refused_until=_retry_time(counters.all(), now))
 
 
 class _NotReserved(Exception):
@@ -148,20 +188,21 @@ def _retry_time(rows, now: datetime.datetime) -> datetime.datetime:
     return now + cooloff_for(0)
 
 
-def password_attempt_failed(*, username: str, client_ip: str | None) -> list[Lock]:
-    """After a wrong password (already counted): lock each counter that reached its limit.
+def password_attempt_failed(*, username: str, client_ip: str | None, reservation: Reservation) -> list[Lock]:
+    """After a wrong password (already counted): lock the counters this attempt brought to their limit.
 
-    Returns the locks set now (usually none). Permission: none (anonymous login attempts).
+    Returns the locks set now (usually none, and then without a query). Call it inside the
+    transaction that records the failure (one commit for both). Permission: none.
     """
+    if not reservation.reached:
+        return []
     now = timezone.now()
-    scopes = _password_scopes(username, client_ip)
-    reached = Q()
-    for address, limit in scopes.items():
-        reached |= Q(address=address, failure_count__gte=limit)
     locks = []
-    with transaction.atomic():
-        for row in FailureCounter.objects.select_for_update().filter(
-            reached & _unlocked(now), kind=PASSWORD, username=username, address__in=list(scopes)
+    with transaction.atomic(savepoint=False):
+        for row in (
+            FailureCounter.objects.select_for_update()
+            .filter(_unlocked(now), kind=PASSWORD, username=username, address__in=list(reservation.reached))
+            .order_by("-address")  # the reservation's lock order
         ):
             locks.append(_lock(row, now))
     return locks
@@ -182,9 +223,11 @@ def password_attempt_succeeded(*, username: str, client_ip: str | None) -> None:
     Other IPs' counters and locks are left alone: a success from one address never clears the
     lock an attacker earned from another. Permission: none.
     """
-    FailureCounter.objects.filter(
-        kind=PASSWORD, username=username, address__in=[ACCOUNT_SCOPE, _address_key(client_ip)]
-    ).update(failure_count=0, lock_count=0, last_failure_at=None)
+    with transaction.atomic():
+        for address in _lock_order({ACCOUNT_SCOPE, _address_key(client_ip)}):  # the reservation's lock order
+            FailureCounter.objects.filter(kind=PASSWORD, username=username, address=address).update(
+                failure_count=0, lock_count=0, last_failure_at=None
+            )
 
 
 def password_lock_get(*, username: str, client_ip: str | None) -> datetime.datetime | None:

@@ -125,7 +125,10 @@ def totp_device_confirm(*, actor, device: TOTPDevice, code: str, base_url: str =
     else:
         step = device.matching_step(normalised)
         if step is None:
-            reason, message = "wrong_code", "That code is not right. Check the time on your phone and try the next code."
+            reason, message = (
+                "wrong_code",
+                "That code is not right. Check the time on your phone and try the next code.",
+            )
     if reason is not None:
         with transaction.atomic():
             audit.record(
@@ -191,7 +194,9 @@ def totp_device_remove(*, actor, device: TOTPDevice, base_url: str = "", enforce
             context={"device_name": name, "confirmed": confirmed, "backup_set_discarded": backup_set_discarded},
         )
         if confirmed:
-            notification_schedule(user=user, kind="mfa_device_removed", context={"device_name": name}, base_url=base_url)
+            notification_schedule(
+                user=user, kind="mfa_device_removed", context={"device_name": name}, base_url=base_url
+            )
 
 
 def totp_devices_expire() -> int:
@@ -358,7 +363,12 @@ def mfa_verify(*, user, code: str, purpose: str, base_url: str = "") -> Verifica
                 outcome=audit.Outcome.DENIED,
                 subject=user,
                 target=user,
-                context={"kind": "mfa", "scope": lock.scope, "failures": lock.failures, "until": lock.until.isoformat()},
+                context={
+                    "kind": "mfa",
+                    "scope": lock.scope,
+                    "failures": lock.failures,
+                    "until": lock.until.isoformat(),
+                },
             )
             notification_schedule(
                 user=user,

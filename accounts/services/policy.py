@@ -1,4 +1,4 @@
-"""The MFA policy: required for staff always; for everyone when ``ACCOUNTS_MFA_REQUIRED_FOR_ALL``, after a grace period."""
+"""The MFA policy: required for staff always; for everyone under ``ACCOUNTS_MFA_REQUIRED_FOR_ALL`` after a grace."""
 
 from __future__ import annotations
 

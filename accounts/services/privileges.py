@@ -74,7 +74,7 @@ def user_privileges_update(*, queryset, values: dict) -> int:
         before = {row["pk"]: row for row in queryset.select_for_update().values(*fields)}
         count = queryset.update_without_privilege_audit(**values)
         model = queryset.model
-        after = model._default_manager.filter(pk__in=list(before)).values(*fields)
+        after = model._default_manager.filter(pk__in=list(before)).order_by("pk").values(*fields)
         events, changed = [], []
         for row in after:
             old = before[row["pk"]]
@@ -137,9 +137,11 @@ def m2m_changed_record(*, relation: str, instance, action: str, reverse: bool, m
     user_model = get_user_model()
     if relation == "group_permissions":
         group, permission_pks = (instance, pk_set) if not reverse else (None, None)
-        targets = [(group, permission_pks)] if group is not None else [
-            (each, {instance.pk}) for each in Group.objects.filter(pk__in=pk_set)
-        ]
+        targets = (
+            [(group, permission_pks)]
+            if group is not None
+            else [(each, {instance.pk}) for each in Group.objects.filter(pk__in=pk_set)]
+        )
         events = [
             {
                 "action": audit.Action.GROUP_PERMISSIONS_CHANGED,

@@ -16,7 +16,7 @@ from accounts.forms import EmailForm, SetPasswordForm, SignUpForm
 from accounts.requests import base_url
 from accounts.services import lifecycle
 
-RESET_SESSION_TOKEN_KEY = "_accounts_password_reset_token"
+RESET_SESSION_TOKEN_KEY = "_accounts_password_reset_token"  # noqa: S105 - a session key name
 RESET_URL_TOKEN = "set-password"  # noqa: S105 - the placeholder Django's own reset view uses too
 
 
@@ -96,7 +96,10 @@ def password_reset_confirm_view(request, uidb64: str, token: str):
     if request.method == "POST" and form.is_valid():
         try:
             lifecycle.password_reset_complete(
-                user=user, token=session_token, new_password=form.cleaned_data["new_password1"], base_url=base_url(request)
+                user=user,
+                token=session_token,
+                new_password=form.cleaned_data["new_password1"],
+                base_url=base_url(request),
             )
         except lifecycle.AccountError:
             return render(request, "accounts/link_invalid.html", {"what": "password reset"}, status=400)

@@ -81,7 +81,9 @@ def mfa_setup_view(request):
                     session_mfa_passed(request=request, user=user, device=pending)
                     messages.success(request, f"“{pending.name}” is active. Sign-ins now ask for a code.")
                     if codes:
-                        return render(request, "accounts/backup_codes.html", {"codes": codes, "next": next_url, "new": True})
+                        return render(
+                            request, "accounts/backup_codes.html", {"codes": codes, "next": next_url, "new": True}
+                        )
                     return HttpResponseRedirect(next_url)
             else:
                 status = 400

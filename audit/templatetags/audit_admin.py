@@ -2,8 +2,8 @@
 
 Django's ``{% date_hierarchy %}`` lists the years, months or days that have events with
 ``SELECT DISTINCT`` over every matching row: seconds on millions of events. This one asks only
-for ``MIN`` and ``MAX`` of the indexed timestamp and offers every year, month or day between
-them (an empty one just shows an empty page).
+for ``MIN`` and ``MAX`` of the indexed timestamp over the whole table and offers every year,
+month or day between them (one without matching events just shows an empty page).
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def audit_date_hierarchy(cl):
     def link(filters):
         return cl.get_query_string(filters, [f"{field_name}__"])
 
-    bounds = cl.queryset.aggregate(first=Min(field_name), last=Max(field_name))
+    # Bounds of the whole table (an index-only MIN/MAX), not of the filtered rows, which would
+    # scan every match of a filter without a timestamp index (outcome, search).
+    bounds = cl.root_queryset.aggregate(first=Min(field_name), last=Max(field_name))
     if not bounds["first"]:
         return {"show": False}
     first, last = timezone.localtime(bounds["first"]), timezone.localtime(bounds["last"])

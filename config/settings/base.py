@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from csp import constants as csp_constants
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -57,9 +58,15 @@ INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy with per-request nonces (django-csp 4; CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
+    # Permissions-Policy, Cache-Control: no-store on API and authenticated responses (api/middleware.py).
+    "api.middleware.SecurityHeadersMiddleware",
     "audit.middleware.RequestContextMiddleware",
     # Counts served requests per status class for /metrics and the audit-silence detector.
     "monitoring.middleware.RequestCountMiddleware",
+    # /api/ only: credentials in URLs, sunset endpoints, body size and content type, deprecation headers.
+    "api.middleware.ApiRequestMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -282,13 +289,26 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Django REST framework and the OpenAPI schema
 # ---------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # API keys first, so an unauthenticated request is answered 401 with WWW-Authenticate: Bearer.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "api.permissions.ApiKeyScopes",
+        "api.permissions.SignedRequest",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "api.throttling.ApiKeyThrottle",
+        "api.throttling.UserThrottle",
+        "api.throttling.IPThrottle",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.LimitedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "api.pagination.DefaultPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "api.schema.SecureAutoSchema",
     "EXCEPTION_HANDLER": "api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -301,6 +321,79 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# ---------------------------------------------------------------------------------------------
+# API security layer (api/; docs/API_CHANGES.md). Defaults also in api/conf.py.
+# ---------------------------------------------------------------------------------------------
+# HMAC key of the stored API-key hashes, 32+ characters (default empty: derived from SECRET_KEY,
+# so rotating SECRET_KEY invalidates every key; set it in production).
+API_KEY_HASH_KEY = env.str("API_KEY_HASH_KEY", default="")
+# Lifetime of a new key when none is chosen (default 90 days) and the longest allowed (default 365 days).
+API_KEY_DEFAULT_LIFETIME_DAYS = env.int("API_KEY_DEFAULT_LIFETIME_DAYS", default=90)
+API_KEY_MAX_LIFETIME_DAYS = env.int("API_KEY_MAX_LIFETIME_DAYS", default=365)
+# After a rotation the old key stays valid this long (default 86400 seconds), at most (default 2592000 seconds).
+API_KEY_ROTATION_OVERLAP_SECONDS = env.int("API_KEY_ROTATION_OVERLAP_SECONDS", default=86400)
+API_KEY_ROTATION_MAX_OVERLAP_SECONDS = env.int("API_KEY_ROTATION_MAX_OVERLAP_SECONDS", default=2592000)
+# A key's last-used time and IP are written at most this often (default 60 seconds).
+API_KEY_LAST_USED_INTERVAL = env.int("API_KEY_LAST_USED_INTERVAL", default=60)
+# Active keys one account may hold (default 25 keys).
+API_KEY_MAX_PER_USER = env.int("API_KEY_MAX_PER_USER", default=25)
+# Signed requests: accepted clock difference (default 300 seconds either way); nonce store
+# "database" (default) or "cache" (only when API_CACHE_URL is Redis).
+API_SIGNATURE_MAX_SKEW_SECONDS = env.int("API_SIGNATURE_MAX_SKEW_SECONDS", default=300)
+API_SIGNATURE_NONCE_STORE = env.str("API_SIGNATURE_NONCE_STORE", default="database")
+# Largest request body on any endpoint (default 65536 bytes); per-endpoint overrides as JSON
+# {"namespace:url-name": bytes} (default {}; memory endpoints declare 524288 bytes themselves).
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=65536)
+API_BODY_LIMITS = env.json("API_BODY_LIMITS", default={})
+# JSON bodies: nesting depth (default 32 levels), items per array (default 1000), keys per object (default 1000).
+API_JSON_MAX_DEPTH = env.int("API_JSON_MAX_DEPTH", default=32)
+API_JSON_MAX_ARRAY_LENGTH = env.int("API_JSON_MAX_ARRAY_LENGTH", default=1000)
+API_JSON_MAX_OBJECT_KEYS = env.int("API_JSON_MAX_OBJECT_KEYS", default=1000)
+# Rate limits per API key, per user and per client IP, as JSON (default 1200/min, 600/min, 1800/min requests).
+API_THROTTLE_RATES = env.json("API_THROTTLE_RATES", default={"api_key": "1200/min", "user": "600/min", "ip": "1800/min"})
+# Cache of the rate-limit counters (and nonces with the cache store): Redis to share them between
+# processes and machines, e.g. redis://redis:6379/1 (default locmemcache://: this process only).
+API_CACHE_URL = env.str("API_CACHE_URL", default="locmemcache://api")
+API_CACHE_ALIAS = "api"
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "api": env.cache_url_config(API_CACHE_URL),
+}
+# The deprecation registry: None uses api/versioning.py's; a JSON list replaces it (default None).
+API_DEPRECATIONS = env.json("API_DEPRECATIONS", default=None)
+# Where the Link headers of deprecated endpoints point (default "/api/changes/", docs/API_CHANGES.md).
+API_CHANGES_URL = env.str("API_CHANGES_URL", default="/api/changes/")
+# Permissions-Policy header on every response (default: every powerful feature off; see api/conf.py).
+API_PERMISSIONS_POLICY = env.str(
+    "API_PERMISSIONS_POLICY",
+    default=(
+        "accelerometer=(), autoplay=(), camera=(), display-capture=(), encrypted-media=(), "
+        "fullscreen=(self), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), "
+        "midi=(), payment=(), picture-in-picture=(), publickey-credentials-get=(self), "
+        "screen-wake-lock=(), sync-xhr=(), usb=(), xr-spatial-tracking=()"
+    ),
+)
+# Where browsers report CSP violations (default empty: no reports).
+API_CSP_REPORT_URI = env.str("API_CSP_REPORT_URI", default="")
+
+# Content-Security-Policy (django-csp 4): nonces, never 'unsafe-inline' or 'unsafe-eval'. Templates put
+# nonce="{{ request.csp_nonce }}" on an inline <script>/<style>; api/checks.py refuses unsafe sources.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", csp_constants.NONCE],
+        "style-src": ["'self'", csp_constants.NONCE],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        **({"report-uri": [API_CSP_REPORT_URI]} if API_CSP_REPORT_URI else {}),
+    }
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -331,6 +424,9 @@ AUDIT_ARCHIVE_BATCH_SIZE = env.int("AUDIT_ARCHIVE_BATCH_SIZE", default=50000)
 # The audit admin counts at most this many matching events, so no page runs COUNT(*) over
 # millions of rows (default 10000 events).
 AUDIT_ADMIN_COUNT_LIMIT = env.int("AUDIT_ADMIN_COUNT_LIMIT", default=10000)
+# Record every migration that migrate applies or unapplies as a system.migration_applied audit
+# event (default True).
+AUDIT_RECORD_MIGRATIONS = env.bool("AUDIT_RECORD_MIGRATIONS", default=True)
 
 # Largest memory content accepted (default 65536 characters).
 MEMORIES_CONTENT_MAX_LENGTH = env.int("MEMORIES_CONTENT_MAX_LENGTH", default=65536)
@@ -370,6 +466,16 @@ ENCRYPTION_LEGACY_FERNET_KEYS = env.list(
 ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED = False
 # Rows re-encrypted per transaction by rotate_encryption_keys (default 500 rows).
 ENCRYPTION_ROTATION_BATCH_SIZE = env.int("ENCRYPTION_ROTATION_BATCH_SIZE", default=500)
+# Folder of the daily encrypted backups (default empty: VAR_DIR/backups) and how many verified ones to keep (default 7).
+ENCRYPTION_BACKUP_DIR = env.str("ENCRYPTION_BACKUP_DIR", default="")
+ENCRYPTION_BACKUP_KEEP = env.int("ENCRYPTION_BACKUP_KEEP", default=7)
+# Random rows per model whose encrypted columns verify_backup decrypts (default 25 rows).
+ENCRYPTION_BACKUP_VERIFY_SAMPLE_SIZE = env.int("ENCRYPTION_BACKUP_VERIFY_SAMPLE_SIZE", default=25)
+# PostgreSQL account that creates and drops verify_backup's scratch database; needs CREATEDB (default
+# empty: the application's own DATABASE_URL account).
+ENCRYPTION_BACKUP_VERIFY_DATABASE_URL = env.str("ENCRYPTION_BACKUP_VERIFY_DATABASE_URL", default="")
+# Folder of pg_dump and pg_restore (default empty: PG_BINDIR if set, else found on PATH).
+ENCRYPTION_BACKUP_PG_BINDIR = env.str("ENCRYPTION_BACKUP_PG_BINDIR", default=env.str("PG_BINDIR", default=""))
 
 # ---------------------------------------------------------------------------------------------
 # Monitoring: detectors, alerts, notifications, reports, health (README "Monitoring" explains each)
@@ -470,6 +576,8 @@ MONITORING_READINESS_CHECKS = env.list(
 MONITORING_WORKER_HEARTBEAT_MAX_AGE_SECONDS = env.int("MONITORING_WORKER_HEARTBEAT_MAX_AGE_SECONDS", default=180)
 # Last beat run older than this fails readiness (default 600 seconds; beat saves run times every 180).
 MONITORING_BEAT_MAX_AGE_SECONDS = env.int("MONITORING_BEAT_MAX_AGE_SECONDS", default=600)
+# Queries slower than this are logged on "monitoring.slow_query" with normalised SQL, never parameters (default 500 ms).
+MONITORING_SLOW_QUERY_MS = env.float("MONITORING_SLOW_QUERY_MS", default=500)
 # /metrics: a bearer token of 32+ characters (default empty) and/or client networks allowed, comma-separated
 # CIDRs (default empty); with neither the endpoint answers 404.
 MONITORING_METRICS_TOKEN = env.str("MONITORING_METRICS_TOKEN", default="")

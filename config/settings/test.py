@@ -58,3 +58,6 @@ ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED = True
 # right after commit, so tests see a sealed chain deterministically.
 AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY", default="test-only-audit-chain-key-not-for-any-deployment-0123")
 AUDIT_SEAL_MODE = env.str("AUDIT_SEAL_MODE", default="inline")
+# The suite's own database set-up is not a schema change, and tests count audit events from zero;
+# tests/audit/test_migration_events.py turns migration events on where it checks them.
+AUDIT_RECORD_MIGRATIONS = env.bool("AUDIT_RECORD_MIGRATIONS", default=False)

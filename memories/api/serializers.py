@@ -16,6 +16,7 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from api import serializers as api_serializers
 from memories import validation
 from memories.models import Context, ContextShare, Memory, Role
 
@@ -139,21 +140,10 @@ class StrictSerializer(serializers.Serializer):
 
 
 # ---------------------------------------------------------------------------------------------
-# The error envelope (rendered by api.errors.exception_handler)
+# The error envelope (rendered by api.errors.exception_handler; documented by the api app)
 # ---------------------------------------------------------------------------------------------
-class ErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable machine-readable code, e.g. invalid, not_found.")
-    message = serializers.CharField(help_text="Human-readable summary.")
-    request_id = serializers.CharField(allow_null=True, help_text="Echo of the X-Request-ID response header.")
-    fields = serializers.DictField(
-        child=serializers.JSONField(),
-        required=False,
-        help_text="Validation errors only: field name → list of messages (nested for list items).",
-    )
-
-
-class ErrorEnvelopeSerializer(serializers.Serializer):
-    error = ErrorBodySerializer()
+ErrorBodySerializer = api_serializers.ErrorBodySerializer
+ErrorEnvelopeSerializer = api_serializers.ErrorEnvelopeSerializer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,6 +311,55 @@ class MemoryWriteSerializer(StrictSerializer):
 
 class MemoryCreateSerializer(MemoryWriteSerializer):
     context = StrictIntegerField(help_text="Id of a context where you may create memories.")
+
+
+# --- v2: ``context_id`` instead of ``context``; tags as objects ``{"name": ...}`` -------------
+class TagSerializer(serializers.Serializer):
+    name = serializers.CharField(read_only=True, help_text="Lower-case, 1 to 50 characters.")
+
+
+class TagInputSerializer(StrictSerializer):
+    name = StrictCharField(max_length=validation.TAG_MAX_LENGTH, help_text="1 to 50 characters.")
+
+
+class MemoryV2Serializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    context_id = serializers.IntegerField(read_only=True)
+    author = serializers.CharField(source="author.username", read_only=True, allow_null=True)
+    kind = serializers.ChoiceField(choices=Memory.Kind.choices, read_only=True)
+    source = serializers.CharField(read_only=True)
+    content = serializers.CharField(read_only=True)
+    metadata = MetadataField(read_only=True)
+    tags = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+    @extend_schema_field(TagSerializer(many=True))
+    def get_tags(self, memory: Memory) -> list[dict]:
+        return [{"name": tag.name} for tag in memory.tags.all()]
+
+
+class MemoryWriteV2Serializer(MemoryWriteSerializer):
+    """v2 input: as v1, with tags as objects."""
+
+    tags = serializers.ListField(
+        child=TagInputSerializer(),
+        max_length=validation.TAGS_MAX_COUNT,
+        default=list,
+        help_text='At most 20 tags, each {"name": 1 to 50 characters}; stored lower-case, duplicates merged.',
+    )
+
+    def validate_tags(self, value: list[dict]) -> list[str]:
+        return _run(validation.clean_tags, [item["name"] for item in value])
+
+
+class MemoryCreateV2Serializer(MemoryWriteV2Serializer):
+    context_id = StrictIntegerField(help_text="Id of a context where you may create memories.")
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        attrs["context"] = attrs.pop("context_id")
+        return attrs
 
 
 class MemoryListFilterSerializer(serializers.Serializer):

@@ -1,8 +1,17 @@
-"""API v1 views: validate with a serializer, call one selector or service, render.
+"""API views (v1, and v2 where a resource changed): validate, call one selector or service, render.
 
 Permission is never decided here: the selectors and services decide, and their typed errors
-become the envelope's 404 (may not see) and 403 (may see, may not do). Session authentication and
-``IsAuthenticated`` come from the DRF defaults; API keys arrive with the API security layer.
+become the envelope's 404 (may not see) and 403 (may see, may not do). Authentication (session or
+API key), key scopes, signed requests and throttles come from the DRF defaults of the API security
+layer (``api``); each view only declares what it needs:
+
+- ``required_scopes``: the API-key scope each method needs (``api/scopes.py``);
+- ``signature_required_methods``: the critical methods a key must sign (``api/signing.py``);
+- ``max_body_bytes``: a body limit above the global ``API_MAX_BODY_BYTES``, where content is long.
+
+v2 (docs/API_CHANGES.md) changed the memory resource only: ``context`` became ``context_id`` and
+tags became objects. Its views subclass v1's with other serializers; every other v2 route is
+the v1 view.
 """
 
 from __future__ import annotations
@@ -13,8 +22,9 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, status
 from rest_framework.generics import GenericAPIView
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
+
+from api.parsers import LimitedJSONParser
 
 from memories import selectors, services
 from memories.api import serializers as s
@@ -27,14 +37,34 @@ from memories.permissions import context_roles
 # ---------------------------------------------------------------------------------------------
 # Shared plumbing
 # ---------------------------------------------------------------------------------------------
-class StrictJSONParser(JSONParser):
-    """DRF's JSON parser, plus: a document nested too deeply to decode is a 400, not a 500."""
+# DRF's strict JSON parser with the API's structural limits (depth, array length, object size);
+# a document nested too deeply to decode is a 400, not a 500.
+StrictJSONParser = LimitedJSONParser
 
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type=media_type, parser_context=parser_context)
-        except RecursionError:
-            raise exceptions.ParseError("JSON nested too deeply.") from None
+# Memory bodies carry up to MEMORIES_CONTENT_MAX_LENGTH characters of content (6 bytes each when
+# JSON-escaped) and metadata: more than the global API_MAX_BODY_BYTES.
+MEMORY_BODY_BYTES = 512 * 1024
+
+CONTEXT_SCOPES = {
+    "GET": "contexts:read",
+    "POST": "contexts:write",
+    "PUT": "contexts:write",
+    "PATCH": "contexts:write",
+    "DELETE": "contexts:write",
+}
+MEMORY_SCOPES = {
+    "GET": "memories:read",
+    "POST": "memories:write",
+    "PUT": "memories:write",
+    "PATCH": "memories:write",
+    "DELETE": "memories:write",
+}
+ORGANIZATION_SCOPES = {
+    "GET": "organizations:read",
+    "POST": "organizations:write",
+    "PUT": "organizations:write",
+    "DELETE": "organizations:write",
+}
 
 
 def _field_errors(error: DjangoValidationError) -> dict:
@@ -116,6 +146,8 @@ def _user_field(username: str | None, *, field: str = "user"):
 class ContextListView(MemoriesAPIView):
     """Contexts: named collections of memories owned by a user, a team or an organization."""
 
+    required_scopes = CONTEXT_SCOPES
+
     @extend_schema(
         operation_id="contexts_list",
         tags=["contexts"],
@@ -148,6 +180,9 @@ class ContextListView(MemoriesAPIView):
 
 class ContextDetailView(MemoriesAPIView):
     """One context. Your effective role on it is in `role`."""
+
+    required_scopes = CONTEXT_SCOPES
+    signature_required_methods = {"DELETE"}
 
     @extend_schema(
         operation_id="contexts_retrieve",
@@ -200,6 +235,9 @@ class ContextDetailView(MemoriesAPIView):
 class ContextShareListView(MemoriesAPIView):
     """Grants of read (viewer), write (member) or admin on one context to a user or a team."""
 
+    required_scopes = {"GET": "contexts:read", "POST": "contexts:share"}
+    signature_required_methods = {"POST"}
+
     @extend_schema(
         operation_id="contexts_shares_list",
         tags=["contexts"],
@@ -233,6 +271,9 @@ class ContextShareListView(MemoriesAPIView):
 class ContextShareDetailView(MemoriesAPIView):
     """One grant on a context."""
 
+    required_scopes = {"DELETE": "contexts:share"}
+    signature_required_methods = {"DELETE"}
+
     @extend_schema(
         operation_id="contexts_shares_destroy",
         tags=["contexts"],
@@ -247,6 +288,9 @@ class ContextShareDetailView(MemoriesAPIView):
 
 class ContextTransferView(MemoriesAPIView):
     """Change a context's owner; its scope follows the new owner. Memories and shares stay."""
+
+    required_scopes = {"POST": "contexts:share"}
+    signature_required_methods = {"POST"}
 
     @extend_schema(
         operation_id="contexts_transfer",
@@ -273,6 +317,8 @@ class ContextTransferView(MemoriesAPIView):
 class ContextExportView(MemoriesAPIView):
     """Everything in one context, oldest memory first."""
 
+    required_scopes = {"GET": "memories:read"}
+
     @extend_schema(
         operation_id="contexts_export",
         tags=["contexts"],
@@ -297,6 +343,11 @@ class ContextExportView(MemoriesAPIView):
 class MemoryListView(MemoriesAPIView):
     """Memories: notes, commands, AI context and snippets, each in one context."""
 
+    required_scopes = MEMORY_SCOPES
+    max_body_bytes = MEMORY_BODY_BYTES
+    output_serializer = s.MemorySerializer
+    create_serializer = s.MemoryCreateSerializer
+
     @extend_schema(
         operation_id="memories_list",
         tags=["memories"],
@@ -319,7 +370,7 @@ class MemoryListView(MemoriesAPIView):
             total=self.paginator.page.paginator.count,
             filters={"context": params.get("context"), "kind": params.get("kind"), "tag": params.get("tag")},
         )
-        return self.get_paginated_response(s.MemorySerializer(page, many=True).data)
+        return self.get_paginated_response(self.output_serializer(page, many=True).data)
 
     @extend_schema(
         operation_id="memories_create",
@@ -329,14 +380,20 @@ class MemoryListView(MemoriesAPIView):
         responses={201: s.MemorySerializer, **_errors(400, 403, 404, 415)},
     )
     def post(self, request):
-        data = dict(self.validated(s.MemoryCreateSerializer))
+        data = dict(self.validated(self.create_serializer))
         context = selectors.context_get(context_id=data.pop("context"))
         memory = services.memory_create(actor=request.user, context=context, **data)
-        return Response(s.MemorySerializer(memory).data, status=status.HTTP_201_CREATED)
+        return Response(self.output_serializer(memory).data, status=status.HTTP_201_CREATED)
 
 
 class MemoryDetailView(MemoriesAPIView):
     """One memory."""
+
+    required_scopes = MEMORY_SCOPES
+    signature_required_methods = {"DELETE"}
+    max_body_bytes = MEMORY_BODY_BYTES
+    output_serializer = s.MemorySerializer
+    write_serializer = s.MemoryWriteSerializer
 
     @extend_schema(
         operation_id="memories_retrieve",
@@ -345,12 +402,12 @@ class MemoryDetailView(MemoriesAPIView):
         responses={200: s.MemorySerializer, **_errors(404)},
     )
     def get(self, request, memory_id: int):
-        return Response(s.MemorySerializer(services.memory_read(actor=request.user, memory_id=memory_id)).data)
+        return Response(self.output_serializer(services.memory_read(actor=request.user, memory_id=memory_id)).data)
 
     def _update(self, request, memory_id: int, *, partial: bool) -> Response:
-        data = self.validated(s.MemoryWriteSerializer, partial=partial)
+        data = self.validated(self.write_serializer, partial=partial)
         memory = services.memory_update(actor=request.user, memory=selectors.memory_get(memory_id=memory_id), **data)
-        return Response(s.MemorySerializer(memory).data)
+        return Response(self.output_serializer(memory).data)
 
     @extend_schema(
         operation_id="memories_update",
@@ -383,11 +440,66 @@ class MemoryDetailView(MemoriesAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+# v2: the memory resource with ``context_id`` and tags as objects (docs/API_CHANGES.md).
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="memories_list",
+        tags=["memories"],
+        summary="List the memories you can read, newest first",
+        parameters=[s.MemoryListFilterSerializer],
+        responses={200: s.MemoryV2Serializer(many=True), **_errors(400, 404)},
+    ),
+    post=extend_schema(
+        operation_id="memories_create",
+        tags=["memories"],
+        summary="Create a memory in a context (member)",
+        request=s.MemoryCreateV2Serializer,
+        responses={201: s.MemoryV2Serializer, **_errors(400, 403, 404, 415)},
+    ),
+)
+class MemoryListV2View(MemoryListView):
+    """Memories (v2): ``context_id`` names the context; each tag is an object."""
+
+    output_serializer = s.MemoryV2Serializer
+    create_serializer = s.MemoryCreateV2Serializer
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="memories_retrieve",
+        tags=["memories"],
+        summary="Get a memory",
+        responses={200: s.MemoryV2Serializer, **_errors(404)},
+    ),
+    put=extend_schema(
+        operation_id="memories_update",
+        tags=["memories"],
+        summary="Replace a memory (member); omitted optional fields return to their defaults",
+        request=s.MemoryWriteV2Serializer,
+        responses={200: s.MemoryV2Serializer, **_errors(400, 403, 404, 415)},
+    ),
+    patch=extend_schema(
+        operation_id="memories_partial_update",
+        tags=["memories"],
+        summary="Change some fields of a memory (member)",
+        request=s.MemoryWriteV2Serializer,
+        responses={200: s.MemoryV2Serializer, **_errors(400, 403, 404, 415)},
+    ),
+)
+class MemoryDetailV2View(MemoryDetailView):
+    """One memory (v2)."""
+
+    output_serializer = s.MemoryV2Serializer
+    write_serializer = s.MemoryWriteV2Serializer
+
+
 # ---------------------------------------------------------------------------------------------
 # Organizations and teams
 # ---------------------------------------------------------------------------------------------
 class OrganizationListView(MemoriesAPIView):
     """Organizations: own organization contexts and contain teams."""
+
+    required_scopes = ORGANIZATION_SCOPES
 
     @extend_schema(
         operation_id="organizations_list",
@@ -414,6 +526,8 @@ class OrganizationListView(MemoriesAPIView):
 class OrganizationDetailView(MemoriesAPIView):
     """One organization."""
 
+    required_scopes = ORGANIZATION_SCOPES
+
     @extend_schema(
         operation_id="organizations_retrieve",
         tags=["organizations"],
@@ -427,6 +541,8 @@ class OrganizationDetailView(MemoriesAPIView):
 
 class TeamListView(MemoriesAPIView):
     """Teams: groups inside an organization that own team contexts."""
+
+    required_scopes = ORGANIZATION_SCOPES
 
     @extend_schema(
         operation_id="teams_list",
@@ -454,6 +570,8 @@ class TeamListView(MemoriesAPIView):
 class TeamDetailView(MemoriesAPIView):
     """One team."""
 
+    required_scopes = ORGANIZATION_SCOPES
+
     @extend_schema(
         operation_id="teams_retrieve",
         tags=["teams"],
@@ -479,6 +597,9 @@ class _MembershipTargetMixin:
 
 
 class _MemberListView(_MembershipTargetMixin, MemoriesAPIView):
+    required_scopes = ORGANIZATION_SCOPES
+    signature_required_methods = {"POST"}  # granting a role
+
     def get(self, request, **kwargs):
         target = self.target(kwargs)
         if isinstance(target, Team):
@@ -497,6 +618,9 @@ class _MemberListView(_MembershipTargetMixin, MemoriesAPIView):
 
 
 class _MemberDetailView(_MembershipTargetMixin, MemoriesAPIView):
+    required_scopes = ORGANIZATION_SCOPES
+    signature_required_methods = {"PUT", "DELETE"}  # changing or removing a role
+
     def membership(self, kwargs: dict):
         target = self.target(kwargs)
         return selectors.membership_get(user_id=kwargs["user_id"], **self.target_kwargs(target))

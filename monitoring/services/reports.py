@@ -50,17 +50,18 @@ def report_rows(figures: dict) -> list[tuple[str, list[tuple[str, str]]]]:
     """The report as sections of (label, value) rows: what the HTML, text and CSV all show."""
     auth, alerts, mfa = figures["authentication"], figures["alerts"], figures["mfa"]
     api, audit_status = figures["api"], figures["audit"]
-    encryption, backups, jobs, sessions = figures["encryption"], figures["backups"], figures["jobs"], figures["sessions"]
+    encryption, backups = figures["encryption"], figures["backups"]
+    jobs, sessions = figures["jobs"], figures["sessions"]
     metrics = figures["success_metrics"]
+    coverage = metrics["audit_coverage_percent"]
     sections = [
         (
             "Success metrics",
             [
                 (
                     "Audit coverage (target 100 %)",
-                    f"{_fmt(metrics['audit_coverage_percent']['value'], ' %')} "
-                    f"({metrics['audit_coverage_percent']['audited']} of {metrics['audit_coverage_percent']['observed']} "
-                    f"observed events audited) - {_met(metrics['audit_coverage_percent'])}",
+                    f"{_fmt(coverage['value'], ' %')} ({coverage['audited']} of {coverage['observed']} "
+                    f"observed events audited) - {_met(coverage)}",
                 ),
                 (
                     "MFA adoption (target 80 %)",
@@ -124,7 +125,8 @@ def report_rows(figures: dict) -> list[tuple[str, list[tuple[str, str]]]]:
         ),
         (
             "Sessions",
-            [("Active sessions", _fmt(sessions["active"]))] + ([("Note", sessions["note"])] if sessions["note"] else []),
+            [("Active sessions", _fmt(sessions["active"]))]
+            + ([("Note", sessions["note"])] if sessions["note"] else []),
         ),
         (
             "API",

@@ -42,8 +42,9 @@ def other_user(db):
 
 @pytest.fixture
 def staff_user(db):
-    return User.objects.create_user(username="root-admin", email="admin@example.org", password=PASSWORD, is_staff=True,
-                                    is_superuser=True)
+    return User.objects.create_user(
+        username="root-admin", email="admin@example.org", password=PASSWORD, is_staff=True, is_superuser=True
+    )
 
 
 class Authenticator:

@@ -19,6 +19,7 @@ def test_fifty_parallel_wrong_passwords_lock_at_the_threshold(django_user_model,
     django_user_model.objects.create_user(username="target", email="t@example.org", password="the right one 123")
     barrier = threading.Barrier(50)
     results: list[Result] = []
+    errors: list[BaseException] = []
     lock = threading.Lock()
 
     def attempt():
@@ -27,6 +28,9 @@ def test_fifty_parallel_wrong_passwords_lock_at_the_threshold(django_user_model,
             check = password_check(username="TARGET", password="wrong guess", client_ip="203.0.113.5")
             with lock:
                 results.append(check.result)
+        except BaseException as error:  # reported below
+            with lock:
+                errors.append(error)
         finally:
             connections.close_all()
 
@@ -35,6 +39,7 @@ def test_fifty_parallel_wrong_passwords_lock_at_the_threshold(django_user_model,
         thread.start()
     for thread in threads:
         thread.join()
+    assert errors == []
     assert len(results) == 50
     # Exactly the threshold reached the password hasher; every other attempt was refused unhashed.
     assert results.count(Result.BAD_CREDENTIALS) + results.count(Result.LOCKED) == 50

@@ -65,7 +65,9 @@ def test_tampered_and_expired_verification_links_are_refused(client, django_capt
     assert [row["context"]["reason"] for row in events("auth.email_verified")] == ["tampered", "expired"]
 
 
-def test_sign_up_with_a_registered_email_reveals_nothing_and_tells_the_owner(client, user, django_capture_on_commit_callbacks):
+def test_sign_up_with_a_registered_email_reveals_nothing_and_tells_the_owner(
+    client, user, django_capture_on_commit_callbacks
+):
     response = _sign_up(client, django_capture_on_commit_callbacks, username="mallory", email="ALICE@example.org")
     assert response.status_code == 302 and response["Location"] == "/accounts/signup/done/"
     assert not User.objects.filter(username="mallory").exists()
@@ -78,7 +80,9 @@ def test_sign_up_with_a_taken_username_is_a_field_error(client, user, django_cap
     assert response.status_code == 400 and b"already exists" in response.content
 
 
-def test_password_reset_same_answer_either_way_and_link_works_once(client, user, settings, django_capture_on_commit_callbacks):
+def test_password_reset_same_answer_either_way_and_link_works_once(
+    client, user, settings, django_capture_on_commit_callbacks
+):
     settings.ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR = 0.3
     other = __import__("django.test", fromlist=["Client"]).Client(REMOTE_ADDR="192.0.2.33")
     login(other, "alice")  # (a login changes last_login, which Django's reset tokens depend on)
@@ -109,8 +113,14 @@ def test_password_reset_same_answer_either_way_and_link_works_once(client, user,
     assert mail.outbox[-1].subject == "Your password was changed"
 
 
-@pytest.mark.parametrize("path", ["/accounts/password/reset/MQ/bad-token/", "/accounts/password/reset/!!!/x/",
-                                  "/accounts/password/reset/MQ/set-password/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/accounts/password/reset/MQ/bad-token/",
+        "/accounts/password/reset/!!!/x/",
+        "/accounts/password/reset/MQ/set-password/",
+    ],
+)
 def test_tampered_reset_links_are_refused(client, user, path):
     response = client.get(path)
     assert response.status_code == 400 and b"This link does not work" in response.content

@@ -12,7 +12,7 @@ from django.core.management import call_command
 
 from accounts.models import FailureCounter
 from accounts.services import lockout
-from tests.accounts.conftest import PASSWORD, START, events, login
+from tests.accounts.conftest import PASSWORD, START, events
 
 pytestmark = pytest.mark.django_db
 
@@ -24,14 +24,18 @@ def _fail(client, username="alice", times=1, address="198.51.100.1"):
     return response
 
 
-def test_username_variants_share_one_counter_and_lock_at_the_threshold(client, user, django_capture_on_commit_callbacks):
+def test_username_variants_share_one_counter_and_lock_at_the_threshold(
+    client, user, django_capture_on_commit_callbacks
+):
     with time_machine.travel(START, tick=False), django_capture_on_commit_callbacks(execute=True):
         for variant in ["alice", "ALICE", " alice", "ａｌｉｃｅ", "Alice "]:
             response = _fail(client, variant)
         assert response.status_code == 429
         assert b"Too many failed sign-in attempts. Try again at 2026-03-02 09:01:00 UTC" in response.content
         # Even the right password is refused while locked, without checking it.
-        response = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD}, REMOTE_ADDR="198.51.100.1")
+        response = client.post(
+            "/accounts/login/", {"username": "alice", "password": PASSWORD}, REMOTE_ADDR="198.51.100.1"
+        )
         assert response.status_code == 429
     locked = events("auth.account_locked")
     assert len(locked) == 1 and locked[0]["context"]["scope"] == "address" and locked[0]["subject_username"] == "alice"
@@ -71,7 +75,9 @@ def test_a_success_from_another_ip_does_not_clear_the_lock(client, user):
 
     with time_machine.travel(START, tick=False):
         _fail(client, times=5, address="203.0.113.66")
-        response = Client().post("/accounts/login/", {"username": "alice", "password": PASSWORD}, REMOTE_ADDR="192.0.2.10")
+        response = Client().post(
+            "/accounts/login/", {"username": "alice", "password": PASSWORD}, REMOTE_ADDR="192.0.2.10"
+        )
         assert response.status_code == 302
         assert FailureCounter.objects.get(address="203.0.113.66").locked_until is not None
         assert _fail(client, address="203.0.113.66").status_code == 429
@@ -82,7 +88,9 @@ def test_distributed_failures_lock_the_account_everywhere(client, user, settings
     with time_machine.travel(START, tick=False):
         for index in range(8):
             _fail(client, address=f"203.0.113.{index + 1}")
-        response = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD}, REMOTE_ADDR="192.0.2.99")
+        response = client.post(
+            "/accounts/login/", {"username": "alice", "password": PASSWORD}, REMOTE_ADDR="192.0.2.99"
+        )
     assert response.status_code == 429
     assert [row["context"]["scope"] for row in events("auth.account_locked")] == ["account"]
 
@@ -118,7 +126,9 @@ def test_admin_unlock_command_clears_the_lock_and_is_recorded(client, user, caps
         _fail(client, times=5)
         call_command("unlock_account", " ALICE ")
         assert "1 active lock(s) cleared" in capsys.readouterr().out
-        response = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD}, REMOTE_ADDR="198.51.100.1")
+        response = client.post(
+            "/accounts/login/", {"username": "alice", "password": PASSWORD}, REMOTE_ADDR="198.51.100.1"
+        )
     assert response.status_code == 302
     unlocked = events("auth.account_unlocked")[0]
     assert unlocked["subject_username"] == "alice" and unlocked["actor_username"] == ""
@@ -135,9 +145,12 @@ def test_limits_above_100_are_refused_by_a_system_check(settings):
 
 def test_reserve_refuses_without_touching_a_locked_counter(user):
     with time_machine.travel(START, tick=False):
-        for _ in range(5):
-            assert lockout.password_attempt_reserve(username="alice", client_ip="192.0.2.1") is None
-            lockout.password_attempt_failed(username="alice", client_ip="192.0.2.1")
+        for attempt in range(5):
+            reservation = lockout.password_attempt_reserve(username="alice", client_ip="192.0.2.1")
+            assert reservation.refused_until is None
+            assert reservation.reached == (("192.0.2.1",) if attempt == 4 else ())
+            lockout.password_attempt_failed(username="alice", client_ip="192.0.2.1", reservation=reservation)
         before = list(FailureCounter.objects.order_by("address").values())
-        assert lockout.password_attempt_reserve(username="alice", client_ip="192.0.2.1") is not None
+        refused = lockout.password_attempt_reserve(username="alice", client_ip="192.0.2.1")
+        assert refused.refused_until == START + datetime.timedelta(minutes=1)
         assert list(FailureCounter.objects.order_by("address").values()) == before

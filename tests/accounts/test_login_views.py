@@ -76,7 +76,9 @@ def test_login_post_without_csrf_token_is_refused_with_a_clear_page_and_recorded
     # With the token it works.
     client.get("/accounts/login/")
     token = client.cookies["csrftoken"].value
-    response = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD, "csrfmiddlewaretoken": token})
+    response = client.post(
+        "/accounts/login/", {"username": "alice", "password": PASSWORD, "csrfmiddlewaretoken": token}
+    )
     assert response.status_code == 302
 
 
@@ -190,7 +192,9 @@ def test_step_up_with_mfa_asks_for_a_code(client, user):
 
 
 def test_open_redirects_are_refused(client, user):
-    response = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD, "next": "https://evil.example/"})
+    response = client.post(
+        "/accounts/login/", {"username": "alice", "password": PASSWORD, "next": "https://evil.example/"}
+    )
     assert response["Location"] == "/accounts/security/"
 
 

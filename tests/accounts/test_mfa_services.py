@@ -17,7 +17,9 @@ from tests.accounts.conftest import START, Authenticator, actions, audit_dump, e
 
 
 @pytest.mark.django_db
-def test_enrollment_confirms_only_with_a_valid_code_and_issues_ten_backup_codes(user, django_capture_on_commit_callbacks):
+def test_enrollment_confirms_only_with_a_valid_code_and_issues_ten_backup_codes(
+    user, django_capture_on_commit_callbacks
+):
     with time_machine.travel(START, tick=False):
         device = mfa.totp_device_create(actor=user, user=user, name="Phone")
         assert not device.confirmed and device.expires_at == START + datetime.timedelta(minutes=15)
@@ -87,7 +89,10 @@ def test_several_named_devices_each_work(user):
         device = mfa.totp_device_create(actor=user, user=user, name="Tablet")
         tablet = Authenticator(totp.key_to_base32(device.bin_key))
         assert mfa.totp_device_confirm(actor=user, device=device, code=tablet.now()) is None  # codes exist already
-    assert list(TOTPDevice.objects.filter(user=user, confirmed=True).values_list("name", flat=True)) == ["Phone", "Tablet"]
+    assert list(TOTPDevice.objects.filter(user=user, confirmed=True).values_list("name", flat=True)) == [
+        "Phone",
+        "Tablet",
+    ]
     with time_machine.travel(START + datetime.timedelta(seconds=30), tick=False):
         assert mfa.mfa_verify(user=user, code=tablet.now(), purpose="login").device.name == "Tablet"
     with time_machine.travel(START + datetime.timedelta(seconds=60), tick=False):

@@ -53,9 +53,7 @@ def test_group_and_permission_changes_are_audited_in_both_directions(user, other
     user.groups.clear()
     user.user_permissions.add(permission)
     editors.permissions.add(permission)
-    rows = events(
-        "authz.group_membership_changed", "authz.user_permissions_changed", "authz.group_permissions_changed"
-    )
+    rows = events("authz.group_membership_changed", "authz.user_permissions_changed", "authz.group_permissions_changed")
     assert [(row["action"], row["subject_username"], row["context"]) for row in rows] == [
         ("authz.group_membership_changed", "alice", {"added": ["editors"]}),
         ("authz.group_membership_changed", "bob", {"added": ["editors"]}),
@@ -113,11 +111,19 @@ def test_admin_privilege_change_needs_step_up_and_is_audited(staff_user, user):
         machine.shift(datetime.timedelta(minutes=11))
         url = f"/admin/accounts/user/{user.pk}/change/"
         form = {
-            "username": "alice", "email": "alice@example.org", "is_active": "on", "is_staff": "on",
-            "date_joined_0": "2026-03-01", "date_joined_1": "09:00:00", "initial-date_joined_0": "2026-03-01",
-            "initial-date_joined_1": "09:00:00", "email_verified": "on",
-            "tracked_sessions-TOTAL_FORMS": "0", "tracked_sessions-INITIAL_FORMS": "0",
-            "tracked_sessions-MIN_NUM_FORMS": "0", "tracked_sessions-MAX_NUM_FORMS": "0",
+            "username": "alice",
+            "email": "alice@example.org",
+            "is_active": "on",
+            "is_staff": "on",
+            "date_joined_0": "2026-03-01",
+            "date_joined_1": "09:00:00",
+            "initial-date_joined_0": "2026-03-01",
+            "initial-date_joined_1": "09:00:00",
+            "email_verified": "on",
+            "tracked_sessions-TOTAL_FORMS": "0",
+            "tracked_sessions-INITIAL_FORMS": "0",
+            "tracked_sessions-MIN_NUM_FORMS": "0",
+            "tracked_sessions-MAX_NUM_FORMS": "0",
         }
         response = client.post(url, form)
         assert response.status_code == 302 and response["Location"].startswith("/accounts/reauthenticate/")
@@ -139,7 +145,10 @@ def test_admin_bulk_action_revoking_staff_is_audited_per_user(staff_user, user, 
         )
         assert response.status_code == 302
     revoked = [row for row in _flag_events() if row[0] == "authz.staff_revoked"]
-    assert sorted(revoked) == [("authz.staff_revoked", "alice", "root-admin"), ("authz.staff_revoked", "bob", "root-admin")]
+    assert sorted(revoked) == [
+        ("authz.staff_revoked", "alice", "root-admin"),
+        ("authz.staff_revoked", "bob", "root-admin"),
+    ]
     assert User.objects.get(pk=staff_user.pk).is_staff
 
 
@@ -191,10 +200,19 @@ def test_enrollment_page_shows_qr_svg_and_key_and_activates(user):
         assert "<svg" in page and "<script" not in page and "style=" not in page
         secret = page.split('id="totp-secret">')[1].split("<")[0]
         app = Authenticator(secret)
-        response = client.post("/accounts/mfa/setup/", {"action": "confirm", "device": user.totp_devices.get().pk, "code": "000000" if app.now() != "000000" else "111111"})
+        response = client.post(
+            "/accounts/mfa/setup/",
+            {
+                "action": "confirm",
+                "device": user.totp_devices.get().pk,
+                "code": "000000" if app.now() != "000000" else "111111",
+            },
+        )
         assert response.status_code == 400 and b'aria-describedby="id_code_help id_code_error"' in response.content
         before = client.cookies["sessionid"].value
-        response = client.post("/accounts/mfa/setup/", {"action": "confirm", "device": user.totp_devices.get().pk, "code": app.now()})
+        response = client.post(
+            "/accounts/mfa/setup/", {"action": "confirm", "device": user.totp_devices.get().pk, "code": app.now()}
+        )
         assert response.status_code == 200 and b"Your backup codes" in response.content
         assert client.cookies["sessionid"].value != before
         machine.shift(datetime.timedelta(minutes=11))

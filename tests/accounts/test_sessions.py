@@ -161,7 +161,10 @@ def test_mfa_pass_rotates_the_session_key(user):
         device = user.totp_devices.get()
         from accounts import totp
 
-        client.post("/accounts/reauthenticate/", {"password": PASSWORD, "code": Authenticator(totp.key_to_base32(device.bin_key)).now()})
+        client.post(
+            "/accounts/reauthenticate/",
+            {"password": PASSWORD, "code": Authenticator(totp.key_to_base32(device.bin_key)).now()},
+        )
         assert client.cookies["sessionid"].value != before
         assert TrackedSession.objects.get().mfa_verified
 

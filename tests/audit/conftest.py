@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 
 from audit import context as request_context
+from audit.models import AuditEvent, AuditTombstone, ChainHead
 
 
 @pytest.fixture(autouse=True)
@@ -13,6 +15,27 @@ def audit_dir(settings, tmp_path):
     """Each test publishes heads and writes archives into its own folder."""
     settings.AUDIT_DIR = str(tmp_path / "audit")
     return tmp_path / "audit"
+
+
+@pytest.fixture(autouse=True)
+def empty_audit_trail(request):
+    """Each audit test starts from an empty chain.
+
+    Setting up the test database records events of its own (``migrate`` records the migrations
+    it applied); the tests count and number events from 1. The purge switch is the one the
+    retention purge uses; the test's transaction (or flush) puts everything back.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None:
+        return
+    request.getfixturevalue("transactional_db" if marker.kwargs.get("transaction") else "db")
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT set_config('audit.allow_purge', 'on', true)")
+        for model in (AuditEvent, AuditTombstone, ChainHead):
+            cursor.execute(f"DELETE FROM {model._meta.db_table}")  # noqa: S608
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT set_config('audit.allow_purge', 'off', true)")
 
 
 @pytest.fixture

@@ -22,29 +22,45 @@ pytestmark = pytest.mark.django_db
 CHANGELIST = reverse("admin:audit_auditevent_changelist")
 
 
+def verified_login(client, user) -> None:
+    """Log ``user`` in with a session that has passed MFA (the console requires it)."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    from accounts.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=user, name="test authenticator", confirmed=True, key="00" * 20)
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+
+
 @pytest.fixture
 def console(client):
     admin_user = get_user_model().objects.create_superuser(username="console", email="c@example.com", password="z" * 20)
-    client.force_login(admin_user)
+    verified_login(client, admin_user)
     return client
 
 
 @pytest.fixture
-def events(user):
+def events(console, user):
+    """Three events of an incident (the console's own set-up may have recorded others before)."""
     with request_context.bound(request_id="incident-request-01", client_ip="198.51.100.9"):
-        audit.record(action=audit.Action.LOGIN_FAILED, outcome=audit.Outcome.FAILURE, subject="mallory")
-        audit.record(action=audit.Action.MEMORY_EXPORTED, actor=user, context={"count": 3})
+        failed = audit.record(action=audit.Action.LOGIN_FAILED, outcome=audit.Outcome.FAILURE, subject="mallory")
+        exported = audit.record(action=audit.Action.MEMORY_EXPORTED, actor=user, context={"count": 3})
     with request_context.bound(request_id="other-request-0002", client_ip="2001:db8::7"):
-        audit.record(action=audit.Action.LOGIN_SUCCEEDED, actor=user)
+        succeeded = audit.record(action=audit.Action.LOGIN_SUCCEEDED, actor=user)
     seal_pending()
-    return list(AuditEvent.objects.order_by("sequence"))
+    return [AuditEvent.objects.get(pk=event.pk) for event in (failed, exported, succeeded)]
 
 
 def test_changelist_shows_events_newest_first(console, events):
     response = console.get(CHANGELIST)
     assert response.status_code == 200
     rows = list(response.context["cl"].result_list)
-    assert [event.sequence for event in rows] == [3, 2, 1]
+    assert [event.pk for event in rows[:3]] == [events[2].pk, events[1].pk, events[0].pk]
+    sequences = [event.sequence for event in rows]
+    assert sequences == sorted(sequences, reverse=True)
 
 
 def test_filters_on_action_and_outcome(console, events):
@@ -96,7 +112,7 @@ def test_the_console_is_read_only(console, events):
 
 def test_staff_without_the_view_permission_sees_nothing(client, events):
     staff = get_user_model().objects.create_user(username="helpdesk", password="h" * 20, is_staff=True)
-    client.force_login(staff)
+    verified_login(client, staff)
     assert client.get(CHANGELIST).status_code == 403
 
 

@@ -120,3 +120,21 @@ def make_share():
         )
 
     return make
+
+
+# ---------------------------------------------------------------------------------------------
+# The API security layer's test rules (tests/api covers the layer itself)
+# ---------------------------------------------------------------------------------------------
+from tests.api.leak_scanner import secret_leak_scanner  # noqa: E402, F401  (the fixture, used below)
+
+
+@pytest.fixture(autouse=True)
+def _scan_every_response(secret_leak_scanner):  # noqa: F811
+    """Every API response in the memories tests is scanned for secrets (keys, hashes, ciphertext...)."""
+
+
+@pytest.fixture(autouse=True)
+def _no_deprecation_registry(settings):
+    """The memories tests exercise v1 as the domain's API; v1's deprecation headers, counts and
+    audit events are the API layer's business and are tested in tests/api (test_versioning.py)."""
+    settings.API_DEPRECATIONS = []

@@ -150,7 +150,8 @@ def test_unusual_hour_share_at_the_threshold_is_usual(settings, make_user):
     user = make_user("gina")
     _office_hours_baseline(user, days=18, hour=9)
     bulk(
-        Action.LOGIN_SUCCEEDED, times=[NOW - datetime.timedelta(days=3, hours=11), NOW - datetime.timedelta(days=4, hours=11)],
+        Action.LOGIN_SUCCEEDED,
+        times=[NOW - datetime.timedelta(days=3, hours=11), NOW - datetime.timedelta(days=4, hours=11)],
         actor=user, subject=user,
     )  # 2 of 20 logins at 03:xx: share 0.1
     night = record(Action.LOGIN_SUCCEEDED, at=NOW.replace(hour=3), actor=user, subject=user)

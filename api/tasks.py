@@ -1,0 +1,13 @@
+"""Celery tasks of the API layer: thin wrappers named after the service they call."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from api import services
+
+
+@shared_task(name="api.request_nonces_purge")
+def api_request_nonces_purge() -> int:
+    """Delete signed-request nonces past twice the signature window (idempotent)."""
+    return services.request_nonces_purge()

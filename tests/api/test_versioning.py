@@ -1,0 +1,145 @@
+"""URL-path versions and the deprecation registry: RFC 9745/8594 headers, counts per key, 410 after sunset."""
+
+from __future__ import annotations
+
+import datetime
+from email.utils import parsedate_to_datetime
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from api.models import DeprecatedCall
+from api.versioning import DEFAULT_REGISTRY
+from audit.models import AuditEvent
+from memories.models import Memory, MemoryTag
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def memory(space):
+    memory = Memory.objects.create(context=space.context, content="hello", author=space.owner)
+    MemoryTag.objects.create(memory=memory, name="ops")
+    return memory
+
+
+def deprecation(*, deprecated_days_ago=1, sunset_in_days=30) -> list[dict]:
+    now = timezone.now()
+    return [
+        {
+            "path_prefix": "/api/v1/memories/",
+            "deprecated_at": (now - datetime.timedelta(days=deprecated_days_ago)).isoformat(),
+            "sunset_at": (now + datetime.timedelta(days=sunset_in_days)).isoformat(),
+            "successor": "/api/v2/memories/",
+            "notes_anchor": "v1-memories",
+        }
+    ]
+
+
+# --- the two versions --------------------------------------------------------------------------
+def test_v2_memories_have_context_id_and_tag_objects(alice, memory, key_client, issue_key):
+    client = key_client(issue_key(alice))
+    v2 = client.get(f"/api/v2/memories/{memory.pk}/").json()
+    v1 = client.get(f"/api/v1/memories/{memory.pk}/").json()
+    assert v2["context_id"] == memory.context_id and "context" not in v2
+    assert v2["tags"] == [{"name": "ops"}]
+    assert v1["context"] == memory.context_id and v1["tags"] == ["ops"]
+    created = client.post(
+        "/api/v2/memories/", {"context_id": memory.context_id, "content": "x", "tags": [{"name": "DB"}]}, format="json"
+    )
+    assert created.status_code == 201 and created.json()["tags"] == [{"name": "db"}]
+    patched = client.patch(f"/api/v2/memories/{memory.pk}/", {"tags": [{"name": "a"}, {"name": "b"}]}, format="json")
+    assert patched.json()["tags"] == [{"name": "a"}, {"name": "b"}]
+    # v1 bodies are refused by v2 (the old field is unknown there).
+    old_shape = client.post("/api/v2/memories/", {"context": memory.context_id, "content": "x"}, format="json")
+    assert old_shape.status_code == 400 and "context" in old_shape.json()["error"]["fields"]
+
+
+def test_unchanged_resources_are_the_same_in_both_versions(alice, space, key_client, issue_key):
+    client = key_client(issue_key(alice))
+    assert client.get("/api/v1/contexts/").json() == client.get("/api/v2/contexts/").json()
+    assert "Deprecation" not in client.get("/api/v1/contexts/")
+
+
+# --- deprecated endpoints ----------------------------------------------------------------------
+def test_the_default_registry_deprecates_v1_memories_with_a_sunset_six_months_later():
+    [entry] = DEFAULT_REGISTRY
+    assert entry.path_prefix == "/api/v1/memories/" and entry.successor == "/api/v2/memories/"
+    assert entry.sunset_at - entry.deprecated_at >= datetime.timedelta(days=180)
+
+
+def test_deprecated_endpoints_announce_it_with_rfc_headers(alice, memory, key_client, issue_key, settings):
+    settings.API_DEPRECATIONS = deprecation()
+    response = key_client(issue_key(alice)).get(f"/api/v1/memories/{memory.pk}/")
+    assert response.status_code == 200
+    deprecated_at = datetime.datetime.fromisoformat(settings.API_DEPRECATIONS[0]["deprecated_at"])
+    assert response["Deprecation"] == f"@{int(deprecated_at.timestamp())}"  # RFC 9745 structured date
+    sunset = parsedate_to_datetime(response["Sunset"])  # RFC 8594: an HTTP-date
+    assert abs(sunset - datetime.datetime.fromisoformat(settings.API_DEPRECATIONS[0]["sunset_at"])) < datetime.timedelta(seconds=1)
+    link = response["Link"]
+    assert '</api/changes/#v1-memories>; rel="deprecation"' in link
+    assert 'rel="sunset"' in link and '</api/v2/memories/>; rel="successor-version"' in link
+    assert "Deprecation" not in key_client(issue_key(alice, name="b")).get("/api/v2/memories/")
+
+
+def test_deprecated_calls_are_counted_per_key_and_audited_once_a_day(alice, memory, key_client, issue_key, settings):
+    settings.API_DEPRECATIONS = deprecation()
+    first = issue_key(alice, name="first")
+    second = issue_key(alice, name="second")
+    for _ in range(3):
+        key_client(first).get("/api/v1/memories/")
+    key_client(first).get(f"/api/v1/memories/{memory.pk}/")
+    key_client(second).get("/api/v1/memories/")
+    session = APIClient()
+    session.force_login(alice)
+    session.get("/api/v1/memories/")
+    counts = {(row.caller, row.endpoint): row.count for row in DeprecatedCall.objects.all()}
+    assert counts == {
+        (f"key:{first.api_key.pk}", "GET /api/v1/memories/"): 3,
+        (f"key:{first.api_key.pk}", "GET /api/v1/memories/<int:memory_id>/"): 1,
+        (f"key:{second.api_key.pk}", "GET /api/v1/memories/"): 1,
+        (f"user:{alice.pk}", "GET /api/v1/memories/"): 1,
+    }
+    audited = AuditEvent.objects.filter(action="api.deprecated_endpoint_called")
+    assert audited.count() == 4  # the first call per caller and endpoint each day
+    assert set(audited.exclude(api_key_id=None).values_list("api_key_id", flat=True)) == {first.prefix, second.prefix}
+
+
+def test_an_announced_future_deprecation_sends_headers_but_counts_nothing(alice, memory, key_client, issue_key, settings):
+    settings.API_DEPRECATIONS = deprecation(deprecated_days_ago=-10, sunset_in_days=200)
+    response = key_client(issue_key(alice)).get("/api/v1/memories/")
+    assert response.status_code == 200 and response["Deprecation"].startswith("@")
+    assert not DeprecatedCall.objects.exists()
+
+
+def test_after_the_sunset_the_endpoint_is_gone_with_a_pointer(alice, memory, key_client, issue_key, settings):
+    settings.API_DEPRECATIONS = deprecation(deprecated_days_ago=200, sunset_in_days=-1)
+    response = key_client(issue_key(alice)).delete(f"/api/v1/memories/{memory.pk}/")
+    assert response.status_code == 410
+    error = response.json()["error"]
+    assert error["code"] == "gone" and "/api/v2/memories/" in error["message"]
+    assert 'rel="successor-version"' in response["Link"]
+    assert Memory.objects.filter(pk=memory.pk).exists()
+    event = AuditEvent.objects.get(action="api.deprecated_endpoint_called", outcome="denied")
+    assert event.context["reason"] == "sunset" and event.context["status"] == 410
+
+
+def test_the_schema_marks_deprecated_operations(tmp_path):
+    path = tmp_path / "schema.json"
+    call_command("spectacular", "--format", "openapi-json", "--file", str(path))
+    import json
+
+    schema = json.loads(path.read_text())
+    assert schema["paths"]["/api/v1/memories/"]["get"]["deprecated"] is True
+    assert "deprecated" not in schema["paths"]["/api/v2/memories/"]["get"]
+    assert "deprecated" not in schema["paths"]["/api/v1/contexts/"]["get"]
+
+
+def test_the_migration_notes_are_served_where_the_links_point(client):
+    response = client.get("/api/changes/")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/markdown")
+    text = response.content.decode()
+    assert '<a id="v1-memories"></a>' in text and "## Migration paths" in text
