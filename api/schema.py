@@ -22,6 +22,7 @@ from api.serializers import ErrorEnvelopeSerializer
 COMMON_ERRORS = {
     "401": "Not authenticated: no credentials, an invalid API key, or a missing or invalid signature.",
     "403": "Permission denied, or the API key lacks the scope in `x-required-scope`.",
+    "404": "Not found, or you may not see it (indistinguishable); on lists, a page number out of range.",
     "405": "Method not allowed.",
     "406": "Only application/json responses are available.",
     "429": "Too many requests: wait `Retry-After` seconds.",

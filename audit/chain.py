@@ -80,9 +80,11 @@ def chain_key() -> bytes:
     production, which has no default), else — embedded default only — a key generated once into
     ``VAR_DIR/secrets/audit_chain_key`` by ``config.secrets.load_or_create_secret``.
 
-    Seam for the encryption app's key ring: once it offers purpose-specific keys, return
-    ``keyring.purpose_key("audit-chain")`` here (keeping the current key readable for events
-    sealed before the switch). Nothing else in ``audit`` reads a key.
+    Seam for the encryption app's key ring (``encryption.keyring.get_key_ring("audit_chain")``,
+    crypto core, so the import direction allows it): switching means storing the key id with
+    each MAC (a ``key_id`` column on events, tombstones and the anchor) so events sealed under a
+    retired key still verify after a rotation, and returning ``ring.primary`` for new MACs and
+    ``ring.get(key_id)`` for checks. Nothing else in ``audit`` reads a key.
     """
     configured = getattr(settings, "AUDIT_CHAIN_KEY", "") or ""
     if configured:

@@ -211,16 +211,6 @@ def escape_control_characters(text: str) -> str:
     return _UNSAFE_CHARACTERS.sub(_escape_character, text)
 
 
-def truncate(text: str, max_length: int) -> str:
-    """Cut ``text`` to ``max_length`` characters, ending with a marker that says so."""
-    if len(text) <= max_length:
-        return text
-    marker = TRUNCATED_MARKER.format(length=len(text))
-    if max_length <= len(marker):
-        return text[:max_length]
-    return text[: max_length - len(marker)] + marker
-
-
 def clean_text(value: Any, max_length: int, *, identifier: bool = False) -> str:
     """Return ``value`` as a string fit to store and log: masked, escaped, bounded.
 

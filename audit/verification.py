@@ -134,13 +134,38 @@ def verify_chain(
     chunk_size: int = 5000,
     progress: Callable[[int], None] | None = None,
 ) -> VerificationReport:
-    """Verify the chain (or ``from_sequence``..``to_sequence``, inclusive); never raises for tampering."""
+    """Verify the chain (or ``from_sequence``..``to_sequence``, inclusive); never raises for tampering.
+
+    Safe while events are being recorded and sealed: a full verification covers the chain up
+    to the head as it was when it started (events sealed meanwhile are checked next time). If a
+    retention purge moved the anchor meanwhile, the verification runs once more from the new
+    anchor instead of reporting the purged events as deleted.
+    """
+    from audit.models import ChainHead
+
+    report = _verify(from_sequence=from_sequence, to_sequence=to_sequence, chunk_size=chunk_size, progress=progress)
+    anchor_now = ChainHead.objects.filter(pk=1).values_list("anchor_sequence", flat=True).first() or 0
+    if anchor_now != report.anchor_sequence:
+        report = _verify(from_sequence=from_sequence, to_sequence=to_sequence, chunk_size=chunk_size, progress=None)
+    return report
+
+
+def _verify(
+    *,
+    from_sequence: int | None,
+    to_sequence: int | None,
+    chunk_size: int,
+    progress: Callable[[int], None] | None,
+) -> VerificationReport:
     from audit.models import AuditEvent, AuditTombstone, ChainHead
 
     started = time.perf_counter()
     key = chain_key()
     head = ChainHead.objects.filter(pk=1).first() or ChainHead(pk=1)
     anchor_sequence, anchor_hash = head.anchor_sequence, head.anchor_hash
+    # Stop at the head as read now: the sealer writes events and head in one transaction, so
+    # every event up to it is visible; later ones are newer than this verification.
+    stop = to_sequence if to_sequence is not None else head.sequence
     start = max(from_sequence or 1, anchor_sequence + 1)
     report = VerificationReport(
         from_sequence=start,
@@ -182,9 +207,7 @@ def verify_chain(
 
     events = AuditEvent.objects.filter(sequence__isnull=False)
     while True:
-        query = events.filter(sequence__gt=cursor)
-        if to_sequence is not None:
-            query = query.filter(sequence__lte=to_sequence)
+        query = events.filter(sequence__gt=cursor, sequence__lte=stop)
         rows = list(query.order_by("sequence").values_list(*_ROW_FIELDS)[:chunk_size])
         if not rows:
             break
@@ -231,7 +254,7 @@ def verify_chain(
             progress(len(rows))
 
     # The end: tombstones of purged newest events, then the head in the database and outside it.
-    end_limit = to_sequence if to_sequence is not None else head.sequence
+    end_limit = stop
     if expected <= end_limit:
         tombstones = {
             sequence: (tomb_previous, tomb_hash, tomb_mac)
@@ -253,12 +276,14 @@ def verify_chain(
                     "(newest events deleted)",
                 )
             )
-        elif report.last_sequence > head.sequence:
-            report.add(
-                Problem("beyond_head", head.sequence + 1, f"events after the recorded head #{head.sequence}")
-            )
         elif head.sequence > anchor_sequence and previous is not None and not macs_equal(previous, head.hash):
             report.add(Problem("head", head.sequence, "the last event's hash does not match the recorded head"))
+        # Sealed events beyond the head: the sealer moves both in one transaction, so reading the
+        # highest sequence *before* the head again leaves no room for a legitimate one.
+        highest = events.aggregate(highest=Max("sequence"))["highest"] or 0
+        head_now = ChainHead.objects.filter(pk=1).values_list("sequence", flat=True).first() or 0
+        if highest > head_now:
+            report.add(Problem("beyond_head", head_now + 1, f"events after the recorded head #{head_now}"))
 
     _check_published_head(report, anchor_sequence=anchor_sequence)
     _check_unsealed(report, key=key)

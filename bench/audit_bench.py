@@ -15,6 +15,10 @@ PostgreSQL, a file under a temporary folder on SQLite), runs, prints, and drops 
 3. ``audit_verify`` speed over ``--size`` events (events/s), and the sealer's speed on them.
 4. Admin changelist response times with ``--size`` events (default list, filter, searches, date
    hierarchy), through the real admin view.
+
+What is measured is the audit trail's own cost: the receivers of ``event_recorded`` (monitoring's
+real-time detection, which the test settings run eagerly in-process instead of on a worker) are
+muted, in this process and in the writer processes.
 """
 
 from __future__ import annotations
@@ -45,6 +49,16 @@ def _setup_django(var_dir: str | None = None) -> None:
     import logging
 
     logging.getLogger("audit").setLevel(logging.WARNING)
+    logging.getLogger("monitoring").setLevel(logging.WARNING)
+    _mute_event_receivers()
+
+
+def _mute_event_receivers() -> None:
+    """Disconnect monitoring (and any other subscriber) from ``event_recorded``: see the docstring."""
+    from audit.signals import event_recorded
+
+    event_recorded.receivers = []
+    event_recorded.sender_receivers_cache.clear()
 
 
 def _database_url() -> str:
@@ -112,7 +126,6 @@ def bench_write_ratio(iterations: int) -> list[tuple[str, str]]:
     from audit.sealing import background_sealer, seal_pending
 
     actor = get_user_model().objects.create_user(username="bench-actor", password="b" * 20)
-    member = get_user_model().objects.create_user(username="bench-member", password="b" * 20)
     counter = iter(range(10**9))
 
     def plain_write():
@@ -135,20 +148,21 @@ def bench_write_ratio(iterations: int) -> list[tuple[str, str]]:
             group = Group.objects.create(name=f"g{next(counter)}")
             audit.record(action=audit.Action.ADMIN_ADDED, actor=actor, target=group, context={"fields": ["name"]})
 
-    # A service-shaped write: create a group and put a member in it (several statements).
+    # A service-shaped write: read the acting user (the permission check), insert, update.
+    user_model = get_user_model()
+
     def plain_service_write():
         with transaction.atomic():
+            user_model.objects.get(pk=actor.pk)
             group = Group.objects.create(name=f"g{next(counter)}")
-            member.groups.add(group)
+            Group.objects.filter(pk=group.pk).update(name=f"{group.name}-named")
 
     def audited_service_write():
         with transaction.atomic():
+            user_model.objects.get(pk=actor.pk)
             group = Group.objects.create(name=f"g{next(counter)}")
-            member.groups.add(group)
-            audit.record(
-                action=audit.Action.GROUP_MEMBERSHIP_CHANGED, actor=actor, subject=member, target=group,
-                context={"added": [group.pk]},
-            )
+            Group.objects.filter(pk=group.pk).update(name=f"{group.name}-named")
+            audit.record(action=audit.Action.ADMIN_ADDED, actor=actor, target=group, context={"fields": ["name"]})
 
     group = Group.objects.create(name="read-me")
 
@@ -198,7 +212,7 @@ def bench_write_ratio(iterations: int) -> list[tuple[str, str]]:
     )
     results.append(
         (
-            "service write: create group + add member",
+            "service write: read actor, insert, update",
             f"plain {service['plain']:.3f} ms, audited {service['audited']:.3f} ms, "
             f"ratio {service['audited'] / service['plain']:.2f}x",
         )
@@ -341,9 +355,17 @@ def bench_verify_and_admin(size: int) -> list[tuple[str, str]]:
         )
     )
 
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    from accounts.models import TOTPDevice
+
     admin_user = get_user_model().objects.create_superuser(username="bench-admin", password="a" * 20)
+    device = TOTPDevice.objects.create(user=admin_user, name="bench", confirmed=True, key="00" * 20)
     client = Client()
-    client.force_login(admin_user)
+    client.force_login(admin_user)  # the console requires a session that passed MFA
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
     url = reverse("admin:audit_auditevent_changelist")
     year = datetime.date.today().year
     pages = [

@@ -305,6 +305,8 @@ REST_FRAMEWORK = {
         "api.throttling.IPThrottle",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # No OPTIONS metadata (it describes forms the views do not have, and crashed on them): 405.
+    "DEFAULT_METADATA_CLASS": None,
     "DEFAULT_PARSER_CLASSES": ["api.parsers.LimitedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "api.pagination.DefaultPagination",
     "PAGE_SIZE": 50,

@@ -321,6 +321,13 @@ class TagSerializer(serializers.Serializer):
 class TagInputSerializer(StrictSerializer):
     name = StrictCharField(max_length=validation.TAG_MAX_LENGTH, help_text="1 to 50 characters.")
 
+    def validate(self, attrs):
+        # A PATCH makes DRF skip required fields in nested objects too (``root.partial``), but a
+        # tag without a name is never valid.
+        if "name" not in attrs:
+            raise serializers.ValidationError({"name": ["This field is required."]})
+        return attrs
+
 
 class MemoryV2Serializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)

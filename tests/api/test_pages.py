@@ -24,8 +24,8 @@ def logged_in(user, *, stepped_up: bool = True, mfa: bool = False, enforce_csrf:
     client = Client(enforce_csrf_checks=enforce_csrf)
     client.force_login(user)
     session = client.session
-    if stepped_up:
-        session[REAUTHENTICATED_AT_KEY] = timezone.now().timestamp()
+    # A login counts as a fresh authentication; "stale" is an hour later.
+    session[REAUTHENTICATED_AT_KEY] = timezone.now().timestamp() - (0 if stepped_up else 3600)
     if mfa:
         device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True, key="3132333435363738393031323334353637383930")
         session["otp_device_id"] = device.persistent_id

@@ -212,3 +212,21 @@ def test_floats_and_big_numbers_in_context_survive_the_round_trip(user):
     audit.record(action=audit.Action.MEMORY_LIST, context=context)
     seal_pending()
     assert verify_chain().ok
+
+
+def test_events_sealed_during_a_verification_are_left_for_the_next_one(chain):
+    def record_more(count):
+        audit.record(action=audit.Action.LOGOUT)
+        seal_pending()
+
+    report = verify_chain(chunk_size=3, progress=record_more)
+    assert report.ok, report.problems
+    assert report.last_sequence == 10
+    assert verify_chain().last_sequence > 10
+
+
+def test_a_forged_sealed_event_beyond_the_head_is_reported(chain):
+    forged = build_event(action=audit.Action.STAFF_GRANTED, subject="mallory")
+    forged.sequence, forged.previous_hash, forged.hash = 11, chain[-1].hash, "cd" * 32
+    AuditEvent.objects.bulk_create([forged])
+    assert "first bad sequence 11" in first_bad()

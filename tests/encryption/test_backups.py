@@ -210,7 +210,7 @@ def test_memory_use_does_not_grow_with_the_dump(tmp_path, monkeypatch):
     """Backup and verify hold a few chunks at most, however large the dump."""
     monkeypatch.setattr(backups, "CHUNK_SIZE", 64 * 1024)
     payload = os.urandom(48 * 1024).hex()  # 96 kB of text per row, incompressible
-    EncryptedMemory.objects.bulk_create(EncryptedMemory(title=str(i), content=payload) for i in range(80))
+    EncryptedMemory.objects.bulk_create(EncryptedMemory(title=str(i), content=payload) for i in range(120))
     path = tmp_path / "big.nvbak"
     tracemalloc.start()
     try:
@@ -562,4 +562,3 @@ def test_the_daily_job_is_on_the_beat_schedule():
     [entry] = [entry for entry in BEAT_SCHEDULE.values() if entry["task"] == "encryption.backup_and_verify"]
     assert "daily" in entry["description"]
     assert "encryption.backup_and_verify" in app.tasks
-

@@ -173,7 +173,7 @@ def test_wrapper_reports_errors_of_slow_statements(settings, caplog):
     assert record.slow_query["sql"] == "SELECT pg_sleep(?)"
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_wrapper_is_installed_once_however_often_the_connection_reconnects(capture):
     install_slow_query_logger(connection)
     connect_slow_query_capture()

@@ -1,0 +1,66 @@
+"""Timing normalisation of API-key authentication (OWASP ASVS 4.0.3 V2.2.1, Authentication Cheat Sheet).
+
+An unknown key, a wrong secret for a real key, a malformed key and an expired key do the same
+work (one indexed query by prefix, one HMAC, one constant-time comparison, one audit insert), so
+their times must not tell them apart; and a failure must not be faster than a success by more than
+the audit insert it adds. Medians of interleaved runs through the whole stack, bounded with room for
+a busy CI machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from api.models import ApiKey
+
+pytestmark = pytest.mark.django_db
+
+ROUNDS = 60
+PATH = "/api/v2/organizations/"  # a cheap view: the authentication dominates
+
+
+def _median_times(clients: dict[str, Client]) -> dict[str, float]:
+    samples: dict[str, list[float]] = {name: [] for name in clients}
+    for name, client in clients.items():  # warm up every path once
+        client.get(PATH)
+    for _ in range(ROUNDS):
+        for name, client in clients.items():
+            started = time.perf_counter()
+            client.get(PATH)
+            samples[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def test_authentication_failures_take_the_same_time_whatever_is_wrong(alice, issue_key, settings):
+    settings.API_THROTTLE_RATES = {}
+    valid = issue_key(alice, scopes=["organizations:read"])
+    expired = issue_key(alice, name="expired")
+    ApiKey.objects.filter(pk=expired.api_key.pk).update(expires_at=timezone.now())
+    wrong_secret = valid.key[:-6] + ("A" * 6 if not valid.key.endswith("A" * 6) else "B" * 6)
+    unknown = "nvk_aaaaaaaaaaaa_" + valid.key.split("_", 2)[2]
+    clients = {
+        "success": Client(HTTP_AUTHORIZATION=f"Bearer {valid.key}"),
+        "unknown_key": Client(HTTP_AUTHORIZATION=f"Bearer {unknown}"),
+        "wrong_secret": Client(HTTP_AUTHORIZATION=f"Bearer {wrong_secret}"),
+        "malformed": Client(HTTP_AUTHORIZATION="Bearer nvk_not-a-key"),
+        "expired": Client(HTTP_AUTHORIZATION=f"Bearer {expired.key}"),
+    }
+    assert clients["success"].get(PATH).status_code == 200
+    assert all(clients[name].get(PATH).status_code == 401 for name in clients if name != "success")
+    medians = _median_times(clients)
+    failures = {name: value for name, value in medians.items() if name != "success"}
+    fastest, slowest = min(failures.values()), max(failures.values())
+    report = ", ".join(f"{name} {value * 1e3:.3f} ms" for name, value in medians.items())
+    # The failure paths are indistinguishable: within 25 % (or 0.5 ms) of each other.
+    assert slowest - fastest <= max(0.25 * fastest, 0.0005), report
+    # A success is not distinguishable from a failure beyond the audit insert a failure adds:
+    # both within a factor of 2 (or 2 ms) of each other.
+    assert abs(medians["success"] - statistics.median(failures.values())) <= max(
+        medians["success"], 0.002
+    ), report
+    print(report)
