@@ -50,15 +50,36 @@ class StatusFilter(admin.SimpleListFilter):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ("name", "display_prefix", "user", "scope_list", "key_status", "expires_at", "last_used_at", "last_used_ip")
+    list_display = (
+        "name",
+        "display_prefix",
+        "user",
+        "scope_list",
+        "key_status",
+        "expires_at",
+        "last_used_at",
+        "last_used_ip",
+    )
     list_filter = (StatusFilter,)
     search_fields = ("=prefix", "name", "user__username")
     list_select_related = ("user", "successor")
     ordering = ("-created_at",)
     actions = ["revoke_selected", "rotate_selected"]
     fields = (
-        "name", "prefix", "user", "scopes", "allowed_networks", "created_by", "created_at", "expires_at",
-        "revoked_at", "revoked_by", "revocation_reason", "rotated_from", "last_used_at", "last_used_ip",
+        "name",
+        "prefix",
+        "user",
+        "scopes",
+        "allowed_networks",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "revoked_by",
+        "revocation_reason",
+        "rotated_from",
+        "last_used_at",
+        "last_used_ip",
     )
     readonly_fields = fields
 
@@ -110,7 +131,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return render(
             request,
             "api/admin/api_key_form.html",
-            {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta, "title": "Issue an API key"},
+            {
+                **self.admin_site.each_context(request),
+                "form": form,
+                "opts": self.model._meta,
+                "title": "Issue an API key",
+            },
         )
 
     @admin.action(description="Revoke the selected keys", permissions=["revoke"])

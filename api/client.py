@@ -78,6 +78,8 @@ class Client:
     """A minimal API client. The key goes in the Authorization header, never in the URL."""
 
     def __init__(self, base_url: str, *, key: str, signing_secret: str | None = None, timeout: float = 30.0):
+        if not base_url.startswith(("https://", "http://")):
+            raise ValueError("base_url must be an http(s) URL")
         self.base_url = base_url.rstrip("/")
         self.key = key
         self.signing_secret = signing_secret
@@ -97,11 +99,10 @@ class Client:
             headers.update(
                 signature_headers(key=self.key, signing_secret=self.signing_secret, method=method, path=path, body=body)
             )
-        request = urllib.request.Request(
-            self.base_url + path, data=body or None, method=method.upper(), headers=headers
-        )
+        url = self.base_url + path
+        request = urllib.request.Request(url, data=body or None, method=method.upper(), headers=headers)  # noqa: S310
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) base URL
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - checked in __init__
                 payload = response.read()
                 return json.loads(payload) if payload else None
         except urllib.error.HTTPError as error:

@@ -41,7 +41,7 @@ from django.dispatch import receiver
 from api import conf
 
 KEY_PREFIX = "nvk_"
-SIGNING_SECRET_PREFIX = "nvs_"
+SIGNING_SECRET_PREFIX = "nvs_"  # noqa: S105 - a format prefix, not a secret
 PREFIX_LENGTH = 12
 SECRET_BYTES = 32
 SECRET_LENGTH = 43  # unpadded base64url of 32 bytes

@@ -156,9 +156,7 @@ class ApiRequestMiddleware:
 
     @staticmethod
     def _refuse(request, error, *, action=audit.Action.REQUEST_REJECTED, context=None):
-        record_refusal(
-            request=request, action=action, reason=error.reason, status=error.status_code, context=context
-        )
+        record_refusal(request=request, action=action, reason=error.reason, status=error.status_code, context=context)
         return refusal_response(error)
 
     # --- after the view -------------------------------------------------------------------

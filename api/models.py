@@ -132,13 +132,18 @@ class RequestNonce(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["api_key", "nonce"], name="api_requestnonce_unique")]
 
+    def __str__(self) -> str:
+        return f"nonce of key {self.api_key_id} at {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
 
 class DeprecatedCall(models.Model):
     """Calls to one deprecated endpoint by one caller on one day, so owners can be told."""
 
     # "key:<id>", "user:<id>" or "ip:<address>": one column so the unique constraint holds.
     caller = models.CharField(max_length=80)
-    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="deprecated_calls")
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="deprecated_calls"
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
@@ -149,9 +154,7 @@ class DeprecatedCall(models.Model):
     last_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["caller", "endpoint", "day"], name="api_deprecatedcall_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["caller", "endpoint", "day"], name="api_deprecatedcall_unique")]
         ordering = ["-day", "endpoint"]
 
     def __str__(self) -> str:

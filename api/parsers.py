@@ -51,4 +51,3 @@ class LimitedJSONParser(JSONParser):
                 max_keys=conf.get("API_JSON_MAX_OBJECT_KEYS"),
             )
         return document
-

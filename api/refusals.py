@@ -30,7 +30,7 @@ def request_user(request) -> Any:
         user = django_request.__dict__.get("user")
     try:
         return user if user is not None and user.is_authenticated else None
-    except Exception:  # noqa: BLE001 - a broken session must not stop the refusal from being recorded
+    except Exception:
         return None
 
 

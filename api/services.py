@@ -95,7 +95,9 @@ def _clean_networks(networks) -> list[str]:
         try:
             cleaned.append(str(ipaddress.ip_network(str(network).strip(), strict=False)))
         except ValueError:
-            raise ValidationError({"allowed_networks": [f"Not an IP address or CIDR network: {network!s:.60}."]}) from None
+            raise ValidationError(
+                {"allowed_networks": [f"Not an IP address or CIDR network: {network!s:.60}."]}
+            ) from None
     if len(cleaned) > NETWORKS_MAX_COUNT:
         raise ValidationError({"allowed_networks": [f"At most {NETWORKS_MAX_COUNT} networks."]})
     return list(dict.fromkeys(cleaned))
@@ -110,9 +112,7 @@ def _clean_expiry(expires_at: datetime.datetime | None, now: datetime.datetime) 
         raise ValidationError({"expires_at": ["The expiry must be in the future."]})
     maximum = now + datetime.timedelta(days=conf.get("API_KEY_MAX_LIFETIME_DAYS"))
     if expires_at > maximum:
-        raise ValidationError(
-            {"expires_at": [f"A key lives at most {conf.get('API_KEY_MAX_LIFETIME_DAYS')} days."]}
-        )
+        raise ValidationError({"expires_at": [f"A key lives at most {conf.get('API_KEY_MAX_LIFETIME_DAYS')} days."]})
     return expires_at
 
 

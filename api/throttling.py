@@ -54,10 +54,7 @@ class _CounterThrottle(BaseThrottle):
         except ValueError:
             # First request of the window (or the counter expired): create it. add() is atomic, so
             # two processes racing here both end up counted.
-            if not cache.add(key, 1, timeout=2 * duration):
-                count = cache.incr(key)
-            else:
-                count = 1
+            count = 1 if cache.add(key, 1, timeout=2 * duration) else cache.incr(key)
         previous = cache.get(f"api:throttle:{self.scope}:{ident}:{window - 1}", 0)
         elapsed = (now - window * duration) / duration
         if previous * (1.0 - elapsed) + count <= limit:

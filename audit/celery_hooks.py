@@ -50,7 +50,7 @@ def bind_request_context(task_id=None, task=None, **kwargs):
         user_agent=f"celery:{task.name}"[: request_context.USER_AGENT_MAX_LENGTH],
     )
     user_id = _header(task, HEADER_USER_ID)
-    _tokens[task_id] = (request_context.bind(bound), request_context.bind_user_id(user_id))
+    _tokens[task_id] = (request_context.bind(bound), request_context.bind_user(user_id))
 
 
 @signals.task_postrun.connect(weak=False)
@@ -59,5 +59,5 @@ def unbind_request_context(task_id=None, **kwargs):
     tokens = _tokens.pop(task_id, None)
     if tokens is not None:
         context_token, user_token = tokens
-        request_context.reset_user_id(user_token)
+        request_context.reset_user(user_token)
         request_context.reset(context_token)

@@ -106,3 +106,37 @@ def bound(*, request_id: str | None = None, client_ip: str | None = None, user_a
         yield current()
     finally:
         reset(token)
+
+
+# The user of the work in progress, for log lines. Bound to the request itself, and read lazily:
+# Django's AuthenticationMiddleware (or DRF, after API-key authentication) attaches the user
+# later, and reading it must never cost a query — an unevaluated lazy user is simply absent.
+# A Celery task binds the publishing request's user id as a plain value.
+_user_source: contextvars.ContextVar[object | None] = contextvars.ContextVar("request_user", default=None)
+
+
+def bind_user(source: object | None) -> contextvars.Token:
+    """Bind the source of the current user id: a request, or a user id; return a reset token."""
+    return _user_source.set(source)
+
+
+def reset_user(token: contextvars.Token) -> None:
+    """Restore the user source that was current before ``bind_user``."""
+    _user_source.reset(token)
+
+
+def current_user_id() -> str | None:
+    """Return the id of the authenticated user of the work in progress, if already known."""
+    from django.utils.functional import SimpleLazyObject, empty
+
+    source = _user_source.get()
+    if source is None:
+        return None
+    if isinstance(source, int | str):
+        return str(source)
+    user = getattr(source, "__dict__", {}).get("user")
+    if user is None or (isinstance(user, SimpleLazyObject) and user._wrapped is empty):
+        return None
+    if not getattr(user, "is_authenticated", False):
+        return None
+    return str(user.pk)

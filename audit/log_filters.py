@@ -31,6 +31,10 @@ class SanitisingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "_audit_sanitised", False):
             return True
+        if isinstance(record.msg, dict):
+            # A structlog event dict on its way to audit.logging.JsonFormatter, whose chain
+            # sanitises it with the same sanitiser; flattening it here would break the renderer.
+            return True
         try:
             message = record.getMessage()
         except Exception:  # a broken format string must not lose the line

@@ -27,18 +27,28 @@ def add_request_context(logger, method_name, event_dict):
 
 
 def sanitise_event(logger, method_name, event_dict):
-    """Mask secrets and escape control characters in every field of the log line (ASVS 7.1.1, 7.3.1)."""
-    from audit.sanitiser import sanitise, sanitise_text
+    """Mask secrets and escape control characters in every field of the line (ASVS 4.0.3 V7.1.1, V7.3.1).
+
+    Records from stdlib loggers went through ``audit.log_filters.SanitisingFilter`` already;
+    this covers what structlog loggers bind, with the same sanitiser.
+    """
+    from audit.sanitiser import sanitise_mapping_for_log, sanitise_text
 
     message = event_dict.pop("event", "")
-    cleaned = sanitise(event_dict)
+    cleaned = sanitise_mapping_for_log(event_dict)
     cleaned["event"] = sanitise_text(str(message))
     return cleaned
 
 
-def _rename_event_to_message(logger, method_name, event_dict):
+_LEADING_KEYS = ("timestamp", "level", "logger", "message", "request_id", "user_id", "client_ip")
+
+
+def _finalise(logger, method_name, event_dict):
+    """Name the message ``message``, put the common keys first, drop private record attributes."""
     event_dict["message"] = event_dict.pop("event", "")
-    return event_dict
+    ordered = {key: event_dict.pop(key) for key in _LEADING_KEYS if key in event_dict}
+    ordered.update((key, value) for key, value in event_dict.items() if not key.startswith("_"))
+    return ordered
 
 
 SHARED_PROCESSORS = [
@@ -54,19 +64,21 @@ SHARED_PROCESSORS = [
 class JsonFormatter(structlog.stdlib.ProcessorFormatter):
     """A ``logging.Formatter`` that renders any log record as one sanitised JSON object."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, **kwargs):
         super().__init__(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
                 sanitise_event,
-                _rename_event_to_message,
+                _finalise,
                 structlog.processors.JSONRenderer(sort_keys=False),
             ],
             foreign_pre_chain=SHARED_PROCESSORS,
-            *args,
             **kwargs,
         )
+        # The logging configuration builds this formatter at start-up, in every process (web,
+        # worker, beat, commands): the one moment structlog's own loggers can be routed here too.
+        configure_structlog()
 
 
 def configure_structlog() -> None:

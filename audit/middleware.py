@@ -22,9 +22,11 @@ class RequestContextMiddleware:
         request.request_id = bound.request_id
         request.client_ip = bound.client_ip
         token = request_context.bind(bound)
+        user_token = request_context.bind_user(request)
         try:
             response = self.get_response(request)
         finally:
+            request_context.reset_user(user_token)
             request_context.reset(token)
         response[REQUEST_ID_HEADER] = bound.request_id
         return response

@@ -243,27 +243,32 @@ class BackupWriter:
 
     def _seal(self, plaintext: bytes | memoryview, *, final: bool, kind: bytes) -> None:
         sealed = self._aead.encrypt(
-            _nonce(self._index, final), bytes(plaintext), _associated_data(self.header_digest, self._index, final, kind)
+            _nonce(self._index, final), plaintext, _associated_data(self.header_digest, self._index, final, kind)
         )
         self._emit(_FRAME_LENGTH.pack(len(sealed)))
         self._emit(sealed)
         self._index += 1
 
     def write(self, data: bytes) -> None:
-        """Add dump bytes; full chunks are sealed and written at once."""
+        """Add dump bytes; every full chunk is sealed and written at once (no copy when aligned)."""
         if self._finished:
             raise ValueError("the backup is already finished")
         self._sha256.update(data)
         self.dump_bytes += len(data)
-        self._buffer += data
-        if len(self._buffer) >= self.chunk_size:
-            view = memoryview(self._buffer)
-            offset = 0
-            while len(self._buffer) - offset >= self.chunk_size:
-                self._seal(view[offset : offset + self.chunk_size], final=False, kind=FRAME_DATA)
-                offset += self.chunk_size
-            view.release()
-            del self._buffer[:offset]
+        view = memoryview(data)
+        if self._buffer:
+            take = min(len(view), self.chunk_size - len(self._buffer))
+            self._buffer += view[:take]
+            view = view[take:]
+            if len(self._buffer) < self.chunk_size:
+                return
+            self._seal(self._buffer, final=False, kind=FRAME_DATA)
+            self._buffer.clear()
+        while len(view) >= self.chunk_size:
+            self._seal(view[: self.chunk_size], final=False, kind=FRAME_DATA)
+            view = view[self.chunk_size :]
+        if len(view):
+            self._buffer += view
 
     @property
     def dump_sha256(self) -> str:

@@ -593,14 +593,41 @@ MONITORING_REPORT_EMAILS = env.list("MONITORING_REPORT_EMAILS", default=[])
 
 # Every handler passes records through the audit sanitiser: no secret, token, OTP, key or
 # memory content reaches a log line, and control characters cannot forge one (ASVS V7.1.1, V7.3.1).
+# Every log line is one JSON object (timestamp, level, logger, message, request id, user id,
+# client IP) rendered by structlog (audit/logging.py); every handler sanitises first.
+# LOG_FORMAT: "json" (default) or "plain" for a human at a terminal.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+# Optional log file, rotated by size: LOG_FILE (default none), LOG_FILE_MAX_BYTES (default
+# 10485760 bytes), LOG_FILE_BACKUP_COUNT (default 10 files kept).
+LOG_FILE = env.str("LOG_FILE", default="")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"sanitise": {"()": "audit.log_filters.SanitisingFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["sanitise"]}},
+    "formatters": {
+        "json": {"()": "audit.logging.JsonFormatter"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["sanitise"],
+            "formatter": "plain" if LOG_FORMAT == "plain" else "json",
+        }
+    },
     "loggers": {
         # audit.events: one line per committed audit event; audit.chain: sealing, verification, heads.
         "audit": {"level": "INFO"},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+if LOG_FILE:
+    LOGGING["handlers"]["file"] = {
+        "class": "logging.handlers.RotatingFileHandler",
+        "filename": LOG_FILE,
+        "maxBytes": env.int("LOG_FILE_MAX_BYTES", default=10 * 1024 * 1024),
+        "backupCount": env.int("LOG_FILE_BACKUP_COUNT", default=10),
+        "filters": ["sanitise"],
+        "formatter": "json",
+    }
+    LOGGING["root"]["handlers"].append("file")

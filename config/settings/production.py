@@ -17,11 +17,15 @@ def required(name: str) -> str:
             with open(file_path) as handle:
                 value = handle.read().strip()
         except OSError as error:
-            raise ImproperlyConfigured(f"{name}_FILE points at {file_path!r}, which cannot be read: {error.strerror}") from None
+            raise ImproperlyConfigured(
+                f"{name}_FILE points at {file_path!r}, which cannot be read: {error.strerror}"
+            ) from None
     else:
         value = env.str(name, default="")
     if not value:
-        raise ImproperlyConfigured(f"Set the {name} environment variable (or {name}_FILE); production has no default for it.")
+        raise ImproperlyConfigured(
+            f"Set the {name} environment variable (or {name}_FILE); production has no default for it."
+        )
     return value
 
 
@@ -57,15 +61,4 @@ if EMAIL_URL:
 
 # As in base: every handler passes records through the audit sanitiser: no secret, token, OTP, key or
 # memory content reaches a log line, and control characters cannot forge one (ASVS V7.1.1, V7.3.1).
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"sanitise": {"()": "audit.log_filters.SanitisingFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["sanitise"]}},
-    "loggers": {
-        # audit.events: one line per committed audit event; audit.chain: sealing, verification, heads.
-        "audit": {"level": "INFO"},
-    },
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-}
 

@@ -11,7 +11,7 @@ from config.settings.base import *  # noqa: F403
 from config.settings.base import DATABASES, env
 
 DEBUG = False
-SECRET_KEY = "test-only-secret-key-not-for-any-deployment-0123456789abcdef"
+SECRET_KEY = "test-only-secret-key-not-for-any-deployment-0123456789abcdef"  # noqa: S105
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 
 # Each test run writes its own var/ (mail, broker, audit files) into a fresh temporary folder.

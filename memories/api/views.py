@@ -25,14 +25,12 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from api.parsers import LimitedJSONParser
-
 from memories import selectors, services
 from memories.api import serializers as s
 from memories.auditing import record_refusal
 from memories.exceptions import NotFound, PermissionDenied
 from memories.models import Organization, Team
 from memories.permissions import context_roles
-
 
 # ---------------------------------------------------------------------------------------------
 # Shared plumbing

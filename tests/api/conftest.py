@@ -81,7 +81,11 @@ def issue_key():
 
     def issue(owner, *, scopes=None, actor=None, **extra) -> Issued:
         issued = services.api_key_issue(
-            actor=actor or owner, owner=owner, name=extra.pop("name", "test key"), scopes=scopes or list(SCOPES), **extra
+            actor=actor or owner,
+            owner=owner,
+            name=extra.pop("name", "test key"),
+            scopes=scopes or list(SCOPES),
+            **extra,
         )
         return Issued(api_key=issued.api_key, key=issued.key, signing_secret=issued.signing_secret)
 

@@ -14,7 +14,9 @@ def test_the_reference_client_reads_creates_and_signs_a_delete(live_server, alic
     issued = issue_key(alice)
     client = Client(live_server.url, key=issued.key, signing_secret=issued.signing_secret)
     created = client.request(
-        "POST", "/api/v2/memories/", json_body={"context_id": space.context.pk, "content": "über ✓", "tags": [{"name": "x"}]}
+        "POST",
+        "/api/v2/memories/",
+        json_body={"context_id": space.context.pk, "content": "über ✓", "tags": [{"name": "x"}]},
     )
     assert created["content"] == "über ✓"
     listed = client.request("GET", "/api/v2/memories/", query={"context": space.context.pk, "tag": "x"})

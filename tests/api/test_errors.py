@@ -96,7 +96,16 @@ def test_not_acceptable_is_the_envelope(session):
 def test_responses_contain_only_allow_listed_fields(session, space):
     created = session.post("/api/v2/memories/", {"context_id": space.context.pk, "content": "x"}, format="json").json()
     assert set(created) == {
-        "id", "context_id", "author", "kind", "source", "content", "metadata", "tags", "created_at", "updated_at",
+        "id",
+        "context_id",
+        "author",
+        "kind",
+        "source",
+        "content",
+        "metadata",
+        "tags",
+        "created_at",
+        "updated_at",
     }
     context = session.get(f"/api/v2/contexts/{space.context.pk}/").json()
     assert set(context) == {"id", "name", "scope", "owner", "role", "created_by", "created_at", "updated_at"}

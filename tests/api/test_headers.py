@@ -33,7 +33,15 @@ def assert_common_headers(response) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/v2/memories/", "/api/v2/nothing/", "/api/schema/", "/admin/", "/accounts/login/", "/healthz", "/no-such-page/"],
+    [
+        "/api/v2/memories/",
+        "/api/v2/nothing/",
+        "/api/schema/",
+        "/admin/",
+        "/accounts/login/",
+        "/healthz",
+        "/no-such-page/",
+    ],
 )
 def test_every_response_carries_the_security_headers(client, path):
     assert_common_headers(client.get(path))
@@ -42,7 +50,9 @@ def test_every_response_carries_the_security_headers(client, path):
 def test_api_json_has_a_locked_down_policy_and_no_store(api_client, alice):
     api_client.force_login(alice)
     response = api_client.get("/api/v2/memories/")
-    assert response["Content-Security-Policy"] == "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'" or (
+    assert response[
+        "Content-Security-Policy"
+    ] == "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'" or (
         set(response["Content-Security-Policy"].split("; "))
         == {"default-src 'none'", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'"}
     )
@@ -76,8 +86,9 @@ def test_authenticated_pages_are_no_store_and_anonymous_pages_without_secrets_ar
     anonymous = APIClient().get("/no-such-page/")
     assert "no-store" not in anonymous.get("Cache-Control", "")
     client.force_login(alice)
-    from accounts.services.sessions import REAUTHENTICATED_AT_KEY
     from django.utils import timezone
+
+    from accounts.services.sessions import REAUTHENTICATED_AT_KEY
 
     session = client.session
     session[REAUTHENTICATED_AT_KEY] = timezone.now().timestamp()
@@ -122,13 +133,17 @@ def test_missing_or_misordered_middleware_is_refused(settings):
     middleware = list(settings.MIDDLEWARE)
     settings.MIDDLEWARE = [name for name in middleware if name != "api.middleware.ApiRequestMiddleware"]
     assert [error.id for error in check_middleware()] == ["api.E001"]
-    reordered = [name for name in middleware if name != "csp.middleware.CSPMiddleware"] + ["csp.middleware.CSPMiddleware"]
+    reordered = [name for name in middleware if name != "csp.middleware.CSPMiddleware"] + [
+        "csp.middleware.CSPMiddleware"
+    ]
     settings.MIDDLEWARE = reordered
     assert [error.id for error in check_middleware()] == ["api.E002"]
 
 
 def test_unsafe_inline_is_refused(settings):
-    settings.CONTENT_SECURITY_POLICY = {"DIRECTIVES": {"default-src": ["'self'"], "script-src": ["'self'", "'unsafe-inline'"]}}
+    settings.CONTENT_SECURITY_POLICY = {
+        "DIRECTIVES": {"default-src": ["'self'"], "script-src": ["'self'", "'unsafe-inline'"]}
+    }
     errors = check_content_security_policy()
     assert [error.id for error in errors] == ["api.E004"] and isinstance(errors[0], Error)
 

@@ -42,7 +42,9 @@ def session(alice):
 def test_a_body_over_the_global_limit_is_413_before_it_is_read(session, space, settings):
     settings.API_MAX_BODY_BYTES = 100
     body = json.dumps({"name": "x" * 200, "scope": "personal"})
-    error = assert_envelope(session.generic("POST", CONTEXTS, body, content_type="application/json"), 413, "payload_too_large")
+    error = assert_envelope(
+        session.generic("POST", CONTEXTS, body, content_type="application/json"), 413, "payload_too_large"
+    )
     assert "100" in error["message"]
     assert Context.objects.count() == 1
     event = last_event("api.request_rejected")
@@ -61,9 +63,7 @@ def test_memory_endpoints_allow_larger_bodies_and_overrides_win(session, space, 
 
 
 def test_a_body_without_content_length_is_411(session, space):
-    response = session.generic(
-        "POST", CONTEXTS, b"", content_type="application/json", HTTP_TRANSFER_ENCODING="chunked"
-    )
+    response = session.generic("POST", CONTEXTS, b"", content_type="application/json", HTTP_TRANSFER_ENCODING="chunked")
     assert_envelope(response, 411, "length_required")
     assert last_event("api.request_rejected").context["reason"] == "length_required"
 
@@ -113,7 +113,9 @@ def test_unknown_fields_are_400_naming_them_and_recorded(session, space):
 
 def test_v2_tags_reject_unknown_fields_inside_objects(session, space):
     response = session.post(
-        MEMORIES, {"context_id": space.context.pk, "content": "x", "tags": [{"name": "a", "colour": "red"}]}, format="json"
+        MEMORIES,
+        {"context_id": space.context.pk, "content": "x", "tags": [{"name": "a", "colour": "red"}]},
+        format="json",
     )
     error = assert_envelope(response, 400, "invalid")
     assert "tags" in error["fields"]

@@ -27,13 +27,20 @@ def logged_in(user, *, stepped_up: bool = True, mfa: bool = False, enforce_csrf:
     # A login counts as a fresh authentication; "stale" is an hour later.
     session[REAUTHENTICATED_AT_KEY] = timezone.now().timestamp() - (0 if stepped_up else 3600)
     if mfa:
-        device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True, key="3132333435363738393031323334353637383930")
+        device = TOTPDevice.objects.create(
+            user=user, name="phone", confirmed=True, key="3132333435363738393031323334353637383930"
+        )
         session["otp_device_id"] = device.persistent_id
     session.save()
     return client
 
 
-ISSUE_FORM = {"name": "CI deploy", "scopes": ["memories:read", "memories:write"], "lifetime_days": "30", "allowed_networks": ""}
+ISSUE_FORM = {
+    "name": "CI deploy",
+    "scopes": ["memories:read", "memories:write"],
+    "lifetime_days": "30",
+    "allowed_networks": "",
+}
 
 
 def test_the_page_needs_a_login_and_a_fresh_step_up(alice, client):
@@ -69,7 +76,9 @@ def test_issuing_shows_both_secrets_once_and_the_list_never(alice):
 
 def test_bad_form_input_is_shown_and_nothing_is_issued(alice):
     client = logged_in(alice)
-    response = client.post(ISSUE, {**ISSUE_FORM, "scopes": ["root:all"], "lifetime_days": "9999", "allowed_networks": "nope"})
+    response = client.post(
+        ISSUE, {**ISSUE_FORM, "scopes": ["root:all"], "lifetime_days": "9999", "allowed_networks": "nope"}
+    )
     assert response.status_code == 400
     html = response.content.decode()
     assert 'role="alert"' in html

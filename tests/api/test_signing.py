@@ -8,10 +8,13 @@ import time
 
 import pytest
 from django.db import connection
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
-from api import client as reference, services, signing
+from api import client as reference
+from api import services, signing
 from api.models import RequestNonce
 from audit.models import AuditEvent
 from memories.models import ContextShare, Memory, MemoryTag
@@ -61,7 +64,10 @@ def test_an_unsigned_critical_request_is_refused_and_changes_nothing(alice, memo
         (lambda h: {**h, "HTTP_X_SIGNATURE": "zz"}, "signature_headers_malformed"),
         (lambda h: {**h, "HTTP_X_SIGNATURE_NONCE": "short"}, "signature_headers_malformed"),
         (lambda h: {k: v for k, v in h.items() if k != "HTTP_X_SIGNATURE_NONCE"}, "signature_headers_incomplete"),
-        (lambda h: {**h, "HTTP_X_SIGNATURE_TIMESTAMP": str(int(h["HTTP_X_SIGNATURE_TIMESTAMP"]) + 1)}, "signature_mismatch"),
+        (
+            lambda h: {**h, "HTTP_X_SIGNATURE_TIMESTAMP": str(int(h["HTTP_X_SIGNATURE_TIMESTAMP"]) + 1)},
+            "signature_mismatch",
+        ),
     ],
 )
 def test_a_tampered_signature_is_refused(alice, memory, issue_key, key_client, tamper, reason):
@@ -151,7 +157,9 @@ def test_sessions_need_no_signature(alice, memory):
         ("DELETE", "/api/v1/memories/1/", None),
     ],
 )
-def test_every_critical_operation_needs_a_signature(alice, space, make_user, issue_key, key_client, method, path_template, body):
+def test_every_critical_operation_needs_a_signature(
+    alice, space, make_user, issue_key, key_client, method, path_template, body
+):
     make_user("bob")
     path = path_template.format(context=space.context.pk, team=space.team.pk, alice=alice.pk)
     client = key_client(issue_key(alice))
@@ -190,7 +198,10 @@ def test_the_redis_nonce_store_is_shared_between_processes(alice, issue_key, set
 
     issued = issue_key(alice)
     with redis_server() as url:
-        settings.CACHES = {**settings.CACHES, "api": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
+        settings.CACHES = {
+            **settings.CACHES,
+            "api": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url},
+        }
         settings.API_SIGNATURE_NONCE_STORE = "cache"
         from api.checks import check_nonce_store
 

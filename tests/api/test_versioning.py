@@ -77,7 +77,9 @@ def test_deprecated_endpoints_announce_it_with_rfc_headers(alice, memory, key_cl
     deprecated_at = datetime.datetime.fromisoformat(settings.API_DEPRECATIONS[0]["deprecated_at"])
     assert response["Deprecation"] == f"@{int(deprecated_at.timestamp())}"  # RFC 9745 structured date
     sunset = parsedate_to_datetime(response["Sunset"])  # RFC 8594: an HTTP-date
-    assert abs(sunset - datetime.datetime.fromisoformat(settings.API_DEPRECATIONS[0]["sunset_at"])) < datetime.timedelta(seconds=1)
+    assert abs(
+        sunset - datetime.datetime.fromisoformat(settings.API_DEPRECATIONS[0]["sunset_at"])
+    ) < datetime.timedelta(seconds=1)
     link = response["Link"]
     assert '</api/changes/#v1-memories>; rel="deprecation"' in link
     assert 'rel="sunset"' in link and '</api/v2/memories/>; rel="successor-version"' in link
@@ -107,7 +109,9 @@ def test_deprecated_calls_are_counted_per_key_and_audited_once_a_day(alice, memo
     assert set(audited.exclude(api_key_id=None).values_list("api_key_id", flat=True)) == {first.prefix, second.prefix}
 
 
-def test_an_announced_future_deprecation_sends_headers_but_counts_nothing(alice, memory, key_client, issue_key, settings):
+def test_an_announced_future_deprecation_sends_headers_but_counts_nothing(
+    alice, memory, key_client, issue_key, settings
+):
     settings.API_DEPRECATIONS = deprecation(deprecated_days_ago=-10, sunset_in_days=200)
     response = key_client(issue_key(alice)).get("/api/v1/memories/")
     assert response.status_code == 200 and response["Deprecation"].startswith("@")

@@ -26,7 +26,7 @@ def test_health_ping_runs_on_a_real_worker_over_the_filesystem_broker(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     backend = f"file://{results}"
-    client = Celery("test-client", broker=broker_url, backend=backend)
+    client = Celery("test-client", broker=broker_url, backend=backend, set_as_current=False)
     client.conf.broker_transport_options = options
     with celery_worker(
         broker_url=broker_url,
@@ -41,6 +41,6 @@ def test_health_ping_runs_on_a_real_worker_over_the_filesystem_broker(tmp_path):
 @pytest.mark.redis
 def test_health_ping_runs_on_a_real_worker_over_redis():
     with redis_server() as url:
-        client = Celery("test-client", broker=url, backend=url)
+        client = Celery("test-client", broker=url, backend=url, set_as_current=False)
         with celery_worker(broker_url=url, result_backend=url):
             _ping_through(client)
