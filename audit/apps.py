@@ -9,7 +9,9 @@ class AuditConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from audit import checks  # noqa: F401  (registers the system checks)
+        from audit import admin_log, checks  # noqa: F401  (checks register themselves)
+
+        admin_log.connect()
         from audit.receivers import record_applied_migrations
 
         # sender=self: once per migrate run (Django sends post_migrate once per app, same plan).

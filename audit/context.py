@@ -140,3 +140,9 @@ def current_user_id() -> str | None:
     if not getattr(user, "is_authenticated", False):
         return None
     return str(user.pk)
+
+
+def current_request_id() -> str | None:
+    """The request id of the work in progress (django-auditlog's correlation id getter)."""
+    bound = _current.get()
+    return bound.request_id if bound else None

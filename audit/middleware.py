@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from auditlog.middleware import AuditlogMiddleware
+
 from audit import context as request_context
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -30,3 +32,19 @@ class RequestContextMiddleware:
             request_context.reset(token)
         response[REQUEST_ID_HEADER] = bound.request_id
         return response
+
+
+class AuditlogContextMiddleware(AuditlogMiddleware):
+    """django-auditlog's middleware, with the client IP from our one trusted-proxy function.
+
+    The stock middleware believes the first ``X-Forwarded-For`` entry, which any client can
+    forge; we hand it the address ``RequestContextMiddleware`` resolved instead.
+    """
+
+    @staticmethod
+    def _get_remote_addr(request):
+        return getattr(request, "client_ip", None)
+
+    @staticmethod
+    def _get_remote_port(request):
+        return None

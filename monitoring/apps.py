@@ -30,3 +30,7 @@ class MonitoringConfig(AppConfig):
         auth_signals.user_logged_in.connect(receivers.user_logged_in, dispatch_uid="monitoring.user_logged_in")
         auth_signals.user_login_failed.connect(receivers.user_login_failed, dispatch_uid="monitoring.user_login_failed")
         post_migrate.connect(sync_after_migrate, sender=self, dispatch_uid="monitoring.sync_beat_schedule")
+        # Slow queries are logged normalised, never with their parameters (monitoring.database).
+        from monitoring.database import connect_slow_query_capture
+
+        connect_slow_query_capture()

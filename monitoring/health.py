@@ -14,19 +14,15 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
 from django.utils import timezone
 
 from config.celery import app as celery_app
+from monitoring.database import database_health
 
 
 def check_database() -> dict:
-    """Run ``SELECT 1`` and report the round-trip time in milliseconds."""
-    started = time.perf_counter()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
-    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    """``SELECT 1`` round trips (median latency in milliseconds) and the connection pool's use."""
+    return database_health()
 
 
 def check_cache() -> dict:

@@ -72,6 +72,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    # django-auditlog's actor and client IP for field-level diffs (client IP from audit's one function).
+    "audit.middleware.AuditlogContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # Tracked sessions: revocation, idle/absolute timeouts, key rotation on privilege change, MFA policy.
     "accounts.middleware.SessionSecurityMiddleware",
@@ -597,6 +599,19 @@ MONITORING_REPORT_EMAILS = env.list("MONITORING_REPORT_EMAILS", default=[])
 # client IP) rendered by structlog (audit/logging.py); every handler sanitises first.
 # LOG_FORMAT: "json" (default) or "plain" for a human at a terminal.
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+
+# django-auditlog keeps field-level diffs of the security-relevant models, each linked to the
+# request id of the change (its correlation id). Secrets are excluded, personal data masked.
+AUDITLOG_CID_GETTER = "audit.context.current_request_id"
+AUDITLOG_INCLUDE_TRACKING_MODELS = (
+    {"model": "accounts.user", "exclude_fields": ["password", "last_login"], "mask_fields": ["email"]},
+    {"model": "auth.group"},
+    {"model": "memories.organization"},
+    {"model": "memories.team"},
+    {"model": "memories.membership"},
+    {"model": "memories.context"},
+    {"model": "memories.contextshare"},
+)
 # Optional log file, rotated by size: LOG_FILE (default none), LOG_FILE_MAX_BYTES (default
 # 10485760 bytes), LOG_FILE_BACKUP_COUNT (default 10 files kept).
 LOG_FILE = env.str("LOG_FILE", default="")
