@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -371,9 +370,10 @@ def request_nonces_purge(*, now: datetime.datetime | None = None) -> int:
 def deprecated_call_record(*, endpoint: str, api_key: ApiKey | None, user, client_ip: str | None) -> int:
     """Count one call of a deprecated endpoint for its caller (key, else user, else IP) today.
 
-    The first call of a caller on a day also records ``DEPRECATED_ENDPOINT_CALLED`` (the count
-    carries the rest), so owners can be told without an audit event per request.
-    Returns the count so far today.
+    One statement (``INSERT … ON CONFLICT DO UPDATE SET count = count + 1 … RETURNING count``,
+    PostgreSQL and SQLite ≥ 3.35), atomic under concurrency. The first call of a caller on a day
+    also records ``DEPRECATED_ENDPOINT_CALLED`` (the count carries the rest), so owners can be told
+    without an audit event per request. Returns the count so far today.
     """
     now = timezone.now()
     if api_key is not None:
@@ -382,17 +382,26 @@ def deprecated_call_record(*, endpoint: str, api_key: ApiKey | None, user, clien
         caller = f"user:{user.pk}"
     else:
         caller = f"ip:{client_ip or 'unknown'}"
-    with transaction.atomic():
-        row, created = DeprecatedCall.objects.get_or_create(
-            caller=caller,
-            endpoint=endpoint[:200],
-            day=now.date(),
-            defaults={"api_key": api_key, "user": user, "count": 1, "first_at": now, "last_at": now},
+    table = connection.ops.quote_name(DeprecatedCall._meta.db_table)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            # The table name comes from the model; every value is a bound parameter.
+            f"INSERT INTO {table} (caller, api_key_id, user_id, endpoint, day, count, first_at, last_at) "  # noqa: S608
+            "VALUES (%s, %s, %s, %s, %s, 1, %s, %s) "
+            f"ON CONFLICT (caller, endpoint, day) DO UPDATE SET count = {table}.count + 1, last_at = EXCLUDED.last_at "
+            "RETURNING count",
+            [
+                caller,
+                api_key.pk if api_key is not None else None,
+                user.pk if user is not None else None,
+                endpoint[:200],
+                connection.ops.adapt_datefield_value(now.date()),
+                connection.ops.adapt_datetimefield_value(now),
+                connection.ops.adapt_datetimefield_value(now),
+            ],
         )
-        if not created:
-            DeprecatedCall.objects.filter(pk=row.pk).update(count=F("count") + 1, last_at=now)
-            row.refresh_from_db(fields=["count"])
-        else:
+        count = cursor.fetchone()[0]
+        if count == 1:
             audit.record(
                 action=audit.Action.DEPRECATED_ENDPOINT_CALLED,
                 actor=user,
@@ -400,4 +409,4 @@ def deprecated_call_record(*, endpoint: str, api_key: ApiKey | None, user, clien
                 api_key_id=api_key.prefix if api_key is not None else None,
                 context={"endpoint": endpoint[:200]},
             )
-    return row.count
+    return count

@@ -46,8 +46,9 @@ def _setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
     os.environ.setdefault("TEST_VAR_DIR", tempfile.mkdtemp(prefix="api-bench-"))
     os.environ.setdefault("LOG_LEVEL", "ERROR")
-    # The production default: events are sealed by a background thread, not in the request.
-    os.environ.setdefault("AUDIT_SEAL_MODE", "background")
+    # Events are sealed by the periodic task, not in the request: the view's own audit write
+    # stays, and no sealer thread competes for SQLite's write lock while we time requests.
+    os.environ.setdefault("AUDIT_SEAL_MODE", "periodic")
     import django
 
     django.setup()
@@ -106,19 +107,21 @@ def _views(user):
     }
 
 
-class BenchUrls:
-    """A URLconf with one route per variant, under /api/v2/ so the API middleware applies."""
-
-    urlpatterns: list = []
+# A URLconf with one route per variant, under /api/v2/ so the API middleware applies.
+BENCH_URLCONF = "api_bench_urls"
 
 
 def _clients(issued_key: str, user):
+    import types
+
     from django.conf import settings
     from django.test import Client, override_settings
     from django.urls import path
 
     views = _views(user)
-    BenchUrls.urlpatterns = [path(f"api/v2/bench-{name}/memories/<int:memory_id>/", view) for name, view in views.items()]
+    urlconf = types.ModuleType(BENCH_URLCONF)
+    urlconf.urlpatterns = [path(f"api/v2/bench-{name}/memories/<int:memory_id>/", view) for name, view in views.items()]
+    sys.modules[BENCH_URLCONF] = urlconf
     base_middleware = [name for name in settings.MIDDLEWARE if name not in LAYER_MIDDLEWARE]
     full_middleware = list(settings.MIDDLEWARE)
     header_middleware = [name for name in settings.MIDDLEWARE if name not in LAYER_MIDDLEWARE - HEADER_MIDDLEWARE]
@@ -133,7 +136,7 @@ def _clients(issued_key: str, user):
     }
     clients = {}
     for name, middleware in plan.items():
-        with override_settings(MIDDLEWARE=middleware, ROOT_URLCONF=__name__ + ".BenchUrls"):
+        with override_settings(MIDDLEWARE=middleware, ROOT_URLCONF=BENCH_URLCONF):
             client = Client(HTTP_AUTHORIZATION=f"Bearer {issued_key}") if name in {"key", "full"} else Client()
             if name == "session":
                 client.force_login(user)
@@ -146,7 +149,10 @@ def _measure_reads(clients: dict, memory_id: int, requests: int) -> dict[str, fl
     from django.test import override_settings
 
     samples: dict[str, list[float]] = {name: [] for name in clients}
-    with override_settings(ROOT_URLCONF=__name__ + ".BenchUrls", API_THROTTLE_RATES={"api_key": "1000000/min", "user": "1000000/min", "ip": "1000000/min"}):
+    with override_settings(
+        ROOT_URLCONF=BENCH_URLCONF,
+        API_THROTTLE_RATES={"api_key": "1000000/min", "user": "1000000/min", "ip": "1000000/min"},
+    ):
         for name, client in clients.items():  # warm-up
             for _ in range(20):
                 response = client.get(f"/api/v2/bench-{name}/memories/{memory_id}/")
@@ -180,8 +186,13 @@ def _measure_audit(issued, user, memory_id: int, rounds: int) -> list[tuple[str,
         services.api_key_mark_used(api_key=key, client_ip="192.0.2.1")
         skips.append(time.perf_counter() - started)
     deprecation = [
-        {"path_prefix": "/api/v1/memories/", "deprecated_at": "2020-01-01T00:00:00+00:00", "sunset_at": "2099-01-01T00:00:00+00:00",
-         "successor": "/api/v2/memories/", "notes_anchor": "v1-memories"}
+        {
+            "path_prefix": "/api/v1/memories/",
+            "deprecated_at": "2020-01-01T00:00:00+00:00",
+            "sunset_at": "2099-01-01T00:00:00+00:00",
+            "successor": "/api/v2/memories/",
+            "notes_anchor": "v1-memories",
+        }
     ]
     client = Client(HTTP_AUTHORIZATION=f"Bearer {issued.key}")
     rates = {"api_key": "1000000/min", "user": "1000000/min", "ip": "1000000/min"}
@@ -261,7 +272,8 @@ def main() -> None:
         from memories.models import Context, Memory, MemoryTag
 
         vendor = connection.vendor
-        print(f"database: {vendor}  cpus: {os.cpu_count()}  python: {sys.version.split()[0]}  requests/variant: {arguments.requests}")
+        python = sys.version.split()[0]
+        print(f"database: {vendor}  cpus: {os.cpu_count()}  python: {python}  requests/variant: {arguments.requests}")
         user = get_user_model().objects.create_user(username="bench", password="bench-password-0123456789")
         context = Context.objects.create(name="Bench", scope="personal", owner_user=user, created_by=user)
         memory = Memory.objects.create(context=context, content="a memory of moderate length " * 8, author=user)
@@ -284,12 +296,14 @@ def main() -> None:
             rows.append(
                 (f"  {labels[name]}", f"{value * 1e6:8.1f} µs  {value / base:6.3f}x  {(value - base) * 1e6:+8.1f} µs")
             )
-        rows.append(
-            ("  full layer vs session-authenticated view", f"{medians['full'] / medians['session']:6.3f}x")
-        )
+        rows.append(("  full layer vs session-authenticated view", f"{medians['full'] / medians['session']:6.3f}x"))
         _print(rows)
         print()
-        _print(_measure_audit(type("I", (), {"api_key": issued.api_key, "key": issued.key})(), user, memory.pk, arguments.rounds))
+        _print(
+            _measure_audit(
+                type("I", (), {"api_key": issued.api_key, "key": issued.key})(), user, memory.pk, arguments.rounds
+            )
+        )
         print()
         _print(_measure_signature(type("I", (), {"api_key": issued.api_key, "key": issued.key})(), arguments.rounds))
     finally:

@@ -92,6 +92,7 @@ def _dump_floor(private: Path) -> int:
     """The dump without encryption; return its size in bytes."""
     from django.db import connection
 
+    from encryption import backups
     from encryption.backups import _pg_environment, _pg_program, _server_settings
 
     if connection.vendor == "sqlite":
@@ -111,14 +112,18 @@ def _dump_floor(private: Path) -> int:
         return size
     server = _server_settings()
     environment = _pg_environment(server, dbname=server["NAME"], private=private)
-    completed = subprocess.run(
-        [_pg_program("pg_dump"), "--format=custom", "--no-password"],
+    process = subprocess.Popen(
+        [_pg_program("pg_dump"), "--format=custom", "--no-password", *backups.pg_dump_options()],
         env=environment,
         stdout=subprocess.PIPE,
-        check=True,
     )
+    size = 0
+    while chunk := process.stdout.read(MIB):  # read and dropped, as /dev/null would
+        size += len(chunk)
+    process.stdout.close()
+    assert process.wait() == 0
     (private / "pgpass").unlink()
-    return len(completed.stdout)
+    return size
 
 
 def _encrypt_only(dump: bytes) -> None:

@@ -462,6 +462,19 @@ def _pg_program(name: str) -> str:
     return found
 
 
+def pg_dump_options() -> list[str]:
+    """pg_dump's compression: ``ENCRYPTION_BACKUP_PG_COMPRESSION`` (gzip level 0-9, default 0).
+
+    Off by default: most of a memory database is ciphertext, which gzip cannot shrink beyond
+    base64's quarter, and on it gzip runs an order of magnitude slower than the dump itself
+    (bench/backup_bench.py). A large audit table (plain JSON) compresses well: raise it then.
+    """
+    level = int(getattr(settings, "ENCRYPTION_BACKUP_PG_COMPRESSION", 0))
+    if not 0 <= level <= 9:
+        raise BackupError("ENCRYPTION_BACKUP_PG_COMPRESSION is a gzip level from 0 to 9.", stage="dump")
+    return [f"--compress={level}"]
+
+
 def _server_settings(using: str = DEFAULT_DB_ALIAS) -> dict:
     """Host, port, user, password and TLS options of the database server for backups.
 
@@ -661,7 +674,7 @@ def _dump_postgresql(writer: BackupWriter, *, using: str, private: Path, progres
         environment = _pg_environment(server, dbname=server["NAME"], private=private)
         with open(stderr_path, "wb") as stderr:
             process = subprocess.Popen(  # noqa: S603 - fixed arguments, no shell, no secrets
-                [pg_dump, "--format=custom", "--no-password", f"--snapshot={snapshot_id}"],
+                [pg_dump, "--format=custom", "--no-password", *pg_dump_options(), f"--snapshot={snapshot_id}"],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
@@ -830,10 +843,16 @@ def _verify_postgresql(
                 sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(scratch_name))
             )
     except Exception as error:
+        import psycopg
+
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        hint = (
+            " The account needs CREATEDB: set ENCRYPTION_BACKUP_VERIFY_DATABASE_URL to one that has it."
+            if isinstance(error, psycopg.errors.InsufficientPrivilege)
+            else ""
+        )
         raise BackupError(
-            f"Cannot create the scratch database for verification ({type(error).__name__}: "
-            f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}). The account needs CREATEDB: set "
-            "ENCRYPTION_BACKUP_VERIFY_DATABASE_URL to one that has it.",
+            f"Cannot create the scratch database for verification ({type(error).__name__}: {first_line}).{hint}",
             stage="restore",
         ) from None
     try:

@@ -480,6 +480,8 @@ ENCRYPTION_BACKUP_VERIFY_SAMPLE_SIZE = env.int("ENCRYPTION_BACKUP_VERIFY_SAMPLE_
 ENCRYPTION_BACKUP_VERIFY_DATABASE_URL = env.str("ENCRYPTION_BACKUP_VERIFY_DATABASE_URL", default="")
 # Folder of pg_dump and pg_restore (default empty: PG_BINDIR if set, else found on PATH).
 ENCRYPTION_BACKUP_PG_BINDIR = env.str("ENCRYPTION_BACKUP_PG_BINDIR", default=env.str("PG_BINDIR", default=""))
+# pg_dump gzip level 0-9 (default 0: encrypted columns do not compress, and gzip slows the dump tenfold).
+ENCRYPTION_BACKUP_PG_COMPRESSION = env.int("ENCRYPTION_BACKUP_PG_COMPRESSION", default=0)
 
 # ---------------------------------------------------------------------------------------------
 # Monitoring: detectors, alerts, notifications, reports, health (README "Monitoring" explains each)

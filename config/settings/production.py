@@ -62,3 +62,8 @@ if EMAIL_URL:
 # As in base: every handler passes records through the audit sanitiser: no secret, token, OTP, key or
 # memory content reaches a log line, and control characters cannot forge one (ASVS V7.1.1, V7.3.1).
 
+
+# API keys: the HMAC key of their stored hashes may come from a mounted file (API_KEY_HASH_KEY_FILE);
+# without one it is derived from SECRET_KEY (base.py), so rotating SECRET_KEY would invalidate every key.
+if env.str("API_KEY_HASH_KEY_FILE", default=""):
+    API_KEY_HASH_KEY = required("API_KEY_HASH_KEY")

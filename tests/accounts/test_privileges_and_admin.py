@@ -227,3 +227,12 @@ def test_security_page_lists_events_of_the_user_only(user, other_user):
     login(bob, "bob", "wrong password")
     page = alice.get("/accounts/security/").content.decode()
     assert "Login succeeded" in page and "Login failed" not in page
+
+
+def test_login_with_mfa_helper_opens_the_admin_for_other_apps_tests(staff_user):
+    from accounts.testing import login_with_mfa
+
+    client = Client()
+    login_with_mfa(client, staff_user)
+    assert client.get("/admin/").status_code == 200
+    assert client.get("/accounts/password/change/").status_code == 200  # step-up fresh

@@ -147,3 +147,14 @@ def test_the_migration_notes_are_served_where_the_links_point(client):
     assert response["Content-Type"].startswith("text/markdown")
     text = response.content.decode()
     assert '<a id="v1-memories"></a>' in text and "## Migration paths" in text
+
+
+def test_the_count_row_reads_back_through_the_orm(alice, memory, key_client, issue_key, settings):
+    settings.API_DEPRECATIONS = deprecation()
+    client = key_client(issue_key(alice))
+    client.get("/api/v1/memories/")
+    client.get("/api/v1/memories/")
+    row = DeprecatedCall.objects.get()
+    assert row.count == 2 and row.day == timezone.now().date()
+    assert row.first_at <= row.last_at <= timezone.now()
+    assert row.last_at.tzinfo is not None

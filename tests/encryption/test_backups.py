@@ -562,3 +562,16 @@ def test_the_daily_job_is_on_the_beat_schedule():
     [entry] = [entry for entry in BEAT_SCHEDULE.values() if entry["task"] == "encryption.backup_and_verify"]
     assert "daily" in entry["description"]
     assert "encryption.backup_and_verify" in app.tasks
+
+
+@pytest.mark.postgresql
+def test_pg_dump_compression_is_a_setting(seeded, tmp_path, settings):
+    settings.ENCRYPTION_BACKUP_PG_COMPRESSION = 6
+    compressed = backup_create(output=tmp_path / "z6.nvbak")
+    settings.ENCRYPTION_BACKUP_PG_COMPRESSION = 0
+    plain = backup_create(output=tmp_path / "z0.nvbak")
+    assert compressed.dump_bytes < plain.dump_bytes
+    assert backup_verify(path=tmp_path / "z6.nvbak").rows_checked == sum(compressed.manifest["tables"].values())
+    settings.ENCRYPTION_BACKUP_PG_COMPRESSION = 12
+    with pytest.raises(BackupError, match="gzip level from 0 to 9"):
+        backup_create(output=tmp_path / "z12.nvbak")
