@@ -27,7 +27,7 @@ from django.utils import timezone
 from accounts import conf
 from accounts import context as actor_context
 from accounts.models import TrackedSession
-from accounts.services.sessions import PRIVILEGE_VERSION_KEY, TRACKED_SESSION_KEY, session_expire
+from accounts.services.sessions import PRIVILEGE_VERSION_KEY, TRACKED_SESSION_KEY, session_expire, session_refused
 from audit import context as request_context
 
 # Paths an unverified staff user may still reach (to enroll, re-authenticate or leave).
@@ -68,6 +68,7 @@ class SessionSecurityMiddleware:
         )
         now = timezone.now()
         if tracked is None or tracked["ended_at"] is not None or str(tracked["user_id"]) != str(session[SESSION_KEY]):
+            session_refused(tracked_id=session.get(TRACKED_SESSION_KEY), user_id=session.get(SESSION_KEY))
             return self._refuse(request, "Your session has ended. Please sign in again.")
         reason = None
         if now - tracked["created_at"] > conf.seconds("ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT"):

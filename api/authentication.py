@@ -16,7 +16,7 @@ import ipaddress
 from rest_framework import authentication
 
 import audit
-from api import keys, services
+from api import keys, selectors, services
 from api.exceptions import KeyRefused
 from api.models import ApiKey
 from api.refusals import record_refusal
@@ -58,12 +58,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_credential(self, request, credential: str):
         prefix = keys.parse_key(credential)
-        key = (
-            ApiKey.objects.select_related("user")
-            .defer("signing_secret")
-            .filter(prefix=prefix or _IMPOSSIBLE_PREFIX)
-            .first()
-        )
+        key = selectors.api_key_for_authentication(prefix=prefix or _IMPOSSIBLE_PREFIX)
         presented = keys.hash_key(credential)
         matches = hmac.compare_digest(presented, key.secret_hash if key is not None else _DUMMY_HASH)
         client_ip = getattr(request, "client_ip", None) or getattr(request._request, "client_ip", None)

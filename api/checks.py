@@ -8,7 +8,7 @@ from django.core.checks import Error, register
 from api import conf
 
 REQUIRED_ORDER = [
-    "csp.middleware.CSPMiddleware",
+    "api.middleware.ContentSecurityPolicyMiddleware",
     "api.middleware.SecurityHeadersMiddleware",
     "audit.middleware.RequestContextMiddleware",
     "api.middleware.ApiRequestMiddleware",

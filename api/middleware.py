@@ -15,12 +15,14 @@ for an exception no view handled: a 500 envelope and one full log line with the 
 ``SecurityHeadersMiddleware`` adds to every response what Django's ``SecurityMiddleware`` and
 ``XFrameOptionsMiddleware`` do not: ``Permissions-Policy``, ``Cache-Control: no-store`` on every
 API and every authenticated response, and a locked-down CSP for JSON (``default-src 'none'``).
+``ContentSecurityPolicyMiddleware`` is django-csp's, with per-request nonces for every other page.
 """
 
 from __future__ import annotations
 
 import logging
 
+from csp.middleware import CSPMiddleware
 from django.conf import settings
 from django.urls import Resolver404, resolve
 from django.utils import timezone
@@ -191,6 +193,21 @@ class ApiRequestMiddleware:
         return error_response(500)
 
 
+CSP_HEADER = "Content-Security-Policy"
+JSON_CONTENT_SECURITY_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+
+class ContentSecurityPolicyMiddleware(CSPMiddleware):
+    """django-csp's middleware (nonces, ``CONTENT_SECURITY_POLICY``), skipping responses whose
+    policy is set already: it would build the site policy only to throw it away, on every API
+    response."""
+
+    def process_response(self, request, response):
+        if CSP_HEADER in response:
+            return response
+        return super().process_response(request, response)
+
+
 class SecurityHeadersMiddleware:
     """Permissions-Policy everywhere; no-store on API and authenticated responses; strict CSP for JSON."""
 
@@ -209,13 +226,8 @@ class SecurityHeadersMiddleware:
             response["Cache-Control"] = "no-store"
             if response.get("Content-Type", "").startswith("application/json"):
                 # A JSON document loads nothing and may not be framed (OWASP REST Security
-                # Cheat Sheet); django-csp reads this per-response policy.
-                response._csp_config = {
-                    "default-src": ["'none'"],
-                    "base-uri": ["'none'"],
-                    "form-action": ["'none'"],
-                    "frame-ancestors": ["'none'"],
-                }
+                # Cheat Sheet). A constant: ContentSecurityPolicyMiddleware keeps it as it is.
+                response[CSP_HEADER] = JSON_CONTENT_SECURITY_POLICY
         elif self._authenticated(request, response):
             response["Cache-Control"] = "no-store"
         return response

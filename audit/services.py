@@ -194,7 +194,8 @@ def record(
     After commit, and only then: the event is sealed into the chain (per ``AUDIT_SEAL_MODE``),
     written to the ``audit.events`` log, and ``audit.signals.event_recorded`` is sent.
     The returned instance has ``sequence``/``hash`` still ``None``; the sealer sets them in the
-    database.
+    database. For many objects changed at once (``QuerySet.update``, bulk admin actions), use
+    ``record_many()``: one INSERT per thousand events, same contract.
     """
     event = build_event(
         action=action,

@@ -339,10 +339,12 @@ def bench_verify_and_admin(size: int) -> list[tuple[str, str]]:
     _generate(size)
     inserted = time.perf_counter() - started
     results.append(("generate (bulk insert)", f"{size} events in {inserted:.1f} s"))
+    _print(results[-1:])
     started = time.perf_counter()
     sealed = seal_pending(batch_size=5000).sealed
     sealing = time.perf_counter() - started
     results.append(("seal", f"{sealed} events in {sealing:.1f} s = {sealed / sealing:,.0f} events/s"))
+    _print(results[-1:])
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE audit_auditevent")
@@ -354,6 +356,7 @@ def bench_verify_and_admin(size: int) -> list[tuple[str, str]]:
             f"({'OK' if report.ok else 'FAILED'})",
         )
     )
+    _print(results[-1:])
 
     from django_otp import DEVICE_ID_SESSION_KEY
 
@@ -387,6 +390,7 @@ def bench_verify_and_admin(size: int) -> list[tuple[str, str]]:
             samples.append(time.perf_counter() - started)
             assert response.status_code == 200, response.status_code
         results.append((f"admin {label}", f"median {statistics.median(samples) * 1000:.0f} ms over 5"))
+        _print(results[-1:])
     return results
 
 
@@ -420,8 +424,7 @@ def main() -> None:
             _print(more)
             results += more
         if "verify" not in arguments.skip:
-            more = bench_verify_and_admin(arguments.size)
-            _print(more)
+            bench_verify_and_admin(arguments.size)  # prints each figure as it is measured
     finally:
         from audit.sealing import background_sealer
 
@@ -431,7 +434,7 @@ def main() -> None:
 
 
 def _print(rows: list[tuple[str, str]]) -> None:
-    width = max(len(label) for label, _ in rows)
+    width = max(max(len(label) for label, _ in rows), 28)
     for label, value in rows:
         print(f"{label.ljust(width)}  {value}", flush=True)
 

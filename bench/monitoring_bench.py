@@ -120,7 +120,7 @@ MIX = [  # (action, share, outcome)
     (Action.MEMORY_EXPORTED, 0.01, Outcome.SUCCESS),
     (Action.MFA_VERIFY_FAILED, 0.01, Outcome.FAILURE),
 ]
-USERS, KEYS, IPS = 2000, 300, 5000
+USERS, KEYS = 2000, 300
 
 
 def _load_events(count: int, now: datetime.datetime) -> float:
@@ -129,6 +129,11 @@ def _load_events(count: int, now: datetime.datetime) -> float:
     weights = [entry[1] for entry in MIX]
     outcomes = {entry[0].value: entry[2].value for entry in MIX}
     span = 14 * 86400
+    # People use a few addresses and devices each; failed logins come from anywhere.
+    user_ips = [
+        [f"10.{user % 200}.{rng.randrange(250)}.{rng.randrange(1, 250)}" for _ in range(2)] for user in range(USERS)
+    ]
+    user_agents = [[f"agent/{user % 7}.{variant}" for variant in range(2)] for user in range(USERS)]
     started = time.perf_counter()
     batch: list[AuditEvent] = []
     for index in range(count):
@@ -146,8 +151,12 @@ def _load_events(count: int, now: datetime.datetime) -> float:
             subject_username=f"user{rng.randrange(USERS * 2)}" if action in (
                 Action.LOGIN_FAILED, Action.MFA_VERIFY_FAILED
             ) else (f"user{user}" if action == Action.LOGIN_SUCCEEDED else ""),
-            client_ip=f"10.{rng.randrange(20)}.{rng.randrange(250)}.{rng.randrange(IPS) % 250 + 1}",
-            user_agent=f"agent/{user % 7}",
+            client_ip=(
+                f"172.{rng.randrange(16, 32)}.{rng.randrange(250)}.{rng.randrange(1, 250)}"
+                if action == Action.LOGIN_FAILED or rng.random() < 0.002
+                else rng.choice(user_ips[user])
+            ),
+            user_agent=rng.choice(user_agents[user]),
             api_key_id=f"key{rng.randrange(KEYS)}" if action.startswith("api.") else None,
             request_id=f"bench{index:012d}",
             content_mac="0" * 64,  # never verified here: the chain is not what this measures

@@ -15,9 +15,9 @@ serve here, for four reasons:
    expires, so it cannot lengthen the next one (1 min, 5 min, 30 min...). We keep ``lock_count``.
 3. **Cost.** With its defaults axes adds about 2.5 ms and 6 queries to each failed login and
    2.8 ms to each refused locked-out attempt (issue #5); the goal is under 1 ms. Here a failed
-   login costs two conditional ``UPDATE ... RETURNING`` statements in one transaction beyond
-   what authentication needs (plus its audit event), and a refusal one UPDATE and one SELECT,
-   with no password hashing at all (``bench/accounts_bench.py`` measures both side by side).
+   login costs two conditional ``UPDATE ... RETURNING`` statements beyond what authentication
+   needs (plus its audit event), and a refusal one UPDATE and one SELECT, with no password
+   hashing at all (``bench/accounts_bench.py`` measures both side by side).
 4. **Semantics we would have to override anyway**: its username callable, IP callable and
    "reset on success" each needed replacing (normalised usernames, ``client_ip_from_meta``, a
    success resetting only its own (account, IP) counter and the account counter, never another
@@ -125,42 +125,41 @@ def _increment_sql() -> str:
 def password_attempt_reserve(*, username: str, client_ip: str | None) -> Reservation:
     """Count a password attempt *before* it is checked; refuse it if a counter is locked or full.
 
-    In one transaction, one conditional ``UPDATE ... RETURNING`` per counter (the account+IP
-    one, then the account's: always in that order, so concurrent attempts cannot deadlock; the
-    per-IP lock, the common one, is met first) increments it only if it is neither locked nor at
-    its limit. If either cannot be incremented the transaction rolls back, nothing changes, and
-    the attempt is refused without hashing the password: at most ``limit`` attempts are ever
-    evaluated, whatever the concurrency. The success path resets the counts
+    One conditional ``UPDATE ... RETURNING`` per counter (the account+IP one first, then the
+    account's: always in that order) increments it only if it is neither locked nor at its
+    limit. The per-IP counter, where locks usually are, is tried first, so a refused client
+    costs that one statement and a SELECT for the retry time, with no password hashing. If the
+    per-IP counter was incremented but the account counter refuses, the increment is taken
+    back. Each counter only ever admits ``limit`` attempts, whatever the concurrency (the
+    PostgreSQL test fires 50 at once). The success path resets the counts
     (``password_attempt_succeeded``). ``username`` must be normalised.
     Permission: none (called for anonymous login attempts).
     """
     now = timezone.now()
     scopes = _lock_order(_password_scopes(username, client_ip).items())
     adapt = connection.ops.adapt_datetimefield_value
-    stale_before = adapt(now - conf.seconds("ACCOUNTS_LOCKOUT_RESET_AFTER"))
-    at_now = adapt(now)
+    stale_before, at_now = adapt(now - conf.seconds("ACCOUNTS_LOCKOUT_RESET_AFTER")), adapt(now)
     sql = _increment_sql()
     for _attempt in range(2):
-        reached = []
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                for address, limit in scopes:
-                    cursor.execute(
-                        sql,
-                        [stale_before, stale_before, at_now, PASSWORD, username, address, limit, stale_before, at_now],
-                    )
-                    row = cursor.fetchone()
-                    if row is None:
-                        raise _NotReserved
-                    if row[0] >= limit:
-                        reached.append(address)
+        reached, taken = [], []
+        with connection.cursor() as cursor:
+            for address, limit in scopes:
+                cursor.execute(
+                    sql, [stale_before, stale_before, at_now, PASSWORD, username, address, limit, stale_before, at_now]
+                )
+                row = cursor.fetchone()
+                if row is None:
+                    break
+                taken.append(address)
+                if row[0] >= limit:
+                    reached.append(address)
+            else:
                 return Reservation(reached=tuple(reached))
-        except _NotReserved:
-            pass
-        counters = FailureCounter.objects.filter(
-            kind=PASSWORD, username=username, address__in=[address for address, _ in scopes]
-        )
-        existing = {row.address: row for row in counters}
+        counters = FailureCounter.objects.filter(kind=PASSWORD, username=username)
+        if taken:
+            counters.filter(address__in=taken, failure_count__gt=0).update(failure_count=F("failure_count") - 1)
+        scoped = counters.filter(address__in=[address for address, _ in scopes])
+        existing = {row.address: row for row in scoped}
         missing = [address for address, _ in scopes if address not in existing]
         if not missing:
             return Reservation(refused_until=_retry_time(existing.values(), now))
@@ -172,11 +171,7 @@ def password_attempt_reserve(*, username: str, client_ip: str | None) -> Reserva
                 )
         except IntegrityError:  # pragma: no cover - ignore_conflicts covers both databases
             pass
-    return Reservation(refused_until=_retry_time(counters.all(), now))
-
-
-class _NotReserved(Exception):
-    """Rolls back a partial reservation."""
+    return Reservation(refused_until=_retry_time(scoped.all(), now))
 
 
 def _retry_time(rows, now: datetime.datetime) -> datetime.datetime:
@@ -223,11 +218,10 @@ def password_attempt_succeeded(*, username: str, client_ip: str | None) -> None:
     Other IPs' counters and locks are left alone: a success from one address never clears the
     lock an attacker earned from another. Permission: none.
     """
-    with transaction.atomic():
-        for address in _lock_order({ACCOUNT_SCOPE, _address_key(client_ip)}):  # the reservation's lock order
-            FailureCounter.objects.filter(kind=PASSWORD, username=username, address=address).update(
-                failure_count=0, lock_count=0, last_failure_at=None
-            )
+    for address in _lock_order({ACCOUNT_SCOPE, _address_key(client_ip)}):  # the reservation's order
+        FailureCounter.objects.filter(kind=PASSWORD, username=username, address=address).update(
+            failure_count=0, lock_count=0, last_failure_at=None
+        )
 
 
 def password_lock_get(*, username: str, client_ip: str | None) -> datetime.datetime | None:

@@ -118,6 +118,28 @@ def session_expire(*, tracked_id: int, reason: str) -> None:
         )
 
 
+def session_refused(*, tracked_id, user_id) -> None:
+    """Record a request refused because its session was ended (revoked, logged out, timed out) or unknown.
+
+    The request's session is flushed by the middleware; this is the audit trail of the attempt.
+    Permission: the system (middleware).
+    """
+    from django.contrib.auth import get_user_model
+
+    tracked = TrackedSession.objects.filter(pk=tracked_id).first() if tracked_id else None
+    user = get_user_model()._default_manager.filter(pk=user_id).first() if user_id else None
+    audit.record(
+        action=audit.Action.SESSION_REVOKED,
+        outcome=audit.Outcome.DENIED,
+        subject=user,
+        target=_target(tracked) if tracked else None,
+        context={
+            "reason": "ended_session_used" if tracked else "untracked_session",
+            "ended_by": tracked.end_reason if tracked else "",
+        },
+    )
+
+
 def session_revoke(*, actor, tracked: TrackedSession) -> bool:
     """End one session of ``tracked.user``; refused on its next request in every process.
 

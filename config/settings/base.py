@@ -59,7 +59,7 @@ INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy with per-request nonces (django-csp 4; CONTENT_SECURITY_POLICY below).
-    "csp.middleware.CSPMiddleware",
+    "api.middleware.ContentSecurityPolicyMiddleware",
     # Permissions-Policy, Cache-Control: no-store on API and authenticated responses (api/middleware.py).
     "api.middleware.SecurityHeadersMiddleware",
     "audit.middleware.RequestContextMiddleware",

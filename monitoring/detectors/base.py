@@ -52,8 +52,17 @@ class Finding:
     triggered_at: datetime.datetime
     event_ids: list[int] = dataclasses.field(default_factory=list)  # newest first
     last_event_id: int | None = None
+    # The evidence as a query, read only when an alert is created or updated (a sweep that finds
+    # what is already alerted on costs no evidence query).
+    evidence_queryset: QuerySet | None = None
     # Triggers this close to the alert's last evidence update it (default MONITORING_ALERT_DEDUPE_WINDOW_SECONDS).
     dedupe_window: datetime.timedelta | None = None
+
+    def resolved_event_ids(self) -> list[int]:
+        """The evidence event ids, newest first (read from ``evidence_queryset`` when given)."""
+        if not self.event_ids and self.evidence_queryset is not None:
+            self.event_ids = evidence_ids(self.evidence_queryset)
+        return self.event_ids
 
 
 class Detector:
@@ -228,7 +237,7 @@ class WindowCountDetector(Detector):
             first_seen=figures["first"],
             last_seen=figures["last"],
             triggered_at=triggered_at,
-            event_ids=evidence_ids(queryset),
+            evidence_queryset=queryset,
             last_event_id=figures["last_id"],
             dedupe_window=max(
                 self.window, datetime.timedelta(seconds=settings.MONITORING_ALERT_DEDUPE_WINDOW_SECONDS)

@@ -20,7 +20,7 @@ from django.db.models import Case, Count, IntegerField, Max, Min, Sum, Value, Wh
 
 from audit.actions import Action
 from audit.models import AuditEvent
-from monitoring.detectors.base import PRINCIPAL_SUBJECT_TYPES, Detector, Finding, evidence_ids
+from monitoring.detectors.base import PRINCIPAL_SUBJECT_TYPES, Detector, Finding
 from monitoring.models import Severity
 
 BASELINE_CACHE_SECONDS = 3600
@@ -91,7 +91,7 @@ class BaselineRateDetector(Detector):
             first_seen=figures["first"],
             last_seen=figures["last"],
             triggered_at=triggered_at,
-            event_ids=evidence_ids(queryset),
+            evidence_queryset=queryset,
             last_event_id=figures["last_id"],
         )
 

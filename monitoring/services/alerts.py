@@ -109,7 +109,7 @@ def _alert_update(alert: Alert, finding: Finding) -> Alert:
     alert.first_seen = min(alert.first_seen, finding.first_seen)
     alert.summary = finding.summary[:500]
     alert.evidence = {
-        "event_ids": _merged_ids(finding.event_ids, alert.evidence.get("event_ids", [])),
+        "event_ids": _merged_ids(finding.resolved_event_ids(), alert.evidence.get("event_ids", [])),
         "counts": finding.counts,
     }
     if finding.last_event_id is not None:
@@ -120,8 +120,8 @@ def _alert_update(alert: Alert, finding: Finding) -> Alert:
     if escalated:
         from monitoring.services.notifications import notifications_enqueue_for_alert
 
-        notifications_enqueue_for_alert(alert=alert, event_type="alert.escalated")
-        _schedule_delivery()
+        if notifications_enqueue_for_alert(alert=alert, event_type="alert.escalated"):
+            _schedule_delivery()
     return alert
 
 
@@ -136,7 +136,10 @@ def _alert_create(finding: Finding, now: datetime.datetime) -> Alert:
         subject_type=finding.subject_type,
         subject=(finding.subject or "")[:255],
         summary=finding.summary[:500],
-        evidence={"event_ids": finding.event_ids[: settings.MONITORING_ALERT_EVIDENCE_LIMIT], "counts": finding.counts},
+        evidence={
+            "event_ids": finding.resolved_event_ids()[: settings.MONITORING_ALERT_EVIDENCE_LIMIT],
+            "counts": finding.counts,
+        },
         count=1,
         first_seen=finding.first_seen,
         last_seen=finding.last_seen,
@@ -157,8 +160,8 @@ def _alert_create(finding: Finding, now: datetime.datetime) -> Alert:
             "detection_seconds": round(alert.detection_seconds, 3),
         },
     )
-    notifications_enqueue_for_alert(alert=alert, event_type="alert.raised")
-    _schedule_delivery()
+    if notifications_enqueue_for_alert(alert=alert, event_type="alert.raised"):
+        _schedule_delivery()
     logger.warning("alert raised: %s %s %s", alert.get_severity_display(), alert.detector, alert.subject)
     return alert
 

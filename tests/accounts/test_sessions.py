@@ -48,8 +48,11 @@ def test_revoking_a_session_refuses_its_very_next_request(user):
     phone_session.refresh_from_db()
     assert phone_session.end_reason == "revoked"
     assert laptop.get("/accounts/security/").status_code == 200
-    revoked = events("auth.session_revoked")[0]
+    revoked, refused = events("auth.session_revoked")
     assert revoked["target_id"] == phone_session.public_id and revoked["actor_username"] == "alice"
+    assert refused["outcome"] == "denied" and refused["target_id"] == phone_session.public_id
+    assert refused["context"] == {"reason": "ended_session_used", "ended_by": "revoked"}
+    assert b"Your session has ended" in phone.get("/accounts/login/").content
 
 
 def test_a_session_id_of_another_user_or_a_revoked_one_is_refused(user, other_user):

@@ -35,7 +35,7 @@ def test_brute_force_fires_on_the_event_that_reaches_the_threshold(settings):
     assert finding.counts["count"] == 5
     assert finding.triggered_at == events[4].timestamp
     assert finding.last_event_id == events[4].pk
-    assert finding.event_ids == [event.pk for event in reversed(events[:5])]
+    assert finding.resolved_event_ids() == [event.pk for event in reversed(events[:5])]
     assert detector.on_event(events[5])[0].counts["count"] == 6  # over
 
 
