@@ -86,8 +86,13 @@ def evidence_limit() -> int:
 
 
 def evidence_ids(queryset: QuerySet) -> list[int]:
-    """The newest audit event ids of ``queryset``, as many as an alert keeps."""
-    return list(queryset.order_by("-id").values_list("id", flat=True)[: evidence_limit()])
+    """The newest audit event ids of ``queryset``, as many as an alert keeps.
+
+    Ordered by time (the ``action, timestamp`` index walks backwards from the window's end), not by
+    id alone: "newest ids first, LIMIT n" would let PostgreSQL walk the primary key from the end
+    of the whole table until n rows match.
+    """
+    return list(queryset.order_by("-timestamp", "-id").values_list("id", flat=True)[: evidence_limit()])
 
 
 def blank(field: str) -> Q:

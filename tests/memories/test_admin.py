@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
+from accounts.testing import login_with_mfa
 from memories.models import Context, ContextShare, Membership, Memory, MemoryTag, Organization, Team
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +24,7 @@ def console(world, make_memory, make_share, make_user) -> Client:
     assert memory.pk
     superuser = get_user_model().objects.create_superuser("root.admin", "root@example.test", "x-long-passphrase-1")
     client = Client()
-    client.force_login(superuser)
+    login_with_mfa(client, superuser)  # the console refuses sessions that have not passed MFA
     return client
 
 
