@@ -49,7 +49,7 @@ def _setup_django(var_dir: str | None = None) -> None:
     import logging
 
     logging.getLogger("audit").setLevel(logging.WARNING)
-    logging.getLogger("monitoring").setLevel(logging.WARNING)
+    logging.getLogger("monitoring").setLevel(logging.ERROR)  # its slow-query log fires on bulk inserts
     _mute_event_receivers()
 
 

@@ -13,7 +13,7 @@ import hashlib
 from collections import defaultdict
 
 from django.conf import settings
-from django.db.models import Count, F, Min, Q, Value
+from django.db.models import Count, F, Q, Value
 from django.db.models.functions import Coalesce, ExtractHour, NullIf
 
 from audit.actions import LOGIN_FAILURE_ACTIONS, Action
@@ -271,14 +271,13 @@ class NewDeviceDetector(Detector):
             timestamp__gte=since - datetime.timedelta(days=settings.MONITORING_NEW_DEVICE_LOOKBACK_DAYS),
             timestamp__lt=since,
         ).annotate(login_user=LOGIN_USER)
+        # One grouped scan gives each user's login count, addresses and devices.
         prior_counts: dict[str, int] = defaultdict(int)
-        for row in history.values("login_user").annotate(logins=Count("id")).order_by():
-            prior_counts[row["login_user"]] = row["logins"]
         known_ips: dict[str, set] = defaultdict(set)
-        for row in history.values("login_user", "client_ip").annotate(first=Min("id")).order_by():
-            known_ips[row["login_user"]].add(row["client_ip"])
         known_devices: dict[str, set] = defaultdict(set)
-        for row in history.values("login_user", "user_agent").annotate(first=Min("id")).order_by():
+        for row in history.values("login_user", "client_ip", "user_agent").annotate(logins=Count("id")).order_by():
+            prior_counts[row["login_user"]] += row["logins"]
+            known_ips[row["login_user"]].add(row["client_ip"])
             known_devices[row["login_user"]].add(row["user_agent"])
         findings = []
         for login in logins:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime
 import logging
 
+from django.db.models import Max
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from monitoring.detectors import detector_get, detectors_for_action, sweep_detectors
+from monitoring.models import Alert
 from monitoring.services.alerts import alert_record_finding
 from monitoring.services.jobs import monitoring_records_prune
 
@@ -45,12 +47,41 @@ def detection_run_for_event(*, event_id: int) -> dict[str, int]:
     return _tally(outcomes)
 
 
+def _already_alerted(findings) -> set[int]:
+    """Positions of findings whose evidence an alert already holds (one query for the batch).
+
+    A sweep mostly re-finds what real time raised; recognising those here spares a transaction
+    each. The alert service makes the same check again, authoritatively, for the rest.
+    """
+    keys = {finding.dedupe_key for finding in findings if finding.last_event_id is not None}
+    if not keys:
+        return set()
+    newest = dict(
+        Alert.objects.filter(dedupe_key__in=keys)
+        .values("dedupe_key")
+        .annotate(last=Max("last_event_id"))
+        .values_list("dedupe_key", "last")
+        .order_by()
+    )
+    return {
+        position
+        for position, finding in enumerate(findings)
+        if finding.last_event_id is not None
+        and newest.get(finding.dedupe_key) is not None
+        and finding.last_event_id <= newest[finding.dedupe_key]
+    }
+
+
 def _run_sweep(detectors, now: datetime.datetime) -> dict[str, int]:
     outcomes, failed = [], []
     for detector in detectors:
         try:
             findings = detector.sweep(now=now)
-            for finding in findings:
+            known = _already_alerted(findings)
+            outcomes.extend(["duplicate"] * len(known))
+            for position, finding in enumerate(findings):
+                if position in known:
+                    continue
                 _alert, outcome = alert_record_finding(finding=finding)
                 outcomes.append(outcome)
         except Exception:  # one broken detector must not blind the others
