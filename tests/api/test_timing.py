@@ -38,6 +38,10 @@ def _median_times(clients: dict[str, Client]) -> dict[str, float]:
 
 def test_authentication_failures_take_the_same_time_whatever_is_wrong(alice, issue_key, settings):
     settings.API_THROTTLE_RATES = {}
+    # Monitoring reacts to each refusal after commit (a burst of 30 raises an alert, with its own
+    # writes and notifications): that is its business, not the authentication's, and 60 rounds
+    # would cross the threshold at a different moment for each path. Keep it counting, silently.
+    settings.MONITORING_API_ERROR_THRESHOLD = 10**9
     valid = issue_key(alice, scopes=["organizations:read"])
     expired = issue_key(alice, name="expired")
     ApiKey.objects.filter(pk=expired.api_key.pk).update(expires_at=timezone.now())

@@ -6,6 +6,7 @@ settings are read once per process.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -18,10 +19,20 @@ import pytest
 from django.db import connection
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
+def _key(purpose: str) -> str:
+    """A fresh ``id:base64`` key, as ``manage.py encryption_keys generate`` prints it."""
+    return f"{purpose}-{secrets.token_hex(3)}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+
+
 PRODUCTION_ENV = {
     "SECRET_KEY": secrets.token_urlsafe(50),
     "ALLOWED_HOSTS": "console.example.org",
     "DATABASE_URL": "postgres://app:password@db.example.org:5432/ninaivalaigal",
+    "AUDIT_CHAIN_KEY": secrets.token_urlsafe(48),
+    "ENCRYPTION_FIELD_KEYS": _key("field"),
+    "ENCRYPTION_BLIND_INDEX_KEYS": _key("index"),
+    "ENCRYPTION_AUDIT_CHAIN_KEYS": _key("chain"),
+    "ENCRYPTION_BACKUP_KEYS": _key("backup"),
 }
 
 
@@ -116,7 +127,7 @@ def test_live_postgresql_connection_carries_the_server_side_timeouts():
     assert idle_timeout == "1min"
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "AUDIT_CHAIN_KEY"])
 def test_production_refuses_to_start_without_a_secret_and_names_it(missing, tmp_path):
     env = clean_env(VAR_DIR=str(tmp_path), **{k: v for k, v in PRODUCTION_ENV.items() if k != missing})
     result = run_python("import config.settings.production", env)
