@@ -30,3 +30,17 @@ def api_client() -> APIClient:
 def on_postgresql() -> bool:
     """Whether the suite runs on PostgreSQL."""
     return connection.vendor == "postgresql"
+
+
+@pytest.fixture(autouse=True)
+def _celery_join_flag_reset():
+    """Reset Celery's process-wide "a task is running" flag after each test.
+
+    Eager tasks set and restore it around their body; eager tasks run from many threads at once
+    (the concurrency tests) can restore each other's value and leave it set, after which any
+    later ``result.get()`` in the test process refuses to block.
+    """
+    from celery._state import _set_task_join_will_block
+
+    yield
+    _set_task_join_will_block(False)
