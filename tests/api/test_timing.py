@@ -3,8 +3,8 @@
 An unknown key, a wrong secret for a real key, a malformed key and an expired key do the same
 work (one indexed query by prefix, one HMAC, one constant-time comparison, one audit insert), so
 their times must not tell them apart; and a failure must not be faster than a success by more than
-the audit insert it adds. Medians of interleaved runs through the whole stack, bounded with room for
-a busy CI machine.
+the audit insert it adds. Lower quartiles of interleaved runs through the whole stack, bounded with
+room for a busy CI machine.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from api.models import ApiKey
 
 pytestmark = pytest.mark.django_db
 
-ROUNDS = 60
+ROUNDS = 80
 PATH = "/api/v2/organizations/"  # a cheap view: the authentication dominates
 
 
-def _median_times(clients: dict[str, Client]) -> dict[str, float]:
+def _quartile_times(clients: dict[str, Client]) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in clients}
     for client in clients.values():  # warm up every path once
         client.get(PATH)
@@ -33,7 +33,9 @@ def _median_times(clients: dict[str, Client]) -> dict[str, float]:
             started = time.perf_counter()
             client.get(PATH)
             samples[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    # The lower quartile: the time the work takes, least disturbed by the rest of a busy machine
+    # (garbage collection, other processes), which only ever adds time.
+    return {name: statistics.quantiles(values, n=4)[0] for name, values in samples.items()}
 
 
 def test_authentication_failures_take_the_same_time_whatever_is_wrong(alice, issue_key, settings):
@@ -56,13 +58,13 @@ def test_authentication_failures_take_the_same_time_whatever_is_wrong(alice, iss
     }
     assert clients["success"].get(PATH).status_code == 200
     assert all(clients[name].get(PATH).status_code == 401 for name in clients if name != "success")
-    medians = _median_times(clients)
-    failures = {name: value for name, value in medians.items() if name != "success"}
+    times = _quartile_times(clients)
+    failures = {name: value for name, value in times.items() if name != "success"}
     fastest, slowest = min(failures.values()), max(failures.values())
-    report = ", ".join(f"{name} {value * 1e3:.3f} ms" for name, value in medians.items())
+    report = ", ".join(f"{name} {value * 1e3:.3f} ms" for name, value in times.items())
     # The failure paths are indistinguishable: within 25 % (or 0.5 ms) of each other.
     assert slowest - fastest <= max(0.25 * fastest, 0.0005), report
     # A success is not distinguishable from a failure beyond the audit insert a failure adds:
     # both within a factor of 2 (or 2 ms) of each other.
-    assert abs(medians["success"] - statistics.median(failures.values())) <= max(medians["success"], 0.002), report
+    assert abs(times["success"] - statistics.median(failures.values())) <= max(times["success"], 0.002), report
     print(report)
