@@ -145,7 +145,8 @@ def test_production_reads_a_secret_from_a_mounted_file(tmp_path):
         SECRET_KEY_FILE=str(secret_file),
         **{k: v for k, v in PRODUCTION_ENV.items() if k != "SECRET_KEY"},
     )
-    assert read_settings("config.settings.production", env, ["SECRET_KEY"])["SECRET_KEY"] == PRODUCTION_ENV["SECRET_KEY"]
+    values = read_settings("config.settings.production", env, ["SECRET_KEY"])
+    assert values["SECRET_KEY"] == PRODUCTION_ENV["SECRET_KEY"]
 
 
 def test_check_deploy_is_clean_on_production_settings(tmp_path):

@@ -52,7 +52,8 @@ def test_create_read_update_list_and_delete_record_one_event_each(world, client_
     assert created.status_code == 201, created.content
     memory_id = created.json()["id"]
     assert owner_client.get(url("memory-detail", memory_id=memory_id)).status_code == 200
-    assert owner_client.patch(url("memory-detail", memory_id=memory_id), {"tags": ["ops", "db"]}, format="json").status_code == 200
+    patched = owner_client.patch(url("memory-detail", memory_id=memory_id), {"tags": ["ops", "db"]}, format="json")
+    assert patched.status_code == 200
     assert owner_client.get(url("memory-list"), {"context": world.team_context.pk}).status_code == 200
     assert owner_client.delete(url("memory-detail", memory_id=memory_id)).status_code == 204
     assert actions_since(start) == [
