@@ -356,7 +356,9 @@ API_JSON_MAX_DEPTH = env.int("API_JSON_MAX_DEPTH", default=32)
 API_JSON_MAX_ARRAY_LENGTH = env.int("API_JSON_MAX_ARRAY_LENGTH", default=1000)
 API_JSON_MAX_OBJECT_KEYS = env.int("API_JSON_MAX_OBJECT_KEYS", default=1000)
 # Rate limits per API key, per user and per client IP, as JSON (default 1200/min, 600/min, 1800/min requests).
-API_THROTTLE_RATES = env.json("API_THROTTLE_RATES", default={"api_key": "1200/min", "user": "600/min", "ip": "1800/min"})
+API_THROTTLE_RATES = env.json(
+    "API_THROTTLE_RATES", default={"api_key": "1200/min", "user": "600/min", "ip": "1800/min"}
+)
 # Cache of the rate-limit counters (and nonces with the cache store): Redis to share them between
 # processes and machines, e.g. redis://redis:6379/1 (default locmemcache://: this process only).
 API_CACHE_URL = env.str("API_CACHE_URL", default="locmemcache://api")
