@@ -38,6 +38,16 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": crontab(hour=2, minute=30),
         "description": "Archive, verify and purge audit events past retention (daily).",
     },
+    "accounts: expire unconfirmed authenticators": {
+        "task": "accounts.totp_devices_expire",
+        "schedule": timedelta(minutes=15),
+        "description": "Delete TOTP enrolments never confirmed within ACCOUNTS_MFA_UNCONFIRMED_DEVICE_TTL.",
+    },
+    "api: purge expired request nonces": {
+        "task": "api.request_nonces_purge",
+        "schedule": timedelta(minutes=10),
+        "description": "Delete signed-request nonces older than the signature window.",
+    },
     "encryption: backup and verify": {
         "task": "encryption.backup_and_verify",
         "schedule": crontab(hour=1, minute=30),
