@@ -26,7 +26,6 @@ import io
 import logging
 import os
 import resource
-import secrets
 import statistics
 import subprocess
 import sys
@@ -41,36 +40,11 @@ os.environ.setdefault("DATABASE_POOL", "false")
 MIB = 1024 * 1024
 
 
-def _scratch_database() -> tuple[str, callable]:
-    """Point DATABASE_URL at a new empty database; return (description, cleanup)."""
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        folder = tempfile.mkdtemp(prefix="backup-bench-")
-        os.environ["DATABASE_URL"] = f"sqlite:///{folder}/bench.sqlite3"
-        return "SQLite (file)", lambda: None
-    import environ
-    import psycopg
+def _scratch_database():
+    """A scratch database for this run (bench/support.py)."""
+    from bench.support import scratch_database
 
-    config = environ.Env.db_url_config(url)
-    name = f"backup_bench_{secrets.token_hex(4)}"
-    admin = {
-        "host": config["HOST"],
-        "port": config["PORT"] or 5432,
-        "user": config["USER"],
-        "password": config["PASSWORD"],
-    }
-    with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/" + name
-
-    def drop() -> None:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return "PostgreSQL", drop
+    return scratch_database("backup-bench")
 
 
 def _fill(size_mb: int) -> int:
