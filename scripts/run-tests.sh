@@ -7,7 +7,8 @@ py=.venv/bin/python
 
 status=0
 echo "== ruff"
-$py -m ruff check . || status=1
+$py -m ruff check .
+ruff_rc=$?
 
 echo "== pytest on SQLite"
 $py -m pytest "$@"
@@ -25,6 +26,7 @@ summary() {
   esac
 }
 echo "== summary"
+if [ "$ruff_rc" -eq 0 ]; then echo "ruff: passed"; else echo "ruff: FAILED"; status=1; fi
 summary "SQLite suite" "$sqlite_rc"
 summary "PostgreSQL suite" "$postgres_rc"
 [ "$sqlite_rc" -eq 0 ] && [ "$postgres_rc" -eq 0 ] || status=1
