@@ -5,9 +5,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from api import views as api_views
+from encryption import admin_views as encryption_admin_views
 from monitoring import views as health_views
 
 urlpatterns = [
+    # A console page of the encryption app (key usage, rotation), behind the admin's MFA check.
+    path("admin/encryption/keys/", admin.site.admin_view(encryption_admin_views.key_ring_view), name="encryption-keys"),
     path("admin/", admin.site.urls),
     # Before the accounts include: the API key page belongs to the api app (same services as the admin).
     path("accounts/api-keys/", include("api.urls_pages", namespace="api-keys")),
