@@ -29,6 +29,28 @@ def _step_up_redirect(request, next_url: str | None = None):
     return HttpResponseRedirect(f"{reverse('accounts:reauthenticate')}?{query}")
 
 
+class ReadOnlyStepUpActionsAdmin(admin.ModelAdmin):
+    """A read-only admin whose bulk actions (which call services) need a fresh step-up.
+
+    Rows change only through the actions; no add, change or delete views (OWASP ASVS 4.0.3
+    V3.7.1: re-authenticate before sensitive changes).
+    """
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "POST" and "action" in request.POST and not step_up_is_fresh(request):
+            return _step_up_redirect(request)
+        return super().changelist_view(request, extra_context)
+
+
 class TrackedSessionInline(admin.TabularInline):
     model = TrackedSession
     fields = (
@@ -113,7 +135,7 @@ class UserAdmin(DjangoUserAdmin):
 
 
 @admin.register(TrackedSession)
-class TrackedSessionAdmin(admin.ModelAdmin):
+class TrackedSessionAdmin(ReadOnlyStepUpActionsAdmin):
     """Every user's sessions; revoke with the action (refused on the session's next request)."""
 
     list_display = (
@@ -134,20 +156,6 @@ class TrackedSessionAdmin(admin.ModelAdmin):
     readonly_fields = [field.name for field in TrackedSession._meta.fields]
     actions = ["revoke_sessions"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        if request.method == "POST" and "action" in request.POST and not step_up_is_fresh(request):
-            return _step_up_redirect(request)
-        return super().changelist_view(request, extra_context)
-
     @admin.action(description="Revoke the selected sessions", permissions=["view"])
     def revoke_sessions(self, request, queryset):
         ended = sum(session_revoke(actor=request.user, tracked=tracked) for tracked in queryset.select_related("user"))
@@ -155,7 +163,7 @@ class TrackedSessionAdmin(admin.ModelAdmin):
 
 
 @admin.register(FailureCounter)
-class FailureCounterAdmin(admin.ModelAdmin):
+class FailureCounterAdmin(ReadOnlyStepUpActionsAdmin):
     """Lockout and MFA-throttle counters (read-only; unlock with the action or ``unlock_account``)."""
 
     list_display = ("username", "kind", "address", "failure_count", "lock_count", "locked_until", "last_failure_at")
@@ -163,15 +171,6 @@ class FailureCounterAdmin(admin.ModelAdmin):
     search_fields = ("username",)
     readonly_fields = [field.name for field in FailureCounter._meta.fields]
     actions = ["unlock"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.action(description="Unlock these accounts", permissions=["view"])
     def unlock(self, request, queryset):
@@ -182,7 +181,7 @@ class FailureCounterAdmin(admin.ModelAdmin):
 
 
 @admin.register(TOTPDevice)
-class TOTPDeviceAdmin(admin.ModelAdmin):
+class TOTPDeviceAdmin(ReadOnlyStepUpActionsAdmin):
     """Authenticators (never their keys). Administrators can remove one (e.g. a lost phone)."""
 
     list_display = ("name", "user", "confirmed", "created_at", "last_used_at")
@@ -196,20 +195,6 @@ class TOTPDeviceAdmin(admin.ModelAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        if request.method == "POST" and "action" in request.POST and not step_up_is_fresh(request):
-            return _step_up_redirect(request)
-        return super().changelist_view(request, extra_context)
 
     @admin.action(description="Remove the selected authenticators", permissions=["view"])
     def remove_devices(self, request, queryset):

@@ -236,3 +236,21 @@ def test_login_with_mfa_helper_opens_the_admin_for_other_apps_tests(staff_user):
     login_with_mfa(client, staff_user)
     assert client.get("/admin/").status_code == 200
     assert client.get("/accounts/password/change/").status_code == 200  # step-up fresh
+
+
+def test_unlocking_from_the_lockout_counters_needs_a_fresh_step_up(staff_user, user):
+    with time_machine.travel(START, tick=False) as machine:
+        for _ in range(5):
+            Client(REMOTE_ADDR="203.0.113.1").post("/accounts/login/", {"username": "alice", "password": "x"})
+        client, app = _staff_client(staff_user, machine)
+        machine.shift(datetime.timedelta(minutes=11))
+        selected = list(FailureCounter.objects.filter(username="alice").values_list("pk", flat=True))
+        action = {"action": "unlock", "_selected_action": selected}
+        response = client.post("/admin/accounts/failurecounter/", action)
+        assert response.status_code == 302 and response["Location"].startswith("/accounts/reauthenticate/")
+        assert FailureCounter.objects.filter(username="alice").exists()
+        assert not events("auth.account_unlocked")
+        client.post("/accounts/reauthenticate/", {"password": PASSWORD, "code": app.now()})
+        assert client.post("/admin/accounts/failurecounter/", action).status_code == 302
+    assert not FailureCounter.objects.filter(username="alice").exists()
+    assert events("auth.account_unlocked")[0]["actor_username"] == "root-admin"
