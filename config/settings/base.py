@@ -104,8 +104,14 @@ TEMPLATES = [
 DATABASE_URL = env.str("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# Django's backends plus the audit trail's commit: the events a transaction records are written
+# with its COMMIT, in the same round trip on PostgreSQL (audit/backends, audit/pending.py).
+AUDIT_DATABASE_ENGINES = {
+    "django.db.backends.postgresql": "audit.backends.postgresql",
+    "django.db.backends.sqlite3": "audit.backends.sqlite3",
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+    DATABASES["default"]["ENGINE"] = AUDIT_DATABASE_ENGINES["django.db.backends.postgresql"]
     # Server-side limits, applied to every connection (ms; 0 disables).
     _pg_options = " ".join(
         [
@@ -131,6 +137,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["OPTIONS"].pop("pool")
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["ENGINE"] = AUDIT_DATABASE_ENGINES["django.db.backends.sqlite3"]
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets the web process, the worker and beat read while one writes.
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",

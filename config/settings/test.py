@@ -22,7 +22,7 @@ STATIC_ROOT = VAR_DIR / "static"
 # Argon2 stays first in production and local; tests hash with MD5 only to keep the suite fast.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "audit.backends.sqlite3":
     # A file, not :memory:, so a real Celery worker process can share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 

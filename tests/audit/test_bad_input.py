@@ -28,7 +28,7 @@ def _through_middleware(*, actor=None, subject=None, **meta) -> tuple[AuditEvent
 
     request = RequestFactory().get("/accounts/login/", **meta)
     response = RequestContextMiddleware(view)(request)
-    return AuditEvent.objects.get(pk=recorded["event"].pk), response
+    return AuditEvent.objects.get(uuid=recorded["event"].uuid), response
 
 
 def _chain_verifies() -> bool:

@@ -32,7 +32,7 @@ def test_record_stores_snapshots_of_actor_subject_and_target(user, staff_user, b
         context={"added": ["operators"]},
         api_key_id="key_4f2a",
     )
-    stored = AuditEvent.objects.get(pk=event.pk)
+    stored = AuditEvent.objects.get(uuid=event.uuid)
     assert stored.action == "authz.group_membership_changed"
     assert stored.outcome == "success"
     assert (stored.actor_id, stored.actor_username, stored.actor_is_staff) == (str(staff_user.pk), "root-admin", True)
@@ -55,13 +55,13 @@ def test_snapshots_survive_the_user_being_renamed_and_deleted(user):
     user.username = "renamed"
     user.save()
     user.delete()
-    stored = AuditEvent.objects.get(pk=event.pk)
+    stored = AuditEvent.objects.get(uuid=event.uuid)
     assert (stored.actor_id, stored.actor_username) == (str(user_id), "alice")
 
 
 def test_record_outside_a_request_has_no_request_fields():
     event = audit.record(action=audit.Action.MIGRATION_APPLIED)
-    stored = AuditEvent.objects.get(pk=event.pk)
+    stored = AuditEvent.objects.get(uuid=event.uuid)
     assert (stored.request_id, stored.client_ip, stored.user_agent) == ("", None, "")
     assert (stored.actor_id, stored.actor_username, stored.actor_is_staff) == ("", "", None)
 
@@ -70,7 +70,7 @@ def test_anonymous_actor_and_attempted_username_subject():
     event = audit.record(
         action=audit.Action.LOGIN_FAILED, outcome=audit.Outcome.FAILURE, actor=AnonymousUser(), subject="mallory"
     )
-    stored = AuditEvent.objects.get(pk=event.pk)
+    stored = AuditEvent.objects.get(uuid=event.uuid)
     assert (stored.actor_id, stored.actor_username) == ("", "")
     assert (stored.subject_id, stored.subject_username, stored.subject_is_staff) == ("", "mallory", None)
     assert stored.outcome == "failure"
@@ -166,15 +166,15 @@ def test_a_failing_receiver_cannot_break_the_caller(django_capture_on_commit_cal
 
 
 def test_events_are_sealed_after_commit_in_order(django_capture_on_commit_callbacks):
+    from audit.pending import PendingEvents
     from audit.sealing import _seal_inline
-    from audit.services import _announce
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         for _ in range(3):
             audit.record(action=audit.Action.MEMORY_READ)
-    # one seal callback for the transaction however many events, plus one announcement each
+    # one seal callback for the transaction however many events, plus one hold-and-announce each
     assert sum(callback is _seal_inline for callback in callbacks) == 1
-    assert sum(getattr(callback, "func", None) is _announce for callback in callbacks) == 3
+    assert sum(isinstance(callback, PendingEvents) for callback in callbacks) == 3
     sealed = list(AuditEvent.objects.order_by("sequence").values_list("sequence", flat=True))
     assert sealed == [1, 2, 3]
 

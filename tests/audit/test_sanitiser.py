@@ -179,7 +179,7 @@ def test_no_secret_reaches_a_stored_event(bound_request, user):
         actor=user,
         context={**SECRET_KEYED, "note": f"{JWT} {FERNET} {ARGON2} {HEX_KEY}"},
     )
-    stored = AuditEvent.objects.get(pk=event.pk)
+    stored = AuditEvent.objects.get(uuid=event.uuid)
     fields = {field.name: str(getattr(stored, field.name)) for field in AuditEvent._meta.fields}
     stored_text = json.dumps(fields | {"context": stored.context})
     for secret in [*SECRET_VALUES, "k8s9d7f6g5h4j3k2l1", "YWxpY2U6aHVudGVyMg==", "door code"]:

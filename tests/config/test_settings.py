@@ -67,7 +67,7 @@ def test_embedded_default_keeps_everything_under_var(tmp_path):
         ["DATABASES", "CELERY_BROKER_URL", "CELERY_BROKER_TRANSPORT_OPTIONS", "EMAIL_BACKEND", "EMAIL_FILE_PATH",
          "CELERY_BEAT_SCHEDULER"],
     )
-    assert values["DATABASES"]["default"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert values["DATABASES"]["default"]["ENGINE"] == "audit.backends.sqlite3"
     assert values["DATABASES"]["default"]["NAME"] == str(tmp_path / "db.sqlite3")
     assert values["CELERY_BROKER_URL"] == "filesystem://"
     assert values["CELERY_BROKER_TRANSPORT_OPTIONS"]["data_folder_in"].startswith(str(tmp_path))
@@ -104,7 +104,7 @@ def test_postgresql_url_configures_pool_tls_and_server_timeouts(tmp_path):
         ["DATABASES", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"],
     )
     database = values["DATABASES"]["default"]
-    assert database["ENGINE"] == "django.db.backends.postgresql"
+    assert database["ENGINE"] == "audit.backends.postgresql"
     assert database["OPTIONS"]["pool"]["min_size"] == 2
     assert database["OPTIONS"]["pool"]["max_size"] == 7
     assert database["OPTIONS"]["sslmode"] == "verify-full"

@@ -13,7 +13,7 @@ import audit
 from audit import context as request_context
 from audit.chain import CONTENT_FIELDS, content_mac
 from audit.models import AuditEvent
-from audit.services import build_event
+from audit.services import build_event, write_held_events
 
 NOW = datetime.datetime(2031, 3, 12, 14, 30, tzinfo=datetime.UTC)
 
@@ -37,9 +37,14 @@ def now():
 
 
 def record(action, *, at: datetime.datetime, ip: str | None = None, agent: str = "", **kwargs) -> AuditEvent:
-    """Record one event through ``audit.record`` as if it happened at ``at`` from ``ip``."""
+    """Record one event through ``audit.record`` as if it happened at ``at`` from ``ip``.
+
+    Written at once (not with the test's transaction, which never commits) so it has its id.
+    """
     with time_machine.travel(at, tick=False), request_context.bound(client_ip=ip, user_agent=agent):
-        return audit.record(action=action, **kwargs)
+        event = audit.record(action=action, **kwargs)
+    write_held_events()
+    return event
 
 
 def bulk(action, *, times, ip: str | None = None, agent: str = "", **kwargs) -> list[AuditEvent]:
