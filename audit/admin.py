@@ -78,7 +78,9 @@ class AuditEventAdmin(admin.ModelAdmin):
         ("What", {"fields": ("target_type", "target_id", "target_repr", "context_display")}),
         ("Where from", {"fields": ("request_id", "client_ip", "user_agent")}),
         ("Investigate", {"fields": ("related_links",)}),
-        ("Chain", {"classes": ("collapse",), "fields": ("uuid", "content_mac", "previous_hash", "hash")}),
+        ("Chain", {"classes": ("collapse",), "fields": (
+            "uuid", "content_mac", "content_key_id", "previous_hash", "hash", "chain_key_id",
+        )}),
     )
 
     def get_readonly_fields(self, request, obj=None):

@@ -5,8 +5,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, Tags, register
 
+from audit.chain import KEY_PURPOSE, LEGACY_KEY_ID
 from audit.retention import valid_retention_overrides
 from audit.sealing import SEAL_MODES
+from encryption.errors import KeyConfigurationError
+from encryption.keyring import load_key_ring
 
 
 @register(Tags.security)
@@ -16,7 +19,21 @@ def check_audit_settings(app_configs=None, **kwargs):
     if key and len(key) < 32:
         messages.append(
             Error(
-                "AUDIT_CHAIN_KEY is shorter than 32 characters.", hint="Use secrets.token_urlsafe(48).", id="audit.E001"
+                "AUDIT_CHAIN_KEY (the legacy audit chain key) is shorter than 32 characters.",
+                hint="It only verifies events made before the audit_chain key ring; it was never valid this short.",
+                id="audit.E001",
+            )
+        )
+    try:
+        ring = load_key_ring(KEY_PURPOSE)
+    except KeyConfigurationError:
+        ring = None  # encryption.checks reports a missing or malformed ring
+    if ring is not None and LEGACY_KEY_ID in ring:
+        messages.append(
+            Error(
+                f"The {KEY_PURPOSE} key ring has a key with the id {LEGACY_KEY_ID!r}, which names AUDIT_CHAIN_KEY.",
+                hint="Give that key another id (MACs are stored with the id of the key that made them).",
+                id="audit.E007",
             )
         )
     if settings.AUDIT_SEAL_MODE not in SEAL_MODES:

@@ -3,8 +3,9 @@
 Someone with database access can delete the newest events and move ``ChainHead`` back: the
 chain that remains is internally valid. What they cannot change is what was already written
 elsewhere. After every successful full verification and on a schedule, the head (sequence and
-hash, with a MAC) is appended to ``<AUDIT_DIR>/heads.log`` and written to the ``audit.chain``
-log, which ships off the machine in the scaled-out setup. ``audit_verify`` compares the chain
+hash, with a MAC and the id of the ``audit_chain`` key that made it) is appended to
+``<AUDIT_DIR>/heads.log`` and written to the ``audit.chain`` log, which ships off the machine in
+the scaled-out setup. ``audit_verify`` compares the chain
 with the last published head, so truncating the tail is detected (OWASP Logging Cheat Sheet:
 tamper detection; SECURITY-STANDARDS: "truncation of the tail goes unseen").
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from audit.chain import head_mac, macs_equal
+from audit.chain import ChainKeyError, head_mac, macs_equal, signing_key, verification_key
 
 logger = logging.getLogger("audit.chain")
 
@@ -44,17 +45,23 @@ class PublishedHead:
     published_at: str
     source: str
     mac_valid: bool
+    # The audit_chain key that made the line's MAC (None: a line written before the key ring).
+    key_id: str | None = None
+    # Why the MAC could not be checked (its key is not held), else empty.
+    key_problem: str = ""
 
 
 def publish_head(*, sequence: int, hash_value: str, source: str) -> PublishedHead:
     """Append the head to the heads file (created 0600) and write it to the log."""
     published_at = timezone.now().isoformat(timespec="microseconds")
+    key = signing_key()
     line = {
         "published_at": published_at,
         "sequence": sequence,
         "hash": hash_value,
         "source": source,
-        "mac": head_mac(sequence=sequence, hash_value=hash_value, published_at=published_at),
+        "key_id": key.id,
+        "mac": head_mac(sequence=sequence, hash_value=hash_value, published_at=published_at, key=key),
     }
     path = heads_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -71,7 +78,9 @@ def publish_head(*, sequence: int, hash_value: str, source: str) -> PublishedHea
         # Named *_sha256 so the log sanitiser keeps it: a chain hash is evidence, not a secret.
         extra={"audit_head": {"sequence": sequence, "head_hmac_sha256": hash_value, "source": source}},
     )
-    return PublishedHead(sequence=sequence, hash=hash_value, published_at=published_at, source=source, mac_valid=True)
+    return PublishedHead(
+        sequence=sequence, hash=hash_value, published_at=published_at, source=source, mac_valid=True, key_id=key.id
+    )
 
 
 def _last_line(path: Path, *, block_size: int = 4096) -> str | None:
@@ -96,7 +105,9 @@ def last_published_head() -> PublishedHead | None:
     """Return the last published head, or ``None`` if nothing was published yet.
 
     A line that does not parse or whose MAC is wrong is returned with ``mac_valid=False`` (the
-    verifier reports it): the heads file was edited.
+    verifier reports it): the heads file was edited. The MAC is checked with the key its
+    ``key_id`` names (none: the legacy key); if we do not hold that key, ``mac_valid`` is False
+    and ``key_problem`` says why.
     """
     path = heads_path()
     if not path.exists():
@@ -109,13 +120,30 @@ def last_published_head() -> PublishedHead | None:
         sequence = int(line["sequence"])
         hash_value = str(line["hash"])
         published_at = str(line["published_at"])
+        key_id = line.get("key_id")
+        if key_id is not None and not isinstance(key_id, str):
+            raise TypeError("key_id")
     except (ValueError, KeyError, TypeError):
         return PublishedHead(sequence=-1, hash="", published_at="", source="unreadable", mac_valid=False)
-    expected = head_mac(sequence=sequence, hash_value=hash_value, published_at=published_at)
+    source = str(line.get("source", ""))
+    try:
+        key = verification_key(key_id)
+    except ChainKeyError as error:
+        return PublishedHead(
+            sequence=sequence,
+            hash=hash_value,
+            published_at=published_at,
+            source=source,
+            mac_valid=False,
+            key_id=key_id,
+            key_problem=str(error),
+        )
+    expected = head_mac(sequence=sequence, hash_value=hash_value, published_at=published_at, key=key)
     return PublishedHead(
         sequence=sequence,
         hash=hash_value,
         published_at=published_at,
-        source=str(line.get("source", "")),
+        source=source,
         mac_valid=macs_equal(expected, str(line.get("mac", ""))),
+        key_id=key_id,
     )

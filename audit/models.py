@@ -1,10 +1,12 @@
 """The security record: audit events, the chain head, and tombstones of purged events.
 
 An ``AuditEvent`` is written once by ``audit.record()`` and never changed, except that the sealer
-fills in ``sequence``, ``previous_hash`` and ``hash`` exactly once (see ``audit.sealing``).
+fills in ``sequence``, ``previous_hash``, ``hash`` and ``chain_key_id`` exactly once (see
+``audit.sealing``). Every MAC is stored with the id of the key that made it (``audit.chain``).
 The model refuses every other change (``save()`` of an existing row, ``delete()``,
 ``QuerySet.update()``/``delete()``/``bulk_update()``), and on PostgreSQL a trigger installed by
-migration 0002 refuses them in the database too, except for the retention purge.
+migration 0002 (widened to ``chain_key_id`` by 0003) refuses them in the database too, except for
+the retention purge.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ TARGET_REPR_MAX_LENGTH = 200
 REQUEST_ID_MAX_LENGTH = 64
 USER_AGENT_MAX_LENGTH = 256
 HASH_LENGTH = 64
+# A key id of the encryption key ring (encryption.keyring.KEY_ID_PATTERN: 1 to 64 characters).
+KEY_ID_MAX_LENGTH = 64
 
 
 class AuditEventImmutable(Exception):
@@ -95,8 +99,13 @@ class AuditEvent(models.Model):
     context = models.JSONField(default=dict, blank=True)
 
     content_mac = models.CharField(max_length=HASH_LENGTH, editable=False)
+    # The audit_chain key that made content_mac (set by record()); NULL: the legacy key.
+    content_key_id = models.CharField(max_length=KEY_ID_MAX_LENGTH, null=True, blank=True, editable=False)
     previous_hash = models.CharField(max_length=HASH_LENGTH, null=True, blank=True, editable=False)
     hash = models.CharField(max_length=HASH_LENGTH, null=True, blank=True, editable=False)
+    # The audit_chain key that made hash (set by the sealer, which may run after a rotation, so
+    # it can differ from content_key_id); NULL on an unsealed event or a legacy one.
+    chain_key_id = models.CharField(max_length=KEY_ID_MAX_LENGTH, null=True, blank=True, editable=False)
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -153,6 +162,8 @@ class ChainHead(models.Model):
     anchor_sequence = models.BigIntegerField(default=0)
     anchor_hash = models.CharField(max_length=HASH_LENGTH, default="0" * HASH_LENGTH)
     anchor_mac = models.CharField(max_length=HASH_LENGTH, blank=True, default="")
+    # The audit_chain key that made anchor_mac; NULL: the legacy key.
+    anchor_key_id = models.CharField(max_length=KEY_ID_MAX_LENGTH, null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -175,6 +186,8 @@ class AuditTombstone(models.Model):
     hash = models.CharField(max_length=HASH_LENGTH)
     archive = models.CharField(max_length=200, help_text="The archive file that holds the event.")
     mac = models.CharField(max_length=HASH_LENGTH)
+    # The audit_chain key that made mac; NULL: the legacy key.
+    key_id = models.CharField(max_length=KEY_ID_MAX_LENGTH, null=True, blank=True)
 
     class Meta:
         ordering = ["sequence"]

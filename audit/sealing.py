@@ -11,9 +11,13 @@ short insert. After the caller commits, a **sealer** chains the committed unseal
    LOCKED`` (on SQLite, whose ``BEGIN IMMEDIATE`` already serialises writers, the row is just
    read). If another sealer holds it, this one returns at once instead of queueing.
 2. It reads up to ``AUDIT_SEAL_BATCH_SIZE`` unsealed events in ``id`` order through a partial
-   index, checks each ``content_mac`` (an event inserted or altered through the database alone
-   has no valid MAC and is *refused*, never chained), gives each the next ``sequence``, computes
-   ``hash`` from the previous one, writes them in one statement, moves the head and commits.
+   index, checks each ``content_mac`` with the key named by its ``content_key_id`` (an event
+   inserted or altered through the database alone has no valid MAC and is *refused*, never
+   chained; so is one whose key id names no key we hold), gives each the next ``sequence``,
+   computes ``hash`` from the previous one with the current signing key (the ring's primary,
+   whose id goes to ``chain_key_id``: an event recorded just before a key rotation is checked
+   under the old key and chained under the new one), writes them in one statement, moves the
+   head and commits.
 3. After releasing the lock it looks once more for unsealed events and goes round again if
    there are any. This closes the race with a writer that committed while the lock was held and
    found it busy: that writer committed *before* its failed try, hence before our release,
@@ -59,8 +63,16 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.chain import CONTENT_FIELDS, content_mac, link_hash, macs_equal
-from audit.chain import chain_key as get_chain_key
+from audit.chain import (
+    CONTENT_FIELDS,
+    ChainKey,
+    ChainKeyError,
+    ChainKeys,
+    content_mac,
+    link_hash,
+    macs_equal,
+    signing_key,
+)
 
 logger = logging.getLogger("audit.chain")
 
@@ -89,11 +101,15 @@ def seal_pending(*, batch_size: int | None = None) -> SealResult:
     from audit.models import AuditEvent
 
     batch_size = batch_size or settings.AUDIT_SEAL_BATCH_SIZE
-    key = get_chain_key()
+    # One key for every link this call makes, and each stored content key id resolved once.
+    key = signing_key()
+    content_keys = ChainKeys()
     result = SealResult()
     refused: set[int] = set()
     while True:
-        acquired, sealed, full = _seal_one_batch(batch_size=batch_size, key=key, refused=refused)
+        acquired, sealed, full = _seal_one_batch(
+            batch_size=batch_size, key=key, content_keys=content_keys, refused=refused
+        )
         result.sealed += sealed
         if not acquired:
             result.busy = True
@@ -116,7 +132,9 @@ def seal_pending(*, batch_size: int | None = None) -> SealResult:
     return result
 
 
-def _seal_one_batch(*, batch_size: int, key: bytes, refused: set[int]) -> tuple[bool, int, bool]:
+def _seal_one_batch(
+    *, batch_size: int, key: ChainKey, content_keys: ChainKeys, refused: set[int]
+) -> tuple[bool, int, bool]:
     """Seal one batch under the head lock. Return (lock acquired, sealed count, batch was full)."""
     from audit.models import AuditEvent, ChainHead
 
@@ -133,21 +151,27 @@ def _seal_one_batch(*, batch_size: int, key: bytes, refused: set[int]) -> tuple[
             AuditEvent.objects.unsealed()
             .exclude(id__in=sorted(refused)[:_MAX_REFUSED_TRACKED])
             .order_by("id")
-            .values("id", "content_mac", *CONTENT_FIELDS)[:batch_size]
+            .values("id", "content_mac", "content_key_id", *CONTENT_FIELDS)[:batch_size]
         )
         if not rows:
             return True, 0, False
         sequence, previous = head.sequence, head.hash
-        updates: list[tuple[int, int, str, str]] = []
+        updates: list[tuple[int, int, str, str, str]] = []
         for row in rows:
-            if not macs_equal(content_mac(row, key=key), row["content_mac"]):
+            try:
+                content_key = content_keys.get(row["content_key_id"])
+            except ChainKeyError as error:
+                logger.error("audit sealer refused event id %s: %s", row["id"], error)
+                refused.add(row["id"])
+                continue
+            if not macs_equal(content_mac(row, key=content_key), row["content_mac"]):
                 refused.add(row["id"])
                 continue
             sequence += 1
             hash_value = link_hash(
                 sequence=sequence, previous_hash=previous, content_mac_value=row["content_mac"], key=key
             )
-            updates.append((row["id"], sequence, previous, hash_value))
+            updates.append((row["id"], sequence, previous, hash_value, key.id))
             previous = hash_value
         if updates:
             _write_seals(updates)
@@ -155,28 +179,32 @@ def _seal_one_batch(*, batch_size: int, key: bytes, refused: set[int]) -> tuple[
         return True, len(updates), len(rows) == batch_size
 
 
-def _write_seals(updates: list[tuple[int, int, str, str]]) -> None:
-    """Set sequence, previous_hash and hash of unsealed rows in as few statements as possible."""
+def _write_seals(updates: list[tuple[int, int, str, str, str]]) -> None:
+    """Set sequence, previous_hash, hash and chain_key_id of unsealed rows in as few statements as possible."""
     from audit.models import AuditEvent
 
     quote = connection.ops.quote_name
     table = quote(AuditEvent._meta.db_table)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            values = ", ".join(["(%s::bigint, %s::bigint, %s, %s)"] * len(updates))
+            values = ", ".join(["(%s::bigint, %s::bigint, %s, %s, %s)"] * len(updates))
             params = [item for update in updates for item in update]
             cursor.execute(
                 f"UPDATE {table} AS event SET sequence = seal.sequence, previous_hash = seal.previous_hash, "  # noqa: S608
-                f"hash = seal.hash FROM (VALUES {values}) AS seal(id, sequence, previous_hash, hash) "
+                f"hash = seal.hash, chain_key_id = seal.chain_key_id FROM (VALUES {values}) "
+                "AS seal(id, sequence, previous_hash, hash, chain_key_id) "
                 "WHERE event.id = seal.id AND event.sequence IS NULL",
                 params,
             )
             written = cursor.rowcount
         else:
             cursor.executemany(
-                f"UPDATE {table} SET sequence = %s, previous_hash = %s, hash = %s "  # noqa: S608
+                f"UPDATE {table} SET sequence = %s, previous_hash = %s, hash = %s, chain_key_id = %s "  # noqa: S608
                 "WHERE id = %s AND sequence IS NULL",
-                [(sequence, previous, hash_value, event_id) for event_id, sequence, previous, hash_value in updates],
+                [
+                    (sequence, previous, hash_value, key_id, event_id)
+                    for event_id, sequence, previous, hash_value, key_id in updates
+                ],
             )
             written = cursor.rowcount
     if written != len(updates):

@@ -201,7 +201,8 @@ def build_event(
         api_key_id=_name(api_key_id, OBJECT_ID_MAX_LENGTH, identifier=True) if api_key_id else None,
         context=sanitise_context(context),
     )
-    event.content_mac = content_mac({name: getattr(event, name) for name in CONTENT_FIELDS})
+    content = {name: getattr(event, name) for name in CONTENT_FIELDS}
+    event.content_mac, event.content_key_id = content_mac(content, with_key_id=True)
     return event
 
 

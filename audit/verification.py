@@ -10,6 +10,12 @@ For each sealed event, in ``sequence`` order from the anchor (or ``--from``):
 * its ``hash`` must be the HMAC of (sequence, previous_hash, content_mac) → else it was forged
   or renumbered.
 
+Each MAC is checked with the key named by its stored key id (``content_key_id``,
+``chain_key_id``, the anchor's and each tombstone's ``key_id``; ``NULL`` is the legacy key), so
+events made before a key rotation verify as long as their key stays in the ``audit_chain`` ring.
+An id the ring lacks is an ``unknown_key`` problem at that sequence (a key retired too early, or
+a key id changed in the database), not a crash.
+
 Then the end of the chain must reach ``ChainHead`` and the last head published outside the
 database → else the newest events were **truncated**. Every problem names a sequence number;
 the report's ``first_bad_sequence`` is the lowest. After a problem the walk resynchronises on
@@ -31,8 +37,9 @@ from django.db.models import Max, Min
 from audit.chain import (
     CONTENT_FIELDS,
     GENESIS_HASH,
+    ChainKeyError,
+    ChainKeys,
     anchor_mac,
-    chain_key,
     content_mac,
     link_hash,
     macs_equal,
@@ -42,7 +49,9 @@ from audit.heads import PublishedHead, last_published_head
 
 MAX_PROBLEMS_KEPT = 100
 UNSEALED_SCAN_LIMIT = 10000
-_ROW_FIELDS = ("id", "sequence", "previous_hash", "hash", "content_mac", *CONTENT_FIELDS)
+_ROW_HEAD = ("id", "sequence", "previous_hash", "hash", "content_mac", "content_key_id", "chain_key_id")
+_ROW_FIELDS = (*_ROW_HEAD, *CONTENT_FIELDS)
+_ROW_CONTENT_START = len(_ROW_HEAD)
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,18 @@ def _hash_before(sequence: int, *, anchor_sequence: int, anchor_hash: str) -> st
     return AuditTombstone.objects.filter(sequence=sequence).values_list("hash", flat=True).first()
 
 
+def _tombstones(first: int, last: int) -> dict[int, tuple[str, str, str, str | None]]:
+    """Tombstones of ``first``..``last``: sequence -> (previous_hash, hash, mac, key_id)."""
+    from audit.models import AuditTombstone
+
+    return {
+        sequence: (tomb_previous, tomb_hash, tomb_mac, tomb_key_id)
+        for sequence, tomb_previous, tomb_hash, tomb_mac, tomb_key_id in AuditTombstone.objects.filter(
+            sequence__gte=first, sequence__lte=last
+        ).values_list("sequence", "previous_hash", "hash", "mac", "key_id")
+    }
+
+
 def verify_chain(
     *,
     from_sequence: int | None = None,
@@ -157,10 +178,10 @@ def _verify(
     chunk_size: int,
     progress: Callable[[int], None] | None,
 ) -> VerificationReport:
-    from audit.models import AuditEvent, AuditTombstone, ChainHead
+    from audit.models import AuditEvent, ChainHead
 
     started = time.perf_counter()
-    key = chain_key()
+    keys = ChainKeys()
     head = ChainHead.objects.filter(pk=1).first() or ChainHead(pk=1)
     anchor_sequence, anchor_hash = head.anchor_sequence, head.anchor_hash
     # Stop at the head as read now: the sealer writes events and head in one transaction, so
@@ -176,9 +197,14 @@ def _verify(
     )
 
     if anchor_sequence > 0 or anchor_hash != GENESIS_HASH:
-        expected_anchor = anchor_mac(sequence=anchor_sequence, hash_value=anchor_hash, key=key)
-        if not macs_equal(expected_anchor, head.anchor_mac):
-            report.add(Problem("anchor", anchor_sequence, "the purge anchor is not authentic (moved or forged)"))
+        try:
+            anchor_key = keys.get(head.anchor_key_id)
+        except ChainKeyError as error:
+            report.add(Problem("unknown_key", anchor_sequence, f"the purge anchor cannot be checked: {error}"))
+        else:
+            expected_anchor = anchor_mac(sequence=anchor_sequence, hash_value=anchor_hash, key=anchor_key)
+            if not macs_equal(expected_anchor, head.anchor_mac):
+                report.add(Problem("anchor", anchor_sequence, "the purge anchor is not authentic (moved or forged)"))
 
     previous = _hash_before(start - 1, anchor_sequence=anchor_sequence, anchor_hash=anchor_hash)
     if previous is None:
@@ -193,11 +219,20 @@ def _verify(
             tombstone = tombstones.get(expected)
             if tombstone is None:
                 return
-            tomb_previous, tomb_hash, tomb_mac = tombstone
-            valid = macs_equal(
-                tombstone_mac(sequence=expected, previous_hash=tomb_previous, hash_value=tomb_hash, key=key), tomb_mac
-            )
-            if not valid:
+            tomb_previous, tomb_hash, tomb_mac, tomb_key_id = tombstone
+            try:
+                tomb_key = keys.get(tomb_key_id)
+            except ChainKeyError as error:
+                report.add(
+                    Problem("unknown_key", expected, f"the tombstone of a purged event cannot be checked: {error}")
+                )
+                valid = None
+            else:
+                valid = macs_equal(
+                    tombstone_mac(sequence=expected, previous_hash=tomb_previous, hash_value=tomb_hash, key=tomb_key),
+                    tomb_mac,
+                )
+            if valid is False:
                 report.add(Problem("tombstone", expected, "the tombstone of a purged event is not authentic"))
             elif previous is not None and tomb_previous != previous:
                 report.add(Problem("link", expected, "the purged event did not follow the one before it"))
@@ -212,14 +247,11 @@ def _verify(
         if not rows:
             break
         span_end = rows[-1][1]
-        tombstones = {
-            sequence: (tomb_previous, tomb_hash, tomb_mac)
-            for sequence, tomb_previous, tomb_hash, tomb_mac in AuditTombstone.objects.filter(
-                sequence__gte=expected, sequence__lte=span_end
-            ).values_list("sequence", "previous_hash", "hash", "mac")
-        }
+        tombstones = _tombstones(expected, span_end)
         for row in rows:
-            event_id, sequence, stored_previous, stored_hash, stored_mac = row[:5]
+            event_id, sequence, stored_previous, stored_hash, stored_mac, content_key_id, chain_key_id = row[
+                :_ROW_CONTENT_START
+            ]
             if sequence > expected:
                 use_tombstones_until(sequence, tombstones)
             if sequence > expected:
@@ -227,9 +259,16 @@ def _verify(
                 label = f"#{expected}" if missing_to == expected else f"#{expected}..#{missing_to}"
                 report.add(Problem("missing", expected, f"event {label} is missing (deleted)"))
                 previous = None  # nothing to link to: resynchronise on this event
-            values = dict(zip(CONTENT_FIELDS, row[5:], strict=True))
-            if not macs_equal(content_mac(values, key=key), stored_mac):
-                report.add(Problem("modified", sequence, "the content does not match its MAC (modified)", event_id))
+            values = dict(zip(CONTENT_FIELDS, row[_ROW_CONTENT_START:], strict=True))
+            try:
+                content_key = keys.get(content_key_id)
+            except ChainKeyError as error:
+                report.add(Problem("unknown_key", sequence, f"its content MAC cannot be checked: {error}", event_id))
+            else:
+                if not macs_equal(content_mac(values, key=content_key), stored_mac):
+                    report.add(
+                        Problem("modified", sequence, "the content does not match its MAC (modified)", event_id)
+                    )
             if previous is not None and stored_previous != previous:
                 report.add(
                     Problem(
@@ -239,13 +278,22 @@ def _verify(
                         event_id,
                     )
                 )
-            recomputed = link_hash(
-                sequence=sequence, previous_hash=stored_previous or "", content_mac_value=stored_mac or "", key=key
-            )
-            if not macs_equal(recomputed, stored_hash):
-                report.add(
-                    Problem("hash", sequence, "the chain hash is wrong (forged, renumbered or reordered)", event_id)
+            try:
+                chain_key = keys.get(chain_key_id)
+            except ChainKeyError as error:
+                if chain_key_id != content_key_id:  # the same missing key is reported once per event
+                    report.add(Problem("unknown_key", sequence, f"its chain hash cannot be checked: {error}", event_id))
+            else:
+                recomputed = link_hash(
+                    sequence=sequence,
+                    previous_hash=stored_previous or "",
+                    content_mac_value=stored_mac or "",
+                    key=chain_key,
                 )
+                if not macs_equal(recomputed, stored_hash):
+                    report.add(
+                        Problem("hash", sequence, "the chain hash is wrong (forged, renumbered or reordered)", event_id)
+                    )
             previous = stored_hash
             expected = sequence + 1
             report.checked += 1
@@ -256,12 +304,7 @@ def _verify(
     # The end: tombstones of purged newest events, then the head in the database and outside it.
     end_limit = stop
     if expected <= end_limit:
-        tombstones = {
-            sequence: (tomb_previous, tomb_hash, tomb_mac)
-            for sequence, tomb_previous, tomb_hash, tomb_mac in AuditTombstone.objects.filter(
-                sequence__gte=expected, sequence__lte=end_limit
-            ).values_list("sequence", "previous_hash", "hash", "mac")
-        }
+        tombstones = _tombstones(expected, end_limit)
         use_tombstones_until(end_limit + 1, tombstones)
     report.last_sequence = expected - 1
     report.last_hash = previous or ""
@@ -286,7 +329,7 @@ def _verify(
             report.add(Problem("beyond_head", head_now + 1, f"events after the recorded head #{head_now}"))
 
     _check_published_head(report, anchor_sequence=anchor_sequence)
-    _check_unsealed(report, key=key)
+    _check_unsealed(report, keys=keys)
     report.elapsed_seconds = time.perf_counter() - started
     return report
 
@@ -298,6 +341,12 @@ def _check_published_head(report: VerificationReport, *, anchor_sequence: int) -
     published = last_published_head()
     report.published_head = published
     if published is None:
+        return
+    if published.key_problem:
+        report.add(
+            Problem("published_head", None, f"the last line of the published-heads file cannot be checked: "
+                    f"{published.key_problem}")
+        )
         return
     if not published.mac_valid:
         report.add(Problem("published_head", None, "the last line of the published-heads file is not authentic"))
@@ -328,16 +377,26 @@ def _check_published_head(report: VerificationReport, *, anchor_sequence: int) -
         )
 
 
-def _check_unsealed(report: VerificationReport, *, key: bytes) -> None:
+def _check_unsealed(report: VerificationReport, *, keys: ChainKeys) -> None:
     from audit.models import AuditEvent
 
     unsealed = AuditEvent.objects.unsealed()
     stats = unsealed.aggregate(oldest=Min("timestamp"))
-    rows = list(unsealed.order_by("id").values_list("id", "content_mac", *CONTENT_FIELDS)[:UNSEALED_SCAN_LIMIT])
+    rows = list(
+        unsealed.order_by("id").values_list("id", "content_mac", "content_key_id", *CONTENT_FIELDS)[
+            :UNSEALED_SCAN_LIMIT
+        ]
+    )
     report.unsealed = len(rows) if len(rows) < UNSEALED_SCAN_LIMIT else unsealed.count()
     report.unsealed_oldest = stats["oldest"]
-    for event_id, stored_mac, *content in rows:
+    for event_id, stored_mac, content_key_id, *content in rows:
         values = dict(zip(CONTENT_FIELDS, content, strict=True))
+        try:
+            key = keys.get(content_key_id)
+        except ChainKeyError as error:
+            report.add(Problem("forged_unsealed", None, f"an unsealed event whose MAC cannot be checked: {error}",
+                               event_id))
+            continue
         if not macs_equal(content_mac(values, key=key), stored_mac):
             report.add(
                 Problem(

@@ -9,24 +9,11 @@ output. The table row counts in the manifest are counted in that same snapshot, 
 the restored copy exactly. The dump is encrypted as it streams, a chunk at a time, so memory use
 does not grow with the size of the database.
 
-File format (version 1; all integers big-endian)::
-
-    "NVBACKUP"  u16 format version  u32 header length  header (canonical JSON, UTF-8)
-    frame*      u32 sealed length   sealed bytes (ciphertext and 16-byte tag)
-
-The header, in clear, says what is needed before anything can be decrypted: the format, the
-cipher, the backup key id, a random 32-byte salt, the chunk size, the database kind and when
-the backup started. Every frame is AES-256-GCM (NIST SP 800-38D) under a per-file key
-``HKDF-SHA256(backup key, salt, info = label ‖ SHA-256(header))`` (RFC 5869), so nonces never
-repeat across files and a changed header changes the key. Frames follow the STREAM construction
-(Hoang, Reyhanitabar, Rogaway, Vizár, "Online authenticated-encryption and its nonce-reuse
-misuse-resistance", CRYPTO 2015): the nonce is the frame's index and a final flag, and the
-associated data repeats the header digest, the index, the final flag and the frame kind. Hence:
-
-- a changed byte anywhere fails authentication of its frame (or of every frame, in the header);
-- frames reordered, dropped, repeated or copied from another backup fail (index, per-file key);
-- truncation is detected: only the last frame carries the final flag, and it is the manifest;
-- data after the final frame is refused.
+File format: the streaming authenticated encryption of ``encryption.streams`` (AES-256-GCM
+frames under an HKDF per-file key, STREAM construction, authenticated header, the manifest as the
+one final frame), with the magic ``NVBACKUP``, the ``backup`` key ring and labels of its own.
+The header also names the database kind. Hence a changed, reordered, dropped, repeated, foreign
+or appended frame, a changed header and a truncated file all fail verification.
 
 The last frame is the **manifest** (JSON, authenticated and encrypted like the data): created and
 finished at, database kind and server version, dump format, dump size and SHA-256, chunk count,
@@ -53,13 +40,11 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
-import json
 import logging
 import os
 import secrets
 import shutil
 import sqlite3
-import struct
 import subprocess
 import tempfile
 import time
@@ -68,55 +53,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from audit.actions import Action, Outcome
 from audit.services import Target, record
-from encryption.errors import DecryptionError, KeyConfigurationError, UnknownKeyError
+from encryption.errors import DecryptionError, KeyConfigurationError
 from encryption.keyring import Key, get_key_ring
+from encryption.streams import StreamError, StreamFormat, StreamReader, StreamWriter
 
 logger = logging.getLogger(__name__)
 
-# --- Format constants -------------------------------------------------------------------------
+# --- Format constants (the frame format itself is encryption.streams) ------------------------
 MAGIC = b"NVBACKUP"
-FORMAT_VERSION = 1
 FORMAT_NAME = "ninaivalaigal-backup"
 FILE_SUFFIX = ".nvbak"
 # Plaintext bytes per frame. Memory use is a small multiple of this whatever the database size.
 CHUNK_SIZE = 1024 * 1024
-# A header or chunk size beyond these is refused before anything is allocated for it.
-MAX_HEADER_LENGTH = 64 * 1024
-MAX_CHUNK_SIZE = 16 * 1024 * 1024
-MAX_MANIFEST_LENGTH = 16 * 1024 * 1024
-TAG_LENGTH = 16
-SALT_LENGTH = 32
 KDF_LABEL = b"ninaivalaigal backup v1 file key\x00"
 AD_LABEL = b"nvbackup/v1"
-FRAME_DATA = b"D"
-FRAME_MANIFEST = b"M"
-_PREAMBLE = struct.Struct(">8sHI")
-_FRAME_LENGTH = struct.Struct(">I")
+BACKUP_FORMAT = StreamFormat(
+    name=FORMAT_NAME,
+    magic=MAGIC,
+    purpose="backup",
+    kdf_label=KDF_LABEL,
+    ad_label=AD_LABEL,
+    noun="backup",
+    required_header=("database",),
+)
 
 # Called as progress(stage, bytes_done_since_last_call, total_bytes_or_None).
 ProgressCallback = Callable[[str, int, "int | None"], None]
 
 
-class BackupError(Exception):
+class BackupError(StreamError):
     """A backup could not be created or did not verify. ``str()`` is a message for the operator.
 
     ``stage`` names the step that failed (``header``, ``decrypt``, ``dump``, ``restore``,
     ``row-counts``, ``encrypted-fields``...).
     """
-
-    def __init__(self, message: str, *, stage: str = "") -> None:
-        super().__init__(message)
-        self.stage = stage
 
 
 @dataclass
@@ -178,245 +154,44 @@ class VerificationResult:
 
 
 # =============================================================================================
-# The file format
+# The file format: encryption.streams with the backup's magic, labels, key ring and header
 # =============================================================================================
-def _canonical_json(document: dict) -> bytes:
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-
-
-def _file_key(key: Key, salt: bytes, header_digest: bytes) -> AESGCM:
-    """The per-file AES-256-GCM key: HKDF-SHA256 of the backup key (RFC 5869)."""
-    material = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=KDF_LABEL + header_digest).derive(
-        key.material
-    )
-    return AESGCM(material)
-
-
-def _nonce(index: int, final: bool) -> bytes:
-    # STREAM: 3 zero bytes, a 64-bit frame index, a final flag (12 bytes in all).
-    return b"\x00\x00\x00" + struct.pack(">QB", index, 1 if final else 0)
-
-
-def _associated_data(header_digest: bytes, index: int, final: bool, kind: bytes) -> bytes:
-    return AD_LABEL + header_digest + struct.pack(">QB", index, 1 if final else 0) + kind
-
-
-class BackupWriter:
-    """Seal a stream into the backup format: ``write()`` the dump, then ``finish(manifest)``.
-
-    Holds at most one chunk of plaintext; the caller's file object receives each frame as soon
-    as it is sealed.
-    """
+class BackupWriter(StreamWriter):
+    """Seal a dump into the backup format: ``write()`` the dump, then ``finish(manifest)``."""
 
     def __init__(self, stream: IO[bytes], *, key: Key, database: str, chunk_size: int | None = None) -> None:
-        self.stream = stream
-        self.key_id = key.id
-        self.chunk_size = chunk_size or CHUNK_SIZE
-        self.created_at = timezone.now()
-        self.header = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "cipher": "AES-256-GCM",
-            "kdf": "HKDF-SHA256",
-            "construction": "STREAM",
-            "key_id": key.id,
-            "salt": secrets.token_bytes(SALT_LENGTH).hex(),
-            "chunk_size": self.chunk_size,
-            "database": database,
-            "created_at": self.created_at.isoformat(),
-        }
-        header_bytes = _canonical_json(self.header)
-        preamble = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header_bytes))
-        self.header_digest = hashlib.sha256(preamble + header_bytes).digest()
-        self._aead = _file_key(key, bytes.fromhex(self.header["salt"]), self.header_digest)
-        self._buffer = bytearray()
-        self._index = 0
-        self._finished = False
-        self.dump_bytes = 0
-        self.file_bytes = 0
-        self._sha256 = hashlib.sha256()
-        self._emit(preamble + header_bytes)
-
-    def _emit(self, data: bytes) -> None:
-        self.stream.write(data)
-        self.file_bytes += len(data)
-
-    def _seal(self, plaintext: bytes | memoryview, *, final: bool, kind: bytes) -> None:
-        sealed = self._aead.encrypt(
-            _nonce(self._index, final), plaintext, _associated_data(self.header_digest, self._index, final, kind)
+        super().__init__(
+            stream,
+            stream_format=BACKUP_FORMAT,
+            key=key,
+            header={"database": database},
+            chunk_size=chunk_size or CHUNK_SIZE,
         )
-        self._emit(_FRAME_LENGTH.pack(len(sealed)))
-        self._emit(sealed)
-        self._index += 1
 
-    def write(self, data: bytes) -> None:
-        """Add dump bytes; every full chunk is sealed and written at once (no copy when aligned)."""
-        if self._finished:
-            raise ValueError("the backup is already finished")
-        self._sha256.update(data)
-        self.dump_bytes += len(data)
-        view = memoryview(data)
-        if self._buffer:
-            take = min(len(view), self.chunk_size - len(self._buffer))
-            self._buffer += view[:take]
-            view = view[take:]
-            if len(self._buffer) < self.chunk_size:
-                return
-            self._seal(self._buffer, final=False, kind=FRAME_DATA)
-            self._buffer.clear()
-        while len(view) >= self.chunk_size:
-            self._seal(view[: self.chunk_size], final=False, kind=FRAME_DATA)
-            view = view[self.chunk_size :]
-        if len(view):
-            self._buffer += view
+    @property
+    def dump_bytes(self) -> int:
+        return self.plaintext_bytes
 
     @property
     def dump_sha256(self) -> str:
-        return self._sha256.hexdigest()
-
-    @property
-    def chunks(self) -> int:
-        return self._index
+        return self.plaintext_sha256
 
     def finish(self, manifest: dict) -> dict:
-        """Seal the last partial chunk and the manifest (the one final frame); return the manifest."""
-        if self._buffer:
-            self._seal(self._buffer, final=False, kind=FRAME_DATA)
-            self._buffer.clear()
-        manifest = {
-            **manifest,
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "key_id": self.key_id,
-            "created_at": self.header["created_at"],
-            "chunk_size": self.chunk_size,
-            "chunks": self._index,
-            "dump_bytes": self.dump_bytes,
-            "dump_sha256": self.dump_sha256,
-            # The frames of the dump: everything in the file but the manifest frame.
-            "encrypted_bytes": self.file_bytes,
-        }
-        self._seal(_canonical_json(manifest), final=True, kind=FRAME_MANIFEST)
-        self._finished = True
-        return manifest
+        """Seal the last partial chunk and the manifest, with the dump's size and SHA-256."""
+        return super().finish({**manifest, "dump_bytes": self.dump_bytes, "dump_sha256": self.dump_sha256})
 
 
-class BackupReader:
-    """Read a backup: the clear header first, then authenticated plaintext chunks, then the manifest.
+class BackupReader(StreamReader):
+    """Read a backup: the clear header first, then authenticated dump chunks, then the manifest.
 
     Every failure raises ``BackupError`` with a message that says what is wrong with the file.
     """
 
+    error = BackupError
+
     def __init__(self, stream: IO[bytes], *, name: str = "the backup") -> None:
-        self.stream = stream
-        self.name = name
-        self.bytes_read = 0
-        preamble = self._read_exactly(_PREAMBLE.size, what="the header")
-        magic, version, header_length = _PREAMBLE.unpack(preamble)
-        if magic != MAGIC:
-            raise BackupError(
-                f"{name} is not a Ninaivalaigal backup (it does not start with {MAGIC.decode()}).", stage="header"
-            )
-        if version != FORMAT_VERSION:
-            raise BackupError(
-                f"{name} has backup format version {version}; this version reads format {FORMAT_VERSION}.",
-                stage="header",
-            )
-        if not 0 < header_length <= MAX_HEADER_LENGTH:
-            raise BackupError(f"{name} has a damaged header (length {header_length}).", stage="header")
-        header_bytes = self._read_exactly(header_length, what="the header")
-        try:
-            header = json.loads(header_bytes)
-            self.key_id = str(header["key_id"])
-            salt = bytes.fromhex(header["salt"])
-            self.chunk_size = int(header["chunk_size"])
-            self.database = str(header["database"])
-            if header.get("format") != FORMAT_NAME or len(salt) != SALT_LENGTH:
-                raise ValueError
-        except (ValueError, KeyError, TypeError):
-            raise BackupError(f"{name} has a damaged header.", stage="header") from None
-        if not 0 < self.chunk_size <= MAX_CHUNK_SIZE:
-            raise BackupError(f"{name} has a damaged header (chunk size {self.chunk_size}).", stage="header")
-        self.header = header
-        self.header_digest = hashlib.sha256(preamble + header_bytes).digest()
-        try:
-            key = get_key_ring("backup").get(self.key_id)
-        except UnknownKeyError:
-            raise BackupError(
-                f"{name} was encrypted with backup key {self.key_id!r}, which is not in the backup key ring "
-                "(ENCRYPTION_BACKUP_KEYS or the configured provider). Put the retired key back in the ring "
-                "(after the primary) to read it.",
-                stage="key",
-            ) from None
-        except KeyConfigurationError as error:
-            raise BackupError(f"The backup key ring cannot be loaded: {error}", stage="key") from None
-        self._aead = _file_key(key, salt, self.header_digest)
-        self._index = 0
-        self.manifest: dict | None = None
-
-    def _read_exactly(self, length: int, *, what: str) -> bytes:
-        data = self.stream.read(length)
-        self.bytes_read += len(data)
-        if len(data) != length:
-            raise BackupError(f"{self.name} is truncated: it ends in the middle of {what}.", stage="decrypt")
-        return data
-
-    def chunks(self) -> Iterator[bytes]:
-        """Yield the dump's plaintext, a chunk at a time; set ``manifest`` at the final frame."""
-        while True:
-            raw_length = self.stream.read(_FRAME_LENGTH.size)
-            self.bytes_read += len(raw_length)
-            if not raw_length:
-                raise BackupError(
-                    f"{self.name} is truncated: it ends after chunk {self._index} without its final (manifest) chunk.",
-                    stage="decrypt",
-                )
-            if len(raw_length) != _FRAME_LENGTH.size:
-                raise BackupError(f"{self.name} is truncated: it ends inside chunk {self._index}.", stage="decrypt")
-            (length,) = _FRAME_LENGTH.unpack(raw_length)
-            if not TAG_LENGTH <= length <= max(self.chunk_size, MAX_MANIFEST_LENGTH) + TAG_LENGTH:
-                raise BackupError(
-                    f"{self.name} is corrupted: chunk {self._index} has an impossible length.", stage="decrypt"
-                )
-            sealed = self._read_exactly(length, what=f"chunk {self._index}")
-            plaintext = None
-            for final, kind in ((False, FRAME_DATA), (True, FRAME_MANIFEST)):
-                try:
-                    plaintext = self._aead.decrypt(
-                        _nonce(self._index, final),
-                        sealed,
-                        _associated_data(self.header_digest, self._index, final, kind),
-                    )
-                except InvalidTag:
-                    continue
-                break
-            if plaintext is None:
-                raise BackupError(
-                    f"{self.name} failed authentication at chunk {self._index}: the file is corrupted or was "
-                    f"changed, or it was not encrypted with the backup key {self.key_id!r} of this key ring.",
-                    stage="decrypt",
-                )
-            self._index += 1
-            if not final:
-                if len(plaintext) > self.chunk_size:
-                    raise BackupError(
-                        f"{self.name} is corrupted: chunk {self._index - 1} is too long.", stage="decrypt"
-                    )
-                yield plaintext
-                continue
-            try:
-                manifest = json.loads(plaintext)
-            except ValueError:
-                raise BackupError(f"{self.name} has an unreadable manifest.", stage="manifest") from None
-            if self.stream.read(1):
-                raise BackupError(
-                    f"{self.name} has unexpected data after its final chunk (something was appended).",
-                    stage="decrypt",
-                )
-            if not isinstance(manifest, dict) or manifest.get("key_id") != self.key_id:
-                raise BackupError(f"{self.name} has a manifest that does not match its header.", stage="manifest")
-            self.manifest = manifest
-            return
+        super().__init__(stream, stream_format=BACKUP_FORMAT, name=name)
+        self.database = str(self.header["database"])
 
 
 # =============================================================================================

@@ -12,10 +12,11 @@ Two roles, both able to log in, neither superuser, neither able to create roles 
     drop a table (only an owner can alter or drop one; ``CREATE`` is needed to make one).
     On the audit trail it can only append and read (OWASP ASVS 4.0.3 V7.3.3, log protection):
 
-    - ``audit_auditevent``: ``SELECT, INSERT``, and ``UPDATE`` of exactly the three columns the
-      sealer writes (``sequence``, ``previous_hash``, ``hash``). Column privileges refuse an
-      update of any other column; audit's trigger (migration ``audit.0002``) refuses any update
-      that is not the sealing of an unsealed row. No ``DELETE``, no ``TRUNCATE``.
+    - ``audit_auditevent``: ``SELECT, INSERT``, and ``UPDATE`` of exactly the four columns the
+      sealer writes (``sequence``, ``previous_hash``, ``hash``, ``chain_key_id``). Column
+      privileges refuse an update of any other column; audit's trigger (migrations ``audit.0002``
+      and ``audit.0003``) refuses any update that is not the sealing of an unsealed row. No
+      ``DELETE``, no ``TRUNCATE``.
     - ``audit_chainhead``: ``SELECT, INSERT`` (the head row is created on first seal) and
       ``UPDATE`` of ``sequence``, ``hash``, ``updated_at`` (the sealer moves the head). The
       anchor columns, which only the retention purge moves, stay read-only.
@@ -74,7 +75,7 @@ def narrow_grants() -> list[NarrowGrant]:
         NarrowGrant(
             AuditEvent._meta.db_table,
             ("SELECT", "INSERT"),
-            columns(AuditEvent, "sequence", "previous_hash", "hash"),
+            columns(AuditEvent, "sequence", "previous_hash", "hash", "chain_key_id"),
             "append and read; UPDATE only of the columns the sealer fills (audit's trigger allows only sealing)",
         ),
         NarrowGrant(

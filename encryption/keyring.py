@@ -1,7 +1,10 @@
 """The key ring: an ordered set of named keys per purpose. The first key encrypts, all decrypt.
 
-Purposes never share keys (``field``, ``blind_index``, ``audit_chain``, ``backup``), so a leaked
-backup key reveals no field and a blind-index key cannot forge an audit chain.
+Purposes never share keys (``field``, ``blind_index``, ``audit_chain``, ``backup``,
+``audit_archive``), so a leaked backup key reveals no field and a blind-index key cannot forge an
+audit chain. ``audit_archive`` encrypts the audit trail's retention archives: they are kept for
+years while backups are kept for days, so their keys retire on another schedule, and whoever
+investigates an archive needs no key that opens a whole-database backup.
 
 Where keys come from is chosen with ``ENCRYPTION_KEY_PROVIDER``:
 
@@ -50,7 +53,7 @@ from encryption.errors import KeyConfigurationError, KeyProviderError, UnknownKe
 
 logger = logging.getLogger(__name__)
 
-PURPOSES = ("field", "blind_index", "audit_chain", "backup")
+PURPOSES = ("field", "blind_index", "audit_chain", "backup", "audit_archive")
 PROVIDERS = ("environment", "file", "vault")
 # AES-256-GCM and HMAC-SHA256 keys: 32 random bytes (NIST SP 800-38D, RFC 2104 §3).
 KEY_LENGTH = 32

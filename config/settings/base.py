@@ -415,8 +415,9 @@ CONTENT_SECURITY_POLICY = {
 # Number of reverse proxies in front of the app whose X-Forwarded-For entries are trusted
 # (default 0: trust no proxy, use REMOTE_ADDR).
 AUDIT_TRUSTED_PROXY_COUNT = env.int("AUDIT_TRUSTED_PROXY_COUNT", default=0)
-# HMAC key of the audit chain, 32+ characters (default empty: generated once into
-# VAR_DIR/secrets/audit_chain_key on the embedded default; production requires it).
+# Legacy HMAC key of the audit chain, 32+ characters: only verifies MACs made before the audit_chain
+# key ring (ENCRYPTION_AUDIT_CHAIN_KEYS) keyed the chain; never makes new ones (default empty: the key
+# an earlier version generated into VAR_DIR/secrets/audit_chain_key, if that file exists).
 AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY", default="")
 # When committed events are chained: "background" (a sealer thread per process, woken after
 # commit), "inline" (right after commit, in the caller's thread) or "periodic" (only the
@@ -456,7 +457,9 @@ ENCRYPTION_FIELD_KEYS = env.str("ENCRYPTION_FIELD_KEYS", default="")
 ENCRYPTION_BLIND_INDEX_KEYS = env.str("ENCRYPTION_BLIND_INDEX_KEYS", default="")
 ENCRYPTION_AUDIT_CHAIN_KEYS = env.str("ENCRYPTION_AUDIT_CHAIN_KEYS", default="")
 ENCRYPTION_BACKUP_KEYS = env.str("ENCRYPTION_BACKUP_KEYS", default="")
-# Folder of the file provider: one key-ring file per purpose (field, blind_index, audit_chain, backup) (default: none).
+ENCRYPTION_AUDIT_ARCHIVE_KEYS = env.str("ENCRYPTION_AUDIT_ARCHIVE_KEYS", default="")
+# Folder of the file provider: one key-ring file per purpose (field, blind_index, audit_chain, backup,
+# audit_archive) (default: none).
 ENCRYPTION_KEYS_DIR = env.str("ENCRYPTION_KEYS_DIR", default="")
 # HashiCorp Vault KV v2 provider: server URL (default: none), token or token file (default: none),
 # mount (default "secret"), secret path (default "ninaivalaigal/encryption"), namespace (default: none),

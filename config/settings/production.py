@@ -9,19 +9,23 @@ from config.settings.base import *  # noqa: F403
 from config.settings.base import env
 
 
-def required(name: str) -> str:
-    """Return the environment variable ``name`` or ``name_FILE``'s content; refuse to start without."""
+def optional(name: str) -> str:
+    """Return the environment variable ``name`` or ``name_FILE``'s content, or "" if neither is set."""
     file_path = env.str(f"{name}_FILE", default="")
     if file_path:
         try:
             with open(file_path) as handle:
-                value = handle.read().strip()
+                return handle.read().strip()
         except OSError as error:
             raise ImproperlyConfigured(
                 f"{name}_FILE points at {file_path!r}, which cannot be read: {error.strerror}"
             ) from None
-    else:
-        value = env.str(name, default="")
+    return env.str(name, default="")
+
+
+def required(name: str) -> str:
+    """Return the environment variable ``name`` or ``name_FILE``'s content; refuse to start without."""
+    value = optional(name)
     if not value:
         raise ImproperlyConfigured(
             f"Set the {name} environment variable (or {name}_FILE); production has no default for it."
@@ -38,12 +42,13 @@ if not env.str("DATABASE_URL", default=""):
     raise ImproperlyConfigured("Set the DATABASE_URL environment variable (postgres://user:password@host:5432/name).")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
-# The audit chain's HMAC key never has a default in production: it must not be in the database
-# and must not change silently (events sealed under another key no longer verify).
-AUDIT_CHAIN_KEY = required("AUDIT_CHAIN_KEY")
 # Encryption keys have no default here: encryption/checks.py refuses a missing, malformed,
-# duplicated or development key. The public development keys are never accepted.
+# duplicated or development key of every purpose, the audit chain's HMAC keys (audit_chain) and
+# the audit archives' keys (audit_archive) included. The public development keys are never accepted.
 ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED = False
+# The legacy audit chain key: optional, needed only while events, tombstones, heads or archives
+# made before the audit_chain key ring took over must still verify (audit/chain.py).
+AUDIT_CHAIN_KEY = optional("AUDIT_CHAIN_KEY")
 
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("SECURE_PROXY_SSL", default=False) else None

@@ -89,7 +89,7 @@ BEGIN
     IF to_regclass('public.audit_auditevent') IS NOT NULL THEN
         REVOKE ALL ON public.audit_auditevent FROM ninaivalaigal_app;
         GRANT SELECT, INSERT ON public.audit_auditevent TO ninaivalaigal_app;
-        GRANT UPDATE (sequence, previous_hash, hash) ON public.audit_auditevent TO ninaivalaigal_app;
+        GRANT UPDATE (sequence, previous_hash, hash, chain_key_id) ON public.audit_auditevent TO ninaivalaigal_app;
     END IF;
 END
 $$;

@@ -16,6 +16,7 @@ from audit.sealing import seal_pending
 from audit.services import build_event
 from audit.verification import verify_chain
 from tests.audit.support import tamper
+from tests.encryption.helpers import make_key
 
 pytestmark = pytest.mark.django_db
 
@@ -186,8 +187,15 @@ def test_unsealed_events_are_reported(chain):
 
 
 def test_verify_with_a_wrong_key_fails_at_the_first_event(chain, settings):
-    settings.AUDIT_CHAIN_KEY = "another-key-that-is-long-enough-0123456789"
+    """Another key under the same id (the ring was replaced, not rotated): nothing verifies."""
+    key_id = chain[0].content_key_id
+    settings.ENCRYPTION_AUDIT_CHAIN_KEYS = make_key(key_id)
     assert "first bad sequence 1" in first_bad()
+
+
+def test_every_mac_is_stored_with_the_id_of_the_key_that_made_it(chain, settings):
+    primary = settings.ENCRYPTION_AUDIT_CHAIN_KEYS.split(":", 1)[0]
+    assert {(event.content_key_id, event.chain_key_id) for event in chain} == {(primary, primary)}
 
 
 def test_report_counts_and_resynchronises_after_a_problem(chain):

@@ -35,6 +35,7 @@ def _run_writers(seal_mode: str) -> int:
         "TEST_VAR_DIR": str(settings.VAR_DIR),
         "AUDIT_SEAL_MODE": seal_mode,
         "AUDIT_CHAIN_KEY": settings.AUDIT_CHAIN_KEY,
+        "ENCRYPTION_AUDIT_CHAIN_KEYS": settings.ENCRYPTION_AUDIT_CHAIN_KEYS,
     }
     start_at = time.time() + 3.0  # after every interpreter has started and imported Django
     processes = [

@@ -1,9 +1,12 @@
-"""Retention: archive past-retention events to verified gzip JSON Lines, purge them, keep the chain verifiable."""
+"""Retention: archive past-retention events to verified, encrypted gzip JSON Lines, purge them, keep the chain whole.
+
+The encryption of the archive file itself (wrong key, truncation, flipped bytes, old plain
+archives, the investigator's reader) is tested in ``test_archive_encryption.py``.
+"""
 
 from __future__ import annotations
 
 import datetime
-import gzip
 import hashlib
 import json
 
@@ -15,8 +18,16 @@ from django.utils import timezone
 
 import audit
 from audit import tasks
+from audit.chain import manifest_mac, signing_key
 from audit.models import AuditEvent, AuditTombstone, ChainHead
-from audit.retention import ArchiveError, archive_past_retention, read_archive, verify_archive
+from audit.retention import (
+    ArchiveError,
+    ArchiveReader,
+    ArchiveWriter,
+    archive_past_retention,
+    read_archive,
+    verify_archive,
+)
 from audit.sealing import seal_pending
 from audit.verification import verify_chain
 
@@ -45,14 +56,27 @@ def test_archive_writes_verifies_and_purges_events_past_retention(history, audit
     assert sorted(AuditEvent.objects.filter(action="memory.read").values_list("sequence", flat=True)) == [6, 7, 8]
     archive = result.files[0]
     assert archive.path.parent == audit_dir / "archive"
-    assert archive.path.name.startswith("audit-000000000001-000000000005-") and archive.path.suffix == ".gz"
+    assert archive.path.name.startswith("audit-000000000001-000000000005-")
+    assert archive.path.name.endswith(".jsonl.gz.nvarc")
+    assert archive.path.stat().st_mode & 0o777 == 0o600
     manifest = json.loads(archive.manifest_path.read_text())
+    assert manifest["format"] == "audit-archive/v2"
     assert manifest["count"] == 5 and manifest["sequence_ranges"] == [[1, 5]]
     assert (manifest["first_sequence"], manifest["last_sequence"]) == (1, 5)
     assert manifest["sha256"] == hashlib.sha256(archive.path.read_bytes()).hexdigest()
-    lines = [json.loads(line) for line in gzip.decompress(archive.path.read_bytes()).splitlines()]
+    assert manifest["key_id"] == "dev-audit-chain"
+    assert manifest["encryption"] == {
+        "format": "ninaivalaigal-audit-archive",
+        "cipher": "AES-256-GCM",
+        "purpose": "audit_archive",
+        "key_id": "dev-audit-archive",
+    }
+    assert archive.path.read_bytes().startswith(b"NVAUDARC")
+    assert b"memory.read" not in archive.path.read_bytes()
+    lines = list(read_archive(archive.path))
     assert [line["context"]["n"] for line in lines] == [0, 1, 2, 3, 4]
     assert lines[-1]["hash"] == manifest["last_hash"]
+    assert {(line["content_key_id"], line["chain_key_id"]) for line in lines} == {("dev-audit-chain",) * 2}
     # The chain now starts after the authenticated anchor and still verifies.
     head = ChainHead.objects.get()
     assert (head.anchor_sequence, head.anchor_hash) == (5, manifest["last_hash"])
@@ -130,16 +154,28 @@ def test_nothing_is_purged_when_the_archive_does_not_read_back(history, monkeypa
 
 
 def test_verify_archive_detects_a_changed_line(history):
+    """Someone with the archive key who re-encrypts a changed line is caught: SHA-256, manifest MAC, event MAC."""
     archive = archive_past_retention().files[0]
-    lines = [json.loads(line) for line in gzip.decompress(archive.path.read_bytes()).splitlines()]
+    with ArchiveReader(archive.path) as reader:
+        lines = [json.loads(line) for line in reader.lines()]
+        stream_manifest = reader.stream_manifest
     lines[2]["outcome"] = "failure"
-    archive.path.write_bytes(gzip.compress(b"".join(json.dumps(line).encode() + b"\n" for line in lines)))
+    archive.path.unlink()
+    writer = ArchiveWriter(archive.path)
+    for line in lines:
+        writer.write(json.dumps(line).encode() + b"\n")
+    writer.finish({name: stream_manifest[name] for name in ("file", "count", "first_sequence", "last_sequence")})
     with pytest.raises(ArchiveError, match="SHA-256"):
         verify_archive(archive.manifest_path)
     manifest = json.loads(archive.manifest_path.read_text())
     manifest["sha256"] = hashlib.sha256(archive.path.read_bytes()).hexdigest()
     archive.manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(ArchiveError, match="manifest is not authentic"):
+        verify_archive(archive.manifest_path)
+    # With the chain key too (which an attacker lacks) the manifest passes; the event's own MAC does not.
+    manifest["mac"] = manifest_mac(manifest, key=signing_key())
+    archive.manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ArchiveError, match="event #3 does not match its content MAC"):
         verify_archive(archive.manifest_path)
 
 

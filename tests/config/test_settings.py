@@ -28,11 +28,11 @@ PRODUCTION_ENV = {
     "SECRET_KEY": secrets.token_urlsafe(50),
     "ALLOWED_HOSTS": "console.example.org",
     "DATABASE_URL": "postgres://app:password@db.example.org:5432/ninaivalaigal",
-    "AUDIT_CHAIN_KEY": secrets.token_urlsafe(48),
     "ENCRYPTION_FIELD_KEYS": _key("field"),
     "ENCRYPTION_BLIND_INDEX_KEYS": _key("index"),
     "ENCRYPTION_AUDIT_CHAIN_KEYS": _key("chain"),
     "ENCRYPTION_BACKUP_KEYS": _key("backup"),
+    "ENCRYPTION_AUDIT_ARCHIVE_KEYS": _key("archive"),
 }
 
 
@@ -127,7 +127,7 @@ def test_live_postgresql_connection_carries_the_server_side_timeouts():
     assert idle_timeout == "1min"
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "AUDIT_CHAIN_KEY"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"])
 def test_production_refuses_to_start_without_a_secret_and_names_it(missing, tmp_path):
     env = clean_env(VAR_DIR=str(tmp_path), **{k: v for k, v in PRODUCTION_ENV.items() if k != missing})
     result = run_python("import config.settings.production", env)
@@ -157,6 +157,40 @@ def test_check_deploy_is_clean_on_production_settings(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_production_needs_no_legacy_audit_chain_key_but_reads_one_when_given(tmp_path):
+    """AUDIT_CHAIN_KEY only verifies events made before the key ring: optional, from the environment or a file."""
+    env = clean_env(VAR_DIR=str(tmp_path), **PRODUCTION_ENV)
+    assert read_settings("config.settings.production", env, ["AUDIT_CHAIN_KEY"]) == {"AUDIT_CHAIN_KEY": ""}
+    legacy = secrets.token_urlsafe(48)
+    (tmp_path / "legacy_chain_key").write_text(legacy + "\n")
+    env["AUDIT_CHAIN_KEY_FILE"] = str(tmp_path / "legacy_chain_key")
+    assert read_settings("config.settings.production", env, ["AUDIT_CHAIN_KEY"]) == {"AUDIT_CHAIN_KEY": legacy}
+
+
+@pytest.mark.parametrize("purpose", ["AUDIT_CHAIN", "AUDIT_ARCHIVE"])
+def test_production_check_refuses_a_missing_audit_key_ring(purpose, tmp_path):
+    """The audit chain's HMAC keys and the archives' keys come from the key ring; without one, check fails."""
+    env = clean_env(
+        VAR_DIR=str(tmp_path),
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        **{k: v for k, v in PRODUCTION_ENV.items() if k != f"ENCRYPTION_{purpose}_KEYS"},
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert "encryption.E002" in result.stderr and f"'{purpose.lower()}'" in result.stderr
+
+
+def test_embedded_default_generates_the_audit_key_rings(tmp_path):
+    read_settings("config.settings.local", clean_env(VAR_DIR=str(tmp_path)), ["ENCRYPTION_KEYS_DIR"])
+    for purpose in ("audit_chain", "audit_archive"):
+        path = tmp_path / "secrets" / "encryption" / purpose
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path.read_text().strip().splitlines()[-1].startswith("local-")
+    assert not (tmp_path / "secrets" / "audit_chain_key").exists()  # the legacy key is never created any more
 
 
 def test_argon2_is_the_first_password_hasher_outside_tests():

@@ -96,12 +96,12 @@ def _manage_check_with_production_settings(tmp_path, field_keys: str) -> subproc
         "SECRET_KEY": "production-test-" + "s" * 50,
         "ALLOWED_HOSTS": "console.example.org",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'check.sqlite3'}",
-        "AUDIT_CHAIN_KEY": "a" * 64,
         "ENCRYPTION_KEY_PROVIDER": "environment",
         "ENCRYPTION_FIELD_KEYS": field_keys,
         "ENCRYPTION_BLIND_INDEX_KEYS": make_key("bi-1"),
         "ENCRYPTION_AUDIT_CHAIN_KEYS": make_key("ac-1"),
         "ENCRYPTION_BACKUP_KEYS": make_key("bk-1"),
+        "ENCRYPTION_AUDIT_ARCHIVE_KEYS": make_key("aa-1"),
     }
     return subprocess.run(
         [sys.executable, "manage.py", "check"],

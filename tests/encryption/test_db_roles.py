@@ -38,7 +38,10 @@ def test_the_documented_script_is_the_commands_output():
 def test_the_script_grants_only_append_and_read_on_the_audit_table():
     text = roles_sql()
     assert "GRANT SELECT, INSERT ON public.audit_auditevent TO ninaivalaigal_app;" in text
-    assert "GRANT UPDATE (sequence, previous_hash, hash) ON public.audit_auditevent TO ninaivalaigal_app;" in text
+    assert (
+        "GRANT UPDATE (sequence, previous_hash, hash, chain_key_id) ON public.audit_auditevent TO ninaivalaigal_app;"
+        in text
+    )
     statements = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
     assert not [line for line in statements if "PASSWORD" in line.upper()]  # passwords never live in the script
     assert "ALTER DEFAULT PRIVILEGES FOR ROLE ninaivalaigal_owner IN SCHEMA public" in text
@@ -310,7 +313,13 @@ def test_runtime_role_cannot_delete_or_truncate_audit_events(audit_row):
 @pytest.mark.postgresql
 @pytest.mark.parametrize(
     "assignment",
-    ["action = 'auth.logout'", "actor_username = 'someone else'", "context = '{}'", "content_mac = 'x'"],
+    [
+        "action = 'auth.logout'",
+        "actor_username = 'someone else'",
+        "context = '{}'",
+        "content_mac = 'x'",
+        "content_key_id = 'another-key'",
+    ],
 )
 def test_runtime_role_cannot_update_what_an_audit_event_says(audit_row, assignment):
     database, pk = audit_row
@@ -324,7 +333,7 @@ def test_runtime_role_can_seal_once_and_never_rewrite_a_seal(audit_row):
 
     The seal is the real one (``audit.chain.link_hash`` from the head), so the chain stays valid.
     """
-    from audit.chain import GENESIS_HASH, chain_key, link_hash
+    from audit.chain import GENESIS_HASH, link_hash, signing_key
 
     database, pk = audit_row
     with database.transaction():
@@ -338,11 +347,12 @@ def test_runtime_role_can_seal_once_and_never_rewrite_a_seal(audit_row):
             head = (0, GENESIS_HASH)
         (content_mac,) = database.execute("SELECT content_mac FROM audit_auditevent WHERE id = %s", [pk]).fetchone()
         sequence = head[0] + 1
-        hash_value = link_hash(sequence=sequence, previous_hash=head[1], content_mac_value=content_mac, key=chain_key())
+        key = signing_key()
+        hash_value = link_hash(sequence=sequence, previous_hash=head[1], content_mac_value=content_mac, key=key)
         database.execute(
-            "UPDATE audit_auditevent SET sequence = %s, previous_hash = %s, hash = %s "
+            "UPDATE audit_auditevent SET sequence = %s, previous_hash = %s, hash = %s, chain_key_id = %s "
             "WHERE id = %s AND sequence IS NULL",
-            [sequence, head[1], hash_value, pk],
+            [sequence, head[1], hash_value, key.id, pk],
         )
         database.execute(
             "UPDATE audit_chainhead SET sequence = %s, hash = %s, updated_at = now() WHERE id = 1",
@@ -350,6 +360,8 @@ def test_runtime_role_can_seal_once_and_never_rewrite_a_seal(audit_row):
         )
     rewrite = "UPDATE audit_auditevent SET hash = %s WHERE id = %s"
     assert _denied(database, rewrite, ["b" * 64, pk]) == "InsufficientPrivilege"
+    rekey = "UPDATE audit_auditevent SET chain_key_id = %s WHERE id = %s"
+    assert _denied(database, rekey, ["another-key", pk]) == "InsufficientPrivilege"
     (stored,) = database.execute("SELECT hash FROM audit_auditevent WHERE id = %s", [pk]).fetchone()
     assert stored == hash_value
     assert _denied(database, "UPDATE audit_chainhead SET anchor_sequence = 5") == "InsufficientPrivilege"

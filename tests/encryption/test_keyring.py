@@ -121,6 +121,7 @@ def test_file_provider_reads_one_file_per_purpose(settings, tmp_path):
         "blind_index": ["blind-index"],
         "audit_chain": ["audit-chain"],
         "backup": ["backup"],
+        "audit_archive": ["audit-archive"],
     }
 
 
