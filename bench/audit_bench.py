@@ -266,6 +266,7 @@ def bench_throughput(events_per_writer: int, writer_counts: list[int]) -> list[t
             "TEST_VAR_DIR": str(settings.VAR_DIR),
             "AUDIT_SEAL_MODE": "background",
             "AUDIT_CHAIN_KEY": settings.AUDIT_CHAIN_KEY,
+            "ENCRYPTION_AUDIT_CHAIN_KEYS": settings.ENCRYPTION_AUDIT_CHAIN_KEYS,
         }
         start_at = time.time() + 3.0
         processes = [
@@ -335,7 +336,8 @@ def _generate(size: int) -> None:
             event.request_id = f"req{number:012d}"
             event.client_ip = f"10.{(number >> 16) & 255}.{(number >> 8) & 255}.{number & 255}"
             event.actor_id, event.actor_username = str(number % 5000), f"user{number % 5000}"
-            event.content_mac = content_mac({name: getattr(event, name) for name in CONTENT_FIELDS})
+            values = {name: getattr(event, name) for name in CONTENT_FIELDS}
+            event.content_mac, event.content_key_id = content_mac(values, with_key_id=True)
             events.append(event)
         with transaction.atomic():
             AuditEvent.objects.bulk_create(events, batch_size=batch)
