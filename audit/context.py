@@ -108,6 +108,26 @@ def bound(*, request_id: str | None = None, client_ip: str | None = None, user_a
         reset(token)
 
 
+# Commands that serve requests or tasks bind their own context per request or task.
+_LONG_RUNNING_COMMANDS = frozenset({"runserver", "testserver"})
+
+
+@contextlib.contextmanager
+def command_bound(argv: list[str]):
+    """Bind a run id for one ``manage.py`` command, so its events and log lines share one id.
+
+    ``manage.py`` wraps every command in this: the events of one ``audit_archive`` or
+    ``rotate_encryption_keys`` run are then "everything one request id caused", like a request's.
+    The id is ``cmd-`` and 32 hex digits. Servers are left alone (each request binds its own).
+    """
+    command = argv[1] if len(argv) > 1 else ""
+    if command in _LONG_RUNNING_COMMANDS:
+        yield None
+        return
+    with bound(request_id=f"cmd-{new_request_id()}") as context:
+        yield context
+
+
 # The user of the work in progress, for log lines. Bound to the request itself, and read lazily:
 # Django's AuthenticationMiddleware (or DRF, after API-key authentication) attaches the user
 # later, and reading it must never cost a query — an unevaluated lazy user is simply absent.

@@ -22,6 +22,7 @@ from audit.heads import last_published_head
 from audit.models import AuditEvent, AuditTombstone, ChainHead
 from audit.retention import ArchiveError, archive_past_retention, verify_archive
 from audit.sealing import seal_pending
+from audit.services import write_held_events
 from audit.verification import verify_chain
 from encryption.errors import KeyConfigurationError
 from tests.audit.support import record_legacy, tamper
@@ -225,6 +226,7 @@ def test_a_key_id_no_ring_holds_is_a_clear_failure_not_a_crash():
 def test_an_unsealed_event_naming_an_unknown_key_is_refused_by_the_sealer(settings):
     settings.AUDIT_SEAL_MODE = "periodic"
     event = audit.record(action=audit.Action.STAFF_GRANTED, subject="mallory")
+    write_held_events()  # the test's transaction never commits: write it now, to know its id
     tamper("UPDATE {table} SET content_key_id = %s WHERE id = %s", ["forged-key", event.pk])
     result = seal_pending()
     assert result.refused_ids == [event.pk]

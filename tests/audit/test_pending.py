@@ -121,3 +121,7 @@ def test_a_thousand_events_in_one_transaction_are_all_written():
     assert AuditEvent.objects.count() == 1001
     assert sorted(event.pk for event in events) == [event.pk for event in events]
     assert AuditEvent.objects.get(action="memory.read").context == {"text": "100% done; DROP TABLE x; --'"}
+
+
+def test_the_table_the_cursors_watch_is_the_audit_events_table():
+    assert AuditEvent._meta.db_table == pending.AUDIT_TABLE

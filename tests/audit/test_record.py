@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 from django.contrib.auth.models import AnonymousUser, Group
@@ -183,6 +187,34 @@ def test_the_returned_event_is_unsealed_until_the_sealer_runs():
     event = audit.record(action=audit.Action.MEMORY_READ)
     assert event.sequence is None and event.hash is None
     assert AuditEvent.objects.unsealed().count() == 1
+
+
+def test_each_manage_py_command_run_gets_its_own_run_id(capsys):
+    from django.core.management import call_command
+
+    with request_context.command_bound(["manage.py", "audit_verify"]) as first:
+        call_command("audit_verify", "--no-publish")
+    with request_context.command_bound(["manage.py", "audit_verify"]) as second:
+        call_command("audit_verify", "--no-publish")
+    verified = AuditEvent.objects.filter(action="system.audit_verified").order_by("id")
+    runs = list(verified.values_list("request_id", flat=True))
+    assert runs == [first.request_id, second.request_id]
+    assert all(run.startswith("cmd-") and len(run) == 36 for run in runs) and runs[0] != runs[1]
+    assert request_context.current() is None
+    with request_context.command_bound(["manage.py", "runserver"]) as server:
+        assert server is None and request_context.current() is None  # each request binds its own
+
+
+def test_manage_py_runs_commands_inside_a_run_id():
+    import manage
+
+    script = "from audit.context import current; print(current().request_id)"
+    result = subprocess.run(
+        [sys.executable, manage.__file__, "shell", "--no-startup", "-c", script],
+        capture_output=True, text=True, timeout=60, check=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"},
+    )
+    assert re.fullmatch(r"cmd-[0-9a-f]{32}", result.stdout.strip().splitlines()[-1])
 
 
 def test_a_task_or_command_can_bind_a_context():
