@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from audit.models import AuditEvent
 
 AUDIT_TABLE = "audit_auditevent"
+# Set by the sealer, never by record(): left out of the INSERT (NULL until the event is sealed).
+SEAL_COLUMNS = frozenset({"sequence", "previous_hash", "hash", "chain_key_id"})
 # The attribute a connection uses to say it holds events not yet written (a count, 0 when none).
 UNWRITTEN = "audit_unwritten"
 
@@ -136,7 +138,12 @@ def _statement(connection) -> tuple[str, str, list]:
     if statement is None:
         from audit.models import AuditEvent
 
-        fields = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
+        # The columns the sealer fills in are NULL on insert, so they are left out of the INSERT.
+        fields = [
+            field
+            for field in AuditEvent._meta.concrete_fields
+            if not field.primary_key and field.attname not in SEAL_COLUMNS
+        ]
         quote = connection.ops.quote_name
         columns = ", ".join(quote(field.column) for field in fields)
         prefix = f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns}) VALUES "  # noqa: S608
@@ -176,12 +183,21 @@ def insert_literal_sql(connection, events: Sequence[AuditEvent]) -> str:
     row through one short, cached template avoids that. The values are quoted exactly as
     psycopg's client-side binding would quote them in ``execute``.
     """
-    import psycopg  # PostgreSQL only
-
     prefix, row, _converters = _statement(connection)
-    mogrify = psycopg.ClientCursor(connection.connection).mogrify
+    mogrify = _quoting_cursor(connection).mogrify
     rows = ", ".join(mogrify(row, row_params(connection, event)) for event in events)
     return f"{prefix}{rows}{returning(connection)}"
+
+
+def _quoting_cursor(connection):
+    """A client-side-binding psycopg cursor on the live connection, kept for its ``mogrify``."""
+    import psycopg  # PostgreSQL only
+
+    raw = connection.connection
+    cached = getattr(connection, "_audit_quoting_cursor", None)
+    if cached is None or cached.connection is not raw:
+        cached = connection._audit_quoting_cursor = psycopg.ClientCursor(raw)
+    return cached
 
 
 def returning(connection) -> str:

@@ -125,8 +125,25 @@ def _is_sensitive_key(key: str) -> bool:
 
 
 def _is_identifier_key(key: Any) -> bool:
-    words = key_words(str(key)[:KEY_MAX_LENGTH * 4])
+    return _is_identifier_key_text(str(key)[:KEY_MAX_LENGTH * 4])
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_identifier_key_text(key: str) -> bool:
+    words = key_words(key)
     return bool(words) and words[-1] in IDENTIFIER_LAST_WORDS
+
+
+@functools.lru_cache(maxsize=4096)
+def _clean_key_text(key: str) -> str:
+    return clean_text(key, KEY_MAX_LENGTH)
+
+
+def _clean_key(key: Any) -> str:
+    """``clean_text`` of a mapping key; the short string keys code uses over and over are cached."""
+    if type(key) is str and len(key) <= 4 * KEY_MAX_LENGTH:
+        return _clean_key_text(key)
+    return clean_text(key, KEY_MAX_LENGTH)
 
 
 # --- 2. Value patterns ----------------------------------------------------------------------
@@ -266,7 +283,7 @@ def _sanitise(value: Any, *, depth: int, budget: _Budget, identifier: bool, limi
             return "[MAX DEPTH]"
         result: dict[str, Any] = {}
         for key, item in itertools.islice(value.items(), limits["max_items"]):
-            clean_key = clean_text(key, KEY_MAX_LENGTH)
+            clean_key = _clean_key(key)
             while clean_key in result:  # two keys that clean to one must not overwrite each other
                 clean_key += "_"
             if is_sensitive_key(key):

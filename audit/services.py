@@ -92,6 +92,17 @@ def _snapshot_user(user: Any) -> tuple[str, str, bool | None]:
     )
 
 
+_model_labels: dict[str, str] = {}
+
+
+def _model_label(meta) -> str:
+    """The untranslated verbose name of a model: the same in every language, resolved once."""
+    label = _model_labels.get(meta.label_lower)
+    if label is None:
+        label = _model_labels[meta.label_lower] = str(meta.verbose_name_raw)
+    return label
+
+
 def _resolve_target(target: Any) -> tuple[str, str, str]:
     """Return (type, id, repr) of a target: a ``Target``, a model instance or a 2/3-tuple."""
     if target is None:
@@ -110,7 +121,7 @@ def _resolve_target(target: Any) -> tuple[str, str, str]:
         elif hasattr(target, "get_username"):
             label = target.get_username()
         else:
-            label = f"{meta.verbose_name} {target.pk}"
+            label = f"{_model_label(meta)} {target.pk}"
     else:
         raise TypeError(f"audit target must be a model instance, audit.Target or tuple, not {type(target).__name__}")
     return (

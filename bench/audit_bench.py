@@ -10,8 +10,8 @@ PostgreSQL, a file under a temporary folder on SQLite), runs, prints, and drops 
 1. Audited write vs plain write, in the same transaction: ``Group.objects.create()`` alone against
    ``Group.objects.create()`` + ``audit.record()`` (the budget: at most 1.5x), for each
    ``AUDIT_SEAL_MODE``, with django-auditlog measured beside it rather than inside the baseline;
-   a bulk ``QuerySet.update`` of 100 rows with and without its 100 events; and a memory read
-   through the service with and without its ``record()``.
+   a bulk ``QuerySet.update`` of 100 rows with and without its 100 events; and a memory read and
+   a memory create through the service with and without its ``record()``.
 2. ``record()`` throughput with 1 and with 8 concurrent writer processes (events/s), each event
    its own transaction, then the chain sealed and verified.
 3. ``audit_verify`` speed over ``--size`` events (events/s), and the sealer's speed on them.
@@ -193,6 +193,17 @@ def bench_write_ratio(iterations: int) -> list[tuple[str, str]]:
     # same call with record() replaced by a no-op.
     memory = _memory_fixture(actor)
 
+    def audited_memory_create():
+        memory_services.memory_create(actor=actor, context=memory.context, content="n" * 1024, kind="note")
+
+    def unaudited_memory_create():
+        real = audit.record
+        audit.record = _no_op
+        try:
+            memory_services.memory_create(actor=actor, context=memory.context, content="n" * 1024, kind="note")
+        finally:
+            audit.record = real
+
     def audited_memory_read():
         memory_services.memory_read(actor=actor, memory_id=memory.pk)
 
@@ -228,6 +239,10 @@ def bench_write_ratio(iterations: int) -> list[tuple[str, str]]:
         {"plain": unaudited_memory_read, "audited": audited_memory_read}, per_round=per_round, rounds=rounds
     )
     results.append(("memory read through the service (autocommit)", _ratios(reads, "plain")))
+    creates = _interleaved(
+        {"plain": unaudited_memory_create, "audited": audited_memory_create}, per_round=per_round, rounds=rounds
+    )
+    results.append(("memory create through the service (1 kB)", _ratios(creates, "plain")))
     # The same write with the sealer running after each commit, as deployed (background) and as
     # the test suite runs it (inline: the caller's thread seals before returning).
     seal_pending()
