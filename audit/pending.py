@@ -47,12 +47,15 @@ class PendingEvents:
     query that reads the audit table). Calling it after the commit announces the events.
     """
 
-    __slots__ = ("announce", "events", "written")
+    __slots__ = ("announce", "events", "written", "written_in")
 
     def __init__(self, events: Sequence[AuditEvent], announce: Callable[[AuditEvent], None]) -> None:
         self.events = events
         self.announce = announce
         self.written = False
+        # The savepoints that were open when the events were written early (before a read):
+        # rolling back to one of them undoes the INSERT, so the events are held again.
+        self.written_in: frozenset[str] = frozenset()
 
     def __call__(self) -> None:
         if not self.written:
@@ -113,6 +116,34 @@ def write_held(connection) -> None:
         except BaseException:
             give_back(connection, pending)
             raise
+        savepoints = frozenset(connection.savepoint_ids)
+        for callback in pending:
+            callback.written_in = savepoints
+
+
+def hold_again_after_savepoint_rollback(connection, savepoint_id: str) -> None:
+    """After ``ROLLBACK TO savepoint_id``: hold again the events written early inside it.
+
+    Their callbacks were registered outside the savepoint, so Django keeps them; the database
+    has just undone their INSERT, so the commit must write them (they are not lost).
+    """
+    again = 0
+    for _savepoints, func, _robust in connection.run_on_commit:
+        if type(func) is PendingEvents and func.written and savepoint_id in func.written_in:
+            func.written = False
+            func.written_in = frozenset()
+            for event in func.events:
+                event.pk = None
+                event._state.adding = True
+                event._state.db = None
+            again += len(func.events)
+    if again:
+        setattr(connection, UNWRITTEN, getattr(connection, UNWRITTEN, 0) + again)
+
+
+def forget(connection) -> None:
+    """The transaction is gone (rolled back): nothing is held any more."""
+    setattr(connection, UNWRITTEN, 0)
 
 
 def flush_before(connection, sql: Any) -> None:

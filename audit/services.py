@@ -61,8 +61,9 @@ def _clean_name(value: str, max_length: int, identifier: bool) -> str:
     """``clean_text`` for the short names that recur on every event (ids, usernames, types).
 
     Cached because they repeat — the same actor, target type and request id for each event of a
-    request — and the hot path is worth it. Only short strings are cached (see ``_name``), and
-    these fields never hold secrets (their values are masked by pattern anyway).
+    request — and the hot path is worth it. Only short strings are cached (see ``_name``). An
+    attempted username is *not* passed through here: people type passwords into that field, and
+    the cache would keep the raw text in memory.
     """
     return clean_text(value, max_length, identifier=identifier)
 
@@ -79,8 +80,8 @@ def _snapshot_user(user: Any) -> tuple[str, str, bool | None]:
     """Return (id, username, is_staff) of a user as it is now; a string is a bare username."""
     if user is None:
         return "", "", None
-    if isinstance(user, str):
-        return "", _name(user, USERNAME_MAX_LENGTH), None
+    if isinstance(user, str):  # an attempted username: never cached (see _clean_name)
+        return "", clean_text(user, USERNAME_MAX_LENGTH), None
     if getattr(user, "is_anonymous", False):
         return "", "", None
     primary_key = getattr(user, "pk", None)

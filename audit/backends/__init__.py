@@ -14,6 +14,9 @@ same pattern is used by django-prometheus and django-tenants.
 
 from __future__ import annotations
 
+import contextlib
+
+from django.db import DatabaseError
 from django.db.backends import utils
 
 from audit import pending
@@ -59,10 +62,33 @@ class AuditCommitMixin:
         events = [event for callback in held for event in callback.events]
         try:
             return self._write_and_commit(events)
-        except BaseException:
+        except DatabaseError:
+            # Django's atomic rolls the transaction back and re-raises.
             pending.give_back(self, held)
             raise
+        except BaseException:
+            # Anything else (a timeout signal, KeyboardInterrupt, a bug) would make atomic skip
+            # its rollback, and SQLite would then commit the change without its events when
+            # autocommit is switched back on. Roll back here, so the change and its events go
+            # together, then let the exception through.
+            self._abandon_transaction()
+            raise
+
+    def _abandon_transaction(self):
+        with contextlib.suppress(Exception):
+            self._rollback()
+        self.needs_rollback = False
+        self.run_on_commit = []
+        pending.forget(self)
 
     def _write_and_commit(self, events):
         pending.write(self, events)
         return super()._commit()
+
+    def _rollback(self):
+        pending.forget(self)
+        return super()._rollback()
+
+    def savepoint_rollback(self, sid):
+        super().savepoint_rollback(sid)
+        pending.hold_again_after_savepoint_rollback(self, sid)

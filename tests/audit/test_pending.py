@@ -95,10 +95,10 @@ def test_an_event_that_cannot_be_written_fails_the_commit_and_rolls_back_the_cha
         Group.objects.create(name="must-not-commit")
         event = audit.record(action=audit.Action.ADMIN_ADDED)
         event.content_mac = None  # NOT NULL: the INSERT at commit fails
+    assert getattr(connection, pending.UNWRITTEN) == 0  # nothing is left held...
     assert not Group.objects.filter(name="must-not-commit").exists()
     assert AuditEvent.objects.count() == 0
-    # The connection is usable afterwards, and nothing is left held.
-    assert getattr(connection, pending.UNWRITTEN) == 0
+    # ...and the connection is usable afterwards.
     with transaction.atomic():
         Group.objects.create(name="next")
         audit.record(action=audit.Action.ADMIN_ADDED)
@@ -125,3 +125,42 @@ def test_a_thousand_events_in_one_transaction_are_all_written():
 
 def test_the_table_the_cursors_watch_is_the_audit_events_table():
     assert AuditEvent._meta.db_table == pending.AUDIT_TABLE
+
+
+def test_events_written_early_inside_a_savepoint_that_rolls_back_are_written_again_at_commit():
+    with transaction.atomic():
+        Group.objects.create(name="kept")
+        kept = audit.record(action=audit.Action.ADMIN_ADDED)
+        with pytest.raises(ValueError), transaction.atomic():
+            assert AuditEvent.objects.exists()  # this read writes the held event, inside the savepoint
+            raise ValueError("the savepoint rolls back, and the INSERT with it")
+        assert kept.pk is None  # held again
+        audit.record(action=audit.Action.MEMORY_READ)
+    assert Group.objects.filter(name="kept").exists()
+    assert _actions() == ["admin.added", "memory.read"]
+    assert AuditEvent.objects.get(action="admin.added").pk == kept.pk
+
+
+class _Interrupted(BaseException):
+    """Stands for a timeout signal or KeyboardInterrupt arriving while the commit writes."""
+
+
+def test_an_interruption_while_the_commit_writes_rolls_the_change_back(monkeypatch):
+    def interrupted(*_args, **_kwargs):
+        raise _Interrupted
+
+    monkeypatch.setattr(pending, "insert_sql", interrupted)  # SQLite builds its INSERT here
+    monkeypatch.setattr(pending, "insert_literal_sql", interrupted)  # PostgreSQL here
+    with pytest.raises(_Interrupted), transaction.atomic():
+        Group.objects.create(name="interrupted")
+        audit.record(action=audit.Action.ADMIN_ADDED)
+    monkeypatch.undo()
+    assert not Group.objects.filter(name="interrupted").exists()
+    assert AuditEvent.objects.count() == 0
+    # Nothing is left held to be written later outside its transaction; the connection works.
+    assert getattr(connection, pending.UNWRITTEN) == 0
+    assert connection.get_autocommit()
+    with transaction.atomic():
+        Group.objects.create(name="after")
+        audit.record(action=audit.Action.ADMIN_ADDED)
+    assert _actions() == ["admin.added"]
