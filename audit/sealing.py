@@ -65,6 +65,7 @@ from django.utils import timezone
 
 from audit.chain import (
     CONTENT_FIELDS,
+    LEGACY_KEY_ID,
     ChainKey,
     ChainKeyError,
     ChainKeys,
@@ -158,6 +159,12 @@ def _seal_one_batch(
         sequence, previous = head.sequence, head.hash
         updates: list[tuple[int, int, str, str, str]] = []
         for row in rows:
+            if row["content_key_id"] in (None, LEGACY_KEY_ID):
+                # Every event recorded since the key ring carries its key id; one made with the
+                # legacy key can only have been written into the table by someone holding it.
+                logger.error("audit sealer refused event id %s: made with the legacy key after the upgrade", row["id"])
+                refused.add(row["id"])
+                continue
             try:
                 content_key = content_keys.get(row["content_key_id"])
             except ChainKeyError as error:

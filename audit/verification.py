@@ -37,6 +37,7 @@ from django.db.models import Max, Min
 from audit.chain import (
     CONTENT_FIELDS,
     GENESIS_HASH,
+    LEGACY_KEY_ID,
     ChainKeyError,
     ChainKeys,
     anchor_mac,
@@ -241,6 +242,7 @@ def _verify(
             expected += 1
 
     events = AuditEvent.objects.filter(sequence__isnull=False)
+    ring_chained = False  # seen a link made by the key ring: no legacy link may follow
     while True:
         query = events.filter(sequence__gt=cursor, sequence__lte=stop)
         rows = list(query.order_by("sequence").values_list(*_ROW_FIELDS)[:chunk_size])
@@ -260,15 +262,35 @@ def _verify(
                 report.add(Problem("missing", expected, f"event {label} is missing (deleted)"))
                 previous = None  # nothing to link to: resynchronise on this event
             values = dict(zip(CONTENT_FIELDS, row[_ROW_CONTENT_START:], strict=True))
-            try:
-                content_key = keys.get(content_key_id)
-            except ChainKeyError as error:
-                report.add(Problem("unknown_key", sequence, f"its content MAC cannot be checked: {error}", event_id))
-            else:
-                if not macs_equal(content_mac(values, key=content_key), stored_mac):
-                    report.add(
-                        Problem("modified", sequence, "the content does not match its MAC (modified)", event_id)
+            legacy_content = content_key_id in (None, LEGACY_KEY_ID)
+            legacy_chain = chain_key_id in (None, LEGACY_KEY_ID)
+            # The legacy key made the chain before the key ring took over, and nothing since: an
+            # event made with it after a key-ring link, or recorded with it but chained by the
+            # ring, was written by someone holding the legacy key, not by audit.record().
+            legacy_misuse = (legacy_chain and ring_chained) or (legacy_content and not legacy_chain)
+            if not legacy_chain:
+                ring_chained = True
+            if legacy_misuse:
+                report.add(
+                    Problem(
+                        "legacy_key",
+                        sequence,
+                        "made with the legacy key after the key ring took over (forged)",
+                        event_id,
                     )
+                )
+            else:
+                try:
+                    content_key = keys.get(content_key_id)
+                except ChainKeyError as error:
+                    report.add(
+                        Problem("unknown_key", sequence, f"its content MAC cannot be checked: {error}", event_id)
+                    )
+                else:
+                    if not macs_equal(content_mac(values, key=content_key), stored_mac):
+                        report.add(
+                            Problem("modified", sequence, "the content does not match its MAC (modified)", event_id)
+                        )
             if previous is not None and stored_previous != previous:
                 report.add(
                     Problem(
@@ -278,22 +300,8 @@ def _verify(
                         event_id,
                     )
                 )
-            try:
-                chain_key = keys.get(chain_key_id)
-            except ChainKeyError as error:
-                if chain_key_id != content_key_id:  # the same missing key is reported once per event
-                    report.add(Problem("unknown_key", sequence, f"its chain hash cannot be checked: {error}", event_id))
-            else:
-                recomputed = link_hash(
-                    sequence=sequence,
-                    previous_hash=stored_previous or "",
-                    content_mac_value=stored_mac or "",
-                    key=chain_key,
-                )
-                if not macs_equal(recomputed, stored_hash):
-                    report.add(
-                        Problem("hash", sequence, "the chain hash is wrong (forged, renumbered or reordered)", event_id)
-                    )
+            if not legacy_misuse:  # a misused legacy key is reported above; its MACs prove nothing
+                _check_link_hash(report, keys, row=row[:_ROW_CONTENT_START])
             previous = stored_hash
             expected = sequence + 1
             report.checked += 1
@@ -377,6 +385,22 @@ def _check_published_head(report: VerificationReport, *, anchor_sequence: int) -
         )
 
 
+
+def _check_link_hash(report: VerificationReport, keys: ChainKeys, *, row: tuple) -> None:
+    """Check an event's chain hash with the key named by its ``chain_key_id``."""
+    event_id, sequence, stored_previous, stored_hash, stored_mac, content_key_id, chain_key_id = row
+    try:
+        chain_key = keys.get(chain_key_id)
+    except ChainKeyError as error:
+        if chain_key_id != content_key_id:  # the same missing key is reported once per event
+            report.add(Problem("unknown_key", sequence, f"its chain hash cannot be checked: {error}", event_id))
+        return
+    recomputed = link_hash(
+        sequence=sequence, previous_hash=stored_previous or "", content_mac_value=stored_mac or "", key=chain_key
+    )
+    if not macs_equal(recomputed, stored_hash):
+        report.add(Problem("hash", sequence, "the chain hash is wrong (forged, renumbered or reordered)", event_id))
+
 def _check_unsealed(report: VerificationReport, *, keys: ChainKeys) -> None:
     from audit.models import AuditEvent
 
@@ -391,6 +415,10 @@ def _check_unsealed(report: VerificationReport, *, keys: ChainKeys) -> None:
     report.unsealed_oldest = stats["oldest"]
     for event_id, stored_mac, content_key_id, *content in rows:
         values = dict(zip(CONTENT_FIELDS, content, strict=True))
+        if content_key_id in (None, LEGACY_KEY_ID):
+            report.add(Problem("forged_unsealed", None, "an unsealed event made with the legacy key after the upgrade",
+                               event_id))
+            continue
         try:
             key = keys.get(content_key_id)
         except ChainKeyError as error:

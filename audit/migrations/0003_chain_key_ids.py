@@ -24,6 +24,7 @@ BEGIN
     END IF;
     IF OLD.sequence IS NULL AND OLD.hash IS NULL AND OLD.chain_key_id IS NULL
        AND NEW.sequence IS NOT NULL AND NEW.hash IS NOT NULL AND NEW.previous_hash IS NOT NULL
+       AND NEW.chain_key_id IS NOT NULL AND NEW.chain_key_id <> 'legacy'
        AND (to_jsonb(NEW) - 'sequence' - 'hash' - 'previous_hash' - 'chain_key_id')
            = (to_jsonb(OLD) - 'sequence' - 'hash' - 'previous_hash' - 'chain_key_id') THEN
         RETURN NEW;

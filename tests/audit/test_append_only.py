@@ -94,6 +94,19 @@ def test_postgresql_trigger_allows_sealing_an_unsealed_row_once():
 
 
 @pytest.mark.postgresql
+@pytest.mark.parametrize("chain_key_id", [None, "legacy"])
+def test_postgresql_trigger_refuses_sealing_without_a_key_ring_id(chain_key_id):
+    event = audit.record(action=audit.Action.MEMORY_READ)
+    write_held_events()
+    with pytest.raises(DatabaseError, match="append-only"):
+        _raw(
+            "UPDATE {table} SET sequence = 1, previous_hash = repeat('0', 64), hash = repeat('a', 64), "
+            "chain_key_id = %s WHERE id = %s",
+            [chain_key_id, event.pk],
+        )
+
+
+@pytest.mark.postgresql
 def test_postgresql_trigger_allows_delete_only_with_the_purge_switch(sealed_event):
     with transaction.atomic():
         with connection.cursor() as cursor:

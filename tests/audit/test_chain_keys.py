@@ -166,6 +166,33 @@ def test_legacy_rows_without_a_key_id_verify_with_the_legacy_key(settings):
     assert "no legacy key is configured (AUDIT_CHAIN_KEY)" in printed
 
 
+def test_the_legacy_key_cannot_add_events_after_the_key_ring_took_over():
+    """Someone holding AUDIT_CHAIN_KEY and the database can still forge nothing new."""
+    record_legacy(2)  # #1-#2: before the key ring: fine
+    record(2)  # #3-#4: the key ring
+    record_legacy(1)  # #5: appended with the legacy key, link and all
+    report = verify_chain()
+    assert [(problem.sequence, problem.kind) for problem in report.problems] == [(5, "legacy_key")]
+    message, _ = failure()
+    assert "first bad sequence 5" in message
+
+
+def test_an_unsealed_event_made_with_the_legacy_key_is_never_sealed():
+    from audit.chain import CONTENT_FIELDS, content_mac, legacy_key
+    from audit.services import build_event
+
+    record(1)
+    forged = build_event(action=audit.Action.STAFF_GRANTED, subject="mallory")
+    forged.content_mac = content_mac({name: getattr(forged, name) for name in CONTENT_FIELDS}, key=legacy_key())
+    forged.content_key_id = None
+    AuditEvent.objects.bulk_create([forged])
+    result = seal_pending()
+    assert (result.sealed, len(result.refused_ids)) == (0, 1)
+    report = verify_chain()
+    assert [problem.kind for problem in report.problems] == ["forged_unsealed"]
+    assert "legacy key" in report.problems[0].message
+
+
 def test_the_legacy_key_file_of_the_embedded_default_still_verifies(settings, tmp_path):
     settings.AUDIT_CHAIN_KEY = ""
     settings.VAR_DIR = tmp_path
@@ -200,9 +227,9 @@ def test_a_legacy_chain_continues_under_the_key_ring_after_the_migration(setting
     ("column", "value", "kind"),
     [
         ("content_key_id", NEW_ID, "modified"),
-        ("content_key_id", None, "modified"),
+        ("content_key_id", None, "legacy_key"),
         ("chain_key_id", NEW_ID, "hash"),
-        ("chain_key_id", None, "hash"),
+        ("chain_key_id", None, "legacy_key"),
     ],
 )
 def test_changing_a_key_id_to_another_key_we_hold_fails(old_ring, column, value, kind):
