@@ -229,6 +229,8 @@ class ChainKeys:
 
     def get(self, key_id: str | None) -> ChainKey:
         """Return the key named ``key_id`` (``None``: legacy); raise ``ChainKeyError`` if we lack it."""
+        if key_id is not None and type(key_id) is not str:  # from a file: a list, a number...
+            raise ChainKeyError("?", f"a key id must be text, not {type(key_id).__name__}")
         try:
             found = self._found[key_id]
         except KeyError:

@@ -474,7 +474,11 @@ def verify_archive(manifest_path: Path, *, expected: list[dict[str, Any]] | None
             content_key = _event_key(
                 keys, line.get("content_key_id"), what="content MAC", name=path.name, sequence=sequence
             )
-            if not macs_equal(content_mac(line, key=content_key), line["content_mac"]):
+            try:
+                authentic = macs_equal(content_mac(line, key=content_key), line["content_mac"])
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise ArchiveError(f"{path.name}: line {number} is not an archived event") from None
+            if not authentic:
                 raise ArchiveError(f"{path.name}: event #{sequence} does not match its content MAC")
             chain_key = _event_key(keys, line.get("chain_key_id"), what="chain hash", name=path.name, sequence=sequence)
             recomputed = link_hash(

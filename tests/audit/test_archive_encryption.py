@@ -353,3 +353,12 @@ def test_audit_archive_verify(archived):
     archived.path.write_bytes(archived.path.read_bytes()[:-1])
     with pytest.raises(CommandError, match="Archive verification FAILED: .*SHA-256"):
         call_command("audit_archive", "--verify", str(archived.path), stdout=io.StringIO())
+
+
+@pytest.mark.parametrize("key_id", [["a", "list"], {"a": "dict"}, 7])
+def test_a_manifest_naming_a_key_id_that_is_not_text_is_a_clear_error(archived, key_id):
+    manifest = json.loads(archived.manifest_path.read_text())
+    manifest["key_id"] = key_id
+    archived.manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ArchiveError, match="a key id must be text"):
+        verify_archive(archived.manifest_path)
