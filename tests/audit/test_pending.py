@@ -164,3 +164,40 @@ def test_an_interruption_while_the_commit_writes_rolls_the_change_back(monkeypat
         Group.objects.create(name="after")
         audit.record(action=audit.Action.ADMIN_ADDED)
     assert _actions() == ["admin.added"]
+
+
+@pytest.mark.postgresql
+def test_on_postgresql_an_audited_transaction_makes_no_more_round_trips_than_a_plain_one(settings, monkeypatch):
+    import psycopg
+    from auditlog.context import disable_auditlog
+
+    settings.AUDIT_SEAL_MODE = "periodic"  # count the transaction alone, not the sealer after it
+    exchanges = []
+    real_wait = psycopg.Connection.wait
+
+    def counting_wait(self, generator, *args, **kwargs):
+        name = getattr(generator, "__qualname__", "")
+        idle = self.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        # A statement (BEGIN rides with the first) or a COMMIT that still has a transaction to end;
+        # switching autocommit and committing an already-ended transaction send nothing.
+        if name.endswith("_execute_gen") or (name.endswith("_commit_gen") and not idle):
+            exchanges.append(name)
+        return real_wait(self, generator, *args, **kwargs)
+
+    def round_trips(work) -> int:
+        connection.ensure_connection()
+        exchanges.clear()
+        monkeypatch.setattr(psycopg.Connection, "wait", counting_wait)
+        with disable_auditlog(), transaction.atomic():
+            work()
+        monkeypatch.setattr(psycopg.Connection, "wait", real_wait)
+        return len(exchanges)
+
+    plain = round_trips(lambda: Group.objects.create(name="plain"))
+    audited = round_trips(
+        lambda: audit.record(action=audit.Action.ADMIN_ADDED, target=Group.objects.create(name="audited"))
+    )
+    assert plain == 2  # BEGIN + INSERT, then COMMIT
+    assert audited == plain  # BEGIN + INSERT, then the events' INSERT with the COMMIT
+    audited_group = Group.objects.get(name="audited")
+    assert AuditEvent.objects.filter(action="admin.added", target_id=str(audited_group.pk)).exists()
