@@ -6,7 +6,9 @@ were made with the legacy key (``AUDIT_CHAIN_KEY``), and NULL names it, so nothi
 
 The sealer now also writes ``chain_key_id`` when it seals an event, so on PostgreSQL the trigger
 of migration 0002 allows that column to change in the one update it allows (the sealing of an
-unsealed row) and nothing else changes.
+unsealed row), and requires it to name a key-ring key (not NULL, not ``legacy``): a seal made with
+the legacy key after this migration is refused. ``PREVIOUS_FUNCTION_SQL`` is 0002's function,
+copied so that this migration stays frozen whatever later happens to 0002.
 """
 
 from django.db import migrations, models
