@@ -7,43 +7,31 @@ passwords), and its bulk actions call services too.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.http import HttpResponseRedirect
-from django.urls import reverse
 
+from accounts.decorators import step_up_redirect
 from accounts.models import FailureCounter, TOTPDevice, TrackedSession, User
 from accounts.selectors import step_up_is_fresh
 from accounts.services.lifecycle import account_unlock
 from accounts.services.mfa import totp_device_remove
 from accounts.services.sessions import session_revoke, session_revoke_all
+from core.admin import ReadOnlyAdminMixin
 
 
-def _step_up_redirect(request, next_url: str | None = None):
+def _step_up_redirect(request):
     messages.warning(
         request, "Confirm your identity first, then repeat the change (changes of accounts need a recent sign-in)."
     )
-    query = urlencode({"next": next_url or request.get_full_path()})
-    return HttpResponseRedirect(f"{reverse('accounts:reauthenticate')}?{query}")
+    return step_up_redirect(request)
 
 
-class ReadOnlyStepUpActionsAdmin(admin.ModelAdmin):
+class ReadOnlyStepUpActionsAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """A read-only admin whose bulk actions (which call services) need a fresh step-up.
 
     Rows change only through the actions; no add, change or delete views (OWASP ASVS 4.0.3
     V3.7.1: re-authenticate before sensitive changes).
     """
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def changelist_view(self, request, extra_context=None):
         if request.method == "POST" and "action" in request.POST and not step_up_is_fresh(request):

@@ -23,8 +23,8 @@ class NormalisedUsernameBackend(ModelBackend):
         if username is None or password is None:
             return None
         if request is not None:
-            from accounts.requests import client_ip
             from accounts.services.authentication import Result, password_check
+            from core.requests import client_ip
 
             check = password_check(username=username, password=password, client_ip=client_ip(request))
             return check.user if check.result is Result.OK else None

@@ -15,18 +15,25 @@ import audit
 from accounts.selectors import step_up_is_fresh
 
 
+def step_up_redirect(request, *, next_url: str | None = None) -> HttpResponseRedirect:
+    """Send the user to re-authenticate, then back to ``next_url`` (default: this page, as a GET).
+
+    Coming back with a GET means a POST is never replayed after the detour.
+    """
+    query = urlencode({"next": next_url or request.get_full_path()})
+    return HttpResponseRedirect(f"{reverse('accounts:reauthenticate')}?{query}")
+
+
 def step_up_required(view):
     """Require a re-authentication within ``ACCOUNTS_STEP_UP_MAX_AGE`` (OWASP ASVS 4.0.3 V3.7.1).
 
-    A stale session is sent to ``/accounts/reauthenticate/`` and comes back to the same page
-    (GET), so a POST is never replayed after the detour.
+    A stale session is sent to ``/accounts/reauthenticate/`` and comes back to the same page.
     """
 
     @functools.wraps(view)
     def wrapped(request, *args, **kwargs):
         if request.user.is_authenticated and not step_up_is_fresh(request):
-            next_url = request.get_full_path()
-            return HttpResponseRedirect(f"{reverse('accounts:reauthenticate')}?{urlencode({'next': next_url})}")
+            return step_up_redirect(request)
         return view(request, *args, **kwargs)
 
     return wrapped

@@ -25,10 +25,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import conf
-from accounts import context as actor_context
+from accounts.decorators import step_up_redirect
 from accounts.models import TrackedSession
 from accounts.services.sessions import PRIVILEGE_VERSION_KEY, TRACKED_SESSION_KEY, session_expire, session_refused
-from audit import context as request_context
+from core import context as request_context
 
 # Paths an unverified staff user may still reach (to enroll, re-authenticate or leave).
 MFA_EXEMPT_URL_NAMES = (
@@ -46,14 +46,10 @@ class SessionSecurityMiddleware:
         self._exempt_paths: tuple[str, ...] | None = None
 
     def __call__(self, request):
-        token = actor_context.bind_actor(lambda: getattr(request, "user", None))
-        try:
-            refusal = self._check(request)
-            if refusal is not None:
-                return refusal
-            return self.get_response(request)
-        finally:
-            actor_context.reset(token)
+        refusal = self._check(request)
+        if refusal is not None:
+            return refusal
+        return self.get_response(request)
 
     def _check(self, request):
         session = getattr(request, "session", None)
@@ -119,10 +115,9 @@ class SessionSecurityMiddleware:
                 },
                 status=403,
             )
-        query = urlencode({"next": request.get_full_path()})
         if mfa_enabled(user):
-            return HttpResponseRedirect(f"{reverse('accounts:reauthenticate')}?{query}")
-        return HttpResponseRedirect(f"{reverse('accounts:mfa_setup')}?{query}")
+            return step_up_redirect(request)
+        return HttpResponseRedirect(f"{reverse('accounts:mfa_setup')}?{urlencode({'next': request.get_full_path()})}")
 
 
 def _static_prefix() -> str:

@@ -8,8 +8,6 @@ signing secret.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
@@ -17,17 +15,17 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.decorators import step_up_redirect
 from accounts.selectors import step_up_is_fresh
 from api import services
 from api.forms import AdminApiKeyIssueForm, ServiceAccountForm
 from api.models import ApiKey, DeprecatedCall, ServiceAccount
+from core.admin import NoEditAdminMixin, ReadOnlyAdminMixin
 
 
 def _step_up_redirect(request):
     """A redirect to re-authenticate when the session's step-up is stale, else ``None``."""
-    if step_up_is_fresh(request):
-        return None
-    return HttpResponseRedirect(f"{reverse('accounts:reauthenticate')}?{urlencode({'next': request.get_full_path()})}")
+    return None if step_up_is_fresh(request) else step_up_redirect(request)
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -49,7 +47,9 @@ class StatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(NoEditAdminMixin, admin.ModelAdmin):
+    """Viewing only: keys change through the actions (services), never a field edit."""
+
     list_display = (
         "name",
         "display_prefix",
@@ -93,13 +93,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.display(description="status")
     def key_status(self, obj: ApiKey) -> str:
         return obj.status()
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        # Viewing only: changes go through the actions (services), never a field edit.
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
@@ -177,18 +170,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(ServiceAccount)
-class ServiceAccountAdmin(admin.ModelAdmin):
+class ServiceAccountAdmin(NoEditAdminMixin, admin.ModelAdmin):
     list_display = ("name", "user", "created_by", "created_at")
     search_fields = ("name", "user__username")
     list_select_related = ("user", "created_by")
     fields = ("name", "description", "user", "created_by", "created_at")
     readonly_fields = fields
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
@@ -227,18 +214,9 @@ class ServiceAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeprecatedCall)
-class DeprecatedCallAdmin(admin.ModelAdmin):
+class DeprecatedCallAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("day", "endpoint", "caller", "api_key", "user", "count", "last_at")
     list_filter = ("endpoint",)
     date_hierarchy = "day"
     search_fields = ("caller", "api_key__prefix", "user__username")
     list_select_related = ("api_key", "user")
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

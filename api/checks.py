@@ -8,9 +8,9 @@ from django.core.checks import Error, register
 from api import conf
 
 REQUIRED_ORDER = [
-    "api.middleware.ContentSecurityPolicyMiddleware",
-    "api.middleware.SecurityHeadersMiddleware",
-    "audit.middleware.RequestContextMiddleware",
+    "core.middleware.ContentSecurityPolicyMiddleware",
+    "core.middleware.SecurityHeadersMiddleware",
+    "core.middleware.RequestContextMiddleware",
     "api.middleware.ApiRequestMiddleware",
 ]
 COMPRESSING_MIDDLEWARE = {"django.middleware.gzip.GZipMiddleware"}

@@ -32,13 +32,6 @@ DEFAULTS = {
     # --- Versioning -----------------------------------------------------------------------
     "API_DEPRECATIONS": None,  # None: the registry in api/versioning.py; a list replaces it
     "API_CHANGES_URL": "/api/changes/",  # where the migration notes are served
-    # --- Response headers -----------------------------------------------------------------
-    "API_PERMISSIONS_POLICY": (
-        "accelerometer=(), autoplay=(), camera=(), display-capture=(), encrypted-media=(), "
-        "fullscreen=(self), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), "
-        "midi=(), payment=(), picture-in-picture=(), publickey-credentials-get=(self), "
-        "screen-wake-lock=(), sync-xhr=(), usb=(), xr-spatial-tracking=()"
-    ),
 }
 
 

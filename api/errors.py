@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 import audit
-from audit import context as request_context
+from core import context as request_context
 
 logger = logging.getLogger("api.errors")
 

@@ -1,4 +1,4 @@
-"""The API security middleware and the site-wide security headers.
+"""The API security middleware.
 
 ``ApiRequestMiddleware`` guards everything under ``/api/`` before a view runs and answers with
 the error envelope (each refusal recorded in the audit trail):
@@ -11,19 +11,13 @@ the error envelope (each refusal recorded in the audit trail):
 
 then, on the way out, the deprecation headers and the per-caller count of deprecated calls, and
 for an exception no view handled: a 500 envelope and one full log line with the request id.
-
-``SecurityHeadersMiddleware`` adds to every response what Django's ``SecurityMiddleware`` and
-``XFrameOptionsMiddleware`` do not: ``Permissions-Policy``, ``Cache-Control: no-store`` on every
-API and every authenticated response, and a locked-down CSP for JSON (``default-src 'none'``).
-``ContentSecurityPolicyMiddleware`` is django-csp's, with per-request nonces for every other page.
+The site-wide security headers are ``core.middleware``'s.
 """
 
 from __future__ import annotations
 
 import logging
 
-from csp.middleware import CSPMiddleware
-from django.conf import settings
 from django.urls import Resolver404, resolve
 from django.utils import timezone
 
@@ -31,11 +25,12 @@ import audit
 from api import conf, keys, services, versioning
 from api.errors import error_response, refusal_response
 from api.exceptions import CredentialsInUrl, Gone, LengthRequired, PayloadTooLarge, UnsupportedContentType
-from api.refusals import record_refusal, request_api_key, request_user
+from api.refusals import record_refusal
+from core.middleware import is_api_request
+from core.requests import request_api_key, request_user
 
 logger = logging.getLogger("api.errors")
 
-API_PREFIX = "/api/"
 # Query parameter names that only ever carry credentials; values that look like our keys are
 # refused whatever the parameter is called.
 CREDENTIAL_PARAMETERS = frozenset(
@@ -43,10 +38,6 @@ CREDENTIAL_PARAMETERS = frozenset(
 )
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON_MEDIA_TYPES = frozenset({"application/json"})
-
-
-def is_api_request(request) -> bool:
-    return request.path_info.startswith(API_PREFIX)
 
 
 def body_limit(request, view_func=None) -> int:
@@ -191,55 +182,3 @@ class ApiRequestMiddleware:
             extra={"request_id": request_id},
         )
         return error_response(500)
-
-
-CSP_HEADER = "Content-Security-Policy"
-JSON_CONTENT_SECURITY_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-
-
-class ContentSecurityPolicyMiddleware(CSPMiddleware):
-    """django-csp's middleware (nonces, ``CONTENT_SECURITY_POLICY``), skipping responses whose
-    policy is set already: it would build the site policy only to throw it away, on every API
-    response."""
-
-    def process_response(self, request, response):
-        if CSP_HEADER in response:
-            return response
-        return super().process_response(request, response)
-
-
-class SecurityHeadersMiddleware:
-    """Permissions-Policy everywhere; no-store on API and authenticated responses; strict CSP for JSON."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.static_prefix = "/" + (settings.STATIC_URL or "static/").lstrip("/")
-
-    def __call__(self, request):
-        response = self.get_response(request)
-        if "Permissions-Policy" not in response:
-            response["Permissions-Policy"] = conf.get("API_PERMISSIONS_POLICY")
-        path = request.path_info
-        if path.startswith(self.static_prefix):
-            return response
-        if is_api_request(request):
-            response["Cache-Control"] = "no-store"
-            if response.get("Content-Type", "").startswith("application/json"):
-                # A JSON document loads nothing and may not be framed (OWASP REST Security
-                # Cheat Sheet). A constant: ContentSecurityPolicyMiddleware keeps it as it is.
-                response[CSP_HEADER] = JSON_CONTENT_SECURITY_POLICY
-        elif self._authenticated(request, response):
-            response["Cache-Control"] = "no-store"
-        return response
-
-    @staticmethod
-    def _authenticated(request, response) -> bool:
-        # Responses that set a session or CSRF cookie carry a secret; responses to a request
-        # with a session cookie are checked for an authenticated user (the session is loaded
-        # by then on any page that used it).
-        cookies = response.cookies
-        if settings.SESSION_COOKIE_NAME in cookies or settings.CSRF_COOKIE_NAME in cookies:
-            return True
-        if settings.SESSION_COOKIE_NAME not in request.COOKIES:
-            return False
-        return request_user(request) is not None

@@ -12,6 +12,7 @@ from typing import Any
 
 import audit
 from api import keys
+from core.requests import request_api_key, request_user
 
 PATH_MAX_LENGTH = 200
 
@@ -20,24 +21,6 @@ def safe_path(path: str) -> str:
     """The request path for an event: bounded, and with anything key-like cut to its prefix."""
     path = path[:PATH_MAX_LENGTH]
     return keys.KEY_PATTERN.sub(lambda match: f"nvk_{match.group(1)}_[REDACTED]", path)
-
-
-def request_user(request) -> Any:
-    """The authenticated user of a Django or DRF request, without triggering authentication."""
-    user = getattr(request, "_user", None)  # DRF: set once authentication has run
-    if user is None:
-        django_request = getattr(request, "_request", request)
-        user = django_request.__dict__.get("user")
-    try:
-        return user if user is not None and user.is_authenticated else None
-    except Exception:
-        return None
-
-
-def request_api_key(request):
-    """The API key that authenticated the request, if any."""
-    django_request = getattr(request, "_request", request)
-    return django_request.__dict__.get("api_key")
 
 
 def record_refusal(

@@ -8,7 +8,7 @@ operations per throttle: ``incr`` (atomic in Redis and in the local-memory cache
 The cache is ``API_CACHE_ALIAS`` ("api"): Redis when ``API_CACHE_URL`` names one (shared by every
 process and machine), process memory on the one-process embedded default.
 
-The client IP is ``request.client_ip``, resolved once by ``audit.context.client_ip_from_meta``
+The client IP is ``request.client_ip``, resolved once by ``core.requests.client_ip_from_meta``
 with the trusted-proxy count — never a forgeable header.
 """
 

@@ -27,8 +27,9 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
-from audit.context import REQUEST_ID_PATTERN
 from audit.models import AuditEvent
+from core.admin import ReadOnlyAdminMixin
+from core.context import REQUEST_ID_PATTERN
 
 
 class CappedCountPaginator(Paginator):
@@ -48,7 +49,7 @@ class CappedCountPaginator(Paginator):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "position",
         "timestamp",
@@ -86,14 +87,6 @@ class AuditEventAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [*(field.name for field in AuditEvent._meta.fields), "position", "context_display", "related_links"]
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()

@@ -65,7 +65,7 @@ class AuditEvent(models.Model):
 
     Actor and subject are snapshots (id, username, staff flag) because the user row may later be
     renamed or deleted; the target is named by ``app_label.model`` and primary key for the same
-    reason. ``context`` has passed through ``audit.sanitiser``.
+    reason. ``context`` has passed through ``core.sanitiser``.
     """
 
     # Insert order. Not the chain order: see ``sequence``.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import ipaddress
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -19,7 +18,6 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models.base import ModelState
 from django.utils import timezone
 
-from audit import context as request_context
 from audit import pending
 from audit.actions import Action, Outcome
 from audit.chain import CONTENT_FIELDS, content_mac
@@ -34,10 +32,12 @@ from audit.models import (
     AuditEvent,
 )
 from audit.retention import ArchiveResult, archive_past_retention
-from audit.sanitiser import clean_text, sanitise_context
 from audit.sealing import SealResult, schedule_seal_after_commit, seal_pending
 from audit.signals import event_recorded
 from audit.verification import VerificationReport, verify_chain
+from core import context as request_context
+from core.requests import valid_ip
+from core.sanitiser import clean_text, sanitise_context
 
 logger = logging.getLogger("audit.events")
 chain_logger = logging.getLogger("audit.chain")
@@ -132,22 +132,13 @@ def _resolve_target(target: Any) -> tuple[str, str, str]:
     )
 
 
-def _valid_ip(value: str | None) -> str | None:
-    if not value:
-        return None
-    try:
-        return ipaddress.ip_address(value).compressed
-    except ValueError:
-        return None
-
-
 def _request_fields(bound: request_context.RequestContext | None) -> tuple[str, str | None, str]:
     """(request id, client IP, user agent) of the bound request context, cleaned."""
     if bound is None:
         return "", None, ""
     return (
         _name(bound.request_id, REQUEST_ID_MAX_LENGTH, identifier=True),
-        _valid_ip(bound.client_ip),
+        valid_ip(bound.client_ip),
         clean_text(bound.user_agent, USER_AGENT_MAX_LENGTH) if bound.user_agent else "",
     )
 
@@ -253,8 +244,8 @@ def record(
       the plan.
     * ``api_key_id``: the id (never the secret) of the API key that authenticated the request.
 
-    Request id, client IP and user agent come from ``audit.context.current()``, bound by the
-    request middleware (or by a task/command with ``audit.context.bound(...)``); callers never
+    Request id, client IP and user agent come from ``core.context.current()``, bound by the
+    request middleware (or by a task/command with ``core.context.bound(...)``); callers never
     pass the request.
 
     Transactions: the event belongs to the caller's current transaction, so it commits or

@@ -2,7 +2,7 @@
 
 Each is safe to run twice and to retry: sealing and archiving only act on what is still pending,
 and publishing verifies from the last published head. They are scheduled in the project's one
-beat schedule (``config/schedule.py``); monitoring records each run and turns a failed one into
+beat schedule (``monitoring/schedule.py``); monitoring records each run and turns a failed one into
 a ``system.scheduled_job_failed`` audit event, so the tasks only raise.
 """
 

@@ -58,11 +58,11 @@ def _setup_django() -> None:
 
 
 LAYER_MIDDLEWARE = {
-    "api.middleware.ContentSecurityPolicyMiddleware",
-    "api.middleware.SecurityHeadersMiddleware",
+    "core.middleware.ContentSecurityPolicyMiddleware",
+    "core.middleware.SecurityHeadersMiddleware",
     "api.middleware.ApiRequestMiddleware",
 }
-HEADER_MIDDLEWARE = {"api.middleware.ContentSecurityPolicyMiddleware", "api.middleware.SecurityHeadersMiddleware"}
+HEADER_MIDDLEWARE = {"core.middleware.ContentSecurityPolicyMiddleware", "core.middleware.SecurityHeadersMiddleware"}
 
 
 def _views(user):
@@ -220,8 +220,9 @@ def _measure_components(issued, user, memory_id: int, rounds: int) -> list[tuple
     from rest_framework.request import Request
 
     from api.authentication import ApiKeyAuthentication
-    from api.middleware import ApiRequestMiddleware, ContentSecurityPolicyMiddleware, SecurityHeadersMiddleware
+    from api.middleware import ApiRequestMiddleware
     from api.throttling import ApiKeyThrottle, IPThrottle, UserThrottle
+    from core.middleware import ContentSecurityPolicyMiddleware, SecurityHeadersMiddleware
     from memories.api.views import MemoryDetailV2View
 
     factory = RequestFactory()

@@ -47,9 +47,9 @@ from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 import audit  # noqa: E402
-from audit import context as request_context  # noqa: E402
 from audit.actions import Action, Outcome  # noqa: E402
 from audit.models import AuditEvent  # noqa: E402
+from core import context as request_context  # noqa: E402
 from monitoring.detectors import sweep_detectors  # noqa: E402
 from monitoring.models import Alert  # noqa: E402
 from monitoring.services.detection import detection_sweep  # noqa: E402

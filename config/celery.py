@@ -12,4 +12,4 @@ app.autodiscover_tasks()
 
 # The request id (and client IP, user id) of the request that started a task travels in the task
 # message's headers and is bound again in the worker, so one id follows the work end to end.
-import audit.celery_hooks  # noqa: E402, F401  (connects the Celery signal receivers)
+import core.celery_context  # noqa: E402, F401  (connects the Celery signal receivers)

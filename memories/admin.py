@@ -13,20 +13,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db.models import Count
 
+from core.admin import ReadOnlyAdminMixin
 from memories.models import Context, ContextShare, Membership, Memory, MemoryTag, Organization, Team
-
-
-class _ViewOnlyMixin:
-    """No add, change or delete from the console: these rows change only through the services."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class OrganizationMembershipInline(admin.TabularInline):
@@ -158,7 +146,7 @@ class ContextAdmin(admin.ModelAdmin):
 
 
 @admin.register(Memory)
-class MemoryAdmin(_ViewOnlyMixin, admin.ModelAdmin):
+class MemoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # content and metadata are deliberately absent: never displayed, searched or filtered.
     fields = ("context", "author", "kind", "source", "created_at", "updated_at")
     readonly_fields = fields
@@ -178,7 +166,7 @@ class MemoryAdmin(_ViewOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(MemoryTag)
-class MemoryTagAdmin(_ViewOnlyMixin, admin.ModelAdmin):
+class MemoryTagAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("name", "memory")
     # Exact match, so the search uses the index on name.
     search_fields = ("=name",)

@@ -13,20 +13,10 @@ from django.shortcuts import get_object_or_404
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
 
+from core.admin import ReadOnlyAdminMixin
 from monitoring.charts import severity_chart
 from monitoring.models import Alert, AlertStatus, JobRun, Notification, Report
 from monitoring.services.alerts import TRIAGE_PERMISSION, alerts_transition_many
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def _audit_event_link(event_id: int) -> str:
@@ -38,7 +28,7 @@ def _audit_event_link(event_id: int) -> str:
 
 
 @admin.register(Alert)
-class AlertAdmin(ReadOnlyAdmin):
+class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     change_list_template = "monitoring/admin/alert_change_list.html"
     list_display = (
         "severity_label", "detector", "subject", "status", "count", "created_at", "detection", "last_seen",
@@ -114,7 +104,7 @@ class AlertAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(ReadOnlyAdmin):
+class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "channel", "event_type", "destination", "status", "attempts", "next_attempt_at",
                     "sent_at", "last_error")
     list_filter = ("status", "channel", "event_type")
@@ -124,7 +114,7 @@ class NotificationAdmin(ReadOnlyAdmin):
 
 
 @admin.register(JobRun)
-class JobRunAdmin(ReadOnlyAdmin):
+class JobRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("task_name", "started_at", "finished_at", "duration", "outcome", "error", "counts")
     list_filter = ("outcome", "task_name")
     date_hierarchy = "started_at"
@@ -136,7 +126,7 @@ class JobRunAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Report)
-class ReportAdmin(ReadOnlyAdmin):
+class ReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("__str__", "period", "period_start", "period_end", "generated_at", "downloads")
     list_filter = ("period",)
     date_hierarchy = "period_start"

@@ -12,11 +12,11 @@ from __future__ import annotations
 import secrets
 import time
 
+from celery import current_app as celery_app
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from config.celery import app as celery_app
 from monitoring.database import database_health
 
 

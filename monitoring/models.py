@@ -155,7 +155,7 @@ class JobOutcome(models.TextChoices):
 
 
 class JobRun(models.Model):
-    """One run of a scheduled job (a task named in ``config/schedule.py``), from Celery's signals."""
+    """One run of a scheduled job (a task named in ``monitoring/schedule.py``), from Celery's signals."""
 
     task_name = models.CharField(max_length=200)
     task_id = models.CharField(max_length=64, unique=True)

@@ -12,8 +12,8 @@ from functools import partial
 
 from django.db import transaction
 
-from config.schedule import scheduled_task_names
 from monitoring.detectors import watched_actions
+from monitoring.schedule import scheduled_task_names
 
 logger = logging.getLogger("monitoring.receivers")
 

@@ -20,7 +20,6 @@ from django.utils import timezone
 from audit.actions import Action, Outcome
 from audit.models import AuditEvent
 from audit.selectors import failed_logins_by_account, failed_logins_by_ip
-from config.schedule import scheduled_task_names
 from monitoring.models import (
     ACTIVE_STATUSES,
     Alert,
@@ -32,6 +31,7 @@ from monitoring.models import (
     Severity,
     Tally,
 )
+from monitoring.schedule import scheduled_task_names
 
 # The seed's success metrics and their targets (seed "Success Metrics").
 TARGET_AUDIT_COVERAGE = 100.0  # percent of security-relevant events logged

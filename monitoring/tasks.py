@@ -1,7 +1,7 @@
 """Celery tasks of the monitoring app: thin wrappers that take ids and call one service each.
 
 Every task is idempotent (safe to run twice and to retry). The scheduled ones are named in
-``config/schedule.py``; their runs are recorded as ``JobRun`` rows by ``monitoring.receivers``.
+``monitoring/schedule.py``; their runs are recorded as ``JobRun`` rows by ``monitoring.receivers``.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from audit.context import client_ip_from_meta
+from core.requests import client_ip_from_meta
 from monitoring.health import failing_checks, readiness
 
 

@@ -227,7 +227,7 @@ def password_change(*, request, new_password: str) -> int:
 
 
 def _base(request) -> str:
-    from accounts.requests import base_url
+    from core.requests import base_url
 
     return base_url(request)
 

@@ -16,8 +16,8 @@ from django.db import transaction
 from django.db.models import F
 
 import audit
-from accounts.context import current_actor
 from accounts.models.user import PRIVILEGE_FIELDS
+from core.context import current_actor
 
 FLAG_ACTIONS = {
     ("is_staff", True): "STAFF_GRANTED",

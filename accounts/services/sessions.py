@@ -18,9 +18,9 @@ from django_otp import login as otp_login
 import audit
 from accounts import conf
 from accounts.models import TrackedSession
-from accounts.requests import base_url, client_ip, user_agent
 from accounts.services.notifications import notification_schedule
 from accounts.user_agents import device_label
+from core.requests import base_url, client_ip, user_agent
 
 # Keys in the (server-side) session data.
 TRACKED_SESSION_KEY = "_accounts_tracked_session"

@@ -15,7 +15,6 @@ from accounts import links
 from accounts.decorators import csrf_protect_audited, step_up_required
 from accounts.forms import EmailForm, SetPasswordForm
 from accounts.models import TrackedSession
-from accounts.requests import base_url
 from accounts.selectors import (
     backup_codes_remaining,
     current_tracked_session_id,
@@ -28,6 +27,7 @@ from accounts.selectors import (
 )
 from accounts.services import lifecycle
 from accounts.services.sessions import session_revoke, session_revoke_all
+from core.requests import base_url
 
 
 @never_cache

@@ -13,8 +13,8 @@ from django.views.decorators.debug import sensitive_post_parameters
 from accounts import conf, links
 from accounts.decorators import csrf_protect_audited
 from accounts.forms import EmailForm, SetPasswordForm, SignUpForm
-from accounts.requests import base_url
 from accounts.services import lifecycle
+from core.requests import base_url
 
 RESET_SESSION_TOKEN_KEY = "_accounts_password_reset_token"  # noqa: S105 - a session key name
 RESET_URL_TOKEN = "set-password"  # noqa: S105 - the placeholder Django's own reset view uses too

@@ -15,14 +15,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts import conf, totp
-from accounts.decorators import csrf_protect_audited, step_up_required
+from accounts.decorators import csrf_protect_audited, step_up_redirect, step_up_required
 from accounts.forms import DeviceConfirmForm, DeviceNameForm
 from accounts.models import TOTPDevice
-from accounts.requests import base_url
 from accounts.selectors import backup_codes_remaining, step_up_is_fresh, totp_device_list
 from accounts.services import mfa
 from accounts.services.sessions import session_mfa_passed
 from accounts.views.common import safe_next
+from core.requests import base_url
 
 
 def _provisioning_uri(device: TOTPDevice) -> str:
@@ -59,8 +59,8 @@ def mfa_setup_view(request):
         action = request.POST.get("action")
         if action == "start":
             if not step_up_is_fresh(request):
-                query = urlencode({"next": f"{reverse('accounts:mfa_setup')}?{urlencode({'next': next_url})}"})
-                return HttpResponseRedirect(f"{reverse('accounts:reauthenticate')}?{query}")
+                setup_url = f"{reverse('accounts:mfa_setup')}?{urlencode({'next': next_url})}"
+                return step_up_redirect(request, next_url=setup_url)
             if name_form.is_valid():
                 mfa.totp_device_create(actor=user, user=user, name=name_form.cleaned_data["name"])
                 return redirect(f"{reverse('accounts:mfa_setup')}?{urlencode({'next': next_url})}")

@@ -47,6 +47,7 @@ THIRD_PARTY_APPS = [
 ]
 # Order follows the import direction in ARCHITECTURE.md: lower layers first.
 LOCAL_APPS = [
+    "core",
     "encryption",
     "audit",
     "accounts",
@@ -59,10 +60,10 @@ INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy with per-request nonces (django-csp 4; CONTENT_SECURITY_POLICY below).
-    "api.middleware.ContentSecurityPolicyMiddleware",
-    # Permissions-Policy, Cache-Control: no-store on API and authenticated responses (api/middleware.py).
-    "api.middleware.SecurityHeadersMiddleware",
-    "audit.middleware.RequestContextMiddleware",
+    "core.middleware.ContentSecurityPolicyMiddleware",
+    # Permissions-Policy, Cache-Control: no-store on API and authenticated responses (core/middleware.py).
+    "core.middleware.SecurityHeadersMiddleware",
+    "core.middleware.RequestContextMiddleware",
     # Counts served requests per status class for /metrics and the audit-silence detector.
     "monitoring.middleware.RequestCountMiddleware",
     # /api/ only: credentials in URLs, sunset endpoints, body size and content type, deprecation headers.
@@ -72,7 +73,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
-    # django-auditlog's actor and client IP for field-level diffs (client IP from audit's one function).
+    # django-auditlog's actor and client IP for field-level diffs (client IP from core's one function).
     "audit.middleware.AuditlogContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # Tracked sessions: revocation, idle/absolute timeouts, key rotation on privilege change, MFA policy.
@@ -378,16 +379,8 @@ CACHES = {
 API_DEPRECATIONS = env.json("API_DEPRECATIONS", default=None)
 # Where the Link headers of deprecated endpoints point (default "/api/changes/", docs/API_CHANGES.md).
 API_CHANGES_URL = env.str("API_CHANGES_URL", default="/api/changes/")
-# Permissions-Policy header on every response (default: every powerful feature off; see api/conf.py).
-API_PERMISSIONS_POLICY = env.str(
-    "API_PERMISSIONS_POLICY",
-    default=(
-        "accelerometer=(), autoplay=(), camera=(), display-capture=(), encrypted-media=(), "
-        "fullscreen=(self), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), "
-        "midi=(), payment=(), picture-in-picture=(), publickey-credentials-get=(self), "
-        "screen-wake-lock=(), sync-xhr=(), usb=(), xr-spatial-tracking=()"
-    ),
-)
+# Permissions-Policy header on every response (default: every powerful feature off; core/middleware.py).
+PERMISSIONS_POLICY = env.str("PERMISSIONS_POLICY", default=None) or None
 # Where browsers report CSP violations (default empty: no reports).
 API_CSP_REPORT_URI = env.str("API_CSP_REPORT_URI", default="")
 
@@ -616,7 +609,7 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="json")
 
 # django-auditlog keeps field-level diffs of the security-relevant models, each linked to the
 # request id of the change (its correlation id). Secrets are excluded, personal data masked.
-AUDITLOG_CID_GETTER = "audit.context.current_request_id"
+AUDITLOG_CID_GETTER = "core.context.current_request_id"
 AUDITLOG_INCLUDE_TRACKING_MODELS = (
     {"model": "accounts.user", "exclude_fields": ["password", "last_login"], "mask_fields": ["email"]},
     {"model": "auth.group"},
@@ -632,9 +625,9 @@ LOG_FILE = env.str("LOG_FILE", default="")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"sanitise": {"()": "audit.log_filters.SanitisingFilter"}},
+    "filters": {"sanitise": {"()": "core.logging.SanitisingFilter"}},
     "formatters": {
-        "json": {"()": "audit.logging.JsonFormatter"},
+        "json": {"()": "core.logging.JsonFormatter"},
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     "handlers": {

@@ -17,9 +17,9 @@ from django.db.models import Max, Sum
 
 from audit.actions import Action, Outcome
 from audit.models import AuditEvent
-from config.schedule import scheduled_task_names
 from monitoring.detectors.base import Detector, EventDetector, Finding
 from monitoring.models import JobRun, Severity, SubjectType, Tally
+from monitoring.schedule import scheduled_task_names
 
 FAILED_OUTCOMES = (Outcome.FAILURE.value, Outcome.ERROR.value)
 # Events the platform records by itself; they do not prove that requests are being audited.
@@ -75,7 +75,7 @@ class AuditSilenceDetector(Detector):
 
 
 class JobLateDetector(Detector):
-    """A scheduled job (a task of ``config/schedule.py``, as scheduled in django-celery-beat now)
+    """A scheduled job (a task of ``monitoring/schedule.py``, as scheduled in django-celery-beat now)
     that has not started ``MONITORING_JOB_LATE_GRACE_SECONDS`` after it was due.
 
     "Started" means a ``JobRun`` exists, i.e. a worker ran it, not merely that beat sent it.

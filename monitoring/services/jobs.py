@@ -1,7 +1,7 @@
 """Job runs, heartbeats and tallies: the evidence that monitoring itself is alive.
 
 ``job_run_start`` / ``job_run_finish`` / ``job_run_fail`` are called by the Celery signal hooks
-(``monitoring.receivers``) for tasks named in ``config/schedule.py``, so the apps that own those
+(``monitoring.receivers``) for tasks named in ``monitoring/schedule.py``, so the apps that own those
 tasks never import monitoring. A failed run is recorded as ``system.scheduled_job_failed``,
 which the ``job_failed`` detector turns into an alert.
 """

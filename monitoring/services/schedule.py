@@ -1,4 +1,4 @@
-"""Loading ``config/schedule.py`` into django-celery-beat, where the admins see and edit it."""
+"""Loading ``monitoring/schedule.py`` into django-celery-beat, where the admins see and edit it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 from celery.schedules import crontab
 from django.db import DatabaseError, transaction
 
-from config.schedule import BEAT_SCHEDULE
+from monitoring.schedule import BEAT_SCHEDULE
 
 logger = logging.getLogger("monitoring.schedule")
 
@@ -44,7 +44,7 @@ def _crontab(schedule: crontab, using: str):
 
 
 def beat_schedule_sync(*, reset: bool = False, using: str = "default") -> dict[str, int]:
-    """Create the missing entries of ``config.schedule.BEAT_SCHEDULE`` in django-celery-beat.
+    """Create the missing entries of ``monitoring.schedule.BEAT_SCHEDULE`` in django-celery-beat.
 
     Idempotent: an entry that exists (same name) is left as the admins set it — schedule,
     enabled flag, arguments — unless ``reset`` puts the definition back. Entries admins added

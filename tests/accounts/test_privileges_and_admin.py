@@ -9,8 +9,8 @@ import time_machine
 from django.contrib.auth.models import Group, Permission
 from django.test import Client
 
-from accounts.context import acting_as
 from accounts.models import FailureCounter, TrackedSession, User
+from core.context import acting_as
 from tests.accounts.conftest import PASSWORD, START, Authenticator, enroll, events, login
 
 pytestmark = pytest.mark.django_db

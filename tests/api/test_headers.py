@@ -133,8 +133,8 @@ def test_missing_or_misordered_middleware_is_refused(settings):
     middleware = list(settings.MIDDLEWARE)
     settings.MIDDLEWARE = [name for name in middleware if name != "api.middleware.ApiRequestMiddleware"]
     assert [error.id for error in check_middleware()] == ["api.E001"]
-    reordered = [name for name in middleware if name != "api.middleware.ContentSecurityPolicyMiddleware"] + [
-        "api.middleware.ContentSecurityPolicyMiddleware"
+    reordered = [name for name in middleware if name != "core.middleware.ContentSecurityPolicyMiddleware"] + [
+        "core.middleware.ContentSecurityPolicyMiddleware"
     ]
     settings.MIDDLEWARE = reordered
     assert [error.id for error in check_middleware()] == ["api.E002"]

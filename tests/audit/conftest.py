@@ -6,8 +6,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
-from audit import context as request_context
 from audit.models import AuditEvent, AuditTombstone, ChainHead
+from core import context as request_context
 
 
 @pytest.fixture(autouse=True)

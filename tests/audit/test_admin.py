@@ -13,9 +13,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 import audit
-from audit import context as request_context
 from audit.models import AuditEvent
 from audit.sealing import seal_pending
+from core import context as request_context
 
 pytestmark = pytest.mark.django_db
 

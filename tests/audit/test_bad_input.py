@@ -9,10 +9,10 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 
 import audit
-from audit.middleware import RequestContextMiddleware
 from audit.models import AuditEvent
 from audit.sealing import seal_pending
 from audit.verification import verify_chain
+from core.middleware import RequestContextMiddleware
 
 pytestmark = pytest.mark.django_db
 

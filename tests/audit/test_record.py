@@ -14,10 +14,10 @@ from django.contrib.auth.models import AnonymousUser, Group
 from django.db import transaction
 
 import audit
-from audit import context as request_context
 from audit.chain import CONTENT_FIELDS, content_mac
 from audit.models import AuditEvent
 from audit.signals import event_recorded
+from core import context as request_context
 
 pytestmark = pytest.mark.django_db
 
@@ -208,7 +208,7 @@ def test_each_manage_py_command_run_gets_its_own_run_id(capsys):
 def test_manage_py_runs_commands_inside_a_run_id():
     import manage
 
-    script = "from audit.context import current; print(current().request_id)"
+    script = "from core.context import current; print(current().request_id)"
     result = subprocess.run(
         [sys.executable, manage.__file__, "shell", "--no-startup", "-c", script],
         capture_output=True, text=True, timeout=60, check=True,

@@ -14,9 +14,9 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 import audit
-from audit import context as request_context
 from audit import selectors
 from audit.actions import PRIVILEGE_ACTIONS
+from core import context as request_context
 
 pytestmark = pytest.mark.django_db
 

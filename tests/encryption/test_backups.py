@@ -559,7 +559,7 @@ def test_prune_touches_only_backups(tmp_path):
 
 def test_the_daily_job_is_on_the_beat_schedule():
     from config.celery import app
-    from config.schedule import BEAT_SCHEDULE
+    from monitoring.schedule import BEAT_SCHEDULE
 
     [entry] = [entry for entry in BEAT_SCHEDULE.values() if entry["task"] == "encryption.backup_and_verify"]
     assert "daily" in entry["description"]

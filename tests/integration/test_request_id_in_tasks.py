@@ -7,11 +7,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from audit import context as request_context
 from audit.actions import Action
 from audit.models import AuditEvent
 from audit.tasks import audit_publish_head
 from config.celery import app as celery_app
+from core import context as request_context
 from tests.support.servers import celery_worker, redis_server
 
 pytestmark = [pytest.mark.worker, pytest.mark.redis, pytest.mark.django_db(transaction=True)]

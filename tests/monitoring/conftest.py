@@ -10,10 +10,10 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
 import audit
-from audit import context as request_context
 from audit.chain import CONTENT_FIELDS, content_mac
 from audit.models import AuditEvent
 from audit.services import build_event, write_held_events
+from core import context as request_context
 
 NOW = datetime.datetime(2031, 3, 12, 14, 30, tzinfo=datetime.UTC)
 

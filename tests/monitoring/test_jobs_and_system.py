@@ -10,10 +10,10 @@ from django_celery_beat.models import PeriodicTask
 
 from audit.actions import Action, Outcome
 from audit.models import AuditEvent
-from config.schedule import BEAT_SCHEDULE, scheduled_task_names
 from monitoring import tasks
 from monitoring.detectors import detector_get
 from monitoring.models import Alert, JobOutcome, JobRun, Severity, Tally
+from monitoring.schedule import BEAT_SCHEDULE, scheduled_task_names
 from monitoring.services import detection
 from monitoring.services.detection import DetectionSweepError, detection_run_for_event, job_health_check
 from tests.monitoring.conftest import NOW, record

@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from config.schedule import BEAT_SCHEDULE, scheduled_task_names
 from monitoring.checks import check_monitoring_settings
+from monitoring.schedule import BEAT_SCHEDULE, scheduled_task_names
 from monitoring.services.schedule import beat_schedule_sync
 
 pytestmark = pytest.mark.django_db

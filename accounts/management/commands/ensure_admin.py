@@ -1,10 +1,11 @@
 """Create the first administrator if there is none (used by ``make run``)."""
 
+import os
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.services.administrators import administrator_ensure
-from config.settings.base import env
 
 
 class Command(BaseCommand):
@@ -13,9 +14,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         try:
             user, generated = administrator_ensure(
-                username=env.str("ADMIN_USERNAME", default="admin"),
-                email=env.str("ADMIN_EMAIL", default="admin@ninaivalaigal.localhost"),
-                password=env.str("ADMIN_PASSWORD", default="") or None,
+                username=os.environ.get("ADMIN_USERNAME") or "admin",
+                email=os.environ.get("ADMIN_EMAIL") or "admin@ninaivalaigal.localhost",
+                password=os.environ.get("ADMIN_PASSWORD") or None,
             )
         except ValidationError as error:
             raise CommandError("ADMIN_PASSWORD is not acceptable: " + " ".join(error.messages)) from None

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from celery import signals
 
-from audit import context as request_context
+from core import context as request_context
+from core.requests import USER_AGENT_MAX_LENGTH
 
 HEADER_REQUEST_ID = "ninaivalaigal_request_id"
 HEADER_CLIENT_IP = "ninaivalaigal_client_ip"
 HEADER_USER_ID = "ninaivalaigal_user_id"
 
-_tokens: dict[str, tuple] = {}
+_tokens: dict[str, object] = {}
 
 
 @signals.before_task_publish.connect(weak=False)
@@ -47,17 +48,15 @@ def bind_request_context(task_id=None, task=None, **kwargs):
     bound = request_context.RequestContext(
         request_id=request_context.accept_request_id(_header(task, HEADER_REQUEST_ID)),
         client_ip=_header(task, HEADER_CLIENT_IP),
-        user_agent=f"celery:{task.name}"[: request_context.USER_AGENT_MAX_LENGTH],
+        user_agent=f"celery:{task.name}"[:USER_AGENT_MAX_LENGTH],
+        user_source=_header(task, HEADER_USER_ID),
     )
-    user_id = _header(task, HEADER_USER_ID)
-    _tokens[task_id] = (request_context.bind(bound), request_context.bind_user(user_id))
+    _tokens[task_id] = request_context.bind(bound)
 
 
 @signals.task_postrun.connect(weak=False)
 def unbind_request_context(task_id=None, **kwargs):
     """Restore the worker's context after the task."""
-    tokens = _tokens.pop(task_id, None)
-    if tokens is not None:
-        context_token, user_token = tokens
-        request_context.reset_user(user_token)
-        request_context.reset(context_token)
+    token = _tokens.pop(task_id, None)
+    if token is not None:
+        request_context.reset(token)

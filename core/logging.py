@@ -1,17 +1,65 @@
-"""Structured JSON logs: every line one JSON object carrying the request context.
+"""Structured JSON logs: every line one sanitised JSON object carrying the request context.
 
-We use structlog with its stdlib bridge rather than django-structlog: our request id and client
-IP already come from ``audit.context`` (one trusted-proxy function for the whole project), and
-django-structlog would bind its own request id and resolve the IP again from headers. structlog's
-``ProcessorFormatter`` renders every record — ours, Django's, Celery's — through one chain, so
-the same sanitiser guards every line.
+``SanitisingFilter`` (on every handler in ``LOGGING``) masks, escapes and bounds each record;
+``JsonFormatter`` renders it through structlog's stdlib bridge with the request id, client IP
+and user id (ASVS 4.0.3 V7.1.1, V7.3.1). Why structlog and not django-structlog:
+docs/decisions/json-logging.md. This module imports no model: logging is configured before the
+app registry.
 """
 
 from __future__ import annotations
 
+import logging
+
 import structlog
 
-from audit import context as request_context
+from core import context as request_context
+from core.sanitiser import (
+    LOG_MESSAGE_MAX_LENGTH,
+    clean_text,
+    mask_value_patterns,
+    sanitise_log_value,
+    sanitise_mapping_for_log,
+    sanitise_text,
+)
+
+TRACEBACK_MAX_LENGTH = 16384
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class SanitisingFilter(logging.Filter):
+    """Sanitise the message and the extra fields of each record; never drop a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_audit_sanitised", False):
+            return True
+        if isinstance(record.msg, dict):
+            # A structlog event dict on its way to JsonFormatter, whose chain
+            # sanitises it with the same sanitiser; flattening it here would break the renderer.
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not lose the line
+            message = f"{record.msg!s} {record.args!r}"
+        record.msg = clean_text(message, LOG_MESSAGE_MAX_LENGTH)
+        record.args = ()
+        if record.exc_info and not record.exc_text:
+            # Tracebacks keep their line breaks (a handler renders them as one block) but lose
+            # any secret an exception message quoted.
+            traceback_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = mask_value_patterns(traceback_text[:TRACEBACK_MAX_LENGTH])
+        for name, value in list(record.__dict__.items()):
+            if name in _STANDARD_ATTRIBUTES or name.startswith("_"):
+                continue
+            record.__dict__[name] = sanitise_log_value(name, value)
+        record._audit_sanitised = True
+        return True
 
 
 def add_request_context(logger, method_name, event_dict):
@@ -29,11 +77,9 @@ def add_request_context(logger, method_name, event_dict):
 def sanitise_event(logger, method_name, event_dict):
     """Mask secrets and escape control characters in every field of the line (ASVS 4.0.3 V7.1.1, V7.3.1).
 
-    Records from stdlib loggers went through ``audit.log_filters.SanitisingFilter`` already;
-    this covers what structlog loggers bind, with the same sanitiser.
+    Records from stdlib loggers went through ``SanitisingFilter`` already; this covers what
+    structlog loggers bind, with the same sanitiser.
     """
-    from audit.sanitiser import sanitise_mapping_for_log, sanitise_text
-
     message = event_dict.pop("event", "")
     cleaned = sanitise_mapping_for_log(event_dict)
     cleaned["event"] = sanitise_text(str(message))
@@ -91,9 +137,4 @@ def configure_structlog() -> None:
     )
 
 
-def get_logger(name: str):
-    """Return a structlog logger for ``name``."""
-    return structlog.get_logger(name)
-
-
-__all__ = ["JsonFormatter", "configure_structlog", "get_logger"]
+__all__ = ["JsonFormatter", "SanitisingFilter", "configure_structlog"]

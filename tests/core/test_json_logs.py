@@ -12,8 +12,7 @@ from django.http import HttpResponse
 from django.test import Client
 from django.urls import path
 
-from audit.log_filters import SanitisingFilter
-from audit.logging import JsonFormatter
+from core.logging import JsonFormatter, SanitisingFilter
 
 
 def log_from_a_view(request):
