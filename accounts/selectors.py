@@ -8,29 +8,24 @@ from __future__ import annotations
 
 import datetime
 
-from django.db.models import Q, QuerySet
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
+from django_otp import device_classes
 
 from accounts import conf
-from accounts.models import TOTPDevice, TrackedSession
-from accounts.services.lockout import active_locks, mfa_retry_get, password_lock_get
-from accounts.services.mfa import backup_codes_remaining, mfa_enabled
+from accounts.models import BackupCode, TOTPDevice, TrackedSession
 from accounts.services.sessions import REAUTHENTICATED_AT_KEY, TRACKED_SESSION_KEY
 
-__all__ = [
-    "active_locks",
-    "backup_codes_remaining",
-    "mfa_enabled",
-    "mfa_enforced_now",
-    "mfa_grace_deadline",
-    "mfa_required_for",
-    "mfa_retry_get",
-    "password_lock_get",
-    "security_events_list",
-    "step_up_is_fresh",
-    "totp_device_list",
-    "tracked_session_list",
-]
+
+def mfa_enabled(user) -> bool:
+    """Whether ``user`` has at least one confirmed authenticator (then login takes a code)."""
+    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+def backup_codes_remaining(user) -> int:
+    """How many of the user's backup codes are still unused."""
+    return BackupCode.objects.filter(device__user=user, used_at__isnull=True).count()
 
 
 def totp_device_list(*, user) -> QuerySet:
@@ -94,3 +89,31 @@ def security_events_list(*, user, limit: int | None = None):
     limit = limit or conf.get("ACCOUNTS_SECURITY_EVENTS_SHOWN")
     events = event_list(user=user).filter(Q(action__startswith="auth.") | Q(action__startswith="authz."))
     return list(events[:limit])
+
+
+def _second_factor_models() -> list:
+    """django-otp device models that are a second factor (backup codes are not)."""
+    return [
+        model
+        for model in device_classes()
+        if not model._meta.abstract and not any(word in model.__name__.lower() for word in ("backup", "static"))
+    ]
+
+
+def mfa_adoption_counts() -> dict[str, int]:
+    """Active users and active staff, and how many of each have at least one confirmed second factor."""
+    users = get_user_model().objects.filter(is_active=True)
+    condition = Q(pk__in=[])
+    for model in _second_factor_models():
+        condition |= Exists(model.objects.filter(user=OuterRef("pk"), confirmed=True))
+    return {
+        "users": users.count(),
+        "users_with_mfa": users.filter(condition).count(),
+        "staff": users.filter(is_staff=True).count(),
+        "staff_with_mfa": users.filter(condition, is_staff=True).count(),
+    }
+
+
+def tracked_session_active_count() -> int:
+    """Tracked sessions not yet ended."""
+    return TrackedSession.objects.filter(ended_at__isnull=True).count()

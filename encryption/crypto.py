@@ -23,7 +23,7 @@ legacy Fernet keys; rotation rewrites them in this format.
 
 Every failure raises a typed ``DecryptionError`` (``UnknownKeyError`` for a key the ring lacks)
 and sends ``decryption_failed``; the encryption operations layer turns that signal into an audit
-event. Crypto core: imports Django, cryptography and (optionally) pybase64 only.
+event. Crypto core: imports Django, cryptography and pybase64 only.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import binascii
 import functools
 import os
 
+import pybase64
 from cryptography.exceptions import InvalidTag
 from cryptography.fernet import InvalidToken
 from django.dispatch import Signal
@@ -39,18 +40,9 @@ from django.dispatch import Signal
 from encryption.errors import DecryptionError, UnknownKeyError
 from encryption.keyring import LEGACY_FERNET_KEY_ID, get_key_ring, get_legacy_fernet
 
-try:  # pybase64 is pinned in requirements.txt; binascii is the (much slower) fallback.
-    import pybase64
-
-    _b64encode = pybase64.b64encode_as_string
-    # A partial, not a wrapper function: one Python frame less on every read.
-    _b64decode = functools.partial(pybase64.b64decode, validate=True)
-except ImportError:  # pragma: no cover
-
-    def _b64encode(data: bytes) -> str:
-        return binascii.b2a_base64(data, newline=False).decode("ascii")
-
-    _b64decode = functools.partial(binascii.a2b_base64, strict_mode=True)
+_b64encode = pybase64.b64encode_as_string
+# A partial, not a wrapper function: one Python frame less on every read.
+_b64decode = functools.partial(pybase64.b64decode, validate=True)
 
 
 TOKEN_VERSION = "nv1"  # noqa: S105 - a format name, not a secret

@@ -433,11 +433,6 @@ def get_legacy_fernet() -> MultiFernet | None:
     return _resolve(LEGACY_FERNET_KEY_ID, load_legacy_fernet)
 
 
-def get_key(purpose: str, key_id: str) -> Key:
-    """Return key ``key_id`` of ``purpose``; raise ``UnknownKeyError`` if the ring lacks it."""
-    return get_key_ring(purpose).get(key_id)
-
-
 def invalidate_key_cache() -> None:
     """Forget every resolved key ring: the next use asks the provider again.
 

@@ -20,10 +20,6 @@ class Severity(models.IntegerChoices):
     HIGH = 30, "high"
     CRITICAL = 40, "critical"
 
-    @classmethod
-    def from_name(cls, name: str) -> Severity:
-        return {member.label: member for member in cls}[name.lower()]
-
 
 class AlertStatus(models.TextChoices):
     """open → acknowledged → resolved | false_positive (open may also close directly)."""

@@ -11,12 +11,11 @@ from __future__ import annotations
 import datetime
 from collections import defaultdict
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db.models import Avg, Count, Exists, Max, OuterRef, Q, Sum
+from django.db.models import Avg, Count, Max, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from accounts.selectors import mfa_adoption_counts, tracked_session_active_count
 from audit.actions import Action, Outcome
 from audit.models import AuditEvent
 from audit.selectors import failed_logins_by_account, failed_logins_by_ip
@@ -41,18 +40,6 @@ TARGET_AUTH_COMPLETION = 95.0  # percent of logins started that complete
 
 
 # --- alerts ------------------------------------------------------------------------------------
-def alert_list(*, statuses=None, severities=None, detector: str | None = None):
-    """Alerts, most severe and newest first, filtered by status, severity and detector."""
-    alerts = Alert.objects.all()
-    if statuses:
-        alerts = alerts.filter(status__in=statuses)
-    if severities:
-        alerts = alerts.filter(severity__in=severities)
-    if detector:
-        alerts = alerts.filter(detector=detector)
-    return alerts.order_by("-severity", "-created_at", "-id")
-
-
 def open_alert_counts() -> dict[str, int]:
     """Open or acknowledged alerts per severity name (every severity present, zeros included)."""
     counts = {severity.label: 0 for severity in Severity}
@@ -229,61 +216,23 @@ def alert_figures(*, start, end) -> dict:
     }
 
 
-def _second_factor_models() -> list:
-    """django-otp device models that are a second factor (backup and static codes are not)."""
-    from django_otp import device_classes
-
-    return [
-        model
-        for model in device_classes()
-        if not model._meta.abstract and not any(word in model.__name__.lower() for word in ("backup", "static"))
-    ]
-
-
 def mfa_figures() -> dict:
-    """MFA adoption among active users and active staff: users with at least one confirmed device.
-
-    Reads every django-otp device model installed (the accounts app's TOTP devices, and any other
-    plugin) through ``django_otp.device_classes()``; backup-code and static-token devices do not
-    count. Without django-otp the figures are 0 with a note saying so.
-    """
-    users = get_user_model().objects.filter(is_active=True)
-    note = ""
-    try:
-        models = _second_factor_models()
-    except Exception:  # django-otp missing or not ready: say so rather than guess
-        models = []
-        note = "django-otp is not installed: MFA adoption cannot be measured"
-    condition = Q(pk__in=[])
-    for model in models:
-        condition |= Exists(model.objects.filter(user=OuterRef("pk"), confirmed=True))
-    total, staff = users.count(), users.filter(is_staff=True).count()
-    with_mfa = users.filter(condition).count() if models else 0
-    staff_with_mfa = users.filter(condition, is_staff=True).count() if models else 0
+    """MFA adoption among active users and active staff (the accounts app counts it)."""
+    figures = mfa_adoption_counts()
     return {
-        "users": total,
-        "users_with_mfa": with_mfa,
-        "adoption_rate": _percent(with_mfa, total),
-        "staff": staff,
-        "staff_with_mfa": staff_with_mfa,
-        "staff_adoption_rate": _percent(staff_with_mfa, staff),
-        "note": note,
+        "users": figures["users"],
+        "users_with_mfa": figures["users_with_mfa"],
+        "adoption_rate": _percent(figures["users_with_mfa"], figures["users"]),
+        "staff": figures["staff"],
+        "staff_with_mfa": figures["staff_with_mfa"],
+        "staff_adoption_rate": _percent(figures["staff_with_mfa"], figures["staff"]),
+        "note": "",
     }
 
 
 def session_figures(*, now) -> dict:
-    """Active sessions: the accounts app's tracked sessions not yet ended, else Django's session table."""
-    try:
-        from accounts.models import TrackedSession
-    except ImportError:
-        TrackedSession = None
-    if TrackedSession is not None:
-        return {"active": TrackedSession.objects.filter(ended_at__isnull=True).count(), "note": ""}
-    if "db" not in settings.SESSION_ENGINE:
-        return {"active": 0, "note": "sessions are not stored in the database; not counted"}
-    from django.contrib.sessions.models import Session
-
-    return {"active": Session.objects.filter(expire_date__gt=now).count(), "note": ""}
+    """Active sessions: the accounts app's tracked sessions not yet ended."""
+    return {"active": tracked_session_active_count(), "note": ""}
 
 
 def api_figures(*, start, end) -> dict:

@@ -12,6 +12,8 @@ from celery import shared_task
 from django.db import DatabaseError
 from django.utils import timezone
 
+from monitoring.services import detection, jobs, notifications, reports
+
 
 @shared_task(name="monitoring.health_ping")
 def health_ping(token: str) -> dict:
@@ -28,25 +30,19 @@ def health_ping(token: str) -> dict:
 )
 def detect_event(event_id: int) -> dict:
     """Real-time detection for one committed audit event (``detection_run_for_event``)."""
-    from monitoring.services.detection import detection_run_for_event
-
-    return detection_run_for_event(event_id=event_id)
+    return detection.detection_run_for_event(event_id=event_id)
 
 
 @shared_task(name="monitoring.detection_sweep")
 def detection_sweep() -> dict:
     """Every detector over the recent audit record (``detection_sweep``)."""
-    from monitoring.services.detection import detection_sweep as sweep
-
-    return sweep()
+    return detection.detection_sweep()
 
 
 @shared_task(name="monitoring.job_health_check")
 def job_health_check() -> dict:
     """Late scheduled jobs, and pruning of old job runs and tallies (``job_health_check``)."""
-    from monitoring.services.detection import job_health_check as check
-
-    return check()
+    return detection.job_health_check()
 
 
 @shared_task(
@@ -58,24 +54,18 @@ def job_health_check() -> dict:
 )
 def notifications_deliver() -> dict:
     """Deliver due outbox notifications (``notifications_deliver_due``)."""
-    from monitoring.services.notifications import notifications_deliver_due
-
-    return notifications_deliver_due()
+    return notifications.notifications_deliver_due()
 
 
 @shared_task(name="monitoring.heartbeat")
 def heartbeat() -> dict:
     """Write the worker heartbeat that ``/readyz`` reads (``heartbeat_record``)."""
-    from monitoring.services.jobs import heartbeat_record
-
-    beat = heartbeat_record(name="worker", detail={"host": socket.gethostname()[:100]})
+    beat = jobs.heartbeat_record(name="worker", detail={"host": socket.gethostname()[:100]})
     return {"beat_at": beat.beat_at.isoformat()}
 
 
 @shared_task(name="monitoring.security_report")
 def security_report(period: str = "daily", email: bool = False) -> dict:
     """Generate and store the daily or weekly security report; queue its email (``report_generate``)."""
-    from monitoring.services.reports import report_generate
-
-    report = report_generate(period=period, email=email)
+    report = reports.report_generate(period=period, email=email)
     return {"report_id": report.pk, "emailed": int(email)}

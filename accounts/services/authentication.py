@@ -23,9 +23,10 @@ import audit
 from accounts import conf
 from accounts.models import TrackedSession
 from accounts.normalisation import normalise_username
+from accounts.selectors import mfa_enabled
 from accounts.services import lockout
 from accounts.services.mfa import Outcome as MfaOutcome
-from accounts.services.mfa import Verification, mfa_enabled, mfa_verify
+from accounts.services.mfa import Verification, mfa_verify
 from accounts.services.notifications import notification_schedule
 from accounts.services.sessions import PENDING_LOGIN_KEY, step_up_record
 from core.requests import base_url, client_ip

@@ -224,18 +224,6 @@ def password_attempt_succeeded(*, username: str, client_ip: str | None) -> None:
         )
 
 
-def password_lock_get(*, username: str, client_ip: str | None) -> datetime.datetime | None:
-    """When the (account, IP) may try a password again, or ``None`` if it is not locked (read-only)."""
-    now = timezone.now()
-    locked = FailureCounter.objects.filter(
-        kind=PASSWORD,
-        username=username,
-        address__in=[ACCOUNT_SCOPE, _address_key(client_ip)],
-        locked_until__gt=now,
-    ).values_list("locked_until", flat=True)
-    return max(locked, default=None)
-
-
 # --- MFA ---------------------------------------------------------------------------------------
 
 
@@ -302,12 +290,6 @@ def mfa_gate_open(*, username: str) -> MfaGate:
     return MfaGate(row=row, now=timezone.now())
 
 
-def mfa_retry_get(*, username: str) -> datetime.datetime | None:
-    """When the account may try a code again, or ``None`` (read-only)."""
-    row = FailureCounter.objects.filter(kind=MFA, username=username, address=ACCOUNT_SCOPE).first()
-    return MfaGate(row=row, now=timezone.now()).retry_at if row else None
-
-
 def counters_clear(*, username: str) -> int:
     """Delete every counter of an account (unlock); return how many locks were active."""
     now = timezone.now()
@@ -315,8 +297,3 @@ def counters_clear(*, username: str) -> int:
     active = rows.filter(locked_until__gt=now).count()
     rows.delete()
     return active
-
-
-def active_locks(*, username: str) -> list[FailureCounter]:
-    """The counters of an account that are locked now (read-only)."""
-    return list(FailureCounter.objects.filter(username=username, locked_until__gt=timezone.now()))

@@ -22,6 +22,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 import audit
 from accounts import conf, totp
 from accounts.models import BackupCode, BackupCodeDevice, TOTPDevice
+from accounts.selectors import mfa_enabled, mfa_required_for
 from accounts.services import lockout
 from accounts.services.notifications import notification_schedule
 
@@ -53,18 +54,6 @@ class Verification:
     @property
     def accepted(self) -> bool:
         return self.outcome is Outcome.ACCEPTED
-
-
-# --- selectors used by the services (also exported by accounts.selectors) ----------------------
-
-
-def mfa_enabled(user) -> bool:
-    """Whether ``user`` has at least one confirmed authenticator (then login takes a code)."""
-    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
-
-
-def backup_codes_remaining(user) -> int:
-    return BackupCode.objects.filter(device__user=user, used_at__isnull=True).count()
 
 
 # --- TOTP devices ------------------------------------------------------------------------------
@@ -172,8 +161,6 @@ def totp_device_remove(*, actor, device: TOTPDevice, base_url: str = "", enforce
     a user who needs MFA: they are sent to enrollment at their next sign-in.
     Permission: the caller has checked ownership and a fresh step-up (or that ``actor`` is staff).
     """
-    from accounts.selectors import mfa_required_for
-
     user = device.user
     with transaction.atomic():
         others = TOTPDevice.objects.filter(user=user, confirmed=True).exclude(pk=device.pk)

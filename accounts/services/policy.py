@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.utils import timezone
 
 from accounts import conf
-from accounts.services.mfa import mfa_enabled
+from accounts.selectors import mfa_enabled
 
 
 def mfa_grace_start(*, user) -> None:

@@ -90,14 +90,6 @@ def session_mfa_passed(*, request, user, device) -> None:
         TrackedSession.objects.filter(pk=tracked_id, user=user).update(mfa_verified=True)
 
 
-def session_current(request) -> TrackedSession | None:
-    """The tracked session of this request, or ``None``."""
-    tracked_id = request.session.get(TRACKED_SESSION_KEY)
-    if not tracked_id:
-        return None
-    return TrackedSession.objects.filter(pk=tracked_id).first()
-
-
 def _end(queryset, reason: str, now: datetime.datetime) -> int:
     return queryset.filter(ended_at__isnull=True).update(ended_at=now, end_reason=reason)
 

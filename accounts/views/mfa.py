@@ -18,7 +18,7 @@ from accounts import conf, totp
 from accounts.decorators import csrf_protect_audited, step_up_redirect, step_up_required
 from accounts.forms import DeviceConfirmForm, DeviceNameForm
 from accounts.models import TOTPDevice
-from accounts.selectors import backup_codes_remaining, step_up_is_fresh, totp_device_list
+from accounts.selectors import backup_codes_remaining, mfa_enabled, step_up_is_fresh, totp_device_list
 from accounts.services import mfa
 from accounts.services.sessions import session_mfa_passed
 from accounts.views.common import safe_next
@@ -126,7 +126,7 @@ def mfa_device_remove_view(request, device_id: int):
 def backup_codes_view(request):
     user = request.user
     if request.method == "POST":
-        if not mfa.mfa_enabled(user):
+        if not mfa_enabled(user):
             messages.error(request, "Set up an authenticator first: backup codes only work with one.")
             return redirect("accounts:mfa_setup")
         codes = mfa.backup_codes_generate(actor=user, user=user, base_url=base_url(request))
@@ -134,5 +134,5 @@ def backup_codes_view(request):
     return render(
         request,
         "accounts/backup_codes_manage.html",
-        {"remaining": backup_codes_remaining(user), "mfa_on": mfa.mfa_enabled(user)},
+        {"remaining": backup_codes_remaining(user), "mfa_on": mfa_enabled(user)},
     )

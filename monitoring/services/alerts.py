@@ -20,7 +20,8 @@ from django.utils import timezone
 import audit
 from audit.actions import Action, Outcome
 from monitoring.detectors.base import Finding
-from monitoring.models import ACTIVE_STATUSES, Alert, AlertStatus, Severity
+from monitoring.models import Alert, AlertStatus, Severity
+from monitoring.services.notifications import notifications_enqueue_for_alert, schedule_delivery_after_commit
 
 logger = logging.getLogger("monitoring.alerts")
 
@@ -61,12 +62,6 @@ def _lock_dedupe_key(key: str) -> None:
 def _merged_ids(new: list[int], old: list[int]) -> list[int]:
     merged = sorted(set(new) | set(old), reverse=True)
     return merged[: settings.MONITORING_ALERT_EVIDENCE_LIMIT]
-
-
-def _schedule_delivery() -> None:
-    from monitoring.services.notifications import schedule_delivery_after_commit
-
-    schedule_delivery_after_commit()
 
 
 def alert_record_finding(*, finding: Finding, now: datetime.datetime | None = None) -> tuple[Alert, str]:
@@ -117,17 +112,12 @@ def _alert_update(alert: Alert, finding: Finding) -> Alert:
     if escalated:
         alert.severity = finding.severity
     alert.save()
-    if escalated:
-        from monitoring.services.notifications import notifications_enqueue_for_alert
-
-        if notifications_enqueue_for_alert(alert=alert, event_type="alert.escalated"):
-            _schedule_delivery()
+    if escalated and notifications_enqueue_for_alert(alert=alert, event_type="alert.escalated"):
+        schedule_delivery_after_commit()
     return alert
 
 
 def _alert_create(finding: Finding, now: datetime.datetime) -> Alert:
-    from monitoring.services.notifications import notifications_enqueue_for_alert
-
     alert = Alert.objects.create(
         detector=finding.detector,
         severity=finding.severity,
@@ -161,7 +151,7 @@ def _alert_create(finding: Finding, now: datetime.datetime) -> Alert:
         },
     )
     if notifications_enqueue_for_alert(alert=alert, event_type="alert.raised"):
-        _schedule_delivery()
+        schedule_delivery_after_commit()
     logger.warning("alert raised: %s %s %s", alert.get_severity_display(), alert.detector, alert.subject)
     return alert
 
@@ -245,10 +235,6 @@ def alerts_transition_many(*, actor, alert_ids: Iterable[int], to: AlertStatus, 
         else:
             changed += 1
     return changed, skipped
-
-
-def active_alert_statuses() -> tuple[str, ...]:
-    return tuple(status.value for status in ACTIVE_STATUSES)
 
 
 __all__ = [

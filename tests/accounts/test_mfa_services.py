@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from django.core import mail
 
-from accounts import totp
+from accounts import selectors, totp
 from accounts.models import BackupCode, FailureCounter, TOTPDevice
 from accounts.services import mfa
 from tests.accounts.conftest import START, Authenticator, actions, audit_dump, enroll, events
@@ -45,7 +45,7 @@ def test_enrollment_confirms_only_with_a_valid_code_and_issues_ten_backup_codes(
         "auth.security_notification_sent",
     ]
     assert [message.subject for message in mail.outbox] == ["An authenticator was added to your account"]
-    assert mfa.mfa_enabled(user)
+    assert selectors.mfa_enabled(user)
 
 
 def test_backup_codes_carry_at_least_50_bits_of_entropy():
@@ -120,7 +120,7 @@ def test_staff_cannot_remove_their_last_device_but_others_can(user, staff_user):
         mfa.totp_device_remove(actor=staff_user, device=device)
     enroll(user)
     mfa.totp_device_remove(actor=user, device=TOTPDevice.objects.get(user=user))
-    assert not mfa.mfa_enabled(user)
+    assert not selectors.mfa_enabled(user)
     assert not BackupCode.objects.filter(device__user=user).exists()
     removed = events("auth.mfa_device_removed")[-1]
     assert removed["context"]["backup_set_discarded"] is True

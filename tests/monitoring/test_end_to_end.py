@@ -84,7 +84,7 @@ def test_a_webhook_outage_delays_delivery_through_the_worker_and_loses_nothing()
         assert notification.last_error == "URLError"
         receiver.start()
         try:
-            sender = Celery("test-client", broker=url)
+            sender = Celery("test-client", broker=url, set_as_current=False)
 
             def delivered() -> bool:
                 # What beat does every minute: ask a worker to deliver what is due.
