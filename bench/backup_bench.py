@@ -66,8 +66,7 @@ def _dump_floor(private: Path) -> int:
     """The dump without encryption; return its size in bytes."""
     from django.db import connection
 
-    from encryption import backups
-    from encryption.backups import _pg_environment, _pg_program, _server_settings
+    from encryption.backups.postgresql import pg_dump_options, pg_environment, pg_program, server_settings
 
     if connection.vendor == "sqlite":
         import sqlite3
@@ -84,10 +83,10 @@ def _dump_floor(private: Path) -> int:
                 size += len(chunk)
         target_path.unlink()
         return size
-    server = _server_settings()
-    environment = _pg_environment(server, dbname=server["NAME"], private=private)
+    server = server_settings()
+    environment = pg_environment(server, dbname=server["NAME"], private=private)
     process = subprocess.Popen(
-        [_pg_program("pg_dump"), "--format=custom", "--no-password", *backups.pg_dump_options()],
+        [pg_program("pg_dump"), "--format=custom", "--no-password", *pg_dump_options()],
         env=environment,
         stdout=subprocess.PIPE,
     )

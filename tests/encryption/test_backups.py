@@ -26,16 +26,19 @@ from django.db import connection
 
 from audit.actions import Action, Outcome
 from audit.models import AuditEvent
-from encryption import backups
 from encryption.backups import (
-    MAGIC,
     BackupError,
     BackupReader,
+    BackupWriter,
     backup_create,
     backup_create_and_verify,
     backup_prune,
     backup_verify,
+    file_format,
+    postgresql,
+    sqlite,
 )
+from encryption.backups.file_format import MAGIC
 from encryption.tasks import backup_and_verify
 from tests.encryption.helpers import make_key, raw_value, ring
 from tests.support import servers
@@ -208,7 +211,7 @@ def test_progress_reports_every_byte_of_the_file(seeded, tmp_path):
 
 def test_memory_use_does_not_grow_with_the_dump(tmp_path, monkeypatch, settings):
     """Backup and verify hold a few chunks at most, however large the dump."""
-    monkeypatch.setattr(backups, "CHUNK_SIZE", 64 * 1024)
+    monkeypatch.setattr(file_format, "CHUNK_SIZE", 64 * 1024)
     settings.ENCRYPTION_BACKUP_VERIFY_SAMPLE_SIZE = 3  # the sample's rows are not the stream under test
     payload = os.urandom(48 * 1024).hex()  # 96 kB of text per row, incompressible
     EncryptedMemory.objects.bulk_create(EncryptedMemory(title=str(i), content=payload) for i in range(120))
@@ -233,7 +236,7 @@ def test_memory_use_does_not_grow_with_the_dump(tmp_path, monkeypatch, settings)
 @pytest.fixture
 def backup_file(seeded, tmp_path, monkeypatch) -> Path:
     """A good backup in small chunks (several frames to reorder and swap)."""
-    monkeypatch.setattr(backups, "CHUNK_SIZE", 16 * 1024)
+    monkeypatch.setattr(file_format, "CHUNK_SIZE", 16 * 1024)
     path = tmp_path / "good.nvbak"
     backup_create(output=path)
     assert len(_frames(path)[1]) >= 4
@@ -341,18 +344,18 @@ def test_a_missing_file(tmp_path):
 
 def test_row_counts_that_differ_from_the_manifest_fail(seeded, tmp_path, monkeypatch):
     """A dump that lost rows (here: a manifest that counted one more) is caught by the restore."""
-    real = backups._pg_tables if connection.vendor == "postgresql" else backups._sqlite_tables
-    name = "_pg_tables" if connection.vendor == "postgresql" else "_sqlite_tables"
+    backend = postgresql if connection.vendor == "postgresql" else sqlite
+    real = backend.table_row_counts
 
     def overcount(database):
         counts = real(database)
         counts["testapp_secretrecord"] += 1
         return counts
 
-    monkeypatch.setattr(backups, name, overcount)
+    monkeypatch.setattr(backend, "table_row_counts", overcount)
     path = tmp_path / "short.nvbak"
     backup_create(output=path)
-    monkeypatch.setattr(backups, name, real)
+    monkeypatch.setattr(backend, "table_row_counts", real)
     _assert_fails(path, message="testapp_secretrecord 40 rows, manifest 41", stage="row-counts")
 
 
@@ -391,7 +394,7 @@ def test_a_backup_that_fails_midway_leaves_no_partial_file(seeded, tmp_path, mon
     def explode(self, manifest):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(backups.BackupWriter, "finish", explode)
+    monkeypatch.setattr(BackupWriter, "finish", explode)
     with pytest.raises(BackupError, match="No space left on device"):
         backup_create(output=tmp_path / "full.nvbak")
     assert not (tmp_path / "full.nvbak").exists()
@@ -519,8 +522,8 @@ def test_daily_job_keeps_a_failed_backup_aside_and_prunes_nothing(seeded, settin
     backup_create_and_verify()
     [good] = list(directory.iterdir())
 
-    name = "_pg_tables" if connection.vendor == "postgresql" else "_sqlite_tables"
-    real = getattr(backups, name)
+    backend = postgresql if connection.vendor == "postgresql" else sqlite
+    real = backend.table_row_counts
     calls = []
 
     def overcount_when_dumping(database):
@@ -530,7 +533,7 @@ def test_daily_job_keeps_a_failed_backup_aside_and_prunes_nothing(seeded, settin
             counts["testapp_secretrecord"] += 1
         return counts
 
-    monkeypatch.setattr(backups, name, overcount_when_dumping)
+    monkeypatch.setattr(backend, "table_row_counts", overcount_when_dumping)
     with pytest.raises(BackupError, match="Row counts differ"):
         backup_and_verify.apply()
     names = sorted(path.name for path in directory.iterdir())

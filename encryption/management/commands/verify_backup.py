@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from encryption.backups import BackupError, backup_verify
-from encryption.backups_progress import ProgressBar
+from encryption.backups.progress import ProgressBar
 
 
 class Command(BaseCommand):

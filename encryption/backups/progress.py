@@ -1,10 +1,21 @@
-"""A tqdm progress bar for the backup commands, fed by the services' ``progress`` callback."""
+"""Progress of a backup or a verification: the callback the services call, and the commands' bar."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tqdm import tqdm
 
+# Called as progress(stage, bytes_done_since_last_call, total_bytes_or_None).
+ProgressCallback = Callable[[str, int, "int | None"], None]
+
 STAGE_NAMES = {"encrypt": "encrypting", "dump": "dumping", "decrypt": "decrypting", "check": "checking"}
+
+
+def emit(progress: ProgressCallback | None, stage: str, done: int, total: int | None) -> None:
+    """Report to ``progress`` if the caller gave one."""
+    if progress is not None:
+        progress(stage, done, total)
 
 
 class ProgressBar:

@@ -1,0 +1,134 @@
+"""The backup file: ``encryption.streams`` with the backup's magic, labels, key ring and header.
+
+Also the error every backup step raises and the results the services return.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from encryption.keyring import Key
+from encryption.streams import StreamError, StreamFormat, StreamReader, StreamWriter
+
+MAGIC = b"NVBACKUP"
+FORMAT_NAME = "ninaivalaigal-backup"
+FILE_SUFFIX = ".nvbak"
+# Plaintext bytes per frame. Memory use is a small multiple of this whatever the database size.
+CHUNK_SIZE = 1024 * 1024
+KDF_LABEL = b"ninaivalaigal backup v1 file key\x00"
+AD_LABEL = b"nvbackup/v1"
+BACKUP_FORMAT = StreamFormat(
+    name=FORMAT_NAME,
+    magic=MAGIC,
+    purpose="backup",
+    kdf_label=KDF_LABEL,
+    ad_label=AD_LABEL,
+    noun="backup",
+    required_header=("database",),
+)
+
+
+class BackupError(StreamError):
+    """A backup could not be created or did not verify. ``str()`` is a message for the operator.
+
+    ``stage`` names the step that failed (``header``, ``decrypt``, ``dump``, ``restore``,
+    ``row-counts``, ``encrypted-fields``...).
+    """
+
+
+@dataclass
+class BackupResult:
+    """What ``backup_create`` wrote."""
+
+    path: Path
+    manifest: dict
+    file_bytes: int
+    seconds: float
+
+    @property
+    def dump_bytes(self) -> int:
+        return self.manifest["dump_bytes"]
+
+    def summary(self) -> dict:
+        """Counts, sizes, checksum and key id only: safe for an audit event and a log line."""
+        return {
+            "file": self.path.name,
+            "database": self.manifest["database"]["vendor"],
+            "key_id": self.manifest["key_id"],
+            "dump_bytes": self.manifest["dump_bytes"],
+            "file_bytes": self.file_bytes,
+            "dump_sha256": self.manifest["dump_sha256"],
+            "tables": len(self.manifest["tables"]),
+            "rows": sum(self.manifest["tables"].values()),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class VerificationResult:
+    """What ``backup_verify`` checked."""
+
+    path: Path
+    manifest: dict
+    file_bytes: int
+    seconds: float
+    tables_checked: int = 0
+    rows_checked: int = 0
+    values_decrypted: dict[str, int] = field(default_factory=dict)
+    models_absent: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "file": self.path.name,
+            "database": self.manifest["database"]["vendor"],
+            "key_id": self.manifest["key_id"],
+            "created_at": self.manifest["created_at"],
+            "dump_bytes": self.manifest["dump_bytes"],
+            "file_bytes": self.file_bytes,
+            "dump_sha256": self.manifest["dump_sha256"],
+            "tables": self.tables_checked,
+            "rows": self.rows_checked,
+            "values_decrypted": sum(self.values_decrypted.values()),
+            "models_sampled": len(self.values_decrypted),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class BackupWriter(StreamWriter):
+    """Seal a dump into the backup format: ``write()`` the dump, then ``finish(manifest)``."""
+
+    def __init__(self, stream: IO[bytes], *, key: Key, database: str, chunk_size: int | None = None) -> None:
+        super().__init__(
+            stream,
+            stream_format=BACKUP_FORMAT,
+            key=key,
+            header={"database": database},
+            chunk_size=chunk_size or CHUNK_SIZE,
+        )
+
+    @property
+    def dump_bytes(self) -> int:
+        return self.plaintext_bytes
+
+    @property
+    def dump_sha256(self) -> str:
+        return self.plaintext_sha256
+
+    def finish(self, manifest: dict) -> dict:
+        """Seal the last partial chunk and the manifest, with the dump's size and SHA-256."""
+        return super().finish({**manifest, "dump_bytes": self.dump_bytes, "dump_sha256": self.dump_sha256})
+
+
+class BackupReader(StreamReader):
+    """Read a backup: the clear header first, then authenticated dump chunks, then the manifest.
+
+    Every failure raises ``BackupError`` with a message that says what is wrong with the file.
+    """
+
+    error = BackupError
+
+    def __init__(self, stream: IO[bytes], *, name: str = "the backup") -> None:
+        super().__init__(stream, stream_format=BACKUP_FORMAT, name=name)
+        self.database = str(self.header["database"])

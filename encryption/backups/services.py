@@ -1,0 +1,284 @@
+"""The backup services: create, verify, prune and the daily job, each recording its audit event.
+
+Events: ``system.backup_created``, ``system.backup_verified`` and ``system.backup_failed``
+(OWASP ASVS 4.0.3 V7.1.3), with sizes, counts, the checksum and the key id, never key material.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.utils import timezone
+
+from audit.actions import Action, Outcome
+from audit.services import Target, record
+from encryption.backups import postgresql, sqlite
+from encryption.backups.file_format import (
+    FILE_SUFFIX,
+    BackupError,
+    BackupReader,
+    BackupResult,
+    BackupWriter,
+    VerificationResult,
+)
+from encryption.backups.private_files import open_private, private_directory
+from encryption.backups.progress import ProgressCallback
+from encryption.errors import KeyConfigurationError
+from encryption.keyring import get_key_ring
+
+# One logger for the package: its lines name ``encryption.backups`` whichever module writes them.
+logger = logging.getLogger("encryption.backups")
+
+BACKUP_NAME_PREFIX = "backup-"
+
+
+def _record(*, action: Action, outcome: Outcome, actor, path: Path, context: dict) -> None:
+    """Record a backup event, its target the backup file (by name: no machine path in events)."""
+    record(
+        action=action,
+        outcome=outcome,
+        actor=actor,
+        target=Target(type="encryption.backup", id=path.name[:64], repr=path.name),
+        context=context,
+    )
+
+
+def _failure(error: BaseException, *, operation: str, actor, path: Path) -> BackupError:
+    """Turn any failure into a ``BackupError`` and record ``BACKUP_FAILED`` (outside any transaction)."""
+    if not isinstance(error, BackupError):
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        error = BackupError(f"{type(error).__name__}: {detail}"[:600], stage="unexpected")
+    try:
+        _record(
+            action=Action.BACKUP_FAILED,
+            outcome=Outcome.FAILURE,
+            actor=actor,
+            path=path,
+            context={"operation": operation, "file": path.name, "stage": error.stage, "reason": str(error)},
+        )
+    except Exception:
+        logger.exception("could not record the audit event of a failed backup %s", operation)
+    logger.error("backup %s failed for %s: %s", operation, path.name, error)
+    return error
+
+
+def backup_create(
+    *,
+    output: str | os.PathLike,
+    actor=None,
+    progress: ProgressCallback | None = None,
+    overwrite: bool = False,
+    using: str = DEFAULT_DB_ALIAS,
+) -> BackupResult:
+    """Write an encrypted backup of the database to ``output``; record ``BACKUP_CREATED``.
+
+    The file appears only when complete (written beside it under a temporary name, synced, then
+    renamed): a failed backup leaves no partial file and never replaces an existing one. An
+    existing ``output`` is refused unless ``overwrite``. Raises ``BackupError`` (and records
+    ``BACKUP_FAILED``) on any failure. Call it outside a transaction: only committed data is
+    backed up.
+
+    Permission: the caller has checked it (an operator at the shell, or the scheduled task).
+    """
+    path = Path(output)
+    started = time.monotonic()
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+    try:
+        if path.exists() and not overwrite:
+            raise BackupError(
+                f"{path.name} already exists; choose another name (or overwrite it explicitly).", stage="output"
+            )
+        if not path.parent.is_dir():
+            raise BackupError(f"The folder for {path.name} does not exist.", stage="output")
+        connection = connections[using]
+        vendor = connection.vendor
+        if vendor not in ("sqlite", "postgresql"):
+            raise BackupError(f"Backups support SQLite and PostgreSQL, not {vendor}.", stage="dump")
+        try:
+            key = get_key_ring("backup").primary
+        except KeyConfigurationError as error:
+            raise BackupError(f"No backup key: {error}", stage="key") from None
+        with private_directory("ninaivalaigal-backup-") as private, open_private(partial) as handle:
+            writer = BackupWriter(handle, key=key, database=vendor)
+            backend = sqlite if vendor == "sqlite" else postgresql
+            dump = backend.dump(writer, using=using, private=private, progress=progress)
+            manifest = writer.finish(
+                {
+                    **dump,
+                    "finished_at": timezone.now().isoformat(),
+                    "encrypted_columns": _encrypted_columns(),
+                    "migrations": _latest_migrations(using),
+                    "django_version": _django_version(),
+                }
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(partial, path)
+        else:
+            os.link(partial, path)  # fails if the name was taken meanwhile: nothing is replaced
+            partial.unlink()
+        _fsync_directory(path.parent)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        if isinstance(error, KeyboardInterrupt | SystemExit):
+            raise
+        raise _failure(error, operation="create", actor=actor, path=path) from None
+    result = BackupResult(
+        path=path, manifest=manifest, file_bytes=path.stat().st_size, seconds=time.monotonic() - started
+    )
+    _record(action=Action.BACKUP_CREATED, outcome=Outcome.SUCCESS, actor=actor, path=path, context=result.summary())
+    logger.info(
+        "backup written: %s (%d bytes of dump, %d tables)", path.name, result.dump_bytes, len(manifest["tables"])
+    )
+    return result
+
+
+def _django_version() -> str:
+    """Django's version, for the manifest."""
+    import django
+
+    return django.get_version()
+
+
+def _latest_migrations(using: str) -> dict[str, str]:
+    """The latest applied migration of every app, for the manifest (empty if none can be read)."""
+    from django.db.migrations.recorder import MigrationRecorder
+
+    latest: dict[str, str] = {}
+    with contextlib.suppress(Exception):
+        for app, name in (
+            MigrationRecorder(connections[using]).migration_qs.order_by("app", "name").values_list("app", "name")
+        ):
+            latest[app] = name
+    return latest
+
+
+def _encrypted_columns() -> dict[str, dict]:
+    """The table and encrypted columns of every model that has some, for the manifest."""
+    from encryption.selectors import encrypted_model_list
+
+    return {
+        item.label: {"table": item.model._meta.db_table, "columns": [f.column for f in item.encrypted_fields]}
+        for item in encrypted_model_list()
+        if item.encrypted_fields
+    }
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Sync ``directory`` so the new name of the backup survives a crash (best effort)."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def backup_verify(
+    *,
+    path: str | os.PathLike,
+    actor=None,
+    progress: ProgressCallback | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> VerificationResult:
+    """Decrypt ``path``, restore it into a scratch database and check it; record the outcome.
+
+    Checks, in order: the header and the backup key; every chunk's authentication, their order
+    and the final chunk (no truncation, nothing appended); the dump's size and SHA-256 against
+    the manifest; the restore itself; every table's row count against the manifest; a random
+    sample of every encrypted column decrypts with the field key ring. Records
+    ``BACKUP_VERIFIED``, or ``BACKUP_FAILED`` and raises ``BackupError`` with a message saying
+    what is wrong. Nothing but the scratch copy (removed afterwards) is written.
+
+    Permission: the caller has checked it (an operator at the shell, or the scheduled task).
+    """
+    path = Path(path)
+    started = time.monotonic()
+    try:
+        try:
+            stream = open(path, "rb")  # noqa: SIM115 - closed below, after the reader is done
+        except FileNotFoundError:
+            raise BackupError(f"{path.name} does not exist.", stage="open") from None
+        except OSError as error:
+            raise BackupError(f"{path.name} cannot be read: {error.strerror}.", stage="open") from None
+        with stream:
+            file_bytes = os.fstat(stream.fileno()).st_size
+            reader = BackupReader(stream, name=path.name)
+            result = VerificationResult(path=path, manifest={}, file_bytes=file_bytes, seconds=0.0)
+            with private_directory("ninaivalaigal-verify-") as private:
+                if reader.database == "sqlite":
+                    sqlite.verify(reader, result, private=private, progress=progress)
+                elif reader.database == "postgresql":
+                    if connections[using].vendor != "postgresql":
+                        raise BackupError(
+                            f"{path.name} is a PostgreSQL backup; verify it with DATABASE_URL pointing at a "
+                            "PostgreSQL server (a scratch database is created there).",
+                            stage="restore",
+                        )
+                    postgresql.verify(reader, result, using=using, private=private, progress=progress)
+                else:
+                    raise BackupError(f"{path.name} names an unknown database kind.", stage="header")
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt | SystemExit):
+            raise
+        raise _failure(error, operation="verify", actor=actor, path=path) from None
+    result.seconds = time.monotonic() - started
+    _record(action=Action.BACKUP_VERIFIED, outcome=Outcome.SUCCESS, actor=actor, path=path, context=result.summary())
+    logger.info("backup verified: %s (%d tables, %d rows)", path.name, result.tables_checked, result.rows_checked)
+    return result
+
+
+def backup_directory() -> Path:
+    """Where the scheduled backups go: ``ENCRYPTION_BACKUP_DIR``, else ``VAR_DIR/backups``."""
+    configured = getattr(settings, "ENCRYPTION_BACKUP_DIR", "") or ""
+    return Path(configured) if configured else Path(settings.VAR_DIR) / "backups"
+
+
+def backup_prune(*, directory: Path, keep: int) -> list[Path]:
+    """Delete the oldest ``backup-*.nvbak`` files of ``directory`` beyond the newest ``keep``.
+
+    Names carry a UTC timestamp, so name order is age order. Failed backups were renamed
+    ``*.failed`` and are left for an operator; other files are never touched.
+    """
+    if keep < 1:
+        raise ValueError("keep must be at least 1.")
+    backups = sorted(p for p in directory.glob(f"{BACKUP_NAME_PREFIX}*{FILE_SUFFIX}") if p.is_file())
+    removed = []
+    for old in backups[:-keep]:
+        old.unlink()
+        removed.append(old)
+        logger.info("backup pruned (retention %d): %s", keep, old.name)
+    return removed
+
+
+def backup_create_and_verify(*, directory: Path | None = None, keep: int | None = None, actor=None) -> dict:
+    """The daily job: a new backup in ``directory``, verified, then old ones pruned to ``keep``.
+
+    Each step records its own audit event. A backup that fails verification is renamed
+    ``<name>.failed`` (kept for inspection, never counted as a good backup) and nothing is pruned,
+    so a bad night never costs a good old backup. Raises ``BackupError`` on failure.
+    """
+    directory = directory or backup_directory()
+    keep = keep if keep is not None else settings.ENCRYPTION_BACKUP_KEEP
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    vendor = connections[DEFAULT_DB_ALIAS].vendor
+    name = f"{BACKUP_NAME_PREFIX}{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%S%fZ}-{vendor}{FILE_SUFFIX}"
+    created = backup_create(output=directory / name, actor=actor)
+    try:
+        verified = backup_verify(path=created.path, actor=actor)
+    except BackupError:
+        with contextlib.suppress(OSError):
+            created.path.rename(created.path.with_name(created.path.name + ".failed"))
+        raise
+    pruned = backup_prune(directory=directory, keep=keep)
+    return {**verified.summary(), "pruned": [path.name for path in pruned]}
