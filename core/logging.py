@@ -3,7 +3,7 @@
 ``SanitisingFilter`` (on every handler in ``LOGGING``) masks, escapes and bounds each record;
 ``JsonFormatter`` renders it through structlog's stdlib bridge with the request id, client IP
 and user id (ASVS 4.0.3 V7.1.1, V7.3.1). Why structlog and not django-structlog:
-docs/decisions/json-logging.md. This module imports no model: logging is configured before the
+docs/decisions/json-logs-with-structlog.md. This module imports no model: logging is configured before the
 app registry.
 """
 

@@ -338,6 +338,57 @@ class ContextExportView(MemoriesAPIView):
 # ---------------------------------------------------------------------------------------------
 # Memories
 # ---------------------------------------------------------------------------------------------
+def _memory_list_schemas(*, output, create) -> dict:
+    """The OpenAPI description of the memory list, the same in every version but for its serializers."""
+    return {
+        "get": extend_schema(
+            operation_id="memories_list",
+            tags=["memories"],
+            summary="List the memories you can read, newest first",
+            parameters=[s.MemoryListFilterSerializer],
+            responses={200: output(many=True), **_errors(400, 404)},
+        ),
+        "post": extend_schema(
+            operation_id="memories_create",
+            tags=["memories"],
+            summary="Create a memory in a context (member)",
+            request=create,
+            responses={201: output, **_errors(400, 403, 404, 415)},
+        ),
+    }
+
+
+def _memory_detail_schemas(*, output, write) -> dict:
+    """The OpenAPI description of one memory, the same in every version but for its serializers."""
+    return {
+        "get": extend_schema(
+            operation_id="memories_retrieve", tags=["memories"], summary="Get a memory",
+            responses={200: output, **_errors(404)},
+        ),
+        "put": extend_schema(
+            operation_id="memories_update",
+            tags=["memories"],
+            summary="Replace a memory (member); omitted optional fields return to their defaults",
+            request=write,
+            responses={200: output, **_errors(400, 403, 404, 415)},
+        ),
+        "patch": extend_schema(
+            operation_id="memories_partial_update",
+            tags=["memories"],
+            summary="Change some fields of a memory (member)",
+            request=write,
+            responses={200: output, **_errors(400, 403, 404, 415)},
+        ),
+        "delete": extend_schema(
+            operation_id="memories_destroy",
+            tags=["memories"],
+            summary="Delete a memory (maintainer)",
+            responses={204: None, **_errors(403, 404)},
+        ),
+    }
+
+
+@extend_schema_view(**_memory_list_schemas(output=s.MemorySerializer, create=s.MemoryCreateSerializer))
 class MemoryListView(MemoriesAPIView):
     """Memories: notes, commands, AI context and snippets, each in one context."""
 
@@ -346,13 +397,6 @@ class MemoryListView(MemoriesAPIView):
     output_serializer = s.MemorySerializer
     create_serializer = s.MemoryCreateSerializer
 
-    @extend_schema(
-        operation_id="memories_list",
-        tags=["memories"],
-        summary="List the memories you can read, newest first",
-        parameters=[s.MemoryListFilterSerializer],
-        responses={200: s.MemorySerializer(many=True), **_errors(400, 404)},
-    )
     def get(self, request):
         filters = s.MemoryListFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -370,13 +414,6 @@ class MemoryListView(MemoriesAPIView):
         )
         return self.get_paginated_response(self.output_serializer(page, many=True).data)
 
-    @extend_schema(
-        operation_id="memories_create",
-        tags=["memories"],
-        summary="Create a memory in a context (member)",
-        request=s.MemoryCreateSerializer,
-        responses={201: s.MemorySerializer, **_errors(400, 403, 404, 415)},
-    )
     def post(self, request):
         data = dict(self.validated(self.create_serializer))
         context = selectors.context_get(context_id=data.pop("context"))
@@ -384,6 +421,7 @@ class MemoryListView(MemoriesAPIView):
         return Response(self.output_serializer(memory).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_view(**_memory_detail_schemas(output=s.MemorySerializer, write=s.MemoryWriteSerializer))
 class MemoryDetailView(MemoriesAPIView):
     """One memory."""
 
@@ -393,12 +431,6 @@ class MemoryDetailView(MemoriesAPIView):
     output_serializer = s.MemorySerializer
     write_serializer = s.MemoryWriteSerializer
 
-    @extend_schema(
-        operation_id="memories_retrieve",
-        tags=["memories"],
-        summary="Get a memory",
-        responses={200: s.MemorySerializer, **_errors(404)},
-    )
     def get(self, request, memory_id: int):
         return Response(self.output_serializer(services.memory_read(actor=request.user, memory_id=memory_id)).data)
 
@@ -407,54 +439,19 @@ class MemoryDetailView(MemoriesAPIView):
         memory = services.memory_update(actor=request.user, memory=selectors.memory_get(memory_id=memory_id), **data)
         return Response(self.output_serializer(memory).data)
 
-    @extend_schema(
-        operation_id="memories_update",
-        tags=["memories"],
-        summary="Replace a memory (member); omitted optional fields return to their defaults",
-        request=s.MemoryWriteSerializer,
-        responses={200: s.MemorySerializer, **_errors(400, 403, 404, 415)},
-    )
     def put(self, request, memory_id: int):
         return self._update(request, memory_id, partial=False)
 
-    @extend_schema(
-        operation_id="memories_partial_update",
-        tags=["memories"],
-        summary="Change some fields of a memory (member)",
-        request=s.MemoryWriteSerializer,
-        responses={200: s.MemorySerializer, **_errors(400, 403, 404, 415)},
-    )
     def patch(self, request, memory_id: int):
         return self._update(request, memory_id, partial=True)
 
-    @extend_schema(
-        operation_id="memories_destroy",
-        tags=["memories"],
-        summary="Delete a memory (maintainer)",
-        responses={204: None, **_errors(403, 404)},
-    )
     def delete(self, request, memory_id: int):
         services.memory_delete(actor=request.user, memory=selectors.memory_get(memory_id=memory_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # v2: the memory resource with ``context_id`` and tags as objects (docs/API_CHANGES.md).
-@extend_schema_view(
-    get=extend_schema(
-        operation_id="memories_list",
-        tags=["memories"],
-        summary="List the memories you can read, newest first",
-        parameters=[s.MemoryListFilterSerializer],
-        responses={200: s.MemoryV2Serializer(many=True), **_errors(400, 404)},
-    ),
-    post=extend_schema(
-        operation_id="memories_create",
-        tags=["memories"],
-        summary="Create a memory in a context (member)",
-        request=s.MemoryCreateV2Serializer,
-        responses={201: s.MemoryV2Serializer, **_errors(400, 403, 404, 415)},
-    ),
-)
+@extend_schema_view(**_memory_list_schemas(output=s.MemoryV2Serializer, create=s.MemoryCreateV2Serializer))
 class MemoryListV2View(MemoryListView):
     """Memories (v2): ``context_id`` names the context; each tag is an object."""
 
@@ -462,28 +459,7 @@ class MemoryListV2View(MemoryListView):
     create_serializer = s.MemoryCreateV2Serializer
 
 
-@extend_schema_view(
-    get=extend_schema(
-        operation_id="memories_retrieve",
-        tags=["memories"],
-        summary="Get a memory",
-        responses={200: s.MemoryV2Serializer, **_errors(404)},
-    ),
-    put=extend_schema(
-        operation_id="memories_update",
-        tags=["memories"],
-        summary="Replace a memory (member); omitted optional fields return to their defaults",
-        request=s.MemoryWriteV2Serializer,
-        responses={200: s.MemoryV2Serializer, **_errors(400, 403, 404, 415)},
-    ),
-    patch=extend_schema(
-        operation_id="memories_partial_update",
-        tags=["memories"],
-        summary="Change some fields of a memory (member)",
-        request=s.MemoryWriteV2Serializer,
-        responses={200: s.MemoryV2Serializer, **_errors(400, 403, 404, 415)},
-    ),
-)
+@extend_schema_view(**_memory_detail_schemas(output=s.MemoryV2Serializer, write=s.MemoryWriteV2Serializer))
 class MemoryDetailV2View(MemoryDetailView):
     """One memory (v2)."""
 
