@@ -1,46 +1,11 @@
-"""Lockout and MFA throttling: our own counters, not django-axes.
+"""Lockout and MFA throttling: our own counters, not django-axes (NIST SP 800-63B §5.2.2).
 
-Why not django-axes (8.3.1, read and measured in ``bench/accounts_bench.py``)
----------------------------------------------------------------------------
-The issue asked for django-axes "configured rather than re-written where it serves". It does not
-serve here, for four reasons:
-
-1. **It lets more attempts through than the threshold.** Axes checks "is this client locked?"
-   before authentication and records the failure afterwards (check-then-act), so N parallel
-   wrong passwords all pass the check before any is counted: our PostgreSQL test fires 50 at
-   once and more than the limit reach the password hasher. Here an attempt is *reserved* by one
-   conditional UPDATE (``failure_count < limit AND not locked``) before the password is hashed,
-   so at most ``limit`` attempts are ever evaluated, whatever the concurrency.
-2. **No growing cool-offs.** ``AXES_COOLOFF_TIME`` is one duration; axes forgets a lock when it
-   expires, so it cannot lengthen the next one (1 min, 5 min, 30 min...). We keep ``lock_count``.
-3. **Cost.** With its defaults axes adds about 2.5 ms and 6 queries to each failed login and
-   2.8 ms to each refused locked-out attempt (issue #5); the goal is under 1 ms. Here a failed
-   login costs two conditional ``UPDATE ... RETURNING`` statements beyond what authentication
-   needs (plus its audit event), and a refusal one UPDATE and one SELECT, with no password
-   hashing at all (``bench/accounts_bench.py`` measures both side by side).
-4. **Semantics we would have to override anyway**: its username callable, IP callable and
-   "reset on success" each needed replacing (normalised usernames, ``client_ip_from_meta``, a
-   success resetting only its own (account, IP) counter and the account counter, never another
-   IP's lock).
-
-The model (NIST SP 800-63B §5.2.2)
------------------------------------
-Password failures are counted per account (``address = ""``) and per (account, client IP).
-Reaching ``ACCOUNTS_LOCKOUT_ADDRESS_FAILURE_LIMIT`` locks that account for that IP only (the
-attacker's address, not the real user's), reaching ``ACCOUNTS_LOCKOUT_ACCOUNT_FAILURE_LIMIT``
-locks the account everywhere (a distributed attack). Each lock lasts the next entry of
-``ACCOUNTS_LOCKOUT_COOLOFFS`` (growing, the last one repeats) and restarts the count, so no more
-than ``limit`` ≤ 100 consecutive failures ever happen without a lock (``accounts/checks.py``
-refuses limits above 100). A success resets the account counter and that IP's counter; another
-IP's lock stays. A counter untouched for ``ACCOUNTS_LOCKOUT_RESET_AFTER`` starts afresh.
-Usernames are normalised first and counted whether or not the account exists, so lock
-behaviour reveals nothing about existence.
-
-MFA codes have their own per-account counter (RFC 4226 §7.3 throttling): after ``n`` failures
-the next try waits ``min(base × 2^(n-1), max)`` seconds (bounded, unlike django-otp's delay
-that grows for weeks), the time is shown to the user, and ``ACCOUNTS_MFA_FAILURE_LIMIT``
-failures lock the account's MFA step with the same growing cool-offs. Code checks are fast, so
-an MFA attempt holds its counter row locked (``SELECT ... FOR UPDATE``) while it verifies.
+Password failures are counted per account (``address = ""``) and per (account, client IP). An
+attempt is reserved by one conditional ``UPDATE ... RETURNING`` *before* the password is hashed,
+so at most ``limit`` attempts are evaluated whatever the concurrency; locks last the growing
+``ACCOUNTS_LOCKOUT_COOLOFFS``. MFA codes have their own per-account counter with a bounded
+delay (RFC 4226 §7.3), its row held ``SELECT ... FOR UPDATE`` while a code is checked.
+Why not django-axes, and the whole model: docs/decisions/lockout-own-counters.md.
 """
 
 from __future__ import annotations
