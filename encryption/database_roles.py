@@ -1,42 +1,10 @@
 """PostgreSQL privilege separation: a migration owner role and a runtime application role.
 
-Two roles, both able to log in, neither superuser, neither able to create roles or databases:
-
-``ninaivalaigal_owner`` (the migration owner)
-    Owns the database, the ``public`` schema and every table, sequence, view and function in
-    it. ``manage.py migrate`` (and nothing else) runs as this role.
-``ninaivalaigal_app`` (the runtime role: web, worker, beat)
-    ``SELECT, INSERT, UPDATE, DELETE`` on the application's tables and ``USAGE, SELECT`` on
-    their sequences. Not an owner of anything, no ``CREATE`` on the schema or the database, no
-    temporary tables, no ``TRUNCATE``, ``REFERENCES`` or ``TRIGGER``: it cannot create, alter or
-    drop a table (only an owner can alter or drop one; ``CREATE`` is needed to make one).
-    On the audit trail it can only append and read (OWASP ASVS 4.0.3 V7.3.3, log protection):
-
-    - ``audit_auditevent``: ``SELECT, INSERT``, and ``UPDATE`` of exactly the four columns the
-      sealer writes (``sequence``, ``previous_hash``, ``hash``, ``chain_key_id``). Column
-      privileges refuse an update of any other column; audit's trigger (migrations ``audit.0002``
-      and ``audit.0003``) refuses any update that is not the sealing of an unsealed row. No
-      ``DELETE``, no ``TRUNCATE``.
-    - ``audit_chainhead``: ``SELECT, INSERT`` (the head row is created on first seal) and
-      ``UPDATE`` of ``sequence``, ``hash``, ``updated_at`` (the sealer moves the head). The
-      anchor columns, which only the retention purge moves, stay read-only.
-    - ``audit_audittombstone``: ``SELECT`` only (the verifier reads tombstones).
-    - ``django_migrations``: ``SELECT`` only.
-
-    So the retention purge (``audit_archive``: deleting archived events, writing tombstones,
-    moving the anchor) is not possible as the runtime role: run it with the owner's
-    credentials (``DATABASE_URL=<owner> manage.py audit_archive``).
-
-Default privileges (``ALTER DEFAULT PRIVILEGES FOR ROLE <owner>``) give the runtime role the
-same grants on every table and sequence the owner creates later, so a new migration works at
-once. The audit narrowing is applied to tables that exist, so **run ``db_roles --apply`` again
-after every ``migrate``** (it is idempotent) and gate deployments on ``db_roles --check``.
-
-``roles_sql()`` is the one definition: ``deploy/security/postgres-roles.sql`` is its output for
-the default names (a test keeps the two identical), and ``db_roles --apply`` executes it.
-Passwords are never part of the SQL: ``--apply`` sets them from environment variables as SCRAM
-verifiers computed on the client (``PQencryptPasswordConn``), so the clear password never
-reaches the server's statement log.
+``ninaivalaigal_owner`` owns every table and runs ``migrate``; ``ninaivalaigal_app`` (web, worker,
+beat) gets DML on the tables and can only append to and read the audit trail (OWASP ASVS 4.0.3
+V7.3.3). ``roles_sql()`` is the one definition (``deploy/security/postgres-roles.sql`` is its
+output); passwords never enter the SQL. Run ``db_roles --apply`` again after every ``migrate``
+and gate deployments on ``db_roles --check``. Why: docs/decisions/database-roles.md.
 """
 
 from __future__ import annotations
