@@ -1,35 +1,11 @@
-"""Encrypted model fields and the blind index.
+"""Encrypted model fields and the blind index, built on ``cryptography`` directly.
 
-Why these fields are built on ``cryptography`` directly, not on django-encrypted-model-fields
----------------------------------------------------------------------------------------------
-We read that package's source (0.6.5) and kept only its token format, for reading old values.
-Its classes cannot be reused cleanly:
-
-- importing ``encrypted_model_fields.fields`` builds the cipher at import time from
-  ``FIELD_ENCRYPTION_KEY`` (``CRYPTER = get_crypter()``), so keys are frozen for the life of the
-  process and the import fails where that setting is absent. Our keys come from a key ring
-  resolved when used (environment, mounted file or Vault) and rotate without restarts;
-- its ``to_python`` tries to decrypt every value and, on ``InvalidToken``, returns the input
-  unchanged: a tampered or undecryptable value is silently handed back as data, and a user who
-  types something that looks like a token into a form gets it decrypted. Here only
-  ``from_db_value`` decrypts, a failure raises ``DecryptionError``, and ``to_python`` only
-  converts plaintext (forms and the admin round-trip exactly);
-- it encrypts with Fernet (AES-128-CBC + HMAC-SHA256, base64 twice over): about 16x slower than
-  AES-256-GCM on a 1 kB value and 50x on 64 kB, and Fernet has no associated data, so a
-  ciphertext copied to another column or model decrypts without complaint;
-- its tokens carry no key id, so nothing can tell which rows a retired key still protects.
-
-So each field here subclasses the matching Django field (forms, validation, admin widgets and
-``auto_now`` keep working) and adds one mixin that stores an ``nv1`` token (``encryption.crypto``)
-in a text column, with associated data from the model label and the column name, which
-``contribute_to_class`` provides. Values written by django-encrypted-model-fields still read
-(``str(value)`` under Fernet), and ``rotate_encryption_keys`` rewrites them.
-
-Encrypted columns cannot be filtered, ordered by value or made unique: only ``isnull`` lookups
-are allowed (anything else raises ``FieldError`` instead of sending plaintext to the database in
-a WHERE clause). For exact-match lookups, add a ``BlindIndexField`` next to the column.
-
-Crypto core: imports Django and ``encryption.crypto``/``encryption.keyring`` only.
+Each field subclasses the matching Django field and adds one mixin that stores an ``nv1`` token
+(``encryption.crypto``) in a text column, bound to the model label and column name. Only
+``from_db_value`` decrypts, and a failure raises ``DecryptionError``; ``to_python`` converts
+plaintext only. Encrypted columns allow only ``isnull`` lookups (anything else raises
+``FieldError``): add a ``BlindIndexField`` for exact matches. Old Fernet values still read.
+Why: docs/decisions/encrypted-fields-nv1.md.
 """
 
 from __future__ import annotations
