@@ -1,29 +1,11 @@
-"""The cipher: a versioned token of our own, AES-256-GCM, associated data, legacy Fernet reads.
+"""The cipher: the versioned ``nv1`` token, AES-256-GCM with associated data, legacy Fernet reads.
 
-Token (text, safe in any text column)::
-
-    nv1:<key id>:<base64(nonce || ciphertext || tag)>
-
-- ``nv1`` is the format version; a future format gets a new prefix and this one stays readable.
-- ``<key id>`` names the key of the ring that sealed the value (1-64 of ``[A-Za-z0-9_-]``), so
-  ``encryption_keys status`` counts rows per key without decrypting anything.
-- The nonce is 12 random bytes per value (NIST SP 800-38D §8.2.2); the tag is 16 bytes.
-  Random 96-bit nonces stay safe for 2**32 encryptions per key: rotate long before that.
-- The base64 is the standard alphabet with padding; decoded with pybase64's SIMD decoder when it
-  is installed (40x faster than CPython 3.11's ``binascii`` on 64 kB, which would otherwise cost
-  more than the cipher itself).
-
-The associated data binds a value to its place: version, model label and column
-(``associated_data_for``). A ciphertext copied into another column or another model fails
-authentication. It does not bind the row (the primary key is unknown before an INSERT), so a
-value swapped between two rows of the same column is not detected.
-
-Tokens written by django-encrypted-model-fields (Fernet, ``gAAAAA...``) are still read with the
-legacy Fernet keys; rotation rewrites them in this format.
-
-Every failure raises a typed ``DecryptionError`` (``UnknownKeyError`` for a key the ring lacks)
-and sends ``decryption_failed``; the encryption operations layer turns that signal into an audit
-event. Crypto core: imports Django, cryptography and pybase64 only.
+A token is ``nv1:<key id>:<base64(nonce || ciphertext || tag)>``, safe in any text column: a
+12-byte random nonce per value (NIST SP 800-38D §8.2.2), a 16-byte tag, and the id of the ring
+key that sealed it. The associated data (``associated_data_for``) binds a value to its model and
+column, not to its row. Every failure raises a typed ``DecryptionError`` (``UnknownKeyError`` for
+a key the ring lacks) and sends ``decryption_failed``. Crypto core: Django, cryptography and
+pybase64 only. Why: docs/decisions/encrypted-fields-nv1.md.
 """
 
 from __future__ import annotations
