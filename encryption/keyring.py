@@ -1,33 +1,11 @@
 """The key ring: an ordered set of named keys per purpose. The first key encrypts, all decrypt.
 
-Purposes never share keys (``field``, ``blind_index``, ``audit_chain``, ``backup``,
-``audit_archive``), so a leaked backup key reveals no field and a blind-index key cannot forge an
-audit chain. ``audit_archive`` encrypts the audit trail's retention archives: they are kept for
-years while backups are kept for days, so their keys retire on another schedule, and whoever
-investigates an archive needs no key that opens a whole-database backup.
-
-Where keys come from is chosen with ``ENCRYPTION_KEY_PROVIDER``:
-
-``environment``
-    ``ENCRYPTION_<PURPOSE>_KEYS`` settings, which ``config/settings/base.py`` reads from the
-    environment variables of the same name: ``"2026b:BASE64KEY,2026a:BASE64KEY"``.
-``file``
-    One file per purpose in ``ENCRYPTION_KEYS_DIR`` (``field``, ``blind_index``, ...), e.g. a
-    mounted Docker or Kubernetes secret, one ``id:BASE64KEY`` per line (``#`` starts a comment).
-    The embedded default (``config.settings.local``) generates these files once under
-    ``var/secrets/encryption/``.
-``vault``
-    One HashiCorp Vault KV v2 secret (``ENCRYPTION_VAULT_MOUNT``/``ENCRYPTION_VAULT_PATH``) whose
-    data maps each purpose to the same ``id:BASE64KEY,...`` text, read with hvac.
-
-Keys are resolved when used, never frozen at import: a resolved ring is reused for
-``ENCRYPTION_KEY_CACHE_SECONDS`` and then read again, and any change of an ``ENCRYPTION_*``
-setting (``override_settings`` in tests) drops the cache at once. So a new primary key reaches
-every process within that many seconds without a restart (with the file and Vault providers;
-environment variables of a running process cannot change, so that provider needs a restart).
-
-This module belongs to the crypto core: it imports Django, cryptography and (lazily, for the
-Vault provider only) hvac, and nothing of ours outside ``encryption.errors``.
+Purposes (``PURPOSES``) never share keys, so one leaked key exposes one kind of data. Keys come
+from ``ENCRYPTION_KEY_PROVIDER`` (``environment``, ``file`` or ``vault``, each holding
+``id:BASE64KEY`` text per purpose) and are resolved when used, then cached for
+``ENCRYPTION_KEY_CACHE_SECONDS``: a new primary key reaches every process without a restart
+(the environment provider excepted). Crypto core: Django, cryptography, hvac (lazily) and
+``encryption.errors`` only. Why: docs/decisions/key-ring.md; the providers: docs/encryption.md.
 """
 
 from __future__ import annotations
