@@ -1,20 +1,11 @@
 """Encryption operations: key rotation (re-encrypt every encrypted column under the primary key).
 
-Rotation is resumable and idempotent by construction:
-
-- it walks each model in primary-key order, a batch at a time, and decides per value from the
-  key id in the stored token whether it needs work: values already under the primary key are
-  skipped, so a second run (after success, a crash or ``kill -9``) only does what is left;
-- a value is always *decrypted* and then encrypted afresh, never encrypted on top of a token, so
-  nothing can be double-encrypted; a value that fails to decrypt is counted, reported and left
-  exactly as it was (and ``decryption_failed`` records it);
-- each batch is written in one short transaction with a compare-and-set ``UPDATE ... WHERE pk =
-  %s AND column = <the token we read>``: a crash rolls back the open batch only, and a row that an
-  application wrote meanwhile keeps the application's value (it was encrypted with a current key).
-
-Run it after every process has picked up the new primary key (``ENCRYPTION_KEY_CACHE_SECONDS``),
-then ``manage.py encryption_keys status`` must show zero rows under the old key before that key
-is removed from the ring.
+Rotation is resumable and idempotent: it walks each model in primary-key order, skips values
+already under the primary key, always decrypts before encrypting afresh, leaves a value that
+fails to decrypt as it was, and writes each batch with a compare-and-set ``UPDATE``, so a rerun
+after a crash only does what is left. Run it once every process has the new primary key; remove
+the old key only when ``encryption_keys status`` shows no row under it.
+Why: docs/decisions/key-rotation.md.
 """
 
 from __future__ import annotations
