@@ -1,34 +1,11 @@
 """Streaming authenticated encryption of files: the format of backups and of audit archives.
 
-One format, parametrised by a ``StreamFormat`` (its magic, name, labels and key ring purpose),
-so each kind of file has its own keys and its own domain-separation labels while sharing one
-implementation. ``encryption.backups`` (database backups) and ``audit.retention`` (audit
-archives) use it. This module belongs to the crypto core: it imports Django, cryptography, the
-standard library and nothing of ours but ``encryption.keyring`` and ``encryption.errors``.
-
-File format (version 1; all integers big-endian)::
-
-    MAGIC (8 bytes)  u16 format version  u32 header length  header (canonical JSON, UTF-8)
-    frame*           u32 sealed length   sealed bytes (ciphertext and 16-byte tag)
-
-The header, in clear, says what is needed before anything can be decrypted: the format, the
-cipher, the key id, a random 32-byte salt, the chunk size, when the file was started, and the
-fields of the file's kind (a backup names its database kind). Every frame is AES-256-GCM (NIST
-SP 800-38D) under a per-file key ``HKDF-SHA256(key, salt, info = label ‖ SHA-256(header))``
-(RFC 5869), so nonces never repeat across files and a changed header changes the key. Frames
-follow the STREAM construction (Hoang, Reyhanitabar, Rogaway, Vizár, "Online
-authenticated-encryption and its nonce-reuse misuse-resistance", CRYPTO 2015): the nonce is the
-frame's index and a final flag, and the associated data repeats the header digest, the index,
-the final flag and the frame kind. Hence:
-
-- a changed byte anywhere fails authentication of its frame (or of every frame, in the header);
-- frames reordered, dropped, repeated or copied from another file fail (index, per-file key);
-- truncation is detected: only the last frame carries the final flag, and it is the manifest;
-- data after the final frame is refused.
-
-The last frame is the **manifest** (JSON, authenticated and encrypted like the data), written
-last because sizes, checksums and counts are known only at the end. Memory use is a small
-multiple of the chunk size, whatever the size of the file.
+One implementation, parametrised by a ``StreamFormat`` (magic, name, labels, key ring purpose),
+used by ``encryption.backups`` and ``audit.retention``. A clear header (canonical JSON) is
+followed by AES-256-GCM frames (NIST SP 800-38D) under a per-file HKDF-SHA256 key (RFC 5869),
+chained by the STREAM construction; the last frame is the manifest. Memory use is a small
+multiple of the chunk size. Crypto core: nothing of ours but ``encryption.keyring`` and
+``encryption.errors``. The byte layout and why: docs/decisions/encrypted-backups.md.
 """
 
 from __future__ import annotations
