@@ -1,15 +1,9 @@
 """Reference client for the Ninaivalaigal API: API-key authentication and signed requests.
 
-Standard library only, so it can be copied into any Python 3.9+ project. The README shows it;
-``tests/api/test_client.py`` runs it against the real server.
-
-    client = Client("https://memories.example.org", key="nvk_...", signing_secret="nvs_...")
-    client.request("GET", "/api/v2/memories/", query={"kind": "note"})
-    client.request("DELETE", "/api/v2/memories/42/", sign=True)  # critical: signed
-
-Signature (HMAC-SHA256 with the signing secret) over these lines joined by "\\n":
-``NV1-HMAC-SHA256``, the method, the percent-encoded path, the sorted percent-encoded query,
-the timestamp (Unix seconds), the nonce, the key's prefix, and the hex SHA-256 of the body.
+Standard library only, so it can be copied into any Python 3.9+ project. ``signature_headers``
+computes the canonical form of docs/decisions/request-signing.md on its own, apart from the
+server's ``api/signing.py``; ``tests/api/test_client.py`` runs it against the real server.
+docs/api.md shows how to use it.
 """
 
 from __future__ import annotations

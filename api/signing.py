@@ -1,28 +1,11 @@
 """Signed requests for critical operations (OWASP ASVS 4.0.3 V13.2.6: message integrity).
 
-A signed request carries, besides ``Authorization: Bearer <key>``::
-
-    X-Signature-Timestamp: 1764338000            (Unix seconds, UTC)
-    X-Signature-Nonce:     q0D1r0v6mYx0Yk3tJ8dH4w (16-64 of A-Z a-z 0-9 - _ ; unique per key)
-    X-Signature:           <64 hex digits>       (HMAC-SHA256 with the key's signing secret)
-
-over this canonical form (lines joined by ``\\n``, no trailing newline)::
-
-    NV1-HMAC-SHA256
-    <METHOD, upper case>
-    <path, percent-encoded: RFC 3986 unreserved characters and "/" kept, all else %XX>
-    <query: name=value pairs, each percent-encoded the same way ("/" too), sorted, joined by &>
-    <timestamp>
-    <nonce>
-    <key prefix>
-    <hex SHA-256 of the body bytes exactly as sent (of b"" when there is none)>
-
-The server refuses a timestamp more than ``API_SIGNATURE_MAX_SKEW_SECONDS`` (default 300) away
-from its clock, compares the signature in constant time (``hmac.compare_digest``), and only then
-stores the nonce — in a store shared by every process (``services.request_nonce_consume``) — so
-a replay inside the window is refused and garbage cannot fill the store. ``api/client.py`` is the
-reference client; this module is the server's own implementation, and the tests check the two
-agree.
+``X-Signature`` is an HMAC-SHA256 with the key's signing secret over ``canonical_request``.
+``verify`` refuses a timestamp more than ``API_SIGNATURE_MAX_SKEW_SECONDS`` from the clock and
+compares in constant time; only then does the caller store the nonce
+(``services.request_nonce_consume``), so a replay is refused and garbage cannot fill the store.
+``api/client.py`` is the reference client; the tests check that the two agree.
+Why, and the canonical form line by line: docs/decisions/request-signing.md.
 """
 
 from __future__ import annotations
@@ -71,7 +54,7 @@ def canonical_query(query_string: str) -> str:
 def canonical_request(
     *, method: str, path: str, query_string: str, timestamp: str, nonce: str, key_prefix: str, body: bytes
 ) -> bytes:
-    """The bytes that are signed (see the module docstring)."""
+    """The bytes that are signed: the canonical form of docs/decisions/request-signing.md."""
     return "\n".join(
         [
             ALGORITHM,

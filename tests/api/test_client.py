@@ -1,4 +1,4 @@
-"""The reference client (api/client.py, shown in the README) against the real server over HTTP."""
+"""The reference client (api/client.py, shown in docs/api.md) against the real server over HTTP."""
 
 from __future__ import annotations
 
