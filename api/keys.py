@@ -1,28 +1,11 @@
 """API key material: the format, generation, the stored hash and the Authorization header.
 
-A key is one string, shown to its owner once::
-
-    nvk_<prefix>_<secret>
-    nvk_k3x9q2mwa7bd_Vb2Qm3...(43 characters)
-
-- ``prefix``: 12 characters of lower-case base32 (60 random bits). Public: it names the key in
-  lists, logs and audit events, and it is how the server finds the key's row.
-- ``secret``: 32 random bytes (256 bits) in unpadded base64url (43 characters), from the
-  operating system's CSPRNG (``secrets``).
-
-The server stores ``HMAC-SHA256(API_KEY_HASH_KEY, whole key)`` and never the key.
-
-Why a fast keyed hash and not Argon2 (OWASP Password Storage Cheat Sheet, "hashing vs.
-encryption"; NIST SP 800-63B §5.1.1.2 applies slow hashing to *memorised* secrets): a slow,
-memory-hard hash exists to make guessing a low-entropy human password expensive. A 256-bit random
-secret cannot be guessed at any hashing speed (2**255 tries on average), so Argon2 would add no
-security, only ~50 ms of CPU and 64 MiB of memory to *every* API request — a denial-of-service
-lever and far beyond the 5 % overhead budget. The HMAC key (the "pepper") lives outside the
-database, so a database dump alone cannot even confirm a guessed key.
-
-The signing secret of signed requests (``nvs_<43 characters>``) is a second, independent secret:
-a bearer key that leaks (a logged header, a proxy) cannot sign critical operations. The server
-must compute HMACs with it, so it is stored encrypted (``encryption.fields``), never hashed.
+A key is ``nvk_<prefix>_<secret>``, shown to its owner once: a public 12-character base32 prefix
+(60 bits) that names the key and finds its row, and a 256-bit CSPRNG secret in unpadded
+base64url (43 characters). The server stores ``HMAC-SHA256(API_KEY_HASH_KEY, whole key)``,
+never the key: a fast keyed hash, not Argon2, because a 256-bit random secret cannot be guessed
+(NIST SP 800-63B §5.1.1.2 asks for slow hashing of *memorised* secrets). The signing secret
+(``nvs_...``) is independent and stored encrypted. Why: docs/decisions/api-key-hashing.md.
 """
 
 from __future__ import annotations
