@@ -1,19 +1,11 @@
 """API versions and the registry of deprecated endpoints.
 
-Versions live in the URL path (``/api/v1/``, ``/api/v2/``): visible in every log line, cacheable,
-and impossible to get wrong by forgetting a header. docs/API_CHANGES.md states the policy.
-
-A deprecated endpoint answers as before, plus (RFC 9745, RFC 8594, RFC 8288)::
-
-    Deprecation: @1764288000
-    Sunset: Tue, 01 Jun 2027 00:00:00 GMT
-    Link: </api/changes/#v1-memories>; rel="deprecation"; type="text/markdown",
-          </api/changes/#v1-memories>; rel="sunset"; type="text/markdown",
-          </api/v2/memories/>; rel="successor-version"
-
-and every call is counted per caller (API key, else user, else IP) per day. After the sunset the
-endpoint answers ``410 Gone`` with the envelope and the same ``Link``. The registry below is the
-default; ``API_DEPRECATIONS`` (a list of dicts with the same keys) replaces it.
+Versions live in the URL path (``/api/v1/``, ``/api/v2/``). A deprecated endpoint answers as
+before plus ``Deprecation`` (RFC 9745; ``@1795824000`` is 2026-11-28), ``Sunset`` (RFC 8594) and
+``Link`` (RFC 8288) headers, and every call is counted per caller (API key, else user, else IP)
+per day; after the sunset it answers ``410 Gone``. ``DEFAULT_REGISTRY`` is the default;
+``API_DEPRECATIONS`` (a list of dicts with the same keys) replaces it. The policy, the headers
+in full and why: docs/API_CHANGES.md.
 """
 
 from __future__ import annotations
