@@ -1,17 +1,11 @@
-"""The API security middleware.
+"""The API security middleware: ``ApiRequestMiddleware`` guards everything under ``/api/``.
 
-``ApiRequestMiddleware`` guards everything under ``/api/`` before a view runs and answers with
-the error envelope (each refusal recorded in the audit trail):
-
-1. credentials in the query string → 400 ``credentials_in_url`` (OWASP ASVS 4.0.3 V13.1.3);
-2. endpoints past their sunset → 410 ``gone`` with a ``Link`` to the migration notes;
-3. a body without ``Content-Length`` → 411; larger than the endpoint's limit → 413 (the header is
-   checked before a byte is read);
-4. a body that is not ``application/json`` → 415 (ASVS V13.1.5, V13.2.5);
-
-then, on the way out, the deprecation headers and the per-caller count of deprecated calls, and
-for an exception no view handled: a 500 envelope and one full log line with the request id.
-The site-wide security headers are ``core.middleware``'s.
+Before a view, in this order, each refusal an error envelope and an audit event: credentials in
+the query string → 400 (OWASP ASVS 4.0.3 V13.1.3); past the sunset → 410; no ``Content-Length``
+→ 411, over the endpoint's limit → 413 (checked before a byte is read); not ``application/json``
+→ 415 (V13.1.5, V13.2.5). After it: the deprecation headers and count, and for an exception no
+view handled, a 500 envelope and one log line with the request id. The site-wide security
+headers are ``core.middleware``'s. Every code: docs/API_CHANGES.md.
 """
 
 from __future__ import annotations
