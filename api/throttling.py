@@ -1,15 +1,10 @@
 """Rate limits per API key, per user and per client IP, counted in the shared API cache → 429.
 
-DRF's ``SimpleRateThrottle`` keeps a list of every request time per client and rewrites it on
-every request (a 1200-entry list pickled twice per request at the default rate). These keep one
-integer per client and window instead — the sliding-window approximation (the previous window's
-count weighted by how much of it still overlaps, plus the current count) — with two cache
-operations per throttle: ``incr`` (atomic in Redis and in the local-memory cache) and ``get``.
-The cache is ``API_CACHE_ALIAS`` ("api"): Redis when ``API_CACHE_URL`` names one (shared by every
-process and machine), process memory on the one-process embedded default.
-
-The client IP is ``request.client_ip``, resolved once by ``core.requests.client_ip_from_meta``
-with the trusted-proxy count — never a forgeable header.
+One integer per client and window (the sliding-window approximation) and two cache operations
+per throttle (``incr``, ``get``), where DRF's ``SimpleRateThrottle`` rewrites a list of every
+request time. The cache is ``API_CACHE_ALIAS`` ("api"): Redis when ``API_CACHE_URL`` names one,
+process memory otherwise. The client IP is ``request.client_ip``, never a forgeable header.
+Why: docs/decisions/throttles-sliding-window-counters.md.
 """
 
 from __future__ import annotations
