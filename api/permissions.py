@@ -1,13 +1,10 @@
 """DRF permissions of the API security layer: key scopes and signed requests.
 
-Both apply to requests authenticated with an API key only. A browser session acts with the full
-rights of its user, is protected by CSRF and re-authentication, and cannot hold a signing secret;
-service-to-service calls use keys. Views declare what they need:
-
-    required_scopes = {"GET": "memories:read", "POST": "memories:write", ...}
-    signature_required_methods = {"DELETE"}
-
-A view under /api/ that declares no scope for a method refuses keys for it (fail closed).
+Both apply to requests authenticated with an API key only; a browser session acts with its
+user's full rights. Views declare ``required_scopes`` (method → scope, e.g. ``{"GET":
+"memories:read"}``) and ``signature_required_methods`` (e.g. ``{"DELETE"}``). A view under
+/api/ that declares no scope for a method refuses keys for it (fail closed).
+Why sessions are not signed: docs/decisions/request-signing.md.
 """
 
 from __future__ import annotations

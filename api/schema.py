@@ -1,13 +1,11 @@
 """OpenAPI: what the API security layer adds to every operation of the drf-spectacular schema.
 
-- the ``apiKey`` security scheme (``Authorization: Bearer nvk_...``) beside the session cookie;
-- the signature headers, required, on the operations that need a signed request, with
-  ``x-signature-required: true``;
-- ``x-required-scope`` (the API-key scope) and ``x-max-body-bytes`` (the body limit);
-- the error answers any operation can give (401, 403 for keys, 405, 406, 410, 411, 413, 415, 429,
-  500) as the error envelope, with ``Retry-After`` on 429;
-- ``deprecated: true`` from the deprecation registry, with the sunset date in the description;
-- unique operation ids per version (v2 operations are prefixed ``v2_``).
+The ``apiKey`` security scheme (``Authorization: Bearer nvk_...``) beside the session cookie; the
+signature headers, required, with ``x-signature-required: true`` where a signed request is
+needed; ``x-required-scope`` and ``x-max-body-bytes``; the error envelope of every answer an
+operation can give (``COMMON_ERRORS`` and 410, 411, 413, 415, with ``Retry-After`` on 429);
+``deprecated: true`` and the sunset date from the deprecation registry; and operation ids unique
+per version (v2's are prefixed ``v2_``).
 """
 
 from __future__ import annotations
