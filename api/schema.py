@@ -2,10 +2,10 @@
 
 The ``apiKey`` security scheme (``Authorization: Bearer nvk_...``) beside the session cookie; the
 signature headers, required, with ``x-signature-required: true`` where a signed request is
-needed; ``x-required-scope`` and ``x-max-body-bytes``; the error envelope of every answer an
-operation can give (``COMMON_ERRORS`` and 410, 411, 413, 415, with ``Retry-After`` on 429);
-``deprecated: true`` and the sunset date from the deprecation registry; and operation ids unique
-per version (v2's are prefixed ``v2_``).
+needed; ``x-required-scope`` and ``x-max-body-bytes``; the error envelope on every answer an
+operation can give (``COMMON_ERRORS``, ``BODY_ERRORS`` or ``QUERY_ERRORS``, 410 past a sunset),
+with ``Retry-After`` on 429; ``deprecated: true`` and the sunset date from the deprecation
+registry; operation ids unique per version (v2's are prefixed ``v2_``).
 """
 
 from __future__ import annotations
