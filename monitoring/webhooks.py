@@ -1,25 +1,10 @@
 """The webhook signature: how we sign, and how a receiver verifies.
 
-Every webhook is an HTTP ``POST`` with a JSON body (UTF-8) and these headers:
-
-``Content-Type: application/json``
-``X-Ninaivalaigal-Event``: ``alert.raised`` or ``alert.escalated``
-``X-Ninaivalaigal-Delivery``: a UUID, the same on every retry of one notification — a receiver
-    that has seen it already should answer 2xx and do nothing (deliveries are at-least-once).
-``X-Ninaivalaigal-Timestamp``: Unix time in seconds when this attempt was signed.
-``X-Ninaivalaigal-Signature``: ``v1=`` followed by the lower-case hex HMAC-SHA256, keyed with
-    ``MONITORING_WEBHOOK_SECRET`` (UTF-8), of ``<timestamp> + "." + <raw body bytes>``.
-
-A receiver verifies by computing the same HMAC over the raw body it received (before parsing
-the JSON), comparing in constant time, and refusing timestamps more than five minutes from its
-clock (replay). ``verify_signature`` below does exactly that and may be copied as is::
-
-    expected = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    hmac.compare_digest("v1=" + expected, signature_header) and abs(now - int(timestamp)) <= 300
-
-Any 2xx answer counts as delivered; anything else (or no answer within
-``MONITORING_WEBHOOK_TIMEOUT_SECONDS``) is retried with exponential backoff. Redirects are not
-followed.
+``X-Ninaivalaigal-Signature`` is ``v1=`` and the lower-case hex HMAC-SHA256, keyed with
+``MONITORING_WEBHOOK_SECRET``, of ``<X-Ninaivalaigal-Timestamp> + "." + <raw body bytes>``. A
+receiver computes the same over the raw body before parsing it, compares in constant time and
+refuses a timestamp more than five minutes off (replay): ``verify_signature`` does exactly that
+and may be copied as is. The headers, retries and deduplication: docs/monitoring.md (Webhook).
 """
 
 from __future__ import annotations
