@@ -1,22 +1,11 @@
 """Database monitoring: a health check (round-trip latency, pool use) and slow-query capture.
 
-Health
-    ``database_health()`` times a few ``SELECT 1`` round trips and, when Django's psycopg
-    connection pool is configured (``DATABASES["default"]["OPTIONS"]["pool"]``), reports the
-    pool's size, connections in use and waiting requests from ``pool.get_stats()``. It answers in
-    the shape of the checks in ``monitoring.health`` (``{"ok": ..., "latency_ms": ...}``), so
-    ``/readyz`` can use it as its ``database`` check.
-
-Slow queries
-    ``connect_slow_query_capture()`` (called once from ``MonitoringConfig.ready()``) installs an
-    execute wrapper on every database connection as it is created. A query that takes longer
-    than ``MONITORING_SLOW_QUERY_MS`` is logged on ``monitoring.slow_query`` with its duration and
-    its SQL **normalised**: string, number, byte-string and dollar-quoted literals and every
-    placeholder become ``?``, comments are dropped, ``IN (?, ?, ...)`` lists collapse, whitespace
-    is folded. The parameters are never read, so no value a user typed, no memory content and no
-    secret can reach the log (OWASP ASVS 4.0.3 V7.1.1); queries of the same shape group together.
-
-This module imports Django only; the rest of ``monitoring`` does not depend on it.
+``database_health()`` times a few ``SELECT 1`` round trips and reports the psycopg pool's use,
+in the shape of the checks of ``monitoring.health`` (``/readyz`` uses it). A query slower than
+``MONITORING_SLOW_QUERY_MS`` is logged on ``monitoring.slow_query`` with its SQL normalised
+(literals and placeholders become ``?``); the parameters are never read, so no value a user
+typed and no secret reaches the log (OWASP ASVS 4.0.3 V7.1.1). This module imports Django only.
+Details: docs/monitoring.md (Health and metrics).
 """
 
 from __future__ import annotations
