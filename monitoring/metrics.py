@@ -1,18 +1,9 @@
 """The Prometheus exposition: figures read from the database at scrape time.
 
 A custom collector on a private registry (nothing global, nothing per process), so every web
-process answers the same numbers. Counters come from the per-minute tallies (they restart from
-lower values when old tallies are pruned, which Prometheus treats as a counter reset).
-
-Metrics (prefix ``ninaivalaigal_``):
-
-* ``http_requests_total{status_class}`` — requests served (probes excluded).
-* ``failed_logins{window}`` — failed password and MFA attempts in the last 5m, 1h, 24h.
-* ``alerts_open{severity}`` — open or acknowledged alerts.
-* ``notifications_pending`` — outbox rows not yet delivered.
-* ``job_last_start_age_seconds{task}``, ``job_last_success_age_seconds{task}``,
-  ``job_last_run_failed{task}`` — per scheduled job (absent until it ran once).
-* ``worker_heartbeat_age_seconds``, ``beat_last_run_age_seconds``, ``audit_last_event_age_seconds``.
+process answers the same numbers. Counters come from the per-minute tallies: they restart lower
+when old tallies are pruned, which Prometheus treats as a counter reset. The metrics (prefix
+``ninaivalaigal_``) and what each counts: docs/monitoring.md (Health and metrics).
 """
 
 from __future__ import annotations
