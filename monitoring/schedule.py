@@ -1,17 +1,11 @@
 """The beat schedule of the whole project: the one definition in code.
 
-``manage.py sync_beat_schedule`` (and a ``post_migrate`` hook after every ``migrate``) loads these
-entries into django-celery-beat, where the admins see and may change them. Loading is
-idempotent: a missing entry is created, an existing one is left as the admins set it (pass
-``--reset`` to put the definitions below back).
-
-Deliberately *not* ``CELERY_BEAT_SCHEDULE``: django-celery-beat's scheduler writes that setting
-over the database rows at every start, which would undo the admins' changes.
-
-Every task named here is a "scheduled job": ``monitoring`` records each of its runs in a
-``JobRun`` (start, end, outcome, counts) through Celery's task signals, a failed run becomes a
-``system.scheduled_job_failed`` audit event and an alert, and a run that does not start on time
-raises a "job late" alert. Task names are strings so this module imports nothing of the apps.
+``manage.py sync_beat_schedule`` (and a ``post_migrate`` hook) loads these entries into
+django-celery-beat idempotently, leaving an existing entry as the admins set it (``--reset``
+restores the definitions below); deliberately not ``CELERY_BEAT_SCHEDULE``, which would undo the
+admins' changes. Every task named here is a scheduled job whose runs ``monitoring`` records.
+Task names are strings so this module imports nothing of the apps.
+Why: docs/decisions/beat-schedule-in-code.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """Notifications through a transactional outbox: email to the security administrators and a signed webhook.
 
-Writing: ``notifications_enqueue_for_alert`` adds one ``Notification`` row per destination that
-``MONITORING_NOTIFICATION_ROUTES`` names for the alert's severity, inside the caller's
-transaction (the alert's). Nothing is sent before that transaction commits.
-
-Delivering: ``notifications_deliver_due`` (Celery task ``monitoring.notifications_deliver``,
-started after commit and every minute by beat) claims due rows, sends each, and on failure
-schedules a retry with exponential backoff (``MONITORING_NOTIFICATION_RETRY_*``). Rows are
-never dropped: a broker, SMTP or receiver outage only delays them. A destination that already
-received ``MONITORING_NOTIFICATION_RATE_LIMIT`` messages in the rate window makes the rest wait
-for room (storms are delayed, not lost). Delivery is at-least-once: a worker that dies between
-sending and recording leaves the row claimed, and it is sent again after the claim expires;
-webhook receivers deduplicate on ``X-Ninaivalaigal-Delivery``.
+``notifications_enqueue_for_alert`` adds one ``Notification`` row per routed destination inside
+the alert's transaction; ``notifications_deliver_due`` (task ``monitoring.notifications_deliver``,
+after commit and every minute) sends due rows, retries a failure with exponential backoff and
+holds back a destination over its rate limit. Nothing is sent before the commit, nothing is
+dropped, and delivery is at-least-once. Why: docs/decisions/notifications-outbox.md.
 """
 
 from __future__ import annotations
