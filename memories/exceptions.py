@@ -1,13 +1,10 @@
-"""Typed errors of the memories domain.
+"""Typed errors of the memories domain: two different answers to "you may not".
 
-Two different answers to "you may not": ``NotFound`` when the user may not even see the object, so
-that its existence does not leak (the API answers 404 exactly as for an id that does not exist),
-and ``PermissionDenied`` when the user may see it but not do this (403).
-
-They subclass Django's own ``Http404`` and ``PermissionDenied`` so every entry point maps them
-right without knowing this module: Django views, the admin, and the API's exception handler.
-Bad input is Django's ``ValidationError`` with a field → messages dict, which the API turns into
-a 400 naming the fields.
+``NotFound`` when the user may not even see the object, answered exactly as an id that does not
+exist (404), so existence does not leak; ``PermissionDenied`` when they may see it but not do
+this (403). They subclass Django's ``Http404`` and ``PermissionDenied``, so views, the admin and
+the API's exception handler map them without knowing this module. Bad input is Django's
+``ValidationError``. Why: docs/decisions/permission-checked-in-services.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """The protected resource: organizations, teams, memberships, contexts, memories and shares.
 
-Ownership rules that must hold however a row is written (service, admin, shell, fixture) are
-database constraints, not ``save()`` logic: a membership or a share names exactly one target, and
-a context has exactly one owner that matches its scope.
-
-Memory ``content`` and ``metadata`` are encrypted at rest by the encryption app's fields (the
-database holds only ciphertext bound to this model and column). Nothing may therefore filter,
-search, order or index on them in SQL: every query here and in the selectors uses other columns,
-and tags live in their own table so that tag filtering works on SQLite and PostgreSQL without
-looking inside the metadata.
-
-Deleting an owner never deletes data as a side effect: the owner foreign keys of a context are
-``PROTECT``, so contexts are deleted or transferred first, through the services that audit it.
+Ownership rules are database constraints, not ``save()`` logic: a membership or a share names
+exactly one target, a context exactly one owner that matches its scope, and a context's owner
+foreign keys are ``PROTECT``. Memory ``content`` and ``metadata`` are encrypted fields, so no
+query filters, searches, orders or indexes on them; tags live in their own table.
+Why: docs/decisions/ownership-in-database-constraints.md.
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
 """Who may do what: the one place the permission rules of the memories app live.
 
-A user's *effective role* on a context is the highest of:
-
-- ``owner`` if the context is the user's personal context;
-- the user's organization role, on that organization's contexts and on its teams' contexts;
-- the user's team role, on that team's contexts;
-- each share of the context to the user, or to a team the user is a member of (any role):
-  ``read`` → ``viewer``, ``write`` → ``member``, ``admin`` → ``admin``.
-
-The role then allows the actions in ``ROLE_ACTIONS``. A user without any role may not even see the
-context: callers answer "not found", so its existence does not leak. The same roles, from the
-same memberships, govern teams and organizations themselves (``read`` to see one and its
-members, ``administer`` to manage its members, create its teams and contexts, or receive a
-transferred context). Staff and superuser flags grant nothing here: the console is a separate
-door with its own permissions.
-
-``docs/PERMISSIONS.md`` shows the same matrix as a table; ``tests/memories/test_permissions.py``
-checks every cell of it.
+A user's *effective role* on a context is the highest that personal ownership, organization and
+team memberships, and shares to the user or their teams give; the role allows the actions in
+``ROLE_ACTIONS``. Without a role the object is not even visible (callers answer "not found"), and
+staff or superuser flags grant nothing here. The rules as a table: docs/PERMISSIONS.md, checked
+cell by cell by ``tests/memories/test_permissions.py``.
+Why: docs/decisions/permission-checked-in-services.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
 """Reads of the memories app.
 
-Two kinds of function:
-
-- ``*_for_user`` / ``*_visible_to``: what the acting user may see. They check permission
-  themselves and raise ``NotFound`` for anything the user may not see (whether or not it exists)
-  and ``PermissionDenied`` for what the user may see but not do (e.g. export as a viewer). The API
-  reads only through these.
-- ``*_get``: look-ups by id that raise ``NotFound``. Callers pass the result to a service, which
-  checks permission before it does anything. With ``visible_to=user`` they also answer
-  ``NotFound`` when that user has no role on the object (see ``_visible`` for why views do).
-
-Nothing here filters, orders or searches on memory content or metadata: they will be encrypted.
+``*_for_user`` / ``*_visible_to`` return what the acting user may see, checking permission
+themselves (``NotFound`` for what they may not see, ``PermissionDenied`` for what they may see but
+not do); the API reads only through these. ``*_get`` look-ups by id raise ``NotFound`` and leave
+the check to the service they feed (with ``visible_to=user``, also ``NotFound`` without a role:
+see ``_visible``). Nothing here touches memory content or metadata in SQL.
+Why: docs/decisions/permission-checked-in-services.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """Every write of the memories app: one function per use case.
 
-Contract (Zulip's, stated once here and repeated in each docstring): **each service checks
-permission itself**, through ``memories.permissions.require``, on the rows it has just read inside
-its own transaction; callers (API views, the admin, commands) need not and should not check first.
-Each takes the acting user as ``actor=`` and runs in ``transaction.atomic()``, so a refused or
-failed call leaves nothing half-written; the use case's audit event belongs inside that same
-transaction, in the one service that performs it.
-
-Audit: each service records its event in its own transaction (so it commits or rolls back with
-the change), naming changed *fields*, never their values: memory content and metadata must not
-reach the audit trail. Refusals are recorded by ``audit_refusals`` outside the transaction. Reads
-that disclose memory content (one memory, a list, an export) are services too, because each is
-recorded (OWASP ASVS 4.0.3 V8.3.5).
-
-Errors: ``memories.exceptions.NotFound`` (the actor may not see the object, or it does not exist),
-``memories.exceptions.PermissionDenied`` (may see, may not do), Django's ``ValidationError`` with a
-field → messages dict for bad input (``__all__`` for a rule that concerns no single field).
+Contract (Zulip's): **each service checks permission itself** (``memories.permissions.require``)
+on the rows it has read inside its own ``transaction.atomic()``, takes the acting user as
+``actor=``, and records its audit event in that transaction, naming changed fields, never their
+values. Reads that disclose memory content are services too, since each is recorded (OWASP ASVS
+4.0.3 V8.3.5). Errors: ``NotFound``, ``PermissionDenied``, ``ValidationError`` (field → messages).
+Why: docs/decisions/permission-checked-in-services.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """API views (v1, and v2 where a resource changed): validate, call one selector or service, render.
 
-Permission is never decided here: the selectors and services decide, and their typed errors
-become the envelope's 404 (may not see) and 403 (may see, may not do). Authentication (session or
-API key), key scopes, signed requests and throttles come from the DRF defaults of the API security
-layer (``api``); each view only declares what it needs:
-
-- ``required_scopes``: the API-key scope each method needs (``api/scopes.py``);
-- ``signature_required_methods``: the critical methods a key must sign (``api/signing.py``);
-- ``max_body_bytes``: a body limit above the global ``API_MAX_BODY_BYTES``, where content is long.
-
-v2 (docs/API_CHANGES.md) changed the memory resource only: ``context`` became ``context_id`` and
-tags became objects. Its views subclass v1's with other serializers; every other v2 route is
-the v1 view.
+Permission is decided by the selectors and services (their typed errors become 404 and 403).
+Authentication, key scopes, signed requests and throttles come from the ``api`` layer's DRF
+defaults; each view declares ``required_scopes``, ``signature_required_methods`` and, for long
+content, ``max_body_bytes``. v2 changed the memory resource only (docs/API_CHANGES.md): its
+memory views subclass v1's with other serializers; every other v2 route is the v1 view.
+Why: docs/decisions/permission-checked-in-services.md.
 """
 
 from __future__ import annotations
