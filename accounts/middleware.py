@@ -1,15 +1,11 @@
 """Session security for every request: tracked sessions, timeouts, revocation, key rotation, MFA policy.
 
-Install after ``AuthenticationMiddleware``, ``OTPMiddleware`` and ``MessageMiddleware``.
-For a session-authenticated request it reads one row (the tracked session, by primary key) and
-refuses the session if it was revoked (in any process: the row is the truth, not a cache), idle
-longer than ``ACCOUNTS_SESSION_IDLE_TIMEOUT`` or older than ``ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT``
-(OWASP ASVS 4.0.3 V3.3.1/V3.3.2). It writes ``last_seen_at`` at most once per
-``ACCOUNTS_SESSION_LAST_SEEN_INTERVAL`` seconds (so idle time is measured to within that), never
-on every request. A privilege change of the user (``privilege_version``) rotates the session key
-(ASVS 3.2.1). Staff, and everyone past the "MFA for all" grace period, must have passed MFA:
-without a device they are sent to enrollment, with one to re-authentication.
-Anonymous requests cost nothing here.
+Install after ``AuthenticationMiddleware``, ``OTPMiddleware`` and ``MessageMiddleware``. A
+session-authenticated request reads its one tracked-session row and is refused if revoked, idle
+past ``ACCOUNTS_SESSION_IDLE_TIMEOUT`` or older than ``ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT`` (OWASP
+ASVS 4.0.3 V3.3.1/V3.3.2); a privilege change rotates the session key (V3.2.1). Staff, and
+everyone past the "MFA for all" grace period, must have passed MFA. Anonymous requests cost
+nothing. Why: docs/decisions/tracked-sessions-opaque-ids.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """MFA devices: TOTP authenticators and the backup-code set, as django-otp devices.
 
-Both subclass django-otp's abstract ``Device`` so ``OTPMiddleware``, ``django_otp.login`` and
-``user.is_verified()`` work unchanged. We do not use ``django_otp.plugins.otp_totp`` (nor
-``otp_static``) because they store the shared secret (and static tokens) in plain text, keep
-learning drift, and throttle per device with an unbounded exponential delay (the failures the
-security standards list). Here:
-
-- the TOTP key is an ``EncryptedCharField`` (AES-256-GCM through the encryption key ring);
-- the replay state (``last_t``, RFC 6238 §5.2) is a database column, advanced with a conditional
-  UPDATE so two concurrent requests cannot both spend one code;
-- throttling is per user, bounded, in ``accounts.models.FailureCounter`` (see
-  ``accounts.services.lockout``), so an attacker cannot multiply attempts by devices;
-- backup codes are stored as salted HMAC-SHA-256 digests, never in clear.
+Both subclass django-otp's abstract ``Device`` (so ``OTPMiddleware``, ``django_otp.login`` and
+``user.is_verified()`` work unchanged), not its ``otp_totp``/``otp_static`` plugins. The TOTP key
+is an ``EncryptedCharField``; the replay state ``last_t`` (RFC 6238 §5.2) advances by a
+conditional UPDATE, so two requests cannot spend one code; throttling is per user in
+``FailureCounter`` (``accounts.services.lockout``); backup codes are salted HMAC-SHA-256 digests.
+Why: docs/decisions/totp-devices-on-django-otp.md.
 """
 
 from __future__ import annotations
