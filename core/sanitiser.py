@@ -1,25 +1,11 @@
 """The sanitiser: what may reach an audit event or a log line.
 
 OWASP ASVS 4.0.3 V7.1.1 (no credentials or secrets in logs) and V7.3.1 (log injection): every
-audit field and every log line passes through here. Three defences, in this order:
-
-1. **Masking by key name.** A mapping value whose key names a secret (``password``,
-   ``api_key``, ``sessionid``, ``Authorization``, ``otp_code``, memory ``content``...) is replaced
-   by ``[MASKED]`` whatever it holds. Keys are split into words (``apiKey`` → ``api``, ``key``;
-   ``X-CSRFToken`` → ``x``, ``csrf``, ``token``) so ``keyword`` or ``monkey`` are *not* secrets,
-   while a describing last word clears the softer names: ``key_id``, ``content_type``,
-   ``status_code`` and ``token_count`` are kept. Passwords, secrets, session ids, cookies, CSRF
-   tokens and authorization headers are masked whatever follows them.
-2. **Masking by value pattern**, for secrets under innocent keys and in free text: bearer/basic
-   credentials, JWTs, Fernet tokens, Django/PHC password hashes (``argon2$...``,
-   ``pbkdf2_sha256$...``, ``$2b$...``), private-key PEM blocks, ``password=...`` pairs, URL
-   credentials, long hex strings (≥ 32) and long mixed-case base64 blobs (≥ 24).
-3. **Escaping and bounding.** Control characters, newlines, Unicode line separators, bidi
-   overrides and lone surrogates are stored escaped (``\\n``, ``\\x1b``, ``\\u202e``) so a value
-   can never start a new log line or disguise itself; strings are truncated with a marker;
-   structures are bounded in depth, item count and total size.
-
-The sanitiser never raises on odd input: any object becomes something JSON can hold.
+audit field and every log line passes through here. Three defences, in this order: masking by
+key name (split into words, so ``apiKey`` is a secret and ``keyword`` is not), masking by value
+pattern (bearer credentials, JWTs, password hashes, PEM keys, long hex and base64...), then
+escaping control and bidi characters and bounding sizes. It never raises on odd input.
+The exact rules and why: docs/decisions/sanitiser-three-defences.md.
 """
 
 from __future__ import annotations
