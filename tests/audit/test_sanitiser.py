@@ -173,7 +173,7 @@ def test_odd_values_become_json():
     assert cleaned["set"] == [1, 2, 3]
 
 
-def test_no_secret_reaches_a_stored_event(bound_request, user):
+def test_no_secret_reaches_a_stored_event(bound_request, user, undeclared_context_keys):
     event = audit.record(
         action=audit.Action.PASSWORD_CHANGED,
         actor=user,
