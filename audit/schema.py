@@ -3,8 +3,8 @@
 ``CONTEXT_SCHEMAS`` maps each ``Action`` to the keys its JSON ``context`` may carry, each with a
 type and a one-line meaning, as the producers write them today. It is the contract of
 ``record()``: a key an action does not declare raises under ``AUDIT_STRICT_CONTEXT`` (the test
-settings) and is kept but logged once otherwise. Every key is optional: events recorded before a
-key existed lack it.
+settings) and is kept but logged once otherwise. Readers (the detectors) name the keys they read
+through ``declared_key``. Every key is optional: events recorded before a key existed lack it.
 """
 
 from __future__ import annotations
@@ -363,3 +363,15 @@ def _undeclared(action: str, key: str) -> None:
     if (action, key) not in _reported:
         _reported.add((action, key))
         logger.warning("audit action %s recorded context key %r, which it does not declare (kept)", action, key)
+
+
+def declared_key(key: str, *actions: Action) -> str:
+    """Return ``key`` after checking that each of ``actions`` declares it: how readers name keys.
+
+    Called at import by the detectors, so a detector that reads a key its actions never carry
+    fails at start-up instead of silently reading nothing.
+    """
+    for action in actions:
+        if key not in CONTEXT_SCHEMAS[action]:
+            raise LookupError(f"audit action {action.value} declares no context key {key!r} (audit/schema.py)")
+    return key

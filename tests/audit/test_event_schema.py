@@ -1,9 +1,10 @@
-"""The context schema of audit events: declared for every action, enforced by record()."""
+"""The context schema of audit events: declared for every action, enforced by record(), read by name."""
 
 from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import pytest
 
@@ -11,8 +12,10 @@ import audit
 from audit import schema
 from audit.actions import Action
 from audit.models import AuditEvent
-from audit.schema import CONTEXT_SCHEMAS, UndeclaredContextKey
+from audit.schema import CONTEXT_SCHEMAS, UndeclaredContextKey, declared_key
 from audit.services import write_held_events
+
+DETECTORS_DIR = Path(__file__).resolve().parents[2] / "monitoring" / "detectors"
 
 
 def test_every_action_declares_its_context_keys_with_a_type_and_a_meaning():
@@ -54,3 +57,18 @@ def test_otherwise_an_undeclared_key_is_kept_and_logged_once_without_its_value(s
     assert warning.levelno == logging.WARNING
     assert "memory.exported" in warning.getMessage() and "'destination'" in warning.getMessage()
     assert "tape-4" not in caplog.text
+
+
+def test_readers_name_keys_through_the_schema():
+    assert declared_key("first_bad_sequence", Action.AUDIT_VERIFIED, Action.AUDIT_HEAD_PUBLISHED) == (
+        "first_bad_sequence"
+    )
+    with pytest.raises(LookupError, match=r"authz\.group_membership_changed declares no context key 'groups_added'"):
+        declared_key("groups_added", Action.GROUP_MEMBERSHIP_CHANGED)
+
+
+def test_detectors_read_no_context_key_by_a_literal_name():
+    """Detectors name keys with declared_key (checked at import), never a string of their own."""
+    literal = re.compile(r"context(\.get\(|\[)\s*[\"']")
+    for path in DETECTORS_DIR.glob("*.py"):
+        assert not literal.search(path.read_text()), path.name
