@@ -1,7 +1,8 @@
 """The context keys of every audit action: what a reader of the trail may find under each action.
 
 ``CONTEXT_SCHEMAS`` maps each ``Action`` to the keys its JSON ``context`` may carry, each with a
-type and a one-line meaning, as the producers write them today. It is the contract of
+type and a one-line meaning, as the producers write them today. It is the documentation of the
+trail (``manage.py audit_schema`` prints it as ``docs/audit-events.md``) and the contract of
 ``record()``: a key an action does not declare raises under ``AUDIT_STRICT_CONTEXT`` (the test
 settings) and is kept but logged once otherwise. Readers (the detectors) name the keys they read
 through ``declared_key``. Every key is optional: events recorded before a key existed lack it.
@@ -13,7 +14,7 @@ import logging
 
 from django.conf import settings
 
-from audit.actions import Action
+from audit.actions import Action, action_area
 
 logger = logging.getLogger("audit.schema")
 
@@ -375,3 +376,28 @@ def declared_key(key: str, *actions: Action) -> str:
         if key not in CONTEXT_SCHEMAS[action]:
             raise LookupError(f"audit action {action.value} declares no context key {key!r} (audit/schema.py)")
     return key
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown_table() -> str:
+    """``docs/audit-events.md``: every action, its area, what it means and its context keys."""
+    lines = [
+        "# Audit events",
+        "",
+        "Generated from `audit/schema.py` by `python manage.py audit_schema > docs/audit-events.md`;",
+        "do not edit by hand (a test fails when this file is out of date).",
+        "",
+        "Every event has the same columns (actor, subject, target, request id, client IP, user agent,",
+        "outcome, timestamp); the `context` holds only the keys below, each optional: an event",
+        "recorded before a key existed lacks it. Values are sanitised when recorded.",
+        "",
+        "| Action | Area | What it means | Context keys |",
+        "|---|---|---|---|",
+    ]
+    for action, keys in CONTEXT_SCHEMAS.items():
+        described = "<br>".join(f"`{key}` ({_cell(kind)}): {_cell(meaning)}" for key, (kind, meaning) in keys.items())
+        lines.append(f"| `{action.value}` | {action_area(action.value)} | {_cell(action.label)} | {described or '—'} |")
+    return "\n".join(lines) + "\n"

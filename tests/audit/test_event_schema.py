@@ -1,21 +1,24 @@
-"""The context schema of audit events: declared for every action, enforced by record(), read by name."""
+"""The context schema of audit events: declared for every action, enforced by record(), documented."""
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 import audit
 from audit import schema
 from audit.actions import Action
 from audit.models import AuditEvent
-from audit.schema import CONTEXT_SCHEMAS, UndeclaredContextKey, declared_key
+from audit.schema import CONTEXT_SCHEMAS, UndeclaredContextKey, declared_key, markdown_table
 from audit.services import write_held_events
 
-DETECTORS_DIR = Path(__file__).resolve().parents[2] / "monitoring" / "detectors"
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DETECTORS_DIR = PROJECT_DIR / "monitoring" / "detectors"
 
 
 def test_every_action_declares_its_context_keys_with_a_type_and_a_meaning():
@@ -72,3 +75,11 @@ def test_detectors_read_no_context_key_by_a_literal_name():
     literal = re.compile(r"context(\.get\(|\[)\s*[\"']")
     for path in DETECTORS_DIR.glob("*.py"):
         assert not literal.search(path.read_text()), path.name
+
+
+def test_the_committed_audit_events_document_is_up_to_date():
+    """Regenerate with ``python manage.py audit_schema > docs/audit-events.md``."""
+    output = io.StringIO()
+    call_command("audit_schema", stdout=output)
+    assert output.getvalue() == markdown_table()
+    assert (PROJECT_DIR / "docs" / "audit-events.md").read_text() == markdown_table()
