@@ -32,6 +32,7 @@ from audit.models import (
     AuditEvent,
 )
 from audit.retention import ArchiveResult, archive_past_retention
+from audit.schema import check_context_keys
 from audit.sealing import SealResult, schedule_seal_after_commit, seal_pending
 from audit.signals import event_recorded
 from audit.verification import VerificationReport, verify_chain
@@ -184,6 +185,9 @@ def build_event(
     subject_id, subject_username, subject_is_staff = _snapshot_user(subject)
     target_type, target_id, target_repr = _resolve_target(target)
     request_id, client_ip, user_agent = _request_fields(request_context.current())
+    clean_context = sanitise_context(context)
+    if clean_context:
+        check_context_keys(action_value, clean_context)
     event = _new_event(
         uuid=uuid.uuid4(),
         timestamp=timezone.now(),
@@ -202,7 +206,7 @@ def build_event(
         client_ip=client_ip,
         user_agent=user_agent,
         api_key_id=_name(api_key_id, OBJECT_ID_MAX_LENGTH, identifier=True) if api_key_id else None,
-        context=sanitise_context(context),
+        context=clean_context,
     )
     content = {name: getattr(event, name) for name in CONTENT_FIELDS}
     event.content_mac, event.content_key_id = content_mac(content, with_key_id=True)
@@ -238,10 +242,11 @@ def record(
       ``"<verbose name> <pk>"`` — ``__str__`` is never used because it may show content), an
       ``audit.Target(type, id, repr)``, or a ``(type, id[, repr])`` tuple.
     * ``context``: a JSON-like mapping of facts worth keeping (changed field *names*, counts,
-      reasons). It is sanitised: values under secret-looking keys and secret-looking values are
-      masked, strings escaped and truncated, depth and size bounded. Never put memory content,
-      passwords, tokens, codes or keys here on purpose — the sanitiser is the safety net, not
-      the plan.
+      reasons) under the keys ``audit/schema.py`` declares for the action (an undeclared key
+      raises under ``AUDIT_STRICT_CONTEXT``, else is kept and logged once). It is sanitised:
+      values under secret-looking keys and secret-looking values are masked, strings escaped
+      and truncated, depth and size bounded. Never put memory content, passwords, tokens,
+      codes or keys here on purpose — the sanitiser is the safety net, not the plan.
     * ``api_key_id``: the id (never the secret) of the API key that authenticated the request.
 
     Request id, client IP and user agent come from ``core.context.current()``, bound by the

@@ -434,6 +434,9 @@ AUDIT_ADMIN_COUNT_LIMIT = env.int("AUDIT_ADMIN_COUNT_LIMIT", default=10000)
 # Record every migration that migrate applies or unapplies as a system.migration_applied audit
 # event (default True).
 AUDIT_RECORD_MIGRATIONS = env.bool("AUDIT_RECORD_MIGRATIONS", default=True)
+# A context key the action does not declare (audit/schema.py) raises in record() instead of being
+# kept and logged once (default False; the test settings turn it on).
+AUDIT_STRICT_CONTEXT = False
 
 # Largest memory content accepted (default 65536 characters).
 MEMORIES_CONTENT_MAX_LENGTH = env.int("MEMORIES_CONTENT_MAX_LENGTH", default=65536)

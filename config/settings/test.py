@@ -64,3 +64,5 @@ AUDIT_SEAL_MODE = env.str("AUDIT_SEAL_MODE", default="inline")
 # The suite's own database set-up is not a schema change, and tests count audit events from zero;
 # tests/audit/test_migration_events.py turns migration events on where it checks them.
 AUDIT_RECORD_MIGRATIONS = env.bool("AUDIT_RECORD_MIGRATIONS", default=False)
+# Every producer in the suite records only the context keys its action declares (audit/schema.py).
+AUDIT_STRICT_CONTEXT = True

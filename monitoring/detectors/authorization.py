@@ -2,45 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from django.conf import settings
 
 from audit.actions import Action
 from audit.models import AuditEvent
+from audit.schema import declared_key
 from monitoring.detectors.base import EventDetector, WindowCountDetector
 from monitoring.models import Severity, SubjectType
 
-# Context keys the recording apps use for what was added (the first present wins).
-ADDED_GROUP_KEYS = ("added", "groups_added", "added_groups", "group_added", "group")
-ADDED_PERMISSION_KEYS = ("added", "permissions_added", "added_permissions")
-ROLE_KEYS = ("role", "new_role", "to_role", "to")
+GROUP_ACTIONS = (Action.GROUP_MEMBERSHIP_CHANGED,)
+PERMISSION_ACTIONS = (Action.USER_PERMISSIONS_CHANGED, Action.GROUP_PERMISSIONS_CHANGED)
+ROLE_ACTIONS = (Action.ROLE_CHANGED, Action.MEMBERSHIP_ADDED, Action.MEMBERSHIP_ROLE_SET)
+# The context keys read here, as audit/schema.py declares them for these actions.
+ADDED = declared_key("added", *GROUP_ACTIONS, *PERMISSION_ACTIONS)
+REMOVED = declared_key("removed", *GROUP_ACTIONS, *PERMISSION_ACTIONS)
+ROLE = declared_key("role", *ROLE_ACTIONS)
 
 
 def _names(value) -> list[str]:
-    """A context value as a list of lower-case names (a string, or a list of strings/objects)."""
+    """A list of names (or one role name) from a context as lower-case names."""
     if value is None:
         return []
-    if isinstance(value, str):
-        return [value.strip().casefold()] if value.strip() else []
-    if isinstance(value, dict):
-        value = [value.get("name") or value.get("codename") or value.get("role") or ""]
-    if isinstance(value, Iterable):
-        names = []
-        for item in value:
-            if isinstance(item, dict):
-                item = item.get("name") or item.get("codename") or ""
-            if str(item).strip():
-                names.append(str(item).strip().casefold())
-        return names
-    return [str(value).casefold()]
+    items = value if isinstance(value, list) else [value]
+    return [name for item in items if (name := str(item).strip().casefold())]
 
 
-def _first(context: dict, keys: tuple[str, ...]):
-    for key in keys:
-        if key in context:
-            return context[key], True
-    return None, False
+def _names_recorded(context: dict) -> bool:
+    """Whether the event says what changed: its producer writes the added or the removed names."""
+    return ADDED in context or REMOVED in context
 
 
 class PrivilegeEscalationDetector(EventDetector):
@@ -48,24 +37,19 @@ class PrivilegeEscalationDetector(EventDetector):
 
     Each grant is its own alert (the dedupe key holds the event id): privilege changes are rare
     and each deserves a look. Group and role names are compared case-insensitively with
-    ``MONITORING_PRIVILEGED_GROUPS`` and ``MONITORING_PRIVILEGED_ROLES``; a group change whose
-    event does not say which groups were added alerts at medium severity rather than not at all.
+    ``MONITORING_PRIVILEGED_GROUPS`` and ``MONITORING_PRIVILEGED_ROLES``; a group or permission
+    change whose event names neither what was added nor what was removed alerts at medium
+    severity rather than not at all.
     """
 
     name = "privilege_escalation"
     title = "Privilege escalation"
     severity = Severity.HIGH
     actions = frozenset(
-        {
-            Action.STAFF_GRANTED.value,
-            Action.SUPERUSER_GRANTED.value,
-            Action.GROUP_MEMBERSHIP_CHANGED.value,
-            Action.USER_PERMISSIONS_CHANGED.value,
-            Action.GROUP_PERMISSIONS_CHANGED.value,
-            Action.ROLE_CHANGED.value,
-            Action.MEMBERSHIP_ADDED.value,
-            Action.MEMBERSHIP_ROLE_SET.value,
-        }
+        action.value
+        for action in (
+            Action.STAFF_GRANTED, Action.SUPERUSER_GRANTED, *GROUP_ACTIONS, *PERMISSION_ACTIONS, *ROLE_ACTIONS
+        )
     )
 
     def grant(self, event: AuditEvent) -> tuple[int, str] | None:
@@ -78,22 +62,19 @@ class PrivilegeEscalationDetector(EventDetector):
             return Severity.CRITICAL, "superuser status"
         if action == Action.STAFF_GRANTED:
             return Severity.HIGH, "staff status"
-        if action == Action.GROUP_MEMBERSHIP_CHANGED:
-            added, known = _first(context, ADDED_GROUP_KEYS)
-            if not known:
+        if action in GROUP_ACTIONS:
+            if not _names_recorded(context):
                 return Severity.MEDIUM, "group membership (groups not recorded)"
             privileged = {name.casefold() for name in settings.MONITORING_PRIVILEGED_GROUPS}
-            granted = sorted(set(_names(added)) & privileged)
+            granted = sorted(set(_names(context.get(ADDED))) & privileged)
             return (Severity.HIGH, f"security group {', '.join(granted)}") if granted else None
-        if action in (Action.USER_PERMISSIONS_CHANGED, Action.GROUP_PERMISSIONS_CHANGED):
-            added, known = _first(context, ADDED_PERMISSION_KEYS)
-            names = _names(added)
-            if not known:
+        if action in PERMISSION_ACTIONS:
+            if not _names_recorded(context):
                 return Severity.MEDIUM, "permissions (not recorded which)"
+            names = _names(context.get(ADDED))
             return (Severity.MEDIUM, f"permissions {', '.join(sorted(names)[:5])}") if names else None
-        role, _known = _first(context, ROLE_KEYS)
         roles = {name.casefold() for name in settings.MONITORING_PRIVILEGED_ROLES}
-        granted = sorted(set(_names(role)) & roles)
+        granted = sorted(set(_names(context.get(ROLE))) & roles)
         return (Severity.HIGH, f"role {', '.join(granted)}") if granted else None
 
     def judge(self, event: AuditEvent):

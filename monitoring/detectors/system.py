@@ -17,6 +17,7 @@ from django.db.models import Max, Sum
 
 from audit.actions import Action, Outcome
 from audit.models import AuditEvent
+from audit.schema import declared_key
 from monitoring.detectors.base import Detector, EventDetector, Finding
 from monitoring.models import JobRun, Severity, SubjectType, Tally
 from monitoring.schedule import scheduled_task_names
@@ -24,6 +25,10 @@ from monitoring.schedule import scheduled_task_names
 FAILED_OUTCOMES = (Outcome.FAILURE.value, Outcome.ERROR.value)
 # Events the platform records by itself; they do not prove that requests are being audited.
 SELF_RECORDED_PREFIXES = ("system.", "monitoring.")
+# The context keys read here, as audit/schema.py declares them for these actions.
+JOB_TASK = declared_key("task", Action.SCHEDULED_JOB_FAILED)
+JOB_ERROR = declared_key("error", Action.SCHEDULED_JOB_FAILED)
+FIRST_BAD_SEQUENCE = declared_key("first_bad_sequence", Action.AUDIT_VERIFIED, Action.AUDIT_HEAD_PUBLISHED)
 
 
 class AuditSilenceDetector(Detector):
@@ -151,8 +156,8 @@ class JobFailedDetector(EventDetector):
 
     def judge(self, event: AuditEvent):
         context = event.context if isinstance(event.context, dict) else {}
-        task = str(context.get("task") or event.target_repr or "unknown job")
-        error = context.get("error") or "an error"
+        task = str(context.get(JOB_TASK) or event.target_repr or "unknown job")
+        error = context.get(JOB_ERROR) or "an error"
         return (
             self.severity,
             SubjectType.JOB,
@@ -174,7 +179,7 @@ class AuditChainFailureDetector(EventDetector):
         if event.outcome not in FAILED_OUTCOMES:
             return None
         context = event.context if isinstance(event.context, dict) else {}
-        first_bad = context.get("first_bad_sequence")
+        first_bad = context.get(FIRST_BAD_SEQUENCE)
         detail = f" at sequence {first_bad}" if first_bad is not None else ""
         return (
             self.severity,

@@ -17,6 +17,16 @@ def audit_dir(settings, tmp_path):
     return tmp_path / "audit"
 
 
+@pytest.fixture
+def undeclared_context_keys(settings):
+    """Let the test record context keys its action does not declare (synthetic markers, hostile input).
+
+    The suite otherwise runs with ``AUDIT_STRICT_CONTEXT`` on, so every real producer conforms
+    to ``audit/schema.py``; here an undeclared key is kept and logged once, as in production.
+    """
+    settings.AUDIT_STRICT_CONTEXT = False
+
+
 @pytest.fixture(autouse=True)
 def empty_audit_trail(request):
     """Each audit test starts from an empty chain.

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def sealed_event():
-    event = audit.record(action=audit.Action.MEMORY_READ, context={"count": 1})
+    event = audit.record(action=audit.Action.MEMORY_READ, context={"context_id": 1})
     seal_pending()
     return AuditEvent.objects.get(pk=event.pk)
 

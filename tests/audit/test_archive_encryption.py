@@ -45,8 +45,8 @@ ARCHIVE_KEY_ID = "dev-audit-archive"  # the primary of the test settings' audit_
 
 
 @pytest.fixture
-def history():
-    """Five events 400 days old (#1-#5), then three from today (#6-#8), sealed."""
+def history(undeclared_context_keys):
+    """Five events 400 days old (#1-#5), then three from today (#6-#8), sealed, numbered under ``n``."""
     now = timezone.now()
     for number in range(5):
         with time_machine.travel(now - datetime.timedelta(days=400, minutes=-number), tick=False):

@@ -215,7 +215,7 @@ def test_content_mac_is_stable_across_the_database_round_trip(chain):
         )}) == event.content_mac
 
 
-def test_floats_and_big_numbers_in_context_survive_the_round_trip(user):
+def test_floats_and_big_numbers_in_context_survive_the_round_trip(user, undeclared_context_keys):
     context = {"count": 3, "ratio": 0.1, "big": 1e20, "one": 1.0, "tiny": 1e-7, "negative": -2.5e-300}
     audit.record(action=audit.Action.MEMORY_LIST, context=context)
     seal_pending()

@@ -111,7 +111,7 @@ def test_outside_a_transaction_an_event_is_written_at_once():
     assert AuditEvent.objects.get(pk=event.pk).subject_username == "nobody"
 
 
-def test_a_thousand_events_in_one_transaction_are_all_written():
+def test_a_thousand_events_in_one_transaction_are_all_written(undeclared_context_keys):
     with transaction.atomic():
         events = audit.record_many(
             {"action": audit.Action.MEMORY_UPDATED, "target": ("memories.memory", number), "context": {"n": number}}

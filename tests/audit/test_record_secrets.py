@@ -13,7 +13,7 @@ from tests.core.test_sanitiser import ARGON2, FERNET, HEX_KEY, JWT, SECRET_KEYED
 pytestmark = pytest.mark.django_db
 
 
-def test_no_secret_reaches_a_stored_event(bound_request, user):
+def test_no_secret_reaches_a_stored_event(bound_request, user, undeclared_context_keys):
     event = audit.record(
         action=audit.Action.PASSWORD_CHANGED,
         actor=user,

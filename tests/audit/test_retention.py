@@ -40,8 +40,8 @@ def record_at(moment: datetime.datetime, action=audit.Action.MEMORY_READ, **kwar
 
 
 @pytest.fixture
-def history():
-    """Five events 400 days old (#1-#5), then three from today (#6-#8)."""
+def history(undeclared_context_keys):
+    """Five events 400 days old (#1-#5), then three from today (#6-#8), numbered under ``n``."""
     now = timezone.now()
     for number in range(5):
         record_at(now - datetime.timedelta(days=400, minutes=-number), context={"n": number})

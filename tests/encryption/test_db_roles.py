@@ -283,7 +283,7 @@ def audit_row(deployment):
     from audit.services import build_event
 
     with deployment.connect(deployment.app, deployment.app_password) as database:
-        pk = _insert(database, build_event(action=Action.LOGIN_SUCCEEDED, context={"via": "roles test"}))
+        pk = _insert(database, build_event(action=Action.LOGIN_SUCCEEDED, context={"method": "roles test"}))
         yield database, pk
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from django.contrib.auth.models import Group
 
 from audit.actions import Action, Outcome
+from audit.models import AuditEvent
+from audit.services import write_held_events
 from monitoring.detectors import detector_get
 from monitoring.models import Alert, Severity
 from monitoring.services.detection import detection_run_for_event, detection_sweep
@@ -36,7 +39,7 @@ def grantee(make_user):
         (Action.GROUP_MEMBERSHIP_CHANGED, {}, Severity.MEDIUM, "groups not recorded"),
         (Action.MEMBERSHIP_ROLE_SET, {"role": "owner"}, Severity.HIGH, "role owner"),
         (Action.MEMBERSHIP_ADDED, {"role": "admin"}, Severity.HIGH, "role admin"),
-        (Action.ROLE_CHANGED, {"from": "member", "to": "admin"}, Severity.HIGH, "role admin"),
+        (Action.ROLE_CHANGED, {"previous_role": "member", "role": "admin"}, Severity.HIGH, "role admin"),
         (Action.USER_PERMISSIONS_CHANGED, {"added": ["memories.delete_memory"]}, Severity.MEDIUM, "permissions"),
     ],
 )
@@ -58,11 +61,31 @@ def test_every_privilege_grant_alerts_naming_who_granted_it(granter, grantee, ac
         (Action.STAFF_GRANTED, {}, Outcome.DENIED),  # an attempt refused by policy grants nothing
         (Action.STAFF_REVOKED, {}, Outcome.SUCCESS),
         (Action.USER_PERMISSIONS_CHANGED, {"added": [], "removed": ["x.y"]}, Outcome.SUCCESS),
+        # What the producer writes for a removal: only the names removed.
+        (Action.GROUP_MEMBERSHIP_CHANGED, {"removed": ["security"]}, Outcome.SUCCESS),
+        (Action.USER_PERMISSIONS_CHANGED, {"removed": ["memories.delete_memory"]}, Outcome.SUCCESS),
+        (Action.GROUP_PERMISSIONS_CHANGED, {"removed": ["memories.delete_memory"], "group": "editors"},
+         Outcome.SUCCESS),
     ],
 )
 def test_changes_that_grant_nothing_privileged_are_quiet(granter, grantee, action, context, outcome):
     event = record(action, at=NOW, actor=granter, subject=grantee, context=context, outcome=outcome)
     assert detector_get("privilege_escalation").on_event(event) == []
+
+
+def test_joining_a_security_group_alerts_and_leaving_it_does_not(settings, grantee):
+    """Through the real producer (the groups m2m receiver), which names only what changed."""
+    settings.MONITORING_PRIVILEGED_GROUPS = ["security"]
+    group = Group.objects.create(name="Security")
+    grantee.groups.add(group)
+    grantee.groups.remove(group)
+    write_held_events()
+    added, removed = AuditEvent.objects.filter(action=Action.GROUP_MEMBERSHIP_CHANGED).order_by("id")
+    assert (added.context, removed.context) == ({"added": ["Security"]}, {"removed": ["Security"]})
+    detector = detector_get("privilege_escalation")
+    [finding] = detector.on_event(added)
+    assert finding.severity == Severity.HIGH and "security group security" in finding.summary
+    assert detector.on_event(removed) == []
 
 
 def test_each_grant_is_its_own_alert_and_the_sweep_adds_none(granter, grantee, now):
