@@ -14,7 +14,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from django.conf import settings
+from audit import conf
 
 # A request id we accept from a client: 8 to 64 characters of letters, digits, '-', '_' and '.'.
 # Anything else (control characters, spaces, 10 kB of text) is replaced, not trusted.
@@ -61,7 +61,7 @@ def client_ip_from_meta(meta: dict) -> str | None:
     the header is ignored and ``REMOTE_ADDR`` is the client.
     """
     remote_addr = _valid_ip(meta.get("REMOTE_ADDR", "") or "")
-    trusted = settings.AUDIT_TRUSTED_PROXY_COUNT
+    trusted = conf.get("AUDIT_TRUSTED_PROXY_COUNT")
     if trusted <= 0:
         return remote_addr
     forwarded = [part.strip() for part in (meta.get("HTTP_X_FORWARDED_FOR", "") or "").split(",") if part.strip()]

@@ -59,6 +59,7 @@ from django.utils import timezone
 
 from audit.actions import Action, Outcome
 from audit.services import Target, record
+from encryption import conf
 from encryption.errors import DecryptionError, KeyConfigurationError
 from encryption.keyring import Key, get_key_ring
 from encryption.streams import StreamError, StreamFormat, StreamReader, StreamWriter
@@ -221,7 +222,7 @@ def _emit(progress: ProgressCallback | None, stage: str, done: int, total: int |
 
 def _pg_program(name: str) -> str:
     """The path of ``pg_dump``/``pg_restore``: in ``ENCRYPTION_BACKUP_PG_BINDIR``, else on PATH."""
-    directory = getattr(settings, "ENCRYPTION_BACKUP_PG_BINDIR", "") or ""
+    directory = conf.get("ENCRYPTION_BACKUP_PG_BINDIR") or ""
     if directory:
         candidate = Path(directory) / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
@@ -244,7 +245,7 @@ def pg_dump_options() -> list[str]:
     base64's quarter, and on it gzip runs an order of magnitude slower than the dump itself
     (bench/backup_bench.py). A large audit table (plain JSON) compresses well: raise it then.
     """
-    level = int(getattr(settings, "ENCRYPTION_BACKUP_PG_COMPRESSION", 0))
+    level = int(conf.get("ENCRYPTION_BACKUP_PG_COMPRESSION"))
     if not 0 <= level <= 9:
         raise BackupError("ENCRYPTION_BACKUP_PG_COMPRESSION is a gzip level from 0 to 9.", stage="dump")
     return [f"--compress={level}"]
@@ -270,7 +271,7 @@ def _server_settings(using: str = DEFAULT_DB_ALIAS) -> dict:
 
 
 def _verify_server_settings(using: str = DEFAULT_DB_ALIAS) -> dict:
-    url = getattr(settings, "ENCRYPTION_BACKUP_VERIFY_DATABASE_URL", "") or ""
+    url = conf.get("ENCRYPTION_BACKUP_VERIFY_DATABASE_URL") or ""
     if not url:
         return _server_settings(using)
     import environ
@@ -479,7 +480,7 @@ def _dump_postgresql(writer: BackupWriter, *, using: str, private: Path, progres
 # Restore and check: the scratch database, row counts, a sample of every encrypted column
 # =============================================================================================
 def _sample_size() -> int:
-    return int(getattr(settings, "ENCRYPTION_BACKUP_VERIFY_SAMPLE_SIZE", 25))
+    return int(conf.get("ENCRYPTION_BACKUP_VERIFY_SAMPLE_SIZE"))
 
 
 def _check_row_counts(manifest: dict, restored: dict[str, int]) -> int:
@@ -880,7 +881,7 @@ BACKUP_NAME_PREFIX = "backup-"
 
 def backup_directory() -> Path:
     """Where the scheduled backups go: ``ENCRYPTION_BACKUP_DIR``, else ``VAR_DIR/backups``."""
-    configured = getattr(settings, "ENCRYPTION_BACKUP_DIR", "") or ""
+    configured = conf.get("ENCRYPTION_BACKUP_DIR") or ""
     return Path(configured) if configured else Path(settings.VAR_DIR) / "backups"
 
 
@@ -909,7 +910,7 @@ def backup_create_and_verify(*, directory: Path | None = None, keep: int | None 
     so a bad night never costs a good old backup. Raises ``BackupError`` on failure.
     """
     directory = directory or backup_directory()
-    keep = keep if keep is not None else settings.ENCRYPTION_BACKUP_KEEP
+    keep = keep if keep is not None else conf.get("ENCRYPTION_BACKUP_KEEP")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     vendor = connections[DEFAULT_DB_ALIAS].vendor
     name = f"{BACKUP_NAME_PREFIX}{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%S%fZ}-{vendor}{FILE_SUFFIX}"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.conf import settings
-
 from audit.actions import Action
 from audit.models import AuditEvent
+from monitoring import conf
 from monitoring.detectors.base import EventDetector, WindowCountDetector
 from monitoring.models import Severity, SubjectType
 
@@ -82,7 +81,7 @@ class PrivilegeEscalationDetector(EventDetector):
             added, known = _first(context, ADDED_GROUP_KEYS)
             if not known:
                 return Severity.MEDIUM, "group membership (groups not recorded)"
-            privileged = {name.casefold() for name in settings.MONITORING_PRIVILEGED_GROUPS}
+            privileged = {name.casefold() for name in conf.get("MONITORING_PRIVILEGED_GROUPS")}
             granted = sorted(set(_names(added)) & privileged)
             return (Severity.HIGH, f"security group {', '.join(granted)}") if granted else None
         if action in (Action.USER_PERMISSIONS_CHANGED, Action.GROUP_PERMISSIONS_CHANGED):
@@ -92,7 +91,7 @@ class PrivilegeEscalationDetector(EventDetector):
                 return Severity.MEDIUM, "permissions (not recorded which)"
             return (Severity.MEDIUM, f"permissions {', '.join(sorted(names)[:5])}") if names else None
         role, _known = _first(context, ROLE_KEYS)
-        roles = {name.casefold() for name in settings.MONITORING_PRIVILEGED_ROLES}
+        roles = {name.casefold() for name in conf.get("MONITORING_PRIVILEGED_ROLES")}
         granted = sorted(set(_names(role)) & roles)
         return (Severity.HIGH, f"role {', '.join(granted)}") if granted else None
 
