@@ -38,13 +38,13 @@ class AppSettings:
 
 
 def settings_from_environment(**readers: Callable[[str], Any]) -> dict[str, Any]:
-    """Return ``{NAME: reader(NAME)}`` for each variable that is set and not empty.
+    """Return ``{NAME: reader(NAME)}`` for each variable that is set in the environment.
 
     ``readers`` maps a setting to how its variable of the same name is parsed, e.g.
-    ``AUDIT_DIR=env.str``. A variable left unset (or empty) leaves the setting out, so the app's
-    default in its ``conf.py`` applies and no settings module repeats it.
+    ``AUDIT_DIR=env.str``. An unset variable leaves the setting out, so the app's default in its
+    ``conf.py`` applies and no settings module repeats it.
     """
-    return {name: read(name) for name, read in readers.items() if _environment.str(name, default="")}
+    return {name: read(name) for name, read in readers.items() if name in _environment.ENVIRON}
 
 
 def secret_from_environment(name: str, *, required: bool = False) -> str:

@@ -308,8 +308,8 @@ CONTENT_SECURITY_POLICY = {
 
 # ---------------------------------------------------------------------------------------------
 # Our apps. Each app's conf.py holds its settings with meaning, unit and default; here only what an
-# operator sets per deployment, from the environment variable of the same name when it is set and
-# not empty. Change any other app setting in a settings module.
+# operator sets per deployment, from the environment variable of the same name when it is set.
+# Change any other app setting in a settings module.
 # ---------------------------------------------------------------------------------------------
 # Accounts: the deployment's sign-in and session policy (the README "Accounts" table).
 vars().update(

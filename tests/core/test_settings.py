@@ -35,12 +35,12 @@ def test_a_setting_the_app_does_not_define_is_a_key_error():
         app_settings.get("TESTAPP_UNKNOWN")
 
 
-def test_only_variables_that_are_set_and_not_empty_become_settings(monkeypatch):
+def test_only_variables_that_are_set_become_settings(monkeypatch):
     monkeypatch.setenv("TESTAPP_LIMIT", "12")
     monkeypatch.setenv("TESTAPP_NAME", "")
     monkeypatch.delenv("TESTAPP_WINDOW", raising=False)
     readers = {"TESTAPP_LIMIT": env.int, "TESTAPP_NAME": env.str, "TESTAPP_WINDOW": env.int}
-    assert settings_from_environment(**readers) == {"TESTAPP_LIMIT": 12}
+    assert settings_from_environment(**readers) == {"TESTAPP_LIMIT": 12, "TESTAPP_NAME": ""}
 
 
 def test_a_secret_comes_from_its_variable_or_its_file(monkeypatch, tmp_path):
