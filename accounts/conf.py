@@ -56,8 +56,7 @@ DEFAULTS = {
     "ACCOUNTS_EMAIL_VERIFICATION_RESEND_INTERVAL": 5 * 60,
     # Email-change confirmation links expire after this (seconds).
     "ACCOUNTS_EMAIL_CHANGE_MAX_AGE": 24 * 60 * 60,
-    # Every password-reset request takes at least this long, so its timing does not reveal
-    # whether the address is registered (seconds).
+    # Every password-reset request takes this long at least: timing shows no registered address (seconds).
     "ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR": 0.4,
     # Email the user when they sign in from a device and IP they never used before (switch).
     "ACCOUNTS_NOTIFY_NEW_LOGIN": True,

@@ -40,11 +40,13 @@ DEFAULTS = {
     # Probing: permission-denied events from one user, key or IP in the window (denials; seconds).
     "MONITORING_PROBING_THRESHOLD": 20,
     "MONITORING_PROBING_WINDOW_SECONDS": 300,
-    # API key request rate: the window, the floor, the factor over the key's own mean per window (seconds;
-    # requests; times) over the baseline (days).
+    # API key request rate: a key's requests are counted over this window (seconds),
     "MONITORING_API_RATE_WINDOW_SECONDS": 300,
+    # and alert when they reach this floor (requests)
     "MONITORING_API_RATE_MIN_REQUESTS": 100,
+    # and this factor times the key's own mean per window (times)
     "MONITORING_API_RATE_FACTOR": 10.0,
+    # over this baseline (days).
     "MONITORING_API_RATE_BASELINE_DAYS": 7,
     # API errors (401 refused key, 403 denied, 429 rate limited) from one key or IP (errors; seconds).
     "MONITORING_API_ERROR_THRESHOLD": 30,
@@ -55,12 +57,15 @@ DEFAULTS = {
     # Deprecated endpoint calls by one key, user or IP: one low alert a day (calls; seconds).
     "MONITORING_DEPRECATED_ENDPOINT_THRESHOLD": 1,
     "MONITORING_DEPRECATED_ENDPOINT_WINDOW_SECONDS": 86400,
-    # Bulk memory reads/exports by one user: the window, the floor, the factor over the user's mean per
-    # window (seconds; events; times) over the baseline (days); one export weighs as many reads (reads).
+    # Bulk memory reads/exports: a user's reads are counted over this window (seconds),
     "MONITORING_BULK_READ_WINDOW_SECONDS": 3600,
+    # and alert when they reach this floor (events)
     "MONITORING_BULK_READ_MIN_EVENTS": 200,
+    # and this factor times the user's own mean per window (times)
     "MONITORING_BULK_READ_FACTOR": 5.0,
+    # over this baseline (days);
     "MONITORING_BULK_READ_BASELINE_DAYS": 14,
+    # one export event weighs as much as this many reads (reads).
     "MONITORING_BULK_READ_EXPORT_WEIGHT": 50,
     # Audit silence: no request-driven audit event this long (seconds) while this many requests were served.
     "MONITORING_AUDIT_SILENCE_SECONDS": 900,
