@@ -1,54 +1,72 @@
-"""The settings of the accounts app, read when used (so tests can override them), with defaults.
+"""The settings of the accounts app and their defaults, read when used (so tests can override them).
 
-Every setting is documented in ``config/settings/base.py`` and ``.env.example``; the defaults
-here are the same and only apply when a settings module leaves one out.
+A settings module (or, for the ones ``config/settings/base.py`` reads, the environment variable
+of the same name, see ``.env.example``) overrides a default; ``accounts/checks.py`` refuses unsafe
+values. Django's ``PASSWORD_RESET_TIMEOUT`` and ``SESSION_COOKIE_AGE`` are set in base.py.
 """
 
 from __future__ import annotations
 
-import datetime
-
-from django.conf import settings
+from core.settings import AppSettings
 
 DEFAULTS = {
-    # Sessions (OWASP ASVS 4.0.3 V3.3.1/V3.3.2).
-    "ACCOUNTS_SESSION_IDLE_TIMEOUT": 30 * 60,  # seconds
-    "ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT": 12 * 60 * 60,  # seconds
-    "ACCOUNTS_SESSION_LAST_SEEN_INTERVAL": 60,  # seconds between two last-seen writes of one session
-    # Step-up re-authentication (ASVS V3.7.1).
-    "ACCOUNTS_STEP_UP_MAX_AGE": 10 * 60,  # seconds
-    # MFA policy.
+    # --- Lockout (NIST SP 800-63B §5.2.2; accounts/services/lockout.py explains the model) ---
+    # Failed passwords per (account, client IP) before that IP is locked out of the account (failures).
+    "ACCOUNTS_LOCKOUT_ADDRESS_FAILURE_LIMIT": 5,
+    # Failed passwords per account, from any IP, before the account is locked everywhere (failures; max 100).
+    "ACCOUNTS_LOCKOUT_ACCOUNT_FAILURE_LIMIT": 20,
+    # Growing cool-offs of successive locks; the last repeats (seconds).
+    "ACCOUNTS_LOCKOUT_COOLOFFS": [60, 300, 1800, 7200, 43200],
+    # A counter untouched this long starts afresh, lock history included (seconds).
+    "ACCOUNTS_LOCKOUT_RESET_AFTER": 24 * 60 * 60,
+    # --- MFA (RFC 6238, RFC 4226 §7.3) ---
+    # Require MFA of every user, not only staff (switch).
     "ACCOUNTS_MFA_REQUIRED_FOR_ALL": False,
-    "ACCOUNTS_MFA_GRACE_DAYS": 7,  # days
-    "ACCOUNTS_MFA_LOGIN_TIMEOUT": 5 * 60,  # seconds between the password step and the code step
-    "ACCOUNTS_MFA_UNCONFIRMED_DEVICE_TTL": 15 * 60,  # seconds
-    "ACCOUNTS_MFA_THROTTLE_BASE": 1,  # seconds after the first failed code; doubles per failure
-    "ACCOUNTS_MFA_THROTTLE_MAX": 5 * 60,  # seconds: the bound of the growing delay
-    "ACCOUNTS_MFA_FAILURE_LIMIT": 10,  # consecutive failed codes that lock the account
+    # Grace period of a user who must enroll MFA, from their first login (days).
+    "ACCOUNTS_MFA_GRACE_DAYS": 7,
+    # Time allowed between the password step and the code step of a login (seconds).
+    "ACCOUNTS_MFA_LOGIN_TIMEOUT": 5 * 60,
+    # An authenticator not confirmed within this is discarded (seconds).
+    "ACCOUNTS_MFA_UNCONFIRMED_DEVICE_TTL": 15 * 60,
+    # Wait after the first wrong code, doubling per failure (seconds).
+    "ACCOUNTS_MFA_THROTTLE_BASE": 1,
+    # The bound of that growing wait (seconds).
+    "ACCOUNTS_MFA_THROTTLE_MAX": 5 * 60,
+    # Consecutive wrong codes that lock the code step with the lockout cool-offs (failures).
+    "ACCOUNTS_MFA_FAILURE_LIMIT": 10,
+    # Backup codes per set (codes, 60 bits each).
     "ACCOUNTS_BACKUP_CODE_COUNT": 10,
-    # Lockout (NIST SP 800-63B §5.2.2).
-    "ACCOUNTS_LOCKOUT_ADDRESS_FAILURE_LIMIT": 5,  # failures per (account, client IP)
-    "ACCOUNTS_LOCKOUT_ACCOUNT_FAILURE_LIMIT": 20,  # failures per account, from any IP
-    "ACCOUNTS_LOCKOUT_COOLOFFS": [60, 300, 1800, 7200, 43200],  # seconds; the last one repeats
-    "ACCOUNTS_LOCKOUT_RESET_AFTER": 24 * 60 * 60,  # seconds without a failure that clear a counter
-    # Account lifecycle.
-    "ACCOUNTS_SIGNUP_ENABLED": True,
-    "ACCOUNTS_EMAIL_VERIFICATION_MAX_AGE": 24 * 60 * 60,  # seconds
-    "ACCOUNTS_EMAIL_VERIFICATION_RESEND_INTERVAL": 5 * 60,  # seconds
-    "ACCOUNTS_EMAIL_CHANGE_MAX_AGE": 24 * 60 * 60,  # seconds
-    "ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR": 0.4,  # seconds: every reset request takes at least this long
-    "ACCOUNTS_NOTIFY_NEW_LOGIN": True,
-    "ACCOUNTS_SECURITY_EVENTS_SHOWN": 20,  # events on the security page
-    "ACCOUNTS_SITE_URL": "",  # scheme://host of links in emails; empty: the host of the request
+    # Issuer shown by authenticator apps next to the account (text).
     "OTP_TOTP_ISSUER": "Ninaivalaigal",
+    # --- Sessions and step-up (OWASP ASVS 4.0.3 V3.3, V3.7.1) ---
+    # A session unused this long ends (seconds).
+    "ACCOUNTS_SESSION_IDLE_TIMEOUT": 30 * 60,
+    # A session ends this long after login whatever happens (seconds).
+    "ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT": 12 * 60 * 60,
+    # At most one last-seen write per session per interval: idle time is exact to within it (seconds).
+    "ACCOUNTS_SESSION_LAST_SEEN_INTERVAL": 60,
+    # Sensitive changes need a (re-)authentication at most this old (seconds).
+    "ACCOUNTS_STEP_UP_MAX_AGE": 10 * 60,
+    # --- Lifecycle and notifications ---
+    # Self-service sign-up with email verification (switch).
+    "ACCOUNTS_SIGNUP_ENABLED": True,
+    # Email verification links expire after this (seconds).
+    "ACCOUNTS_EMAIL_VERIFICATION_MAX_AGE": 24 * 60 * 60,
+    # At most one new verification email per account per interval (seconds).
+    "ACCOUNTS_EMAIL_VERIFICATION_RESEND_INTERVAL": 5 * 60,
+    # Email-change confirmation links expire after this (seconds).
+    "ACCOUNTS_EMAIL_CHANGE_MAX_AGE": 24 * 60 * 60,
+    # Every password-reset request takes this long at least: timing shows no registered address (seconds).
+    "ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR": 0.4,
+    # Email the user when they sign in from a device and IP they never used before (switch).
+    "ACCOUNTS_NOTIFY_NEW_LOGIN": True,
+    # scheme://host of links in emails; empty: the host of the request that caused the email (URL).
+    "ACCOUNTS_SITE_URL": "",
+    # Audit events shown on /accounts/security/ (events).
+    "ACCOUNTS_SECURITY_EVENTS_SHOWN": 20,
+    # Where a login goes when it has no safe ``next`` (URL name).
+    "ACCOUNTS_LOGIN_REDIRECT_URL_NAME": "accounts:security",
 }
-
-
-def get(name: str):
-    """Return the setting ``name`` or its default."""
-    return getattr(settings, name, DEFAULTS[name])
-
-
-def seconds(name: str) -> datetime.timedelta:
-    """Return a setting given in seconds as a ``timedelta``."""
-    return datetime.timedelta(seconds=get(name))
+_settings = AppSettings(DEFAULTS)
+get = _settings.get
+seconds = _settings.seconds

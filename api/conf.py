@@ -1,40 +1,56 @@
-"""The settings of the API security layer, read when used (so tests can override them), with defaults.
+"""The settings of the API security layer and their defaults, read when used (so tests can override them).
 
-Every setting is documented in ``config/settings/base.py`` (one line each, with default and unit)
-and in ``.env.example``; the defaults here are the same and only apply when a settings module
-leaves one out.
+A settings module (or, for the ones ``config/settings/base.py`` reads, the environment variable
+of the same name, see ``.env.example``) overrides a default; ``api/checks.py`` refuses unsafe
+values. ``API_CACHE_URL`` and ``API_CSP_REPORT_URI`` are environment variables only: base.py
+turns them into Django's ``CACHES["api"]`` and django-csp's ``report-uri``.
 """
 
 from __future__ import annotations
 
-from django.conf import settings
+from core.settings import AppSettings
 
 DEFAULTS = {
-    # --- API keys -------------------------------------------------------------------------
-    "API_KEY_HASH_KEY": "",  # HMAC key of the stored key hashes; empty: derived from SECRET_KEY
-    "API_KEY_DEFAULT_LIFETIME_DAYS": 90,  # days
-    "API_KEY_MAX_LIFETIME_DAYS": 365,  # days
-    "API_KEY_ROTATION_OVERLAP_SECONDS": 24 * 60 * 60,  # seconds the old key stays valid after a rotation
-    "API_KEY_ROTATION_MAX_OVERLAP_SECONDS": 30 * 24 * 60 * 60,  # seconds
-    "API_KEY_LAST_USED_INTERVAL": 60,  # seconds between two last-used writes of one key
-    "API_KEY_MAX_PER_USER": 25,  # active keys one user or service account may hold
-    # --- Signed requests ------------------------------------------------------------------
-    "API_SIGNATURE_MAX_SKEW_SECONDS": 300,  # seconds either side of the server clock
-    "API_SIGNATURE_NONCE_STORE": "database",  # "database" or "cache" (the API cache must be Redis)
-    # --- Request limits -------------------------------------------------------------------
-    "API_MAX_BODY_BYTES": 64 * 1024,  # bytes, every endpoint unless overridden
-    "API_BODY_LIMITS": {},  # {"url namespace:name": bytes} per-endpoint overrides
-    "API_JSON_MAX_DEPTH": 32,  # nesting levels of a JSON body
-    "API_JSON_MAX_ARRAY_LENGTH": 1000,  # items in any one JSON array
-    "API_JSON_MAX_OBJECT_KEYS": 1000,  # keys in any one JSON object
+    # --- API keys ---
+    # HMAC key of the stored key hashes, 32+ characters; empty: derived from SECRET_KEY (secret).
+    "API_KEY_HASH_KEY": "",
+    # Lifetime of a new key when none is chosen (days).
+    "API_KEY_DEFAULT_LIFETIME_DAYS": 90,
+    # The longest lifetime allowed (days).
+    "API_KEY_MAX_LIFETIME_DAYS": 365,
+    # After a rotation the old key stays valid this long (seconds).
+    "API_KEY_ROTATION_OVERLAP_SECONDS": 24 * 60 * 60,
+    # The longest overlap allowed (seconds).
+    "API_KEY_ROTATION_MAX_OVERLAP_SECONDS": 30 * 24 * 60 * 60,
+    # A key's last-used time and IP are written at most this often (seconds).
+    "API_KEY_LAST_USED_INTERVAL": 60,
+    # Active keys one user or service account may hold (keys).
+    "API_KEY_MAX_PER_USER": 25,
+    # --- Signed requests ---
+    # Accepted difference from the server clock, either way (seconds).
+    "API_SIGNATURE_MAX_SKEW_SECONDS": 300,
+    # Where used nonces are kept: "database" or "cache" (only when the API cache is Redis).
+    "API_SIGNATURE_NONCE_STORE": "database",
+    # --- Request limits ---
+    # Largest request body on any endpoint not listed in API_BODY_LIMITS (bytes).
+    "API_MAX_BODY_BYTES": 64 * 1024,
+    # Per-endpoint body limits; memory endpoints declare 524288 themselves ("namespace:url-name" -> bytes).
+    "API_BODY_LIMITS": {},
+    # Nesting depth of a JSON body (levels).
+    "API_JSON_MAX_DEPTH": 32,
+    # Items in any one JSON array (items).
+    "API_JSON_MAX_ARRAY_LENGTH": 1000,
+    # Keys in any one JSON object (keys).
+    "API_JSON_MAX_OBJECT_KEYS": 1000,
+    # Rate limits per API key, per user and per client IP (DRF rates: requests per s/min/hour/day).
     "API_THROTTLE_RATES": {"api_key": "1200/min", "user": "600/min", "ip": "1800/min"},
-    "API_CACHE_ALIAS": "api",  # the cache of throttle counters (and nonces when Redis)
-    # --- Versioning -----------------------------------------------------------------------
-    "API_DEPRECATIONS": None,  # None: the registry in api/versioning.py; a list replaces it
-    "API_CHANGES_URL": "/api/changes/",  # where the migration notes are served
+    # The cache of throttle counters, and of nonces with the cache store (alias in CACHES).
+    "API_CACHE_ALIAS": "api",
+    # --- Versioning ---
+    # The deprecation registry; None: the one in api/versioning.py, a list replaces it (entries).
+    "API_DEPRECATIONS": None,
+    # Where the Link headers of deprecated endpoints point: the served docs/API_CHANGES.md (URL).
+    "API_CHANGES_URL": "/api/changes/",
 }
-
-
-def get(name: str):
-    """Return the setting ``name`` or its default."""
-    return getattr(settings, name, DEFAULTS[name])
+_settings = AppSettings(DEFAULTS)
+get = _settings.get

@@ -18,7 +18,6 @@ import contextlib
 import ipaddress
 import json
 
-from django.conf import settings
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db.models import Q
@@ -27,6 +26,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
+from audit import conf
 from audit.models import AuditEvent
 from core.admin import ReadOnlyAdminMixin
 from core.context import REQUEST_ID_PATTERN
@@ -37,15 +37,15 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def _bounded_count(self) -> int:
-        return self.object_list[: settings.AUDIT_ADMIN_COUNT_LIMIT + 1].count()
+        return self.object_list[: conf.get("AUDIT_ADMIN_COUNT_LIMIT") + 1].count()
 
     @cached_property
     def count(self) -> int:
-        return min(self._bounded_count, settings.AUDIT_ADMIN_COUNT_LIMIT)
+        return min(self._bounded_count, conf.get("AUDIT_ADMIN_COUNT_LIMIT"))
 
     @property
     def capped(self) -> bool:
-        return self._bounded_count > settings.AUDIT_ADMIN_COUNT_LIMIT
+        return self._bounded_count > conf.get("AUDIT_ADMIN_COUNT_LIMIT")
 
 
 @admin.register(AuditEvent)

@@ -57,6 +57,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from audit import conf
 from encryption.errors import KeyConfigurationError, UnknownKeyError
 from encryption.keyring import Key, get_key_ring
 
@@ -163,11 +164,11 @@ _legacy_cache: dict[tuple[str, str], LegacyChainKey | None] = {}
 def legacy_key() -> LegacyChainKey | None:
     """Return the legacy key, or ``None`` if none is configured.
 
-    ``settings.AUDIT_CHAIN_KEY`` if set; else, on the embedded default, the key that earlier
+    ``AUDIT_CHAIN_KEY`` if set; else, on the embedded default, the key that earlier
     versions generated into ``VAR_DIR/secrets/audit_chain_key`` if that file exists (it is never
     created any more: new MACs use the key ring).
     """
-    configured = getattr(settings, "AUDIT_CHAIN_KEY", "") or ""
+    configured = conf.get("AUDIT_CHAIN_KEY") or ""
     cache_key = (configured, str(settings.VAR_DIR))
     try:
         return _legacy_cache[cache_key]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.checks import Error, Tags, register
 
+from audit import conf
 from audit.chain import KEY_PURPOSE, LEGACY_KEY_ID
 from audit.retention import valid_retention_overrides
 from audit.sealing import SEAL_MODES
+from core import conf as core_conf
 from encryption.errors import KeyConfigurationError
 from encryption.keyring import load_key_ring
 
@@ -15,7 +16,7 @@ from encryption.keyring import load_key_ring
 @register(Tags.security)
 def check_audit_settings(app_configs=None, **kwargs):
     messages = []
-    key = getattr(settings, "AUDIT_CHAIN_KEY", "") or ""
+    key = conf.get("AUDIT_CHAIN_KEY") or ""
     if key and len(key) < 32:
         messages.append(
             Error(
@@ -36,16 +37,16 @@ def check_audit_settings(app_configs=None, **kwargs):
                 id="audit.E007",
             )
         )
-    if settings.AUDIT_SEAL_MODE not in SEAL_MODES:
+    if conf.get("AUDIT_SEAL_MODE") not in SEAL_MODES:
         messages.append(
             Error(f"AUDIT_SEAL_MODE must be one of {', '.join(SEAL_MODES)}.", id="audit.E002")
         )
-    if settings.AUDIT_TRUSTED_PROXY_COUNT < 0:
+    if core_conf.get("AUDIT_TRUSTED_PROXY_COUNT") < 0:
         messages.append(Error("AUDIT_TRUSTED_PROXY_COUNT cannot be negative.", id="audit.E003"))
-    if settings.AUDIT_RETENTION_DAYS < 1:
+    if conf.get("AUDIT_RETENTION_DAYS") < 1:
         messages.append(Error("AUDIT_RETENTION_DAYS must be at least 1.", id="audit.E004"))
-    for problem in valid_retention_overrides(settings.AUDIT_RETENTION_OVERRIDES):
+    for problem in valid_retention_overrides(conf.get("AUDIT_RETENTION_OVERRIDES")):
         messages.append(Error(problem, id="audit.E005"))
-    if settings.AUDIT_SEAL_BATCH_SIZE < 1 or settings.AUDIT_ARCHIVE_BATCH_SIZE < 1:
+    if conf.get("AUDIT_SEAL_BATCH_SIZE") < 1 or conf.get("AUDIT_ARCHIVE_BATCH_SIZE") < 1:
         messages.append(Error("AUDIT_SEAL_BATCH_SIZE and AUDIT_ARCHIVE_BATCH_SIZE must be positive.", id="audit.E006"))
     return messages

@@ -21,6 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from audit import conf
 from audit.chain import ChainKeyError, head_mac, macs_equal, signing_key, verification_key
 
 logger = logging.getLogger("audit.chain")
@@ -30,7 +31,7 @@ HEADS_FILE_NAME = "heads.log"
 
 def audit_dir() -> Path:
     """The folder of the audit files: ``AUDIT_DIR`` if set, else ``VAR_DIR/audit``."""
-    configured = getattr(settings, "AUDIT_DIR", "") or ""
+    configured = conf.get("AUDIT_DIR") or ""
     return Path(configured) if configured else Path(settings.VAR_DIR) / "audit"
 
 

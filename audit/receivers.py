@@ -20,10 +20,11 @@ import getpass
 import logging
 import os
 
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
+
+from audit import conf
 
 logger = logging.getLogger("audit.chain")
 
@@ -52,7 +53,7 @@ def record_applied_migrations(sender, *, plan=None, using: str = DEFAULT_DB_ALIA
     another database alias are not recorded here. All events of one run are written in one
     transaction and sealed together after it commits.
     """
-    if not plan or using != DEFAULT_DB_ALIAS or not getattr(settings, "AUDIT_RECORD_MIGRATIONS", True):
+    if not plan or using != DEFAULT_DB_ALIAS or not conf.get("AUDIT_RECORD_MIGRATIONS"):
         return
     from audit.actions import Action, Outcome
     from audit.models import AuditEvent

@@ -60,11 +60,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit import conf
 from audit.actions import Action, Outcome
 from audit.chain import (
     CONTENT_FIELDS,
@@ -149,7 +149,7 @@ def archive_dir() -> Path:
 
 def retention_days(action: str) -> int:
     """Days the events of ``action`` are kept (``AUDIT_RETENTION_OVERRIDES`` or the default)."""
-    return int(settings.AUDIT_RETENTION_OVERRIDES.get(action, settings.AUDIT_RETENTION_DAYS))
+    return int(conf.get("AUDIT_RETENTION_OVERRIDES").get(action, conf.get("AUDIT_RETENTION_DAYS")))
 
 
 def past_retention(now: datetime.datetime | None = None):
@@ -157,8 +157,8 @@ def past_retention(now: datetime.datetime | None = None):
     from audit.models import AuditEvent
 
     now = now or timezone.now()
-    overrides = {str(action): int(days) for action, days in settings.AUDIT_RETENTION_OVERRIDES.items()}
-    condition = Q(timestamp__lt=now - datetime.timedelta(days=settings.AUDIT_RETENTION_DAYS)) & ~Q(
+    overrides = {str(action): int(days) for action, days in conf.get("AUDIT_RETENTION_OVERRIDES").items()}
+    condition = Q(timestamp__lt=now - datetime.timedelta(days=conf.get("AUDIT_RETENTION_DAYS"))) & ~Q(
         action__in=list(overrides)
     )
     for action, days in overrides.items():
@@ -382,8 +382,8 @@ def write_archive(rows: list[dict[str, Any]], *, directory: Path | None = None) 
         "last_hash": last["hash"],
         "sequence_ranges": _ranges([row["sequence"] for row in rows]),
         "created_at": created_at.isoformat(),
-        "retention_days": settings.AUDIT_RETENTION_DAYS,
-        "retention_overrides": dict(settings.AUDIT_RETENTION_OVERRIDES),
+        "retention_days": conf.get("AUDIT_RETENTION_DAYS"),
+        "retention_overrides": dict(conf.get("AUDIT_RETENTION_OVERRIDES")),
         "encryption": writer.encryption,
         # The audit_chain key of this manifest's MAC (the events name their own keys).
         "key_id": key.id,
@@ -673,7 +673,7 @@ def archive_past_retention(
     from audit.models import ChainHead
 
     now = now or timezone.now()
-    batch_size = batch_size or settings.AUDIT_ARCHIVE_BATCH_SIZE
+    batch_size = batch_size or conf.get("AUDIT_ARCHIVE_BATCH_SIZE")
     result = ArchiveResult(dry_run=dry_run)
     result.eligible = past_retention(now).count()
     if on_start is not None:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
-
+from audit import conf
 from audit.actions import Action, action_area
 
 logger = logging.getLogger("audit.schema")
@@ -357,7 +356,7 @@ def check_context_keys(action: str, context: dict) -> None:
 
 
 def _undeclared(action: str, key: str) -> None:
-    if settings.AUDIT_STRICT_CONTEXT:
+    if conf.get("AUDIT_STRICT_CONTEXT"):
         raise UndeclaredContextKey(
             f"audit action {action} declares no context key {key!r}: add it to CONTEXT_SCHEMAS in audit/schema.py"
         )

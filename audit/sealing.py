@@ -59,10 +59,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit import conf
 from audit.chain import (
     CONTENT_FIELDS,
     LEGACY_KEY_ID,
@@ -101,7 +101,7 @@ def seal_pending(*, batch_size: int | None = None) -> SealResult:
     """
     from audit.models import AuditEvent
 
-    batch_size = batch_size or settings.AUDIT_SEAL_BATCH_SIZE
+    batch_size = batch_size or conf.get("AUDIT_SEAL_BATCH_SIZE")
     # One key for every link this call makes, and each stored content key id resolved once.
     key = signing_key()
     content_keys = ChainKeys()
@@ -329,7 +329,7 @@ def _already_scheduled(callback) -> bool:
 
 def schedule_seal_after_commit() -> None:
     """Arrange for the events of the current transaction to be sealed once it commits."""
-    mode = settings.AUDIT_SEAL_MODE
+    mode = conf.get("AUDIT_SEAL_MODE")
     if mode == "periodic":
         return
     callback = _seal_inline if mode == "inline" else _wake_background_sealer

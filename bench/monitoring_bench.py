@@ -50,6 +50,7 @@ import audit  # noqa: E402
 from audit.actions import Action, Outcome  # noqa: E402
 from audit.models import AuditEvent  # noqa: E402
 from core import context as request_context  # noqa: E402
+from monitoring import conf  # noqa: E402
 from monitoring.detectors import sweep_detectors  # noqa: E402
 from monitoring.models import Alert  # noqa: E402
 from monitoring.services.detection import detection_sweep  # noqa: E402
@@ -73,7 +74,7 @@ def time_to_detection(bursts: int) -> None:
     if shutil.which("redis-server") is None:
         print("1. time to detection: skipped (redis-server is not installed)")
         return
-    threshold = settings.MONITORING_BRUTE_FORCE_THRESHOLD
+    threshold = conf.get("MONITORING_BRUTE_FORCE_THRESHOLD")
     results: dict[str, list[float]] = {"brute_force": [], "privilege_escalation": []}
     with redis_server() as url, publishing_to(url), celery_worker(broker_url=url, result_backend=url):
         # Warm the worker (imports, first connection) before measuring.

@@ -14,6 +14,7 @@ from __future__ import annotations
 from csp.middleware import CSPMiddleware
 from django.conf import settings
 
+from core import conf
 from core import context as request_context
 from core.requests import client_ip_from_meta, request_user, user_agent
 
@@ -22,13 +23,6 @@ REQUEST_ID_HEADER = "X-Request-ID"
 API_PATH_PREFIX = "/api/"
 CSP_HEADER = "Content-Security-Policy"
 JSON_CONTENT_SECURITY_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-# Browser features no page of the console or the API uses, switched off (W3C Permissions Policy).
-DEFAULT_PERMISSIONS_POLICY = (
-    "accelerometer=(), autoplay=(), camera=(), display-capture=(), encrypted-media=(), "
-    "fullscreen=(self), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), "
-    "midi=(), payment=(), picture-in-picture=(), publickey-credentials-get=(self), "
-    "screen-wake-lock=(), sync-xhr=(), usb=(), xr-spatial-tracking=()"
-)
 
 
 def is_api_request(request) -> bool:
@@ -81,7 +75,7 @@ class SecurityHeadersMiddleware:
     def __call__(self, request):
         response = self.get_response(request)
         if "Permissions-Policy" not in response:
-            response["Permissions-Policy"] = getattr(settings, "PERMISSIONS_POLICY", None) or DEFAULT_PERMISSIONS_POLICY
+            response["Permissions-Policy"] = conf.get("PERMISSIONS_POLICY")
         path = request.path_info
         if path.startswith(self.static_prefix):
             return response

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from django.conf import settings
+from core import conf
 
 USER_AGENT_MAX_LENGTH = 256
 
@@ -30,7 +30,7 @@ def client_ip_from_meta(meta: dict) -> str | None:
     See docs/decisions/client-ip-and-trusted-proxies.md.
     """
     remote_addr = valid_ip(meta.get("REMOTE_ADDR", "") or "")
-    trusted = settings.AUDIT_TRUSTED_PROXY_COUNT
+    trusted = conf.get("AUDIT_TRUSTED_PROXY_COUNT")
     if trusted <= 0:
         return remote_addr
     forwarded = [part.strip() for part in (meta.get("HTTP_X_FORWARDED_FOR", "") or "").split(",") if part.strip()]

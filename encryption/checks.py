@@ -14,6 +14,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core import checks
 
+from encryption import conf
 from encryption.errors import KeyConfigurationError
 from encryption.keyring import (
     PROVIDERS,
@@ -50,7 +51,7 @@ def check_encryption_keys(app_configs=None, **kwargs) -> list[checks.CheckMessag
             )
         ]
     errors: list[checks.CheckMessage] = []
-    development_allowed = settings.DEBUG or getattr(settings, "ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED", False)
+    development_allowed = settings.DEBUG or conf.get("ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED")
     owner_of_material: dict[bytes, str] = {}
     for purpose in PURPOSES:
         try:
@@ -90,7 +91,7 @@ def check_encryption_keys(app_configs=None, **kwargs) -> list[checks.CheckMessag
             checks.Error(str(error), hint="Fernet keys are url-safe base64 of 32 bytes.", id="encryption.E008")
         )
     if name == "vault":
-        url = getattr(settings, "ENCRYPTION_VAULT_URL", "") or ""
+        url = conf.get("ENCRYPTION_VAULT_URL") or ""
         if url.startswith("http://") and not settings.DEBUG:
             errors.append(
                 checks.Warning(

@@ -4,8 +4,9 @@ Purposes (``PURPOSES``) never share keys, so one leaked key exposes one kind of 
 from ``ENCRYPTION_KEY_PROVIDER`` (``environment``, ``file`` or ``vault``, each holding
 ``id:BASE64KEY`` text per purpose) and are resolved when used, then cached for
 ``ENCRYPTION_KEY_CACHE_SECONDS``: a new primary key reaches every process without a restart
-(the environment provider excepted). Crypto core: Django, cryptography, hvac (lazily) and
-``encryption.errors`` only. Why: docs/decisions/key-ring.md; the providers: docs/encryption.md.
+(the environment provider excepted). Crypto core: Django, cryptography, hvac (lazily),
+``encryption.errors`` and its settings (``encryption.conf``) only.
+Why: docs/decisions/key-ring.md; the providers: docs/encryption.md.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from django.conf import settings
 from django.core.signals import setting_changed
 
+from encryption import conf
 from encryption.errors import KeyConfigurationError, KeyProviderError, UnknownKeyError
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ LEGACY_FERNET_KEY_ID = "legacy-fernet"
 # After a failed refresh (provider unreachable) the previous ring is kept this long (seconds)
 # before the provider is asked again, so an outage of Vault does not stop reads and writes.
 PROVIDER_RETRY_SECONDS = 5.0
-DEFAULT_CACHE_SECONDS = 60
 
 
 class Key:
@@ -208,7 +208,7 @@ def is_development_key(key: Key) -> bool:
 # ---------------------------------------------------------------------------------------------
 def provider_name() -> str:
     """The configured provider (``ENCRYPTION_KEY_PROVIDER``, default ``environment``)."""
-    return getattr(settings, "ENCRYPTION_KEY_PROVIDER", "environment") or "environment"
+    return conf.get("ENCRYPTION_KEY_PROVIDER") or "environment"
 
 
 def _check_purpose(purpose: str) -> None:
@@ -218,14 +218,14 @@ def _check_purpose(purpose: str) -> None:
 
 def _read_environment(purpose: str) -> tuple[str, str]:
     setting = f"ENCRYPTION_{purpose.upper()}_KEYS"
-    value = getattr(settings, setting, "") or ""
+    value = conf.get(setting) or ""
     if isinstance(value, list | tuple):
         value = ",".join(value)
     return value, f"setting {setting}"
 
 
 def _read_file(purpose: str) -> tuple[str, str]:
-    directory = getattr(settings, "ENCRYPTION_KEYS_DIR", "") or ""
+    directory = conf.get("ENCRYPTION_KEYS_DIR") or ""
     if not directory:
         raise KeyConfigurationError(
             "ENCRYPTION_KEY_PROVIDER is 'file' but ENCRYPTION_KEYS_DIR is not set.", purpose=purpose, code="missing"
@@ -243,14 +243,14 @@ def _read_file(purpose: str) -> tuple[str, str]:
 
 
 def _vault_token() -> str:
-    token_file = getattr(settings, "ENCRYPTION_VAULT_TOKEN_FILE", "") or ""
+    token_file = conf.get("ENCRYPTION_VAULT_TOKEN_FILE") or ""
     if token_file:
         # Read on every refresh: a Vault agent renews the token by rewriting this file.
         try:
             return Path(token_file).read_text(encoding="utf-8").strip()
         except OSError as error:
             raise KeyProviderError(f"Cannot read ENCRYPTION_VAULT_TOKEN_FILE: {error.strerror}.") from None
-    return getattr(settings, "ENCRYPTION_VAULT_TOKEN", "") or ""
+    return conf.get("ENCRYPTION_VAULT_TOKEN") or ""
 
 
 def read_vault_secret() -> dict:
@@ -258,7 +258,7 @@ def read_vault_secret() -> dict:
     import hvac  # Imported only when the Vault provider is used.
     import requests
 
-    url = getattr(settings, "ENCRYPTION_VAULT_URL", "") or ""
+    url = conf.get("ENCRYPTION_VAULT_URL") or ""
     if not url:
         raise KeyConfigurationError(
             "ENCRYPTION_KEY_PROVIDER is 'vault' but ENCRYPTION_VAULT_URL is not set.", code="missing"
@@ -270,15 +270,15 @@ def read_vault_secret() -> dict:
             "gives a token.",
             code="missing",
         )
-    mount = getattr(settings, "ENCRYPTION_VAULT_MOUNT", "secret") or "secret"
-    path = getattr(settings, "ENCRYPTION_VAULT_PATH", "ninaivalaigal/encryption")
-    ca_file = getattr(settings, "ENCRYPTION_VAULT_CA_FILE", "") or ""
+    mount = conf.get("ENCRYPTION_VAULT_MOUNT") or "secret"
+    path = conf.get("ENCRYPTION_VAULT_PATH")
+    ca_file = conf.get("ENCRYPTION_VAULT_CA_FILE") or ""
     client = hvac.Client(
         url=url,
         token=token,
         verify=ca_file or True,
-        timeout=getattr(settings, "ENCRYPTION_VAULT_TIMEOUT", 5.0),
-        namespace=getattr(settings, "ENCRYPTION_VAULT_NAMESPACE", "") or None,
+        timeout=conf.get("ENCRYPTION_VAULT_TIMEOUT"),
+        namespace=conf.get("ENCRYPTION_VAULT_NAMESPACE") or None,
     )
     where = f"Vault KV v2 secret {mount}/{path}"
     try:
@@ -339,9 +339,7 @@ def load_legacy_fernet() -> MultiFernet | None:
     ``ENCRYPTION_LEGACY_FERNET_KEYS`` (list or comma-separated) wins; else ``FIELD_ENCRYPTION_KEY``
     as that package read it (one key or a list). These keys only decrypt: new writes use AES-GCM.
     """
-    configured = getattr(settings, "ENCRYPTION_LEGACY_FERNET_KEYS", None) or getattr(
-        settings, "FIELD_ENCRYPTION_KEY", None
-    )
+    configured = conf.get("ENCRYPTION_LEGACY_FERNET_KEYS") or conf.get("FIELD_ENCRYPTION_KEY")
     if not configured:
         return None
     if isinstance(configured, str | bytes):
@@ -372,7 +370,7 @@ _lock = threading.Lock()
 
 
 def _cache_seconds() -> float:
-    return float(getattr(settings, "ENCRYPTION_KEY_CACHE_SECONDS", DEFAULT_CACHE_SECONDS))
+    return float(conf.get("ENCRYPTION_KEY_CACHE_SECONDS"))
 
 
 def _resolve(name: str, loader):

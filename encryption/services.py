@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
 from audit.actions import Action, Outcome
 from audit.services import record
+from encryption import conf
 from encryption.crypto import reencrypt, token_key_id
 from encryption.errors import DecryptionError
 from encryption.fields import EncryptedFieldMixin
@@ -119,7 +119,7 @@ def encryption_keys_rotate(
     Permission: the caller has checked it (an operator at the shell, or a staff user through the
     admin action's own permission).
     """
-    batch_size = batch_size or settings.ENCRYPTION_ROTATION_BATCH_SIZE
+    batch_size = batch_size or conf.get("ENCRYPTION_ROTATION_BATCH_SIZE")
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1.")
     result = RotationResult(

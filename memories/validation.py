@@ -12,8 +12,9 @@ import math
 import unicodedata
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
+
+from memories import conf
 
 TAGS_MAX_COUNT = 20
 TAG_MAX_LENGTH = 50
@@ -26,12 +27,12 @@ METADATA_MAX_DEPTH = 20
 
 def content_max_length() -> int:
     """The largest memory content accepted, in characters (``MEMORIES_CONTENT_MAX_LENGTH``)."""
-    return settings.MEMORIES_CONTENT_MAX_LENGTH
+    return conf.get("MEMORIES_CONTENT_MAX_LENGTH")
 
 
 def metadata_max_bytes() -> int:
     """The largest metadata accepted, in bytes of compact UTF-8 JSON (``MEMORIES_METADATA_MAX_BYTES``)."""
-    return settings.MEMORIES_METADATA_MAX_BYTES
+    return conf.get("MEMORIES_METADATA_MAX_BYTES")
 
 
 def text_problem(value: str) -> str | None:

@@ -6,7 +6,6 @@ everything else here is read-only.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
@@ -14,6 +13,7 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from core.admin import ReadOnlyAdminMixin
+from monitoring import conf
 from monitoring.charts import severity_chart
 from monitoring.models import Alert, AlertStatus, JobRun, Notification, Report
 from monitoring.services.alerts import TRIAGE_PERMISSION, alerts_transition_many
@@ -99,7 +99,8 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         self._triage(request, queryset, AlertStatus.FALSE_POSITIVE, "marked as false positives")
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "severity_chart": severity_chart(days=settings.MONITORING_CHART_DAYS)}
+        chart = severity_chart(days=conf.get("MONITORING_CHART_DAYS"))
+        extra_context = {**(extra_context or {}), "severity_chart": chart}
         return super().changelist_view(request, extra_context=extra_context)
 
 

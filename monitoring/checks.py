@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress
 import urllib.parse
 
-from django.conf import settings
 from django.core.checks import Error, Tags, register
 
+from monitoring import conf
 from monitoring.models import NotificationChannel, Severity
 
 SECRET_MIN_LENGTH = 32
@@ -60,11 +60,11 @@ def _loopback(host: str | None) -> bool:
 def check_monitoring_settings(app_configs=None, **kwargs):
     errors = []
     for name in POSITIVE_SETTINGS:
-        value = getattr(settings, name)
+        value = conf.get(name)
         if not isinstance(value, int | float) or value <= 0:
             errors.append(Error(f"{name} must be a positive number.", id="monitoring.E001"))
 
-    url = settings.MONITORING_WEBHOOK_URL
+    url = conf.get("MONITORING_WEBHOOK_URL")
     if url:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -76,7 +76,7 @@ def check_monitoring_settings(app_configs=None, **kwargs):
                     id="monitoring.E003",
                 )
             )
-        if len(settings.MONITORING_WEBHOOK_SECRET) < SECRET_MIN_LENGTH:
+        if len(conf.get("MONITORING_WEBHOOK_SECRET")) < SECRET_MIN_LENGTH:
             errors.append(
                 Error(
                     f"MONITORING_WEBHOOK_SECRET must have at least {SECRET_MIN_LENGTH} characters "
@@ -85,12 +85,12 @@ def check_monitoring_settings(app_configs=None, **kwargs):
                 )
             )
 
-    token = settings.MONITORING_METRICS_TOKEN
+    token = conf.get("MONITORING_METRICS_TOKEN")
     if token and len(token) < SECRET_MIN_LENGTH:
         errors.append(
             Error(f"MONITORING_METRICS_TOKEN must have at least {SECRET_MIN_LENGTH} characters.", id="monitoring.E005")
         )
-    for network in settings.MONITORING_METRICS_ALLOWED_NETWORKS:
+    for network in conf.get("MONITORING_METRICS_ALLOWED_NETWORKS"):
         try:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
@@ -98,7 +98,7 @@ def check_monitoring_settings(app_configs=None, **kwargs):
                 Error(f"MONITORING_METRICS_ALLOWED_NETWORKS: {network!r} is not a network.", id="monitoring.E006")
             )
 
-    routes = settings.MONITORING_NOTIFICATION_ROUTES
+    routes = conf.get("MONITORING_NOTIFICATION_ROUTES")
     severities = {severity.label for severity in Severity}
     channels = set(NotificationChannel.values)
     if not isinstance(routes, dict) or not set(routes) <= severities or any(
@@ -114,7 +114,7 @@ def check_monitoring_settings(app_configs=None, **kwargs):
 
     from monitoring.health import CHECKS
 
-    unknown = set(settings.MONITORING_READINESS_CHECKS) - set(CHECKS)
+    unknown = set(conf.get("MONITORING_READINESS_CHECKS")) - set(CHECKS)
     if unknown:
         errors.append(
             Error(

@@ -15,13 +15,13 @@ import re
 import statistics
 import time
 
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.signals import connection_created
 
+from monitoring import conf
+
 logger = logging.getLogger("monitoring.slow_query")
 
-DEFAULT_SLOW_QUERY_MS = 500.0
 # Longest normalised statement written to the log (characters).
 SQL_MAX_LENGTH = 2000
 # Round trips timed by the health check.
@@ -71,7 +71,7 @@ def normalise_sql(sql: str) -> str:
 
 # --- Slow-query capture ---------------------------------------------------------------------
 def _threshold_ms() -> float:
-    return float(getattr(settings, "MONITORING_SLOW_QUERY_MS", DEFAULT_SLOW_QUERY_MS))
+    return float(conf.get("MONITORING_SLOW_QUERY_MS"))
 
 
 class SlowQueryLogger:

@@ -13,10 +13,10 @@ import secrets
 import time
 
 from celery import current_app as celery_app
-from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from monitoring import conf
 from monitoring.database import database_health
 
 
@@ -65,7 +65,7 @@ def check_worker() -> dict:
 
     beat = heartbeat_get("worker")
     return _age_check(
-        beat.beat_at if beat else None, settings.MONITORING_WORKER_HEARTBEAT_MAX_AGE_SECONDS, missing="NoHeartbeat"
+        beat.beat_at if beat else None, conf.get("MONITORING_WORKER_HEARTBEAT_MAX_AGE_SECONDS"), missing="NoHeartbeat"
     )
 
 
@@ -75,7 +75,7 @@ def check_beat() -> dict:
         return {"ok": True, "mode": "eager"}
     from monitoring.selectors import beat_last_run_at
 
-    return _age_check(beat_last_run_at(), settings.MONITORING_BEAT_MAX_AGE_SECONDS, missing="NeverRan")
+    return _age_check(beat_last_run_at(), conf.get("MONITORING_BEAT_MAX_AGE_SECONDS"), missing="NeverRan")
 
 
 CHECKS = {
@@ -93,7 +93,7 @@ def readiness() -> dict[str, dict]:
     A check left out of ``MONITORING_READINESS_CHECKS`` still runs and reports, marked
     ``"required": false``, but does not make the service unready.
     """
-    required = set(settings.MONITORING_READINESS_CHECKS)
+    required = set(conf.get("MONITORING_READINESS_CHECKS"))
     results = {}
     for name, check in CHECKS.items():
         try:

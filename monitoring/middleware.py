@@ -16,9 +16,10 @@ import threading
 import time
 from collections import Counter
 
-from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+
+from monitoring import conf
 
 logger = logging.getLogger("monitoring.requests")
 
@@ -36,7 +37,7 @@ def _take_pending(force: bool) -> Counter | None:
     with _lock:
         if not _pending:
             return None
-        if not force and time.monotonic() - _last_flush < settings.MONITORING_REQUEST_COUNT_FLUSH_SECONDS:
+        if not force and time.monotonic() - _last_flush < conf.get("MONITORING_REQUEST_COUNT_FLUSH_SECONDS"):
             return None
         taken = _pending.copy()
         _pending.clear()

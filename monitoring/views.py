@@ -10,12 +10,12 @@ from __future__ import annotations
 import hmac
 import ipaddress
 
-from django.conf import settings
 from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from core.requests import client_ip_from_meta
+from monitoring import conf
 from monitoring.health import failing_checks, readiness
 
 
@@ -39,12 +39,12 @@ def readyz(request):
 
 
 def _metrics_allowed(request) -> bool:
-    token = settings.MONITORING_METRICS_TOKEN
+    token = conf.get("MONITORING_METRICS_TOKEN")
     header = request.META.get("HTTP_AUTHORIZATION", "")
     presented = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
     if token and presented and hmac.compare_digest(presented.encode(), token.encode()):
         return True
-    networks = settings.MONITORING_METRICS_ALLOWED_NETWORKS
+    networks = conf.get("MONITORING_METRICS_ALLOWED_NETWORKS")
     if networks:
         client_ip = getattr(request, "client_ip", None) or client_ip_from_meta(request.META)
         if client_ip:
@@ -57,10 +57,11 @@ def _metrics_allowed(request) -> bool:
 @require_GET
 def metrics(request):
     """Prometheus text exposition of the monitoring figures (``monitoring.metrics``)."""
-    if not settings.MONITORING_METRICS_TOKEN and not settings.MONITORING_METRICS_ALLOWED_NETWORKS:
+    token = conf.get("MONITORING_METRICS_TOKEN")
+    if not token and not conf.get("MONITORING_METRICS_ALLOWED_NETWORKS"):
         raise Http404("metrics are not enabled")
     if not _metrics_allowed(request):
-        if settings.MONITORING_METRICS_TOKEN:
+        if token:
             response = HttpResponse("unauthorized\n", status=401, content_type="text/plain; charset=utf-8")
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response

@@ -15,8 +15,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ("core", "encryption", "audit", "accounts", "api", "memories", "monitoring", "config")
-# The crypto core: the other ground-floor room (Django, cryptography and libraries only).
-CRYPTO_CORE = {f"encryption.{name}" for name in ("crypto", "errors", "fields", "keyring", "streams")}
+# The crypto core: the other ground-floor room (Django, cryptography and libraries only), with
+# the encryption app's settings, which it reads.
+CRYPTO_CORE = {f"encryption.{name}" for name in ("conf", "crypto", "errors", "fields", "keyring", "streams")}
 
 # Which rooms each room may import (besides itself, Django and libraries).
 ALLOWED = {

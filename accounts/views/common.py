@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime
 
-from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+
+from accounts import conf
 
 
 def safe_next(request, default: str | None = None) -> str:
@@ -17,7 +18,7 @@ def safe_next(request, default: str | None = None) -> str:
         candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return candidate
-    return default or reverse(getattr(settings, "ACCOUNTS_LOGIN_REDIRECT_URL_NAME", "accounts:security"))
+    return default or reverse(conf.get("ACCOUNTS_LOGIN_REDIRECT_URL_NAME"))
 
 
 def retry_text(retry_at: datetime.datetime | None) -> str:

@@ -1,8 +1,10 @@
 """Settings shared by every environment.
 
 One ``environ.Env`` reader. Environment-specific modules (``local``, ``test``, ``production``)
-import everything from here and override what differs. Settings of our own apps carry the app's
-prefix and a one-line comment with the default and the unit.
+import everything from here and override what differs. Our apps' settings are written once, with
+meaning, unit and default, in each app's ``conf.py``; this module sets Django's and third-party
+settings, and reads from the environment only what an operator sets per deployment (the section
+"Our apps" below; ``.env.example`` lists every variable).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from pathlib import Path
 
 import environ
 from csp import constants as csp_constants
+
+from accounts import conf as accounts_conf
+from core.settings import settings_from_environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -175,67 +180,6 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 # Password reset links expire after this (default 3600 seconds; accounts/checks.py refuses more).
 PASSWORD_RESET_TIMEOUT = env.int("ACCOUNTS_PASSWORD_RESET_TIMEOUT", default=3600)
 
-# --- Accounts: lockout (NIST SP 800-63B §5.2.2; accounts/services/lockout.py explains the model) ---
-# Failed passwords per (account, client IP) before that IP is locked out of the account (default 5 failures).
-ACCOUNTS_LOCKOUT_ADDRESS_FAILURE_LIMIT = env.int("ACCOUNTS_LOCKOUT_ADDRESS_FAILURE_LIMIT", default=5)
-# Failed passwords per account, from any IP, before the account is locked everywhere (default 20 failures; max 100).
-ACCOUNTS_LOCKOUT_ACCOUNT_FAILURE_LIMIT = env.int("ACCOUNTS_LOCKOUT_ACCOUNT_FAILURE_LIMIT", default=20)
-# Growing cool-offs of successive locks; the last repeats (default 60,300,1800,7200,43200 seconds).
-ACCOUNTS_LOCKOUT_COOLOFFS = [
-    int(value) for value in env.list("ACCOUNTS_LOCKOUT_COOLOFFS", default=["60", "300", "1800", "7200", "43200"])
-]
-# A counter untouched this long starts afresh, lock history included (default 86400 seconds).
-ACCOUNTS_LOCKOUT_RESET_AFTER = env.int("ACCOUNTS_LOCKOUT_RESET_AFTER", default=86400)
-
-# --- Accounts: MFA (RFC 6238, RFC 4226 §7.3) ---------------------------------------------------
-# Require MFA of every user, not only staff (default False); users get a grace period at first login (default 7 days).
-ACCOUNTS_MFA_REQUIRED_FOR_ALL = env.bool("ACCOUNTS_MFA_REQUIRED_FOR_ALL", default=False)
-ACCOUNTS_MFA_GRACE_DAYS = env.int("ACCOUNTS_MFA_GRACE_DAYS", default=7)
-# Time allowed between the password step and the code step of a login (default 300 seconds).
-ACCOUNTS_MFA_LOGIN_TIMEOUT = env.int("ACCOUNTS_MFA_LOGIN_TIMEOUT", default=300)
-# An authenticator not confirmed within this is discarded (default 900 seconds).
-ACCOUNTS_MFA_UNCONFIRMED_DEVICE_TTL = env.int("ACCOUNTS_MFA_UNCONFIRMED_DEVICE_TTL", default=900)
-# Wait after the first wrong code, doubling per failure (default 1 second), bounded by the max (default 300 seconds).
-ACCOUNTS_MFA_THROTTLE_BASE = env.int("ACCOUNTS_MFA_THROTTLE_BASE", default=1)
-ACCOUNTS_MFA_THROTTLE_MAX = env.int("ACCOUNTS_MFA_THROTTLE_MAX", default=300)
-# Consecutive wrong codes that lock the account's code step with the lockout cool-offs (default 10 failures).
-ACCOUNTS_MFA_FAILURE_LIMIT = env.int("ACCOUNTS_MFA_FAILURE_LIMIT", default=10)
-# Backup codes per set (default 10 codes, 60 bits each).
-ACCOUNTS_BACKUP_CODE_COUNT = env.int("ACCOUNTS_BACKUP_CODE_COUNT", default=10)
-# Issuer shown by authenticator apps next to the account (default "Ninaivalaigal").
-OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Ninaivalaigal")
-
-# --- Accounts: sessions and step-up (OWASP ASVS 4.0.3 V3.3, V3.7.1) -----------------------------
-# A session unused this long ends (default 1800 seconds = 30 minutes).
-ACCOUNTS_SESSION_IDLE_TIMEOUT = env.int("ACCOUNTS_SESSION_IDLE_TIMEOUT", default=1800)
-# A session ends this long after login whatever happens (default 43200 seconds = 12 hours).
-ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT = env.int("ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT", default=43200)
-# At most one last-seen write per session per interval: idle time is exact to within it (default 60 seconds).
-ACCOUNTS_SESSION_LAST_SEEN_INTERVAL = env.int("ACCOUNTS_SESSION_LAST_SEEN_INTERVAL", default=60)
-# Sensitive changes need a (re-)authentication at most this old (default 600 seconds = 10 minutes).
-ACCOUNTS_STEP_UP_MAX_AGE = env.int("ACCOUNTS_STEP_UP_MAX_AGE", default=600)
-# Django's session outlives the absolute timeout by 30 minutes, so accounts' middleware (not a
-# silent expiry) ends it and records why (seconds).
-SESSION_COOKIE_AGE = ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT + 1800
-
-# --- Accounts: lifecycle and notifications ------------------------------------------------------
-# Self-service sign-up with email verification (default True).
-ACCOUNTS_SIGNUP_ENABLED = env.bool("ACCOUNTS_SIGNUP_ENABLED", default=True)
-# Email verification and email-change links expire after this (default 86400 seconds each).
-ACCOUNTS_EMAIL_VERIFICATION_MAX_AGE = env.int("ACCOUNTS_EMAIL_VERIFICATION_MAX_AGE", default=86400)
-ACCOUNTS_EMAIL_CHANGE_MAX_AGE = env.int("ACCOUNTS_EMAIL_CHANGE_MAX_AGE", default=86400)
-# At most one new verification email per account per interval (default 300 seconds).
-ACCOUNTS_EMAIL_VERIFICATION_RESEND_INTERVAL = env.int("ACCOUNTS_EMAIL_VERIFICATION_RESEND_INTERVAL", default=300)
-# Every password-reset request takes at least this long, so its timing does not reveal whether
-# the address is registered (default 0.4 seconds).
-ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR = env.float("ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR", default=0.4)
-# Email the user when they sign in from a device and IP they never used before (default True).
-ACCOUNTS_NOTIFY_NEW_LOGIN = env.bool("ACCOUNTS_NOTIFY_NEW_LOGIN", default=True)
-# scheme://host used in links of emails (default empty: the host of the request that caused the email).
-ACCOUNTS_SITE_URL = env.str("ACCOUNTS_SITE_URL", default="")
-# Audit events shown on /accounts/security/ (default 20 events).
-ACCOUNTS_SECURITY_EVENTS_SHOWN = env.int("ACCOUNTS_SECURITY_EVENTS_SHOWN", default=20)
-
 # ---------------------------------------------------------------------------------------------
 # Sessions, cookies, security headers
 # ---------------------------------------------------------------------------------------------
@@ -335,54 +279,15 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-# ---------------------------------------------------------------------------------------------
-# API security layer (api/; docs/API_CHANGES.md). Defaults also in api/conf.py.
-# ---------------------------------------------------------------------------------------------
-# HMAC key of the stored API-key hashes, 32+ characters (default empty: derived from SECRET_KEY,
-# so rotating SECRET_KEY invalidates every key; set it in production).
-API_KEY_HASH_KEY = env.str("API_KEY_HASH_KEY", default="")
-# Lifetime of a new key when none is chosen (default 90 days) and the longest allowed (default 365 days).
-API_KEY_DEFAULT_LIFETIME_DAYS = env.int("API_KEY_DEFAULT_LIFETIME_DAYS", default=90)
-API_KEY_MAX_LIFETIME_DAYS = env.int("API_KEY_MAX_LIFETIME_DAYS", default=365)
-# After a rotation the old key stays valid this long (default 86400 seconds), at most (default 2592000 seconds).
-API_KEY_ROTATION_OVERLAP_SECONDS = env.int("API_KEY_ROTATION_OVERLAP_SECONDS", default=86400)
-API_KEY_ROTATION_MAX_OVERLAP_SECONDS = env.int("API_KEY_ROTATION_MAX_OVERLAP_SECONDS", default=2592000)
-# A key's last-used time and IP are written at most this often (default 60 seconds).
-API_KEY_LAST_USED_INTERVAL = env.int("API_KEY_LAST_USED_INTERVAL", default=60)
-# Active keys one account may hold (default 25 keys).
-API_KEY_MAX_PER_USER = env.int("API_KEY_MAX_PER_USER", default=25)
-# Signed requests: accepted clock difference (default 300 seconds either way); nonce store
-# "database" (default) or "cache" (only when API_CACHE_URL is Redis).
-API_SIGNATURE_MAX_SKEW_SECONDS = env.int("API_SIGNATURE_MAX_SKEW_SECONDS", default=300)
-API_SIGNATURE_NONCE_STORE = env.str("API_SIGNATURE_NONCE_STORE", default="database")
-# Largest request body on any endpoint (default 65536 bytes); per-endpoint overrides as JSON
-# {"namespace:url-name": bytes} (default {}; memory endpoints declare 524288 bytes themselves).
-API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=65536)
-API_BODY_LIMITS = env.json("API_BODY_LIMITS", default={})
-# JSON bodies: nesting depth (default 32 levels), items per array (default 1000), keys per object (default 1000).
-API_JSON_MAX_DEPTH = env.int("API_JSON_MAX_DEPTH", default=32)
-API_JSON_MAX_ARRAY_LENGTH = env.int("API_JSON_MAX_ARRAY_LENGTH", default=1000)
-API_JSON_MAX_OBJECT_KEYS = env.int("API_JSON_MAX_OBJECT_KEYS", default=1000)
-# Rate limits per API key, per user and per client IP, as JSON (default 1200/min, 600/min, 1800/min requests).
-API_THROTTLE_RATES = env.json(
-    "API_THROTTLE_RATES", default={"api_key": "1200/min", "user": "600/min", "ip": "1800/min"}
-)
-# Cache of the rate-limit counters (and nonces with the cache store): Redis to share them between
-# processes and machines, e.g. redis://redis:6379/1 (default locmemcache://: this process only).
-API_CACHE_URL = env.str("API_CACHE_URL", default="locmemcache://api")
-API_CACHE_ALIAS = "api"
+# Django's caches: the API's throttle counters (and nonces with the cache store) live in "api"; a Redis
+# URL in API_CACHE_URL shares them between processes and machines (default locmemcache://api: this
+# process only, enough for the one-process embedded default).
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "api": env.cache_url_config(API_CACHE_URL),
+    "api": env.cache_url_config(env.str("API_CACHE_URL", default="locmemcache://api")),
 }
-# The deprecation registry: None uses api/versioning.py's; a JSON list replaces it (default None).
-API_DEPRECATIONS = env.json("API_DEPRECATIONS", default=None)
-# Where the Link headers of deprecated endpoints point (default "/api/changes/", docs/API_CHANGES.md).
-API_CHANGES_URL = env.str("API_CHANGES_URL", default="/api/changes/")
-# Permissions-Policy header on every response (default: every powerful feature off; core/middleware.py).
-PERMISSIONS_POLICY = env.str("PERMISSIONS_POLICY", default=None) or None
-# Where browsers report CSP violations (default empty: no reports).
-API_CSP_REPORT_URI = env.str("API_CSP_REPORT_URI", default="")
+# Where browsers report CSP violations: API_CSP_REPORT_URI (default empty: no reports).
+_csp_report_uri = env.str("API_CSP_REPORT_URI", default="")
 
 # Content-Security-Policy (django-csp 4): nonces, never 'unsafe-inline' or 'unsafe-eval'. Templates put
 # nonce="{{ request.csp_nonce }}" on an inline <script>/<style>; api/checks.py refuses unsafe sources.
@@ -398,210 +303,128 @@ CONTENT_SECURITY_POLICY = {
         "base-uri": ["'none'"],
         "form-action": ["'self'"],
         "frame-ancestors": ["'none'"],
-        **({"report-uri": [API_CSP_REPORT_URI]} if API_CSP_REPORT_URI else {}),
+        **({"report-uri": [_csp_report_uri]} if _csp_report_uri else {}),
     }
 }
 
 # ---------------------------------------------------------------------------------------------
-# Our apps
+# Our apps. Each app's conf.py holds its settings with meaning, unit and default; here only what an
+# operator sets per deployment, from the environment variable of the same name when it is set.
+# Change any other app setting in a settings module.
 # ---------------------------------------------------------------------------------------------
-# Number of reverse proxies in front of the app whose X-Forwarded-For entries are trusted
-# (default 0: trust no proxy, use REMOTE_ADDR).
-AUDIT_TRUSTED_PROXY_COUNT = env.int("AUDIT_TRUSTED_PROXY_COUNT", default=0)
-# Legacy HMAC key of the audit chain, 32+ characters: only verifies MACs made before the audit_chain
-# key ring (ENCRYPTION_AUDIT_CHAIN_KEYS) keyed the chain; never makes new ones (default empty: the key
-# an earlier version generated into VAR_DIR/secrets/audit_chain_key, if that file exists).
-AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY", default="")
-# When committed events are chained: "background" (a sealer thread per process, woken after
-# commit), "inline" (right after commit, in the caller's thread) or "periodic" (only the
-# audit_seal task) (default "background").
-AUDIT_SEAL_MODE = env.str("AUDIT_SEAL_MODE", default="background")
-# Events chained per sealing transaction (default 1000 events).
-AUDIT_SEAL_BATCH_SIZE = env.int("AUDIT_SEAL_BATCH_SIZE", default=1000)
-# audit_verify warns about events still unsealed after this long (default 60 seconds).
-AUDIT_SEAL_GRACE_SECONDS = env.int("AUDIT_SEAL_GRACE_SECONDS", default=60)
-# Folder of the published heads (heads.log) and the archives (archive/) (default empty: VAR_DIR/audit).
-AUDIT_DIR = env.str("AUDIT_DIR", default="")
-# Days an event is kept before audit_archive archives and purges it (default 365 days).
-AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
-# Per-action retention in days, as JSON, e.g. {"auth.login_failed": 90} (default {}: none).
-AUDIT_RETENTION_OVERRIDES = env.json("AUDIT_RETENTION_OVERRIDES", default={})
-# Events written per archive file by audit_archive (default 50000 events).
-AUDIT_ARCHIVE_BATCH_SIZE = env.int("AUDIT_ARCHIVE_BATCH_SIZE", default=50000)
-# The audit admin counts at most this many matching events, so no page runs COUNT(*) over
-# millions of rows (default 10000 events).
-AUDIT_ADMIN_COUNT_LIMIT = env.int("AUDIT_ADMIN_COUNT_LIMIT", default=10000)
-# Record every migration that migrate applies or unapplies as a system.migration_applied audit
-# event (default True).
-AUDIT_RECORD_MIGRATIONS = env.bool("AUDIT_RECORD_MIGRATIONS", default=True)
-# A context key the action does not declare (audit/schema.py) raises in record() instead of being
-# kept and logged once (default False; the test settings turn it on).
-AUDIT_STRICT_CONTEXT = False
-
-# Largest memory content accepted (default 65536 characters).
-MEMORIES_CONTENT_MAX_LENGTH = env.int("MEMORIES_CONTENT_MAX_LENGTH", default=65536)
-# Largest metadata document accepted, serialised (default 16384 bytes).
-MEMORIES_METADATA_MAX_BYTES = env.int("MEMORIES_METADATA_MAX_BYTES", default=16384)
-
-# ---------------------------------------------------------------------------------------------
-# Encryption at rest (encryption/keyring.py explains providers, key text and caching)
-# ---------------------------------------------------------------------------------------------
-# Where keys come from: "environment", "file" or "vault" (default "environment").
-ENCRYPTION_KEY_PROVIDER = env.str("ENCRYPTION_KEY_PROVIDER", default="environment")
-# Key rings of the environment provider, "id:BASE64KEY,id:BASE64KEY", first encrypts (default: none).
-ENCRYPTION_FIELD_KEYS = env.str("ENCRYPTION_FIELD_KEYS", default="")
-ENCRYPTION_BLIND_INDEX_KEYS = env.str("ENCRYPTION_BLIND_INDEX_KEYS", default="")
-ENCRYPTION_AUDIT_CHAIN_KEYS = env.str("ENCRYPTION_AUDIT_CHAIN_KEYS", default="")
-ENCRYPTION_BACKUP_KEYS = env.str("ENCRYPTION_BACKUP_KEYS", default="")
-ENCRYPTION_AUDIT_ARCHIVE_KEYS = env.str("ENCRYPTION_AUDIT_ARCHIVE_KEYS", default="")
-# Folder of the file provider: one key-ring file per purpose (field, blind_index, audit_chain, backup,
-# audit_archive) (default: none).
-ENCRYPTION_KEYS_DIR = env.str("ENCRYPTION_KEYS_DIR", default="")
-# HashiCorp Vault KV v2 provider: server URL (default: none), token or token file (default: none),
-# mount (default "secret"), secret path (default "ninaivalaigal/encryption"), namespace (default: none),
-# CA bundle file (default: system CAs), request timeout (default 5 seconds).
-ENCRYPTION_VAULT_URL = env.str("ENCRYPTION_VAULT_URL", default="")
-ENCRYPTION_VAULT_TOKEN = env.str("ENCRYPTION_VAULT_TOKEN", default="")
-ENCRYPTION_VAULT_TOKEN_FILE = env.str("ENCRYPTION_VAULT_TOKEN_FILE", default="")
-ENCRYPTION_VAULT_MOUNT = env.str("ENCRYPTION_VAULT_MOUNT", default="secret")
-ENCRYPTION_VAULT_PATH = env.str("ENCRYPTION_VAULT_PATH", default="ninaivalaigal/encryption")
-ENCRYPTION_VAULT_NAMESPACE = env.str("ENCRYPTION_VAULT_NAMESPACE", default="")
-ENCRYPTION_VAULT_CA_FILE = env.str("ENCRYPTION_VAULT_CA_FILE", default="")
-ENCRYPTION_VAULT_TIMEOUT = env.float("ENCRYPTION_VAULT_TIMEOUT", default=5.0)
-# How long a resolved key ring is reused before the provider is read again (default 60 seconds).
-ENCRYPTION_KEY_CACHE_SECONDS = env.int("ENCRYPTION_KEY_CACHE_SECONDS", default=60)
-# Fernet keys of django-encrypted-model-fields, only to read its old values (default: FIELD_ENCRYPTION_KEY, else none).
-ENCRYPTION_LEGACY_FERNET_KEYS = env.list(
-    "ENCRYPTION_LEGACY_FERNET_KEYS", default=env.list("FIELD_ENCRYPTION_KEY", default=[])
+# Accounts: the deployment's sign-in and session policy (the README "Accounts" table).
+vars().update(
+    settings_from_environment(
+        ACCOUNTS_LOCKOUT_ADDRESS_FAILURE_LIMIT=env.int,
+        ACCOUNTS_LOCKOUT_ACCOUNT_FAILURE_LIMIT=env.int,
+        ACCOUNTS_LOCKOUT_COOLOFFS=lambda name: env.list(name, cast=int),
+        ACCOUNTS_LOCKOUT_RESET_AFTER=env.int,
+        ACCOUNTS_MFA_REQUIRED_FOR_ALL=env.bool,
+        ACCOUNTS_MFA_GRACE_DAYS=env.int,
+        ACCOUNTS_MFA_LOGIN_TIMEOUT=env.int,
+        ACCOUNTS_MFA_UNCONFIRMED_DEVICE_TTL=env.int,
+        ACCOUNTS_MFA_THROTTLE_BASE=env.int,
+        ACCOUNTS_MFA_THROTTLE_MAX=env.int,
+        ACCOUNTS_MFA_FAILURE_LIMIT=env.int,
+        ACCOUNTS_BACKUP_CODE_COUNT=env.int,
+        OTP_TOTP_ISSUER=env.str,
+        ACCOUNTS_SESSION_IDLE_TIMEOUT=env.int,
+        ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT=env.int,
+        ACCOUNTS_SESSION_LAST_SEEN_INTERVAL=env.int,
+        ACCOUNTS_STEP_UP_MAX_AGE=env.int,
+        ACCOUNTS_SIGNUP_ENABLED=env.bool,
+        ACCOUNTS_EMAIL_VERIFICATION_MAX_AGE=env.int,
+        ACCOUNTS_EMAIL_CHANGE_MAX_AGE=env.int,
+        ACCOUNTS_EMAIL_VERIFICATION_RESEND_INTERVAL=env.int,
+        ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR=env.float,
+        ACCOUNTS_NOTIFY_NEW_LOGIN=env.bool,
+        ACCOUNTS_SITE_URL=env.str,
+        ACCOUNTS_SECURITY_EVENTS_SHOWN=env.int,
+    )
 )
-# Accept the public development keys outside DEBUG (default False; only the test settings set it).
-ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED = False
-# Rows re-encrypted per transaction by rotate_encryption_keys (default 500 rows).
-ENCRYPTION_ROTATION_BATCH_SIZE = env.int("ENCRYPTION_ROTATION_BATCH_SIZE", default=500)
-# Folder of the daily encrypted backups (default empty: VAR_DIR/backups) and how many verified ones to keep (default 7).
-ENCRYPTION_BACKUP_DIR = env.str("ENCRYPTION_BACKUP_DIR", default="")
-ENCRYPTION_BACKUP_KEEP = env.int("ENCRYPTION_BACKUP_KEEP", default=7)
-# Random rows per model whose encrypted columns verify_backup decrypts (default 25 rows).
-ENCRYPTION_BACKUP_VERIFY_SAMPLE_SIZE = env.int("ENCRYPTION_BACKUP_VERIFY_SAMPLE_SIZE", default=25)
-# PostgreSQL account that creates and drops verify_backup's scratch database; needs CREATEDB (default
-# empty: the application's own DATABASE_URL account).
-ENCRYPTION_BACKUP_VERIFY_DATABASE_URL = env.str("ENCRYPTION_BACKUP_VERIFY_DATABASE_URL", default="")
-# Folder of pg_dump and pg_restore (default empty: PG_BINDIR if set, else found on PATH).
-ENCRYPTION_BACKUP_PG_BINDIR = env.str("ENCRYPTION_BACKUP_PG_BINDIR", default=env.str("PG_BINDIR", default=""))
-# pg_dump gzip level 0-9 (default 0: encrypted columns do not compress, and gzip slows the dump tenfold).
-ENCRYPTION_BACKUP_PG_COMPRESSION = env.int("ENCRYPTION_BACKUP_PG_COMPRESSION", default=0)
+# Django's session outlives accounts' absolute timeout by 30 minutes, so accounts' middleware (not a
+# silent expiry) ends it and records why (seconds).
+SESSION_COOKIE_AGE = 1800 + vars().get(
+    "ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT", accounts_conf.DEFAULTS["ACCOUNTS_SESSION_ABSOLUTE_TIMEOUT"]
+)
 
-# ---------------------------------------------------------------------------------------------
-# Monitoring: detectors, alerts, notifications, reports, health (README "Monitoring" explains each)
-# ---------------------------------------------------------------------------------------------
-# Brute force on one account: failed logins (password or MFA) against one account (default 10 failures in 900 seconds).
-MONITORING_BRUTE_FORCE_THRESHOLD = env.int("MONITORING_BRUTE_FORCE_THRESHOLD", default=10)
-MONITORING_BRUTE_FORCE_WINDOW_SECONDS = env.int("MONITORING_BRUTE_FORCE_WINDOW_SECONDS", default=900)
-# Password spraying / credential stuffing: distinct accounts failing from one IP (default 10 accounts in 900 seconds).
-MONITORING_SPRAYING_ACCOUNT_THRESHOLD = env.int("MONITORING_SPRAYING_ACCOUNT_THRESHOLD", default=10)
-MONITORING_SPRAYING_WINDOW_SECONDS = env.int("MONITORING_SPRAYING_WINDOW_SECONDS", default=900)
-# Lockouts of one account (default 1 lockout in 3600 seconds).
-MONITORING_LOCKOUT_THRESHOLD = env.int("MONITORING_LOCKOUT_THRESHOLD", default=1)
-MONITORING_LOCKOUT_WINDOW_SECONDS = env.int("MONITORING_LOCKOUT_WINDOW_SECONDS", default=3600)
-# Unusual login hour: per-user baseline of successful logins over N days (default 30 days), silent below
-# a minimum baseline (default 10 logins); unusual when the share of baseline logins within +/- tolerance
-# hours (default 1 hour, UTC) of this login's hour is below the share (default 0.05 = 5 %).
-MONITORING_UNUSUAL_HOUR_BASELINE_DAYS = env.int("MONITORING_UNUSUAL_HOUR_BASELINE_DAYS", default=30)
-MONITORING_UNUSUAL_HOUR_MIN_LOGINS = env.int("MONITORING_UNUSUAL_HOUR_MIN_LOGINS", default=10)
-MONITORING_UNUSUAL_HOUR_TOLERANCE_HOURS = env.int("MONITORING_UNUSUAL_HOUR_TOLERANCE_HOURS", default=1)
-MONITORING_UNUSUAL_HOUR_MIN_SHARE = env.float("MONITORING_UNUSUAL_HOUR_MIN_SHARE", default=0.05)
-# New device or IP: compared with the user's successful logins of the last N days (default 90 days);
-# silent until the user has a minimum of earlier logins (default 3 logins).
-MONITORING_NEW_DEVICE_LOOKBACK_DAYS = env.int("MONITORING_NEW_DEVICE_LOOKBACK_DAYS", default=90)
-MONITORING_NEW_DEVICE_MIN_PRIOR_LOGINS = env.int("MONITORING_NEW_DEVICE_MIN_PRIOR_LOGINS", default=3)
-# Privilege escalation always alerts; groups and team/organization roles that count as privileged
-# (defaults "security,security-admins" and "admin,owner").
-MONITORING_PRIVILEGED_GROUPS = env.list("MONITORING_PRIVILEGED_GROUPS", default=["security", "security-admins"])
-MONITORING_PRIVILEGED_ROLES = env.list("MONITORING_PRIVILEGED_ROLES", default=["admin", "owner"])
-# Probing: permission-denied events from one user, key or IP (default 20 denials in 300 seconds).
-MONITORING_PROBING_THRESHOLD = env.int("MONITORING_PROBING_THRESHOLD", default=20)
-MONITORING_PROBING_WINDOW_SECONDS = env.int("MONITORING_PROBING_WINDOW_SECONDS", default=300)
-# API key request rate: requests in the window (default 300 seconds) above both a floor (default 100
-# requests) and a factor (default 10) times the key's own mean per window over the baseline (default 7 days).
-MONITORING_API_RATE_WINDOW_SECONDS = env.int("MONITORING_API_RATE_WINDOW_SECONDS", default=300)
-MONITORING_API_RATE_MIN_REQUESTS = env.int("MONITORING_API_RATE_MIN_REQUESTS", default=100)
-MONITORING_API_RATE_FACTOR = env.float("MONITORING_API_RATE_FACTOR", default=10.0)
-MONITORING_API_RATE_BASELINE_DAYS = env.int("MONITORING_API_RATE_BASELINE_DAYS", default=7)
-# API errors (401 refused key, 403 denied, 429 rate limited) from one key or IP (default 30 in 300 seconds).
-MONITORING_API_ERROR_THRESHOLD = env.int("MONITORING_API_ERROR_THRESHOLD", default=30)
-MONITORING_API_ERROR_WINDOW_SECONDS = env.int("MONITORING_API_ERROR_WINDOW_SECONDS", default=300)
-# Request signature failures from one key or IP (default 5 in 300 seconds).
-MONITORING_SIGNATURE_FAILURE_THRESHOLD = env.int("MONITORING_SIGNATURE_FAILURE_THRESHOLD", default=5)
-MONITORING_SIGNATURE_FAILURE_WINDOW_SECONDS = env.int("MONITORING_SIGNATURE_FAILURE_WINDOW_SECONDS", default=300)
-# Deprecated endpoint calls by one key, user or IP (default 1 call in 86400 seconds: one low alert a day).
-MONITORING_DEPRECATED_ENDPOINT_THRESHOLD = env.int("MONITORING_DEPRECATED_ENDPOINT_THRESHOLD", default=1)
-MONITORING_DEPRECATED_ENDPOINT_WINDOW_SECONDS = env.int("MONITORING_DEPRECATED_ENDPOINT_WINDOW_SECONDS", default=86400)
-# Bulk memory reads/exports by one user in the window (default 3600 seconds): above a floor (default 200
-# events) and a factor (default 5) times the user's mean per window over the baseline (default 14 days);
-# one export event weighs as much as N reads (default 50).
-MONITORING_BULK_READ_WINDOW_SECONDS = env.int("MONITORING_BULK_READ_WINDOW_SECONDS", default=3600)
-MONITORING_BULK_READ_MIN_EVENTS = env.int("MONITORING_BULK_READ_MIN_EVENTS", default=200)
-MONITORING_BULK_READ_FACTOR = env.float("MONITORING_BULK_READ_FACTOR", default=5.0)
-MONITORING_BULK_READ_BASELINE_DAYS = env.int("MONITORING_BULK_READ_BASELINE_DAYS", default=14)
-MONITORING_BULK_READ_EXPORT_WEIGHT = env.int("MONITORING_BULK_READ_EXPORT_WEIGHT", default=50)
-# Audit silence: no request-driven audit event for N seconds (default 900) while at least M requests
-# were served (default 50 requests).
-MONITORING_AUDIT_SILENCE_SECONDS = env.int("MONITORING_AUDIT_SILENCE_SECONDS", default=900)
-MONITORING_AUDIT_SILENCE_MIN_REQUESTS = env.int("MONITORING_AUDIT_SILENCE_MIN_REQUESTS", default=50)
-# Event-by-event detectors (privilege grants, failed jobs, new devices...) also re-check this far back
-# in each sweep, so a lost real-time hand-off is caught (default 900 seconds).
-MONITORING_SWEEP_LOOKBACK_SECONDS = env.int("MONITORING_SWEEP_LOOKBACK_SECONDS", default=900)
-# A scheduled job is late when it has not started this long after it was due (default 600 seconds).
-MONITORING_JOB_LATE_GRACE_SECONDS = env.int("MONITORING_JOB_LATE_GRACE_SECONDS", default=600)
-# Job runs kept for the console (default 30 days).
-MONITORING_JOB_RUN_RETENTION_DAYS = env.int("MONITORING_JOB_RUN_RETENTION_DAYS", default=30)
-# Repeated triggers with the same dedupe key within this window update one alert (default 3600 seconds).
-MONITORING_ALERT_DEDUPE_WINDOW_SECONDS = env.int("MONITORING_ALERT_DEDUPE_WINDOW_SECONDS", default=3600)
-# Audit event ids kept as evidence on one alert (default 50 ids; counts are always complete).
-MONITORING_ALERT_EVIDENCE_LIMIT = env.int("MONITORING_ALERT_EVIDENCE_LIMIT", default=50)
-# Days of alerts shown in the severity chart of the alert console (default 14 days).
-MONITORING_CHART_DAYS = env.int("MONITORING_CHART_DAYS", default=14)
-# Notification channels per severity, as JSON (default: critical and high by email and webhook,
-# medium by webhook, low none).
-MONITORING_NOTIFICATION_ROUTES = env.json(
-    "MONITORING_NOTIFICATION_ROUTES",
-    default={"critical": ["email", "webhook"], "high": ["email", "webhook"], "medium": ["webhook"], "low": []},
+# API: the HMAC key of stored API-key hashes (production may mount it as a file), the nonce store
+# ("cache" once API_CACHE_URL is Redis) and where deprecated endpoints point to their successors.
+vars().update(
+    settings_from_environment(
+        API_KEY_HASH_KEY=env.str,
+        API_SIGNATURE_NONCE_STORE=env.str,
+        API_CHANGES_URL=env.str,
+    )
 )
-# Security administrators who receive alert and report emails, comma-separated (default empty:
-# every active superuser with an email address).
-MONITORING_ALERT_EMAILS = env.list("MONITORING_ALERT_EMAILS", default=[])
-# Webhook receiver URL (default empty: no webhook), its HMAC-SHA256 secret of 32+ characters (default
-# empty; required when the URL is set) and the request timeout (default 5 seconds).
-MONITORING_WEBHOOK_URL = env.str("MONITORING_WEBHOOK_URL", default="")
-MONITORING_WEBHOOK_SECRET = env.str("MONITORING_WEBHOOK_SECRET", default="")
-MONITORING_WEBHOOK_TIMEOUT_SECONDS = env.float("MONITORING_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
-# Outbox retries: exponential backoff from the base (default 30 seconds) up to the cap (default 3600
-# seconds); delivery is retried until it succeeds, never dropped.
-MONITORING_NOTIFICATION_RETRY_BASE_SECONDS = env.int("MONITORING_NOTIFICATION_RETRY_BASE_SECONDS", default=30)
-MONITORING_NOTIFICATION_RETRY_MAX_SECONDS = env.int("MONITORING_NOTIFICATION_RETRY_MAX_SECONDS", default=3600)
-# Per-destination rate limit: at most N deliveries per window (default 20 per 600 seconds); the rest wait.
-MONITORING_NOTIFICATION_RATE_LIMIT = env.int("MONITORING_NOTIFICATION_RATE_LIMIT", default=20)
-MONITORING_NOTIFICATION_RATE_WINDOW_SECONDS = env.int("MONITORING_NOTIFICATION_RATE_WINDOW_SECONDS", default=600)
-# Readiness: checks that make /readyz answer 503 (default all: database, cache, broker, worker, beat).
-MONITORING_READINESS_CHECKS = env.list(
-    "MONITORING_READINESS_CHECKS", default=["database", "cache", "broker", "worker", "beat"]
+
+# Audit: the proxies in front of the app, the legacy chain key, how sealing runs, where the audit
+# files go, and how long events are kept.
+vars().update(
+    settings_from_environment(
+        AUDIT_TRUSTED_PROXY_COUNT=env.int,
+        AUDIT_CHAIN_KEY=env.str,
+        AUDIT_SEAL_MODE=env.str,
+        AUDIT_DIR=env.str,
+        AUDIT_RETENTION_DAYS=env.int,
+        AUDIT_RETENTION_OVERRIDES=env.json,
+        AUDIT_RECORD_MIGRATIONS=env.bool,
+    )
 )
-# Worker heartbeat older than this fails readiness (default 180 seconds; the heartbeat job runs every 60).
-MONITORING_WORKER_HEARTBEAT_MAX_AGE_SECONDS = env.int("MONITORING_WORKER_HEARTBEAT_MAX_AGE_SECONDS", default=180)
-# Last beat run older than this fails readiness (default 600 seconds; beat saves run times every 180).
-MONITORING_BEAT_MAX_AGE_SECONDS = env.int("MONITORING_BEAT_MAX_AGE_SECONDS", default=600)
-# Queries slower than this are logged on "monitoring.slow_query" with normalised SQL, never parameters (default 500 ms).
-MONITORING_SLOW_QUERY_MS = env.float("MONITORING_SLOW_QUERY_MS", default=500)
-# /metrics: a bearer token of 32+ characters (default empty) and/or client networks allowed, comma-separated
-# CIDRs (default empty); with neither the endpoint answers 404.
-MONITORING_METRICS_TOKEN = env.str("MONITORING_METRICS_TOKEN", default="")
-MONITORING_METRICS_ALLOWED_NETWORKS = env.list("MONITORING_METRICS_ALLOWED_NETWORKS", default=[])
-# Request counts are buffered per process and written at most this often (default 10 seconds).
-MONITORING_REQUEST_COUNT_FLUSH_SECONDS = env.int("MONITORING_REQUEST_COUNT_FLUSH_SECONDS", default=10)
-# Per-minute request and login tallies kept (default 35 days).
-MONITORING_TALLY_RETENTION_DAYS = env.int("MONITORING_TALLY_RETENTION_DAYS", default=35)
-# Reports: recipients (default empty: the alert recipients above).
-MONITORING_REPORT_EMAILS = env.list("MONITORING_REPORT_EMAILS", default=[])
+
+# Memories: the size limits the README's configuration table lists.
+vars().update(
+    settings_from_environment(
+        MEMORIES_CONTENT_MAX_LENGTH=env.int,
+        MEMORIES_METADATA_MAX_BYTES=env.int,
+    )
+)
+
+# Encryption (encryption/keyring.py explains providers, key text and caching): where the keys come
+# from, the key rings or their folder or Vault, the legacy Fernet keys, and the backups' folder,
+# retention, verification account and PostgreSQL client programs. PG_BINDIR (which
+# scripts/with-postgres.sh exports) stands in for ENCRYPTION_BACKUP_PG_BINDIR when that is unset.
+if env.str("PG_BINDIR", default=""):
+    ENCRYPTION_BACKUP_PG_BINDIR = env.str("PG_BINDIR")
+vars().update(
+    settings_from_environment(
+        ENCRYPTION_KEY_PROVIDER=env.str,
+        ENCRYPTION_FIELD_KEYS=env.str,
+        ENCRYPTION_BLIND_INDEX_KEYS=env.str,
+        ENCRYPTION_AUDIT_CHAIN_KEYS=env.str,
+        ENCRYPTION_BACKUP_KEYS=env.str,
+        ENCRYPTION_AUDIT_ARCHIVE_KEYS=env.str,
+        ENCRYPTION_KEYS_DIR=env.str,
+        ENCRYPTION_VAULT_URL=env.str,
+        ENCRYPTION_VAULT_TOKEN=env.str,
+        ENCRYPTION_VAULT_TOKEN_FILE=env.str,
+        ENCRYPTION_VAULT_MOUNT=env.str,
+        ENCRYPTION_VAULT_PATH=env.str,
+        ENCRYPTION_VAULT_NAMESPACE=env.str,
+        ENCRYPTION_VAULT_CA_FILE=env.str,
+        ENCRYPTION_LEGACY_FERNET_KEYS=env.list,
+        FIELD_ENCRYPTION_KEY=env.list,
+        ENCRYPTION_BACKUP_DIR=env.str,
+        ENCRYPTION_BACKUP_KEEP=env.int,
+        ENCRYPTION_BACKUP_VERIFY_DATABASE_URL=env.str,
+        ENCRYPTION_BACKUP_PG_BINDIR=env.str,
+    )
+)
+
+# Monitoring (docs/monitoring.md): who receives alerts and reports, the webhook, the /metrics
+# credentials, which readiness checks can fail /readyz, and the notification routes (JSON).
+vars().update(
+    settings_from_environment(
+        MONITORING_ALERT_EMAILS=env.list,
+        MONITORING_REPORT_EMAILS=env.list,
+        MONITORING_WEBHOOK_URL=env.str,
+        MONITORING_WEBHOOK_SECRET=env.str,
+        MONITORING_METRICS_TOKEN=env.str,
+        MONITORING_METRICS_ALLOWED_NETWORKS=env.list,
+        MONITORING_READINESS_CHECKS=env.list,
+        MONITORING_NOTIFICATION_ROUTES=env.json,
+    )
+)
 
 # Every handler passes records through the audit sanitiser: no secret, token, OTP, key or
 # memory content reaches a log line, and control characters cannot forge one (ASVS V7.1.1, V7.3.1).

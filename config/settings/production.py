@@ -7,34 +7,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.base import *  # noqa: F403
 from config.settings.base import env
-
-
-def optional(name: str) -> str:
-    """Return the environment variable ``name`` or ``name_FILE``'s content, or "" if neither is set."""
-    file_path = env.str(f"{name}_FILE", default="")
-    if file_path:
-        try:
-            with open(file_path) as handle:
-                return handle.read().strip()
-        except OSError as error:
-            raise ImproperlyConfigured(
-                f"{name}_FILE points at {file_path!r}, which cannot be read: {error.strerror}"
-            ) from None
-    return env.str(name, default="")
-
-
-def required(name: str) -> str:
-    """Return the environment variable ``name`` or ``name_FILE``'s content; refuse to start without."""
-    value = optional(name)
-    if not value:
-        raise ImproperlyConfigured(
-            f"Set the {name} environment variable (or {name}_FILE); production has no default for it."
-        )
-    return value
-
+from core.settings import secret_from_environment
 
 DEBUG = False
-SECRET_KEY = required("SECRET_KEY")
+SECRET_KEY = secret_from_environment("SECRET_KEY", required=True)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
 if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("Set the ALLOWED_HOSTS environment variable (comma-separated host names).")
@@ -48,7 +24,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED = False
 # The legacy audit chain key: optional, needed only while events, tombstones, heads or archives
 # made before the audit_chain key ring took over must still verify (audit/chain.py).
-AUDIT_CHAIN_KEY = optional("AUDIT_CHAIN_KEY")
+AUDIT_CHAIN_KEY = secret_from_environment("AUDIT_CHAIN_KEY")
 
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("SECURE_PROXY_SSL", default=False) else None
@@ -68,7 +44,8 @@ if EMAIL_URL:
 # memory content reaches a log line, and control characters cannot forge one (ASVS V7.1.1, V7.3.1).
 
 
-# API keys: the HMAC key of their stored hashes may come from a mounted file (API_KEY_HASH_KEY_FILE);
-# without one it is derived from SECRET_KEY (base.py), so rotating SECRET_KEY would invalidate every key.
+# API keys: the HMAC key of their stored hashes may come from a mounted file (API_KEY_HASH_KEY_FILE) as well
+# as from API_KEY_HASH_KEY (base.py); without either it is derived from SECRET_KEY (api/keys.py), so
+# rotating SECRET_KEY would invalidate every key.
 if env.str("API_KEY_HASH_KEY_FILE", default=""):
-    API_KEY_HASH_KEY = required("API_KEY_HASH_KEY")
+    API_KEY_HASH_KEY = secret_from_environment("API_KEY_HASH_KEY", required=True)

@@ -14,10 +14,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
+from encryption import conf
 from encryption.backups.file_format import BackupError, BackupReader, BackupWriter, VerificationResult
 from encryption.backups.private_files import open_private
 from encryption.backups.progress import ProgressCallback, emit
@@ -29,7 +29,7 @@ logger = logging.getLogger("encryption.backups")
 
 def pg_program(name: str) -> str:
     """The path of ``pg_dump``/``pg_restore``: in ``ENCRYPTION_BACKUP_PG_BINDIR``, else on PATH."""
-    directory = getattr(settings, "ENCRYPTION_BACKUP_PG_BINDIR", "") or ""
+    directory = conf.get("ENCRYPTION_BACKUP_PG_BINDIR") or ""
     if directory:
         candidate = Path(directory) / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
@@ -52,7 +52,7 @@ def pg_dump_options() -> list[str]:
     base64's quarter, and on it gzip runs an order of magnitude slower than the dump itself
     (bench/backup_bench.py). A large audit table (plain JSON) compresses well: raise it then.
     """
-    level = int(getattr(settings, "ENCRYPTION_BACKUP_PG_COMPRESSION", 0))
+    level = int(conf.get("ENCRYPTION_BACKUP_PG_COMPRESSION"))
     if not 0 <= level <= 9:
         raise BackupError("ENCRYPTION_BACKUP_PG_COMPRESSION is a gzip level from 0 to 9.", stage="dump")
     return [f"--compress={level}"]
@@ -65,7 +65,7 @@ def server_settings(using: str = DEFAULT_DB_ALIAS, *, for_verification: bool = F
     scratch databases of verification (``for_verification``; it needs CREATEDB, the runtime role
     has not); backups themselves read through the application's own connection settings.
     """
-    url = (getattr(settings, "ENCRYPTION_BACKUP_VERIFY_DATABASE_URL", "") or "") if for_verification else ""
+    url = (conf.get("ENCRYPTION_BACKUP_VERIFY_DATABASE_URL") or "") if for_verification else ""
     if url:
         import environ
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from audit.actions import Action, Outcome
 from audit.services import Target, record
+from encryption import conf
 from encryption.backups import postgresql, sqlite
 from encryption.backups.file_format import (
     FILE_SUFFIX,
@@ -240,7 +241,7 @@ def backup_verify(
 
 def backup_directory() -> Path:
     """Where the scheduled backups go: ``ENCRYPTION_BACKUP_DIR``, else ``VAR_DIR/backups``."""
-    configured = getattr(settings, "ENCRYPTION_BACKUP_DIR", "") or ""
+    configured = conf.get("ENCRYPTION_BACKUP_DIR") or ""
     return Path(configured) if configured else Path(settings.VAR_DIR) / "backups"
 
 
@@ -269,7 +270,7 @@ def backup_create_and_verify(*, directory: Path | None = None, keep: int | None 
     so a bad night never costs a good old backup. Raises ``BackupError`` on failure.
     """
     directory = directory or backup_directory()
-    keep = keep if keep is not None else settings.ENCRYPTION_BACKUP_KEEP
+    keep = keep if keep is not None else conf.get("ENCRYPTION_BACKUP_KEEP")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     vendor = connections[DEFAULT_DB_ALIAS].vendor
     name = f"{BACKUP_NAME_PREFIX}{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%S%fZ}-{vendor}{FILE_SUFFIX}"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-from django.conf import settings
-
+from encryption import conf
 from encryption.backups.file_format import BackupError, BackupReader, VerificationResult
 from encryption.backups.progress import ProgressCallback, emit
 from encryption.errors import DecryptionError
@@ -68,7 +67,7 @@ def check_encrypted_values(
     """
     from encryption.selectors import encrypted_model_list
 
-    limit = int(getattr(settings, "ENCRYPTION_BACKUP_VERIFY_SAMPLE_SIZE", 25))
+    limit = int(conf.get("ENCRYPTION_BACKUP_VERIFY_SAMPLE_SIZE"))
     for item in encrypted_model_list():
         if not item.encrypted_fields:
             continue

@@ -3,8 +3,8 @@
 ``DETECTORS`` is the one list. ``detectors_for_action(action)`` answers which detectors look at
 an event in real time; ``watched_actions()`` tells the ``event_recorded`` receiver which events
 are worth handing to a worker at all; the scheduled sweep runs every detector's ``sweep``.
-Thresholds live in settings (``MONITORING_*``) and are read at each run, so a changed setting
-applies without a restart of the detectors.
+Thresholds are settings (``MONITORING_*``, defaults in ``monitoring/conf.py``) read at each run,
+so a changed setting applies without a restart of the detectors.
 """
 
 from __future__ import annotations

@@ -12,12 +12,12 @@ import datetime
 import hashlib
 from collections import defaultdict
 
-from django.conf import settings
 from django.db.models import Count, F, Q, Value
 from django.db.models.functions import Coalesce, ExtractHour, NullIf
 
 from audit.actions import LOGIN_FAILURE_ACTIONS, Action
 from audit.models import AuditEvent
+from monitoring import conf
 from monitoring.detectors.base import Detector, Finding, WindowCountDetector
 from monitoring.models import Severity, SubjectType
 
@@ -114,12 +114,12 @@ class UnusualHourDetector(Detector):
     @staticmethod
     def verdict(histogram: dict[int, int], hour: int) -> dict | None:
         total = sum(histogram.values())
-        if total < settings.MONITORING_UNUSUAL_HOUR_MIN_LOGINS:
+        if total < conf.get("MONITORING_UNUSUAL_HOUR_MIN_LOGINS"):
             return None
-        tolerance = settings.MONITORING_UNUSUAL_HOUR_TOLERANCE_HOURS
+        tolerance = conf.get("MONITORING_UNUSUAL_HOUR_TOLERANCE_HOURS")
         near = sum(histogram.get((hour + offset) % 24, 0) for offset in range(-tolerance, tolerance + 1))
         share = near / total
-        if share >= settings.MONITORING_UNUSUAL_HOUR_MIN_SHARE:
+        if share >= conf.get("MONITORING_UNUSUAL_HOUR_MIN_SHARE"):
             return None
         return {"hour_utc": hour, "baseline_logins": total, "logins_near_hour": near, "share": round(share, 4)}
 
@@ -146,7 +146,7 @@ class UnusualHourDetector(Detector):
         user_id = login_user_id(event)
         if event.action != LOGIN_SUCCEEDED or not user_id:
             return []
-        since = event.timestamp - datetime.timedelta(days=settings.MONITORING_UNUSUAL_HOUR_BASELINE_DAYS)
+        since = event.timestamp - datetime.timedelta(days=conf.get("MONITORING_UNUSUAL_HOUR_BASELINE_DAYS"))
         rows = (
             AuditEvent.objects.filter(logins_of([user_id]), timestamp__gte=since, timestamp__lt=event.timestamp)
             .annotate(hour=ExtractHour("timestamp"))
@@ -165,12 +165,12 @@ class UnusualHourDetector(Detector):
         ]
 
     def sweep(self, *, now: datetime.datetime) -> list[Finding]:
-        since = now - datetime.timedelta(seconds=settings.MONITORING_SWEEP_LOOKBACK_SECONDS)
+        since = now - conf.seconds("MONITORING_SWEEP_LOOKBACK_SECONDS")
         logins = _window_logins(since, now)
         if not logins:
             return []
         users = {login["login_user"] for login in logins}
-        baseline_since = since - datetime.timedelta(days=settings.MONITORING_UNUSUAL_HOUR_BASELINE_DAYS)
+        baseline_since = since - datetime.timedelta(days=conf.get("MONITORING_UNUSUAL_HOUR_BASELINE_DAYS"))
         histograms: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         rows = (
             AuditEvent.objects.filter(logins_of(users), timestamp__gte=baseline_since, timestamp__lt=since)
@@ -239,12 +239,12 @@ class NewDeviceDetector(Detector):
         user_id = login_user_id(event)
         if event.action != LOGIN_SUCCEEDED or not user_id:
             return []
-        since = event.timestamp - datetime.timedelta(days=settings.MONITORING_NEW_DEVICE_LOOKBACK_DAYS)
+        since = event.timestamp - datetime.timedelta(days=conf.get("MONITORING_NEW_DEVICE_LOOKBACK_DAYS"))
         prior_logins = AuditEvent.objects.filter(
             logins_of([user_id]), timestamp__gte=since, timestamp__lt=event.timestamp
         )
         prior = prior_logins.count()
-        if prior < settings.MONITORING_NEW_DEVICE_MIN_PRIOR_LOGINS:
+        if prior < conf.get("MONITORING_NEW_DEVICE_MIN_PRIOR_LOGINS"):
             return []
         new_ip = bool(event.client_ip) and not prior_logins.filter(client_ip=event.client_ip).exists()
         new_device = bool(event.user_agent) and not prior_logins.filter(user_agent=event.user_agent).exists()
@@ -261,14 +261,14 @@ class NewDeviceDetector(Detector):
         ]
 
     def sweep(self, *, now: datetime.datetime) -> list[Finding]:
-        since = now - datetime.timedelta(seconds=settings.MONITORING_SWEEP_LOOKBACK_SECONDS)
+        since = now - conf.seconds("MONITORING_SWEEP_LOOKBACK_SECONDS")
         logins = _window_logins(since, now)
         if not logins:
             return []
         users = {login["login_user"] for login in logins}
         history = AuditEvent.objects.filter(
             logins_of(users),
-            timestamp__gte=since - datetime.timedelta(days=settings.MONITORING_NEW_DEVICE_LOOKBACK_DAYS),
+            timestamp__gte=since - datetime.timedelta(days=conf.get("MONITORING_NEW_DEVICE_LOOKBACK_DAYS")),
             timestamp__lt=since,
         ).annotate(login_user=LOGIN_USER)
         # One grouped scan gives each user's login count, addresses and devices.
@@ -285,7 +285,7 @@ class NewDeviceDetector(Detector):
             prior = prior_counts[user]
             new_ip = bool(login["client_ip"]) and login["client_ip"] not in known_ips[user]
             new_device = bool(login["user_agent"]) and login["user_agent"] not in known_devices[user]
-            if prior >= settings.MONITORING_NEW_DEVICE_MIN_PRIOR_LOGINS and (new_ip or new_device):
+            if prior >= conf.get("MONITORING_NEW_DEVICE_MIN_PRIOR_LOGINS") and (new_ip or new_device):
                 findings.append(
                     self._finding(
                         user_id=user, username=login["subject_username"] or login["actor_username"], login=login,

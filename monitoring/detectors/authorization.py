@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from django.conf import settings
-
 from audit.actions import Action
 from audit.models import AuditEvent
 from audit.schema import declared_key
+from monitoring import conf
 from monitoring.detectors.base import EventDetector, WindowCountDetector
 from monitoring.models import Severity, SubjectType
 
@@ -65,7 +64,7 @@ class PrivilegeEscalationDetector(EventDetector):
         if action in GROUP_ACTIONS:
             if not _names_recorded(context):
                 return Severity.MEDIUM, "group membership (groups not recorded)"
-            privileged = {name.casefold() for name in settings.MONITORING_PRIVILEGED_GROUPS}
+            privileged = {name.casefold() for name in conf.get("MONITORING_PRIVILEGED_GROUPS")}
             granted = sorted(set(_names(context.get(ADDED))) & privileged)
             return (Severity.HIGH, f"security group {', '.join(granted)}") if granted else None
         if action in PERMISSION_ACTIONS:
@@ -73,7 +72,7 @@ class PrivilegeEscalationDetector(EventDetector):
                 return Severity.MEDIUM, "permissions (not recorded which)"
             names = _names(context.get(ADDED))
             return (Severity.MEDIUM, f"permissions {', '.join(sorted(names)[:5])}") if names else None
-        roles = {name.casefold() for name in settings.MONITORING_PRIVILEGED_ROLES}
+        roles = {name.casefold() for name in conf.get("MONITORING_PRIVILEGED_ROLES")}
         granted = sorted(set(_names(context.get(ROLE))) & roles)
         return (Severity.HIGH, f"role {', '.join(granted)}") if granted else None
 

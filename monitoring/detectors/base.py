@@ -20,10 +20,10 @@ import dataclasses
 import datetime
 from collections.abc import Iterable
 
-from django.conf import settings
 from django.db.models import Count, Max, Min, Q, QuerySet
 
 from audit.models import AuditEvent
+from monitoring import conf
 from monitoring.models import Severity, SubjectType
 
 # Which column names a principal, and what kind of subject that makes.
@@ -82,7 +82,7 @@ class Detector:
 
 
 def evidence_limit() -> int:
-    return settings.MONITORING_ALERT_EVIDENCE_LIMIT
+    return conf.get("MONITORING_ALERT_EVIDENCE_LIMIT")
 
 
 def evidence_ids(queryset: QuerySet) -> list[int]:
@@ -143,11 +143,11 @@ class WindowCountDetector(Detector):
     # -- configuration ---------------------------------------------------------------------
     @property
     def threshold(self) -> int:
-        return getattr(settings, self.threshold_setting)
+        return conf.get(self.threshold_setting)
 
     @property
     def window(self) -> datetime.timedelta:
-        return datetime.timedelta(seconds=getattr(settings, self.window_setting))
+        return conf.seconds(self.window_setting)
 
     def extra_condition(self) -> Q:
         """A further filter on the watched events, as a query condition (sweep and window)."""
@@ -245,7 +245,7 @@ class WindowCountDetector(Detector):
             evidence_queryset=queryset,
             last_event_id=figures["last_id"],
             dedupe_window=max(
-                self.window, datetime.timedelta(seconds=settings.MONITORING_ALERT_DEDUPE_WINDOW_SECONDS)
+                self.window, conf.seconds("MONITORING_ALERT_DEDUPE_WINDOW_SECONDS")
             ),
         )
 
@@ -289,7 +289,7 @@ class EventDetector(Detector):
         ]
 
     def sweep(self, *, now: datetime.datetime) -> list[Finding]:
-        since = now - datetime.timedelta(seconds=settings.MONITORING_SWEEP_LOOKBACK_SECONDS)
+        since = now - conf.seconds("MONITORING_SWEEP_LOOKBACK_SECONDS")
         findings = []
         for event in self.candidates(since=since, until=now).order_by("id").iterator():
             findings.extend(self.on_event(event))

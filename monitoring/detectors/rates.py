@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import datetime
 
-from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Case, Count, IntegerField, Max, Min, Sum, Value, When
 
 from audit.actions import Action
 from audit.models import AuditEvent
+from monitoring import conf
 from monitoring.detectors.base import PRINCIPAL_SUBJECT_TYPES, Detector, Finding
 from monitoring.models import Severity
 
@@ -36,19 +36,19 @@ class BaselineRateDetector(Detector):
 
     @property
     def window(self) -> datetime.timedelta:
-        return datetime.timedelta(seconds=getattr(settings, self.window_setting))
+        return conf.seconds(self.window_setting)
 
     @property
     def floor(self) -> int:
-        return getattr(settings, self.floor_setting)
+        return conf.get(self.floor_setting)
 
     @property
     def factor(self) -> float:
-        return getattr(settings, self.factor_setting)
+        return conf.get(self.factor_setting)
 
     @property
     def baseline_days(self) -> int:
-        return getattr(settings, self.baseline_days_setting)
+        return conf.get(self.baseline_days_setting)
 
     def volume(self):
         return Count("id")
@@ -218,7 +218,7 @@ class BulkReadDetector(BaselineRateDetector):
     def volume(self):
         return Sum(
             Case(
-                When(action__in=EXPORT_ACTIONS, then=Value(settings.MONITORING_BULK_READ_EXPORT_WEIGHT)),
+                When(action__in=EXPORT_ACTIONS, then=Value(conf.get("MONITORING_BULK_READ_EXPORT_WEIGHT"))),
                 default=Value(1),
                 output_field=IntegerField(),
             )

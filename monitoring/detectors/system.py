@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import datetime
 
-from django.conf import settings
 from django.db.models import Max, Sum
 
 from audit.actions import Action, Outcome
 from audit.models import AuditEvent
 from audit.schema import declared_key
+from monitoring import conf
 from monitoring.detectors.base import Detector, EventDetector, Finding
 from monitoring.models import JobRun, Severity, SubjectType, Tally
 from monitoring.schedule import scheduled_task_names
@@ -40,7 +40,7 @@ class AuditSilenceDetector(Detector):
     severity = Severity.CRITICAL
 
     def sweep(self, *, now: datetime.datetime) -> list[Finding]:
-        silence = datetime.timedelta(seconds=settings.MONITORING_AUDIT_SILENCE_SECONDS)
+        silence = conf.seconds("MONITORING_AUDIT_SILENCE_SECONDS")
         since = now - silence
         minute = since.replace(second=0, microsecond=0)
         requests = (
@@ -49,7 +49,7 @@ class AuditSilenceDetector(Detector):
             )["total"]
             or 0
         )
-        if requests < settings.MONITORING_AUDIT_SILENCE_MIN_REQUESTS:
+        if requests < conf.get("MONITORING_AUDIT_SILENCE_MIN_REQUESTS"):
             return []
         recent = AuditEvent.objects.filter(timestamp__lte=now)
         for prefix in SELF_RECORDED_PREFIXES:
@@ -96,7 +96,7 @@ class JobLateDetector(Detector):
     def sweep(self, *, now: datetime.datetime) -> list[Finding]:
         from django_celery_beat.models import PeriodicTask
 
-        grace = datetime.timedelta(seconds=settings.MONITORING_JOB_LATE_GRACE_SECONDS)
+        grace = conf.seconds("MONITORING_JOB_LATE_GRACE_SECONDS")
         names = scheduled_task_names()
         last_starts = dict(
             JobRun.objects.filter(task_name__in=names)

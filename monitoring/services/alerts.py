@@ -12,13 +12,13 @@ import hashlib
 import logging
 from collections.abc import Iterable
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.utils import timezone
 
 import audit
 from audit.actions import Action, Outcome
+from monitoring import conf
 from monitoring.detectors.base import Finding
 from monitoring.models import Alert, AlertStatus, Severity
 from monitoring.services.notifications import notifications_enqueue_for_alert, schedule_delivery_after_commit
@@ -61,7 +61,7 @@ def _lock_dedupe_key(key: str) -> None:
 
 def _merged_ids(new: list[int], old: list[int]) -> list[int]:
     merged = sorted(set(new) | set(old), reverse=True)
-    return merged[: settings.MONITORING_ALERT_EVIDENCE_LIMIT]
+    return merged[: conf.get("MONITORING_ALERT_EVIDENCE_LIMIT")]
 
 
 def alert_record_finding(*, finding: Finding, now: datetime.datetime | None = None) -> tuple[Alert, str]:
@@ -82,7 +82,7 @@ def alert_record_finding(*, finding: Finding, now: datetime.datetime | None = No
     Permission: none (the system raises alerts).
     """
     now = now or timezone.now()
-    window = finding.dedupe_window or datetime.timedelta(seconds=settings.MONITORING_ALERT_DEDUPE_WINDOW_SECONDS)
+    window = finding.dedupe_window or conf.seconds("MONITORING_ALERT_DEDUPE_WINDOW_SECONDS")
     with transaction.atomic():
         _lock_dedupe_key(finding.dedupe_key)
         latest = Alert.objects.filter(dedupe_key=finding.dedupe_key).order_by("-created_at", "-id").first()
@@ -127,7 +127,7 @@ def _alert_create(finding: Finding, now: datetime.datetime) -> Alert:
         subject=(finding.subject or "")[:255],
         summary=finding.summary[:500],
         evidence={
-            "event_ids": finding.resolved_event_ids()[: settings.MONITORING_ALERT_EVIDENCE_LIMIT],
+            "event_ids": finding.resolved_event_ids()[: conf.get("MONITORING_ALERT_EVIDENCE_LIMIT")],
             "counts": finding.counts,
         },
         count=1,

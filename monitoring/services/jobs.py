@@ -12,13 +12,13 @@ import datetime
 import logging
 import numbers
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 import audit
 from audit.actions import Action, Outcome
+from monitoring import conf
 from monitoring.models import Heartbeat, JobOutcome, JobRun, Tally
 
 logger = logging.getLogger("monitoring.jobs")
@@ -112,9 +112,9 @@ def monitoring_records_prune(*, now: datetime.datetime | None = None) -> dict[st
     """Delete job runs and tallies past their retention (alerts and reports are kept)."""
     now = now or timezone.now()
     job_runs, _ = JobRun.objects.filter(
-        started_at__lt=now - datetime.timedelta(days=settings.MONITORING_JOB_RUN_RETENTION_DAYS)
+        started_at__lt=now - datetime.timedelta(days=conf.get("MONITORING_JOB_RUN_RETENTION_DAYS"))
     ).delete()
     tallies, _ = Tally.objects.filter(
-        minute__lt=now - datetime.timedelta(days=settings.MONITORING_TALLY_RETENTION_DAYS)
+        minute__lt=now - datetime.timedelta(days=conf.get("MONITORING_TALLY_RETENTION_DAYS"))
     ).delete()
     return {"job_runs_pruned": job_runs, "tallies_pruned": tallies}

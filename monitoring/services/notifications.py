@@ -26,7 +26,7 @@ from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from monitoring import webhooks
+from monitoring import conf, webhooks
 from monitoring.models import (
     Alert,
     Notification,
@@ -46,15 +46,17 @@ USER_AGENT = "Ninaivalaigal-Webhook/1"
 # --- who receives ---------------------------------------------------------------------------
 def alert_email_recipients() -> list[str]:
     """``MONITORING_ALERT_EMAILS``, or else every active superuser with an email address."""
-    if settings.MONITORING_ALERT_EMAILS:
-        return sorted({address.strip() for address in settings.MONITORING_ALERT_EMAILS if address.strip()})
+    configured = conf.get("MONITORING_ALERT_EMAILS")
+    if configured:
+        return sorted({address.strip() for address in configured if address.strip()})
     users = get_user_model().objects.filter(is_active=True, is_superuser=True).exclude(email="")
     return sorted(set(users.values_list("email", flat=True)))
 
 
 def report_email_recipients() -> list[str]:
-    if settings.MONITORING_REPORT_EMAILS:
-        return sorted({address.strip() for address in settings.MONITORING_REPORT_EMAILS if address.strip()})
+    configured = conf.get("MONITORING_REPORT_EMAILS")
+    if configured:
+        return sorted({address.strip() for address in configured if address.strip()})
     return alert_email_recipients()
 
 
@@ -97,13 +99,13 @@ def notifications_enqueue_for_alert(*, alert: Alert, event_type: str) -> list[No
 
     Permission: none (called by the alert service).
     """
-    channels = settings.MONITORING_NOTIFICATION_ROUTES.get(Severity(alert.severity).label, [])
+    channels = conf.get("MONITORING_NOTIFICATION_ROUTES").get(Severity(alert.severity).label, [])
     now = timezone.now()
     destinations: list[tuple[str, str]] = []
     if NotificationChannel.EMAIL in channels:
         destinations += [(NotificationChannel.EMAIL, address) for address in alert_email_recipients()]
-    if NotificationChannel.WEBHOOK in channels and settings.MONITORING_WEBHOOK_URL:
-        destinations.append((NotificationChannel.WEBHOOK, settings.MONITORING_WEBHOOK_URL))
+    if NotificationChannel.WEBHOOK in channels and conf.get("MONITORING_WEBHOOK_URL"):
+        destinations.append((NotificationChannel.WEBHOOK, conf.get("MONITORING_WEBHOOK_URL")))
     rows = []
     for channel, destination in destinations:
         notification = Notification(
@@ -183,8 +185,8 @@ def _claim(now: datetime.datetime, limit: int) -> list[Notification]:
 
 
 def _rate_limited_until(destination: str, now: datetime.datetime) -> datetime.datetime | None:
-    window = datetime.timedelta(seconds=settings.MONITORING_NOTIFICATION_RATE_WINDOW_SECONDS)
-    limit = settings.MONITORING_NOTIFICATION_RATE_LIMIT
+    window = conf.seconds("MONITORING_NOTIFICATION_RATE_WINDOW_SECONDS")
+    limit = conf.get("MONITORING_NOTIFICATION_RATE_LIMIT")
     recent = list(
         Notification.objects.filter(destination=destination, sent_at__gt=now - window)
         .order_by("-sent_at")
@@ -197,8 +199,8 @@ def _rate_limited_until(destination: str, now: datetime.datetime) -> datetime.da
 
 def backoff(attempts: int) -> datetime.timedelta:
     """Delay before retry number ``attempts`` (1, 2, ...): base x 2^(attempts-1), capped."""
-    base = settings.MONITORING_NOTIFICATION_RETRY_BASE_SECONDS
-    seconds = min(base * (2 ** max(attempts - 1, 0)), settings.MONITORING_NOTIFICATION_RETRY_MAX_SECONDS)
+    base = conf.get("MONITORING_NOTIFICATION_RETRY_BASE_SECONDS")
+    seconds = min(base * (2 ** max(attempts - 1, 0)), conf.get("MONITORING_NOTIFICATION_RETRY_MAX_SECONDS"))
     return datetime.timedelta(seconds=seconds)
 
 
@@ -217,7 +219,7 @@ def _send_webhook(notification: Notification) -> None:
     url = notification.destination
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise DeliveryError("webhook URL must be http(s)")
-    if not settings.MONITORING_WEBHOOK_SECRET:
+    if not conf.get("MONITORING_WEBHOOK_SECRET"):
         raise DeliveryError("MONITORING_WEBHOOK_SECRET is not set")
     body = json.dumps(notification.payload, sort_keys=True, separators=(",", ":")).encode()
     timestamp = str(int(time.time()))
@@ -232,13 +234,13 @@ def _send_webhook(notification: Notification) -> None:
             webhooks.HEADER_DELIVERY: str(notification.uuid),
             webhooks.HEADER_TIMESTAMP: timestamp,
             webhooks.HEADER_SIGNATURE: webhooks.sign(
-                secret=settings.MONITORING_WEBHOOK_SECRET, timestamp=timestamp, body=body
+                secret=conf.get("MONITORING_WEBHOOK_SECRET"), timestamp=timestamp, body=body
             ),
         },
     )
     opener = urllib.request.build_opener(_RefuseRedirects)
     try:
-        with opener.open(request, timeout=settings.MONITORING_WEBHOOK_TIMEOUT_SECONDS) as response:
+        with opener.open(request, timeout=conf.get("MONITORING_WEBHOOK_TIMEOUT_SECONDS")) as response:
             if not 200 <= response.status < 300:
                 raise DeliveryError(f"HTTP {response.status}")
     except urllib.error.HTTPError as error:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
 
+from audit import conf
 from audit.models import AuditEvent
 from audit.services import audit_chain_verify
 
@@ -73,7 +73,7 @@ class Command(BaseCommand):
             )
         if report.unsealed:
             age = (timezone.now() - report.unsealed_oldest).total_seconds() if report.unsealed_oldest else 0
-            stale = age > settings.AUDIT_SEAL_GRACE_SECONDS
+            stale = age > conf.get("AUDIT_SEAL_GRACE_SECONDS")
             writer = self.stderr if stale else self.stdout
             writer.write(
                 f"{report.unsealed} event(s) not sealed yet, oldest {age:.0f} s old"

@@ -1,0 +1,38 @@
+"""The settings of the audit app and their defaults, read when used (so tests can override them).
+
+A settings module (or, for the ones ``config/settings/base.py`` reads, the environment variable
+of the same name, see ``.env.example``) overrides a default; ``audit/checks.py`` refuses unsafe
+values.
+"""
+
+from __future__ import annotations
+
+from core.settings import AppSettings
+
+DEFAULTS = {
+    # Legacy chain key: only verifies MACs made before the audit_chain ring; empty: var/secrets' file, if any.
+    "AUDIT_CHAIN_KEY": "",
+    # When committed events are chained: "background" (per-process sealer), "inline" or "periodic" (task only).
+    "AUDIT_SEAL_MODE": "background",
+    # Events chained per sealing transaction (events).
+    "AUDIT_SEAL_BATCH_SIZE": 1000,
+    # audit_verify warns about events still unsealed after this long (seconds).
+    "AUDIT_SEAL_GRACE_SECONDS": 60,
+    # Folder of the published heads (heads.log) and the archives (archive/); empty: VAR_DIR/audit (path).
+    "AUDIT_DIR": "",
+    # An event is kept this long before audit_archive archives and purges it (days).
+    "AUDIT_RETENTION_DAYS": 365,
+    # Per-action retention, e.g. {"auth.login_failed": 90} (action -> days).
+    "AUDIT_RETENTION_OVERRIDES": {},
+    # Events written per archive file by audit_archive (events).
+    "AUDIT_ARCHIVE_BATCH_SIZE": 50000,
+    # The audit admin counts at most this many matching events: no COUNT(*) over millions of rows (events).
+    "AUDIT_ADMIN_COUNT_LIMIT": 10000,
+    # Record each migration migrate applies or unapplies as a system.migration_applied event (switch).
+    "AUDIT_RECORD_MIGRATIONS": True,
+    # A context key its action does not declare (audit/schema.py) raises in record() instead of
+    # being kept and logged once (switch; the test settings turn it on).
+    "AUDIT_STRICT_CONTEXT": False,
+}
+_settings = AppSettings(DEFAULTS)
+get = _settings.get
