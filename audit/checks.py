@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, register
 
 from audit.chain import KEY_PURPOSE, LEGACY_KEY_ID
-from audit.retention import valid_retention_overrides
+from audit.retention.purge import valid_retention_overrides
 from audit.sealing import SEAL_MODES
 from encryption.errors import KeyConfigurationError
 from encryption.keyring import load_key_ring
