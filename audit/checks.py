@@ -14,6 +14,7 @@ from encryption.keyring import load_key_ring
 
 @register(Tags.security)
 def check_audit_settings(app_configs=None, **kwargs):
+    """Refuse a short legacy chain key, a ring key with the reserved id, and bad sealing or retention settings."""
     messages = []
     key = getattr(settings, "AUDIT_CHAIN_KEY", "") or ""
     if key and len(key) < 32:

@@ -11,8 +11,9 @@ For each sealed event, in ``sequence`` order from the anchor (or ``--from``):
   or renumbered.
 
 Each MAC is checked with the key named by its stored key id (``content_key_id``,
-``chain_key_id``, the anchor's and each tombstone's ``key_id``; ``NULL`` is the legacy key), so
-events made before a key rotation verify as long as their key stays in the ``audit_chain`` ring.
+``chain_key_id``, the anchor's and each tombstone's ``key_id``; ``NULL``: the legacy key,
+docs/decisions/audit-chain-keys.md), so events made before a key rotation verify as long as
+their key stays in the ``audit_chain`` ring.
 An id the ring lacks is an ``unknown_key`` problem at that sequence (a key retired too early, or
 a key id changed in the database), not a crash.
 
@@ -229,7 +230,7 @@ class _ChainWalk:
         )
         self.expected = start
         self.previous: str | None = None
-        # Seen a link made by the key ring: no legacy link may follow (docs/decisions/audit-chain-keys.md).
+        # Seen a link made by the key ring: no legacy link may follow.
         self.ring_chained = False
 
     def check_anchor(self) -> None:
@@ -343,12 +344,7 @@ class _ChainWalk:
         self.previous = None  # nothing to link to: resynchronise on this event
 
     def _legacy_misuse(self, content_key_id: str | None, chain_key_id: str | None) -> bool:
-        """Whether an event was made with the legacy key where only the key ring may have made it.
-
-        The legacy key chained events before the key ring and nothing since: one chained with it
-        after a key-ring link, or recorded with it but chained by the ring, was written by someone
-        holding the legacy key, not by ``audit.record()`` (docs/decisions/audit-chain-keys.md).
-        """
+        """Whether the legacy key made this event after the ring took over (docs/decisions/audit-chain-keys.md)."""
         legacy_content = content_key_id in (None, LEGACY_KEY_ID)
         legacy_chain = chain_key_id in (None, LEGACY_KEY_ID)
         misuse = (legacy_chain and self.ring_chained) or (legacy_content and not legacy_chain)

@@ -34,7 +34,7 @@ from audit.chain import (
 from audit.heads import audit_dir
 from audit.retention.archive_file import ArchiveError, ArchiveReader, ArchiveWriter
 
-# v2: encrypted, with key ids; v1 (read only): plain gzip, see docs/decisions/audit-chain-keys.md.
+# v2: encrypted, with key ids; v1 (read only): plain gzip, every MAC under the legacy key.
 ARCHIVE_FORMAT = "audit-archive/v2"
 ARCHIVE_FORMATS_READ = ("audit-archive/v1", ARCHIVE_FORMAT)
 # The columns of an event an archive holds (everything its MACs need).

@@ -415,9 +415,8 @@ CONTENT_SECURITY_POLICY = {
 # Number of reverse proxies in front of the app whose X-Forwarded-For entries are trusted
 # (default 0: trust no proxy, use REMOTE_ADDR).
 AUDIT_TRUSTED_PROXY_COUNT = env.int("AUDIT_TRUSTED_PROXY_COUNT", default=0)
-# Legacy HMAC key of the audit chain, 32+ characters: only verifies MACs made before the audit_chain
-# key ring (ENCRYPTION_AUDIT_CHAIN_KEYS) keyed the chain; never makes new ones (default empty: the key
-# an earlier version generated into VAR_DIR/secrets/audit_chain_key, if that file exists).
+# Legacy audit chain key, verify-only: docs/decisions/audit-chain-keys.md (default empty: a left-over
+# VAR_DIR/secrets/audit_chain_key, if any).
 AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY", default="")
 # When committed events are chained: "background" (a sealer thread per process, woken after
 # commit), "inline" (right after commit, in the caller's thread) or "periodic" (only the
