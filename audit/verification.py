@@ -273,6 +273,7 @@ class _ChainWalk:
             check_event = self.check_event
             for row in rows:
                 check_event(row, tombstones)
+            self.report.checked += len(rows)
             if progress is not None:
                 progress(len(rows))
 
@@ -306,7 +307,6 @@ class _ChainWalk:
             self._check_chain_hash(link)
         self.previous = stored_hash
         self.expected = sequence + 1
-        self.report.checked += 1
 
     def walk_tombstones(self, *, until: int, tombstones: dict) -> None:
         """Walk authenticated tombstones from ``expected`` up to ``until`` (exclusive)."""
