@@ -33,11 +33,8 @@ stored id**, so after a rotation the events made under the retired key still ver
 that key stays in the ring (after the new primary). An id the ring does not hold is reported as a
 verification failure of that event, never a crash.
 
-Before the key ring, the chain was keyed by ``settings.AUDIT_CHAIN_KEY`` (or, on the embedded
-default, a key generated into ``VAR_DIR/secrets/audit_chain_key``). That key is now the
-**legacy** key: it never makes a new MAC, and it verifies what was made with it — every MAC
-stored with no key id (``NULL``, rows older than migration 0003) or the id ``"legacy"``. Keep it
-configured for as long as such events, tombstones, heads or archives must verify.
+``AUDIT_CHAIN_KEY`` is the legacy key: it only verifies MACs stored with no key id (or ``"legacy"``);
+what it can still verify and when to retire it: docs/decisions/audit-chain-keys.md.
 
 ``signing_key()`` is the one place a key for new MACs is chosen, ``verification_key()`` /
 ``ChainKeys`` the one place a stored key id is resolved. Nothing else in ``audit`` reads a key.
@@ -162,11 +159,10 @@ _legacy_cache: dict[tuple[str, str], LegacyChainKey | None] = {}
 
 
 def legacy_key() -> LegacyChainKey | None:
-    """Return the legacy key, or ``None`` if none is configured.
+    """Return the legacy key, or ``None`` if none is configured (docs/decisions/audit-chain-keys.md).
 
-    ``AUDIT_CHAIN_KEY`` if set; else, on the embedded default, the key that earlier
-    versions generated into ``VAR_DIR/secrets/audit_chain_key`` if that file exists (it is never
-    created any more: new MACs use the key ring).
+    ``AUDIT_CHAIN_KEY`` if set; else the ``VAR_DIR/secrets/audit_chain_key`` file an
+    earlier version generated, if it exists (it is never created any more).
     """
     configured = conf.get("AUDIT_CHAIN_KEY") or ""
     cache_key = (configured, str(settings.VAR_DIR))

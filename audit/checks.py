@@ -6,7 +6,7 @@ from django.core.checks import Error, Tags, register
 
 from audit import conf
 from audit.chain import KEY_PURPOSE, LEGACY_KEY_ID
-from audit.retention import valid_retention_overrides
+from audit.retention.purge import valid_retention_overrides
 from audit.sealing import SEAL_MODES
 from core import conf as core_conf
 from encryption.errors import KeyConfigurationError
@@ -15,6 +15,7 @@ from encryption.keyring import load_key_ring
 
 @register(Tags.security)
 def check_audit_settings(app_configs=None, **kwargs):
+    """Refuse a short legacy chain key, a ring key with the reserved id, and bad sealing or retention settings."""
     messages = []
     key = conf.get("AUDIT_CHAIN_KEY") or ""
     if key and len(key) < 32:

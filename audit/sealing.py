@@ -160,8 +160,7 @@ def _seal_one_batch(
         updates: list[tuple[int, int, str, str, str]] = []
         for row in rows:
             if row["content_key_id"] in (None, LEGACY_KEY_ID):
-                # Every event recorded since the key ring carries its key id; one made with the
-                # legacy key can only have been written into the table by someone holding it.
+                # Recorded with the legacy key: forged (docs/decisions/audit-chain-keys.md).
                 logger.error("audit sealer refused event id %s: made with the legacy key after the upgrade", row["id"])
                 refused.add(row["id"])
                 continue

@@ -1,7 +1,9 @@
-"""Writes of the audit app: recording events, sealing, verifying, publishing the head, archiving.
+"""Writes of the audit app: recording events, sealing, verifying, publishing the head.
 
 ``record()`` is the one entry point every other app uses. The other services run the chain's
-maintenance; commands and Celery tasks are thin wrappers around them.
+maintenance; commands and Celery tasks are thin wrappers around them. Archiving events past
+retention records through ``record()`` too, so its service sits above this module, in
+``audit.retention.services``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from audit.models import (
     USERNAME_MAX_LENGTH,
     AuditEvent,
 )
-from audit.retention import ArchiveResult, archive_past_retention
 from audit.schema import check_context_keys
 from audit.sealing import SealResult, schedule_seal_after_commit, seal_pending
 from audit.signals import event_recorded
@@ -422,17 +423,3 @@ def audit_head_publish() -> VerificationReport:
     )
     return report
 
-
-def audit_events_archive(
-    *,
-    dry_run: bool = False,
-    batch_size: int | None = None,
-    progress: Callable[[int], None] | None = None,
-    on_start: Callable[[int], None] | None = None,
-) -> ArchiveResult:
-    """Archive, verify and purge events past retention (``audit.retention``); idempotent.
-
-    Each purged batch records ``AUDIT_ARCHIVED`` and ``AUDIT_PURGED`` in its own transaction.
-    """
-    seal_pending()
-    return archive_past_retention(dry_run=dry_run, batch_size=batch_size, progress=progress, on_start=on_start)

@@ -31,9 +31,8 @@ def audit_publish_head() -> dict:
 
 @shared_task(name="audit.tasks.audit_archive")
 def audit_archive() -> dict:
-    """Archive, verify and purge events past retention (``audit.services.audit_events_archive``)."""
-    from audit.retention import ArchiveBusy
-    from audit.services import audit_events_archive
+    """Archive, verify and purge events past retention (``audit.retention.services.audit_events_archive``)."""
+    from audit.retention.services import ArchiveBusy, audit_events_archive
 
     try:
         result = audit_events_archive()

@@ -11,8 +11,9 @@ For each sealed event, in ``sequence`` order from the anchor (or ``--from``):
   or renumbered.
 
 Each MAC is checked with the key named by its stored key id (``content_key_id``,
-``chain_key_id``, the anchor's and each tombstone's ``key_id``; ``NULL`` is the legacy key), so
-events made before a key rotation verify as long as their key stays in the ``audit_chain`` ring.
+``chain_key_id``, the anchor's and each tombstone's ``key_id``; ``NULL``: the legacy key,
+docs/decisions/audit-chain-keys.md), so events made before a key rotation verify as long as
+their key stays in the ``audit_chain`` ring.
 An id the ring lacks is an ``unknown_key`` problem at that sequence (a key retired too early, or
 a key id changed in the database), not a crash.
 
@@ -179,167 +180,248 @@ def _verify(
     chunk_size: int,
     progress: Callable[[int], None] | None,
 ) -> VerificationReport:
-    from audit.models import AuditEvent, ChainHead
-
     started = time.perf_counter()
-    keys = ChainKeys()
-    head = ChainHead.objects.filter(pk=1).first() or ChainHead(pk=1)
-    anchor_sequence, anchor_hash = head.anchor_sequence, head.anchor_hash
-    # Stop at the head as read now: the sealer writes events and head in one transaction, so
-    # every event up to it is visible; later ones are newer than this verification.
-    stop = to_sequence if to_sequence is not None else head.sequence
-    start = max(from_sequence or 1, anchor_sequence + 1)
-    report = VerificationReport(
-        from_sequence=start,
-        to_sequence=to_sequence,
-        full=from_sequence is None and to_sequence is None,
-        anchor_sequence=anchor_sequence,
-        head_sequence=head.sequence,
+    walk = _ChainWalk(from_sequence=from_sequence, to_sequence=to_sequence)
+    walk.check_anchor()
+    walk.check_start()
+    walk.check_events(chunk_size=chunk_size, progress=progress)
+    walk.check_end()
+    _check_published_head(walk.report, anchor_sequence=walk.anchor_sequence)
+    _check_unsealed(walk.report, keys=walk.keys)
+    walk.report.elapsed_seconds = time.perf_counter() - started
+    return walk.report
+
+
+class _ChainWalk:
+    """One walk along the chain, in sequence order: where it is and the hash the next link needs.
+
+    ``expected`` is the next sequence due, ``previous`` the hash it must link to (``None`` after a
+    gap: the walk resynchronises on the next stored hash). Problems go to ``report``.
+    """
+
+    __slots__ = (
+        "anchor_hash",
+        "anchor_sequence",
+        "expected",
+        "head",
+        "keys",
+        "previous",
+        "report",
+        "ring_chained",
+        "stop",
     )
 
-    if anchor_sequence > 0 or anchor_hash != GENESIS_HASH:
+    def __init__(self, *, from_sequence: int | None, to_sequence: int | None) -> None:
+        from audit.models import ChainHead
+
+        self.keys = ChainKeys()
+        self.head = ChainHead.objects.filter(pk=1).first() or ChainHead(pk=1)
+        self.anchor_sequence, self.anchor_hash = self.head.anchor_sequence, self.head.anchor_hash
+        # Stop at the head as read now: the sealer writes events and head in one transaction, so
+        # every event up to it is visible; later ones are newer than this verification.
+        self.stop = to_sequence if to_sequence is not None else self.head.sequence
+        start = max(from_sequence or 1, self.anchor_sequence + 1)
+        self.report = VerificationReport(
+            from_sequence=start,
+            to_sequence=to_sequence,
+            full=from_sequence is None and to_sequence is None,
+            anchor_sequence=self.anchor_sequence,
+            head_sequence=self.head.sequence,
+        )
+        self.expected = start
+        self.previous: str | None = None
+        # Seen a link made by the key ring: no legacy link may follow.
+        self.ring_chained = False
+
+    def check_anchor(self) -> None:
+        """The purge anchor the walk starts from must be authentic (once anything was purged)."""
+        if self.anchor_sequence == 0 and self.anchor_hash == GENESIS_HASH:
+            return
         try:
-            anchor_key = keys.get(head.anchor_key_id)
+            anchor_key = self.keys.get(self.head.anchor_key_id)
         except ChainKeyError as error:
-            report.add(Problem("unknown_key", anchor_sequence, f"the purge anchor cannot be checked: {error}"))
+            self.report.add(
+                Problem("unknown_key", self.anchor_sequence, f"the purge anchor cannot be checked: {error}")
+            )
+            return
+        expected_anchor = anchor_mac(sequence=self.anchor_sequence, hash_value=self.anchor_hash, key=anchor_key)
+        if not macs_equal(expected_anchor, self.head.anchor_mac):
+            self.report.add(
+                Problem("anchor", self.anchor_sequence, "the purge anchor is not authentic (moved or forged)")
+            )
+
+    def check_start(self) -> None:
+        """Find the hash the first event of the walk must link to."""
+        before = self.expected - 1
+        self.previous = _hash_before(before, anchor_sequence=self.anchor_sequence, anchor_hash=self.anchor_hash)
+        if self.previous is None:
+            self.report.add(Problem("missing", before, f"event #{before} before the range is missing"))
+
+    def check_events(self, *, chunk_size: int, progress: Callable[[int], None] | None) -> None:
+        """Walk the sealed events up to ``stop``, ``chunk_size`` rows per query."""
+        from audit.models import AuditEvent
+
+        events = AuditEvent.objects.filter(sequence__isnull=False)
+        cursor = self.expected - 1
+        while True:
+            query = events.filter(sequence__gt=cursor, sequence__lte=self.stop)
+            rows = list(query.order_by("sequence").values_list(*_ROW_FIELDS)[:chunk_size])
+            if not rows:
+                return
+            cursor = rows[-1][1]
+            tombstones = _tombstones(self.expected, cursor)
+            check_event = self.check_event
+            for row in rows:
+                check_event(row, tombstones)
+            self.report.checked += len(rows)
+            if progress is not None:
+                progress(len(rows))
+
+    def check_event(self, row: tuple, tombstones: dict) -> None:
+        """Check one event: no gap before it, its content MAC, its link and its chain hash."""
+        link = row[:_ROW_CONTENT_START]
+        event_id, sequence, stored_previous, stored_hash, stored_mac, content_key_id, chain_key_id = link
+        if sequence > self.expected:
+            self.walk_tombstones(until=sequence, tombstones=tombstones)
+            if sequence > self.expected:
+                self._report_missing(until=sequence)
+        legacy_misuse = self._legacy_misuse(content_key_id, chain_key_id)
+        if legacy_misuse:
+            self.report.add(
+                Problem(
+                    "legacy_key", sequence, "made with the legacy key after the key ring took over (forged)", event_id
+                )
+            )
         else:
-            expected_anchor = anchor_mac(sequence=anchor_sequence, hash_value=anchor_hash, key=anchor_key)
-            if not macs_equal(expected_anchor, head.anchor_mac):
-                report.add(Problem("anchor", anchor_sequence, "the purge anchor is not authentic (moved or forged)"))
+            self._check_content(row, event_id, sequence, content_key_id, stored_mac)
+        if self.previous is not None and stored_previous != self.previous:
+            self.report.add(
+                Problem(
+                    "link",
+                    sequence,
+                    "previous_hash does not match the event before it (inserted, deleted or reordered)",
+                    event_id,
+                )
+            )
+        if not legacy_misuse:  # a misused legacy key is reported above; its MACs prove nothing
+            self._check_chain_hash(link)
+        self.previous = stored_hash
+        self.expected = sequence + 1
 
-    previous = _hash_before(start - 1, anchor_sequence=anchor_sequence, anchor_hash=anchor_hash)
-    if previous is None:
-        report.add(Problem("missing", start - 1, f"event #{start - 1} before the range is missing"))
-    expected = start
-    cursor = start - 1
-
-    def use_tombstones_until(limit: int, tombstones: dict) -> None:
-        """Walk authenticated tombstones from ``expected`` up to ``limit`` (exclusive)."""
-        nonlocal expected, previous
-        while expected < limit:
-            tombstone = tombstones.get(expected)
+    def walk_tombstones(self, *, until: int, tombstones: dict) -> None:
+        """Walk authenticated tombstones from ``expected`` up to ``until`` (exclusive)."""
+        while self.expected < until:
+            tombstone = tombstones.get(self.expected)
             if tombstone is None:
                 return
             tomb_previous, tomb_hash, tomb_mac, tomb_key_id = tombstone
             try:
-                tomb_key = keys.get(tomb_key_id)
+                tomb_key = self.keys.get(tomb_key_id)
             except ChainKeyError as error:
-                report.add(
-                    Problem("unknown_key", expected, f"the tombstone of a purged event cannot be checked: {error}")
+                self.report.add(
+                    Problem("unknown_key", self.expected, f"the tombstone of a purged event cannot be checked: {error}")
                 )
                 valid = None
             else:
                 valid = macs_equal(
-                    tombstone_mac(sequence=expected, previous_hash=tomb_previous, hash_value=tomb_hash, key=tomb_key),
+                    tombstone_mac(
+                        sequence=self.expected, previous_hash=tomb_previous, hash_value=tomb_hash, key=tomb_key
+                    ),
                     tomb_mac,
                 )
             if valid is False:
-                report.add(Problem("tombstone", expected, "the tombstone of a purged event is not authentic"))
-            elif previous is not None and tomb_previous != previous:
-                report.add(Problem("link", expected, "the purged event did not follow the one before it"))
-            previous = tomb_hash
-            report.tombstones += 1
-            expected += 1
+                self.report.add(Problem("tombstone", self.expected, "the tombstone of a purged event is not authentic"))
+            elif self.previous is not None and tomb_previous != self.previous:
+                self.report.add(Problem("link", self.expected, "the purged event did not follow the one before it"))
+            self.previous = tomb_hash
+            self.report.tombstones += 1
+            self.expected += 1
 
-    events = AuditEvent.objects.filter(sequence__isnull=False)
-    ring_chained = False  # seen a link made by the key ring: no legacy link may follow
-    while True:
-        query = events.filter(sequence__gt=cursor, sequence__lte=stop)
-        rows = list(query.order_by("sequence").values_list(*_ROW_FIELDS)[:chunk_size])
-        if not rows:
-            break
-        span_end = rows[-1][1]
-        tombstones = _tombstones(expected, span_end)
-        for row in rows:
-            event_id, sequence, stored_previous, stored_hash, stored_mac, content_key_id, chain_key_id = row[
-                :_ROW_CONTENT_START
-            ]
-            if sequence > expected:
-                use_tombstones_until(sequence, tombstones)
-            if sequence > expected:
-                missing_to = sequence - 1
-                label = f"#{expected}" if missing_to == expected else f"#{expected}..#{missing_to}"
-                report.add(Problem("missing", expected, f"event {label} is missing (deleted)"))
-                previous = None  # nothing to link to: resynchronise on this event
-            values = dict(zip(CONTENT_FIELDS, row[_ROW_CONTENT_START:], strict=True))
-            legacy_content = content_key_id in (None, LEGACY_KEY_ID)
-            legacy_chain = chain_key_id in (None, LEGACY_KEY_ID)
-            # The legacy key made the chain before the key ring took over, and nothing since: an
-            # event made with it after a key-ring link, or recorded with it but chained by the
-            # ring, was written by someone holding the legacy key, not by audit.record().
-            legacy_misuse = (legacy_chain and ring_chained) or (legacy_content and not legacy_chain)
-            if not legacy_chain:
-                ring_chained = True
-            if legacy_misuse:
-                report.add(
-                    Problem(
-                        "legacy_key",
-                        sequence,
-                        "made with the legacy key after the key ring took over (forged)",
-                        event_id,
-                    )
+    def _report_missing(self, *, until: int) -> None:
+        missing_to = until - 1
+        label = f"#{self.expected}" if missing_to == self.expected else f"#{self.expected}..#{missing_to}"
+        self.report.add(Problem("missing", self.expected, f"event {label} is missing (deleted)"))
+        self.previous = None  # nothing to link to: resynchronise on this event
+
+    def _legacy_misuse(self, content_key_id: str | None, chain_key_id: str | None) -> bool:
+        """Whether the legacy key made this event after the ring took over (docs/decisions/audit-chain-keys.md)."""
+        legacy_content = content_key_id in (None, LEGACY_KEY_ID)
+        legacy_chain = chain_key_id in (None, LEGACY_KEY_ID)
+        misuse = (legacy_chain and self.ring_chained) or (legacy_content and not legacy_chain)
+        if not legacy_chain:
+            self.ring_chained = True
+        return misuse
+
+    def _check_content(
+        self, row: tuple, event_id: int, sequence: int, content_key_id: str | None, stored_mac: str
+    ) -> None:
+        """Check an event's content MAC with the key named by its ``content_key_id``."""
+        try:
+            content_key = self.keys.get(content_key_id)
+        except ChainKeyError as error:
+            self.report.add(Problem("unknown_key", sequence, f"its content MAC cannot be checked: {error}", event_id))
+            return
+        values = dict(zip(CONTENT_FIELDS, row[_ROW_CONTENT_START:], strict=True))
+        if not macs_equal(content_mac(values, key=content_key), stored_mac):
+            self.report.add(Problem("modified", sequence, "the content does not match its MAC (modified)", event_id))
+
+    def _check_chain_hash(self, link: tuple) -> None:
+        """Check an event's chain hash (``link``: the row's first columns) with its ``chain_key_id``'s key."""
+        event_id, sequence, stored_previous, stored_hash, stored_mac, content_key_id, chain_key_id = link
+        try:
+            chain_key = self.keys.get(chain_key_id)
+        except ChainKeyError as error:
+            if chain_key_id != content_key_id:  # the same missing key is reported once per event
+                self.report.add(
+                    Problem("unknown_key", sequence, f"its chain hash cannot be checked: {error}", event_id)
                 )
-            else:
-                try:
-                    content_key = keys.get(content_key_id)
-                except ChainKeyError as error:
-                    report.add(
-                        Problem("unknown_key", sequence, f"its content MAC cannot be checked: {error}", event_id)
-                    )
-                else:
-                    if not macs_equal(content_mac(values, key=content_key), stored_mac):
-                        report.add(
-                            Problem("modified", sequence, "the content does not match its MAC (modified)", event_id)
-                        )
-            if previous is not None and stored_previous != previous:
-                report.add(
-                    Problem(
-                        "link",
-                        sequence,
-                        "previous_hash does not match the event before it (inserted, deleted or reordered)",
-                        event_id,
-                    )
-                )
-            if not legacy_misuse:  # a misused legacy key is reported above; its MACs prove nothing
-                _check_link_hash(report, keys, row=row[:_ROW_CONTENT_START])
-            previous = stored_hash
-            expected = sequence + 1
-            report.checked += 1
-        cursor = span_end
-        if progress is not None:
-            progress(len(rows))
+            return
+        recomputed = link_hash(
+            sequence=sequence, previous_hash=stored_previous or "", content_mac_value=stored_mac or "", key=chain_key
+        )
+        if not macs_equal(recomputed, stored_hash):
+            self.report.add(
+                Problem("hash", sequence, "the chain hash is wrong (forged, renumbered or reordered)", event_id)
+            )
 
-    # The end: tombstones of purged newest events, then the head in the database and outside it.
-    end_limit = stop
-    if expected <= end_limit:
-        tombstones = _tombstones(expected, end_limit)
-        use_tombstones_until(end_limit + 1, tombstones)
-    report.last_sequence = expected - 1
-    report.last_hash = previous or ""
-
-    if to_sequence is None:
-        if report.last_sequence < head.sequence:
+    def check_end(self) -> None:
+        """Walk the tombstones of purged newest events; the end must reach the head (full runs)."""
+        if self.expected <= self.stop:
+            self.walk_tombstones(until=self.stop + 1, tombstones=_tombstones(self.expected, self.stop))
+        report = self.report
+        report.last_sequence = self.expected - 1
+        report.last_hash = self.previous or ""
+        if report.to_sequence is not None:
+            return
+        if report.last_sequence < self.head.sequence:
             report.add(
                 Problem(
                     "truncated",
                     report.last_sequence + 1,
-                    f"the chain ends at #{report.last_sequence} but the head says #{head.sequence} "
+                    f"the chain ends at #{report.last_sequence} but the head says #{self.head.sequence} "
                     "(newest events deleted)",
                 )
             )
-        elif head.sequence > anchor_sequence and previous is not None and not macs_equal(previous, head.hash):
-            report.add(Problem("head", head.sequence, "the last event's hash does not match the recorded head"))
-        # Sealed events beyond the head: the sealer moves both in one transaction, so reading the
-        # highest sequence *before* the head again leaves no room for a legitimate one.
-        highest = events.aggregate(highest=Max("sequence"))["highest"] or 0
+        elif (
+            self.head.sequence > self.anchor_sequence
+            and self.previous is not None
+            and not macs_equal(self.previous, self.head.hash)
+        ):
+            report.add(Problem("head", self.head.sequence, "the last event's hash does not match the recorded head"))
+        self._check_beyond_head()
+
+    def _check_beyond_head(self) -> None:
+        """No sealed event may lie beyond the head.
+
+        The sealer moves both in one transaction, so reading the highest sequence *before* the head
+        again leaves no room for a legitimate one.
+        """
+        from audit.models import AuditEvent, ChainHead
+
+        highest = AuditEvent.objects.filter(sequence__isnull=False).aggregate(highest=Max("sequence"))["highest"] or 0
         head_now = ChainHead.objects.filter(pk=1).values_list("sequence", flat=True).first() or 0
         if highest > head_now:
-            report.add(Problem("beyond_head", head_now + 1, f"events after the recorded head #{head_now}"))
-
-    _check_published_head(report, anchor_sequence=anchor_sequence)
-    _check_unsealed(report, keys=keys)
-    report.elapsed_seconds = time.perf_counter() - started
-    return report
+            self.report.add(Problem("beyond_head", head_now + 1, f"events after the recorded head #{head_now}"))
 
 
 def _check_published_head(report: VerificationReport, *, anchor_sequence: int) -> None:
@@ -352,8 +434,11 @@ def _check_published_head(report: VerificationReport, *, anchor_sequence: int) -
         return
     if published.key_problem:
         report.add(
-            Problem("published_head", None, f"the last line of the published-heads file cannot be checked: "
-                    f"{published.key_problem}")
+            Problem(
+                "published_head",
+                None,
+                f"the last line of the published-heads file cannot be checked: {published.key_problem}",
+            )
         )
         return
     if not published.mac_valid:
@@ -385,22 +470,6 @@ def _check_published_head(report: VerificationReport, *, anchor_sequence: int) -
         )
 
 
-
-def _check_link_hash(report: VerificationReport, keys: ChainKeys, *, row: tuple) -> None:
-    """Check an event's chain hash with the key named by its ``chain_key_id``."""
-    event_id, sequence, stored_previous, stored_hash, stored_mac, content_key_id, chain_key_id = row
-    try:
-        chain_key = keys.get(chain_key_id)
-    except ChainKeyError as error:
-        if chain_key_id != content_key_id:  # the same missing key is reported once per event
-            report.add(Problem("unknown_key", sequence, f"its chain hash cannot be checked: {error}", event_id))
-        return
-    recomputed = link_hash(
-        sequence=sequence, previous_hash=stored_previous or "", content_mac_value=stored_mac or "", key=chain_key
-    )
-    if not macs_equal(recomputed, stored_hash):
-        report.add(Problem("hash", sequence, "the chain hash is wrong (forged, renumbered or reordered)", event_id))
-
 def _check_unsealed(report: VerificationReport, *, keys: ChainKeys) -> None:
     from audit.models import AuditEvent
 
@@ -416,14 +485,18 @@ def _check_unsealed(report: VerificationReport, *, keys: ChainKeys) -> None:
     for event_id, stored_mac, content_key_id, *content in rows:
         values = dict(zip(CONTENT_FIELDS, content, strict=True))
         if content_key_id in (None, LEGACY_KEY_ID):
-            report.add(Problem("forged_unsealed", None, "an unsealed event made with the legacy key after the upgrade",
-                               event_id))
+            report.add(
+                Problem(
+                    "forged_unsealed", None, "an unsealed event made with the legacy key after the upgrade", event_id
+                )
+            )
             continue
         try:
             key = keys.get(content_key_id)
         except ChainKeyError as error:
-            report.add(Problem("forged_unsealed", None, f"an unsealed event whose MAC cannot be checked: {error}",
-                               event_id))
+            report.add(
+                Problem("forged_unsealed", None, f"an unsealed event whose MAC cannot be checked: {error}", event_id)
+            )
             continue
         if not macs_equal(content_mac(values, key=key), stored_mac):
             report.add(

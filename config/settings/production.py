@@ -22,8 +22,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # duplicated or development key of every purpose, the audit chain's HMAC keys (audit_chain) and
 # the audit archives' keys (audit_archive) included. The public development keys are never accepted.
 ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED = False
-# The legacy audit chain key: optional, needed only while events, tombstones, heads or archives
-# made before the audit_chain key ring took over must still verify (audit/chain.py).
+# The legacy audit chain key: optional, verify-only (docs/decisions/audit-chain-keys.md).
 AUDIT_CHAIN_KEY = secret_from_environment("AUDIT_CHAIN_KEY")
 
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)

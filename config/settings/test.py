@@ -57,8 +57,8 @@ ENCRYPTION_AUDIT_ARCHIVE_KEYS = env.str(
 )
 ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED = True
 
-# Audit: a fixed legacy chain key (it verifies rows with no key id; new MACs use the audit_chain
-# ring above) and sealing right after commit, so tests see a sealed chain deterministically.
+# Audit: a fixed legacy chain key (docs/decisions/audit-chain-keys.md) and sealing right after
+# commit, so tests see a sealed chain deterministically.
 AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY", default="test-only-audit-chain-key-not-for-any-deployment-0123")
 AUDIT_SEAL_MODE = env.str("AUDIT_SEAL_MODE", default="inline")
 # The suite's own database set-up is not a schema change, and tests count audit events from zero;

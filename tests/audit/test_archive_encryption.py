@@ -25,14 +25,9 @@ from django.utils import timezone
 import audit
 from audit.chain import legacy_key, manifest_mac
 from audit.models import AuditEvent, ChainHead
-from audit.retention import (
-    ARCHIVE_STREAM_FORMAT,
-    ArchiveError,
-    ArchiveWriter,
-    archive_past_retention,
-    read_archive,
-    verify_archive,
-)
+from audit.retention.archive import read_archive, verify_archive
+from audit.retention.archive_file import ARCHIVE_STREAM_FORMAT, ArchiveError, ArchiveWriter
+from audit.retention.services import archive_past_retention
 from audit.sealing import seal_pending
 from audit.verification import verify_chain
 from encryption.streams import StreamReader
@@ -171,9 +166,9 @@ def test_archives_swapped_between_manifests_are_refused(archived, tmp_path):
 
 @pytest.mark.parametrize("damage", ["wrong-key", "truncate"])
 def test_nothing_is_purged_when_the_encrypted_archive_does_not_read_back(history, monkeypatch, settings, damage):
-    from audit import retention
+    from audit.retention import services as archive_run
 
-    real_write = retention.write_archive
+    real_write = archive_run.write_archive
 
     def write_then_damage(rows, **kwargs):
         written = real_write(rows, **kwargs)
@@ -183,7 +178,7 @@ def test_nothing_is_purged_when_the_encrypted_archive_does_not_read_back(history
             written.path.write_bytes(written.path.read_bytes()[:-40])
         return written
 
-    monkeypatch.setattr(retention, "write_archive", write_then_damage)
+    monkeypatch.setattr(archive_run, "write_archive", write_then_damage)
     with pytest.raises(ArchiveError):
         archive_past_retention()
     assert AuditEvent.objects.count() == 8
@@ -193,12 +188,12 @@ def test_nothing_is_purged_when_the_encrypted_archive_does_not_read_back(history
 
 
 def test_a_failed_write_leaves_no_partial_archive(history, monkeypatch, audit_dir):
-    from audit import retention
+    from audit.retention import archive
 
     def explode(row):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(retention, "_jsonable", explode)
+    monkeypatch.setattr(archive, "_jsonable", explode)
     with pytest.raises(OSError, match="No space left"):
         archive_past_retention()
     assert list((audit_dir / "archive").iterdir()) == []
@@ -275,7 +270,7 @@ def _write_plain_archive(directory: Path, rows: list[dict], *, name: str) -> Pat
 
 @pytest.fixture
 def plain_archive(audit_dir) -> Path:
-    from audit.retention import ARCHIVE_FIELDS
+    from audit.retention.archive import ARCHIVE_FIELDS
 
     record_legacy(4)
     rows = list(AuditEvent.objects.order_by("sequence").values(*ARCHIVE_FIELDS))

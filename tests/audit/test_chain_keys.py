@@ -20,7 +20,9 @@ from audit.chain import LEGACY_KEY_ID, ChainKeyError, signing_key, verification_
 from audit.checks import check_audit_settings
 from audit.heads import last_published_head
 from audit.models import AuditEvent, AuditTombstone, ChainHead
-from audit.retention import ArchiveError, archive_past_retention, verify_archive
+from audit.retention.archive import verify_archive
+from audit.retention.archive_file import ArchiveError
+from audit.retention.services import archive_past_retention
 from audit.sealing import seal_pending
 from audit.services import write_held_events
 from audit.verification import verify_chain

@@ -20,14 +20,9 @@ import audit
 from audit import tasks
 from audit.chain import manifest_mac, signing_key
 from audit.models import AuditEvent, AuditTombstone, ChainHead
-from audit.retention import (
-    ArchiveError,
-    ArchiveReader,
-    ArchiveWriter,
-    archive_past_retention,
-    read_archive,
-    verify_archive,
-)
+from audit.retention.archive import read_archive, verify_archive
+from audit.retention.archive_file import ArchiveError, ArchiveReader, ArchiveWriter
+from audit.retention.services import archive_past_retention
 from audit.sealing import seal_pending
 from audit.verification import verify_chain
 
@@ -146,7 +141,7 @@ def test_nothing_is_purged_when_the_archive_does_not_read_back(history, monkeypa
     def corrupt(manifest_path, *, expected=None):
         raise ArchiveError("simulated corruption")
 
-    monkeypatch.setattr("audit.retention.verify_archive", corrupt)
+    monkeypatch.setattr("audit.retention.services.verify_archive", corrupt)
     with pytest.raises(ArchiveError):
         archive_past_retention()
     assert AuditEvent.objects.count() == 8

@@ -14,8 +14,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from audit.retention import ArchiveBusy, ArchiveError, manifest_path_for, read_archive, verify_archive
-from audit.services import audit_events_archive
+from audit.retention.archive import manifest_path_for, read_archive, verify_archive
+from audit.retention.archive_file import ArchiveError
+from audit.retention.services import ArchiveBusy, audit_events_archive
 
 
 class Command(BaseCommand):
