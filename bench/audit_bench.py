@@ -63,18 +63,6 @@ def _mute_event_receivers() -> None:
     event_recorded.sender_receivers_cache.clear()
 
 
-def _database_url() -> str:
-    from django.db import connection
-
-    settings_dict = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings_dict['NAME']}"
-    return (
-        f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD']}@{settings_dict['HOST']}:"
-        f"{settings_dict['PORT']}/{settings_dict['NAME']}"
-    )
-
-
 # --- worker mode (a writer process of benchmark 2) -----------------------------------------------
 
 
@@ -271,6 +259,7 @@ def bench_throughput(events_per_writer: int, writer_counts: list[int]) -> list[t
     from audit.models import AuditEvent
     from audit.sealing import seal_pending
     from audit.verification import verify_chain
+    from tests.support.servers import test_database_url
 
     results = []
     rates = {}
@@ -278,7 +267,7 @@ def bench_throughput(events_per_writer: int, writer_counts: list[int]) -> list[t
         before = AuditEvent.objects.count()
         env = {
             **os.environ,
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": test_database_url(),
             "DATABASE_POOL": "false",
             "TEST_VAR_DIR": str(settings.VAR_DIR),
             "AUDIT_SEAL_MODE": "background",

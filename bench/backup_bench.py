@@ -37,14 +37,10 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
 os.environ.setdefault("DATABASE_POOL", "false")
+
+from bench.support import run_in_scratch_database  # noqa: E402  (after the path and settings)
+
 MIB = 1024 * 1024
-
-
-def _scratch_database():
-    """A scratch database for this run (bench/support.py)."""
-    from bench.support import scratch_database
-
-    return scratch_database("backup-bench")
 
 
 def _fill(size_mb: int) -> int:
@@ -120,14 +116,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per figure (default 3)")
     args = parser.parse_args()
 
-    kind, cleanup = _scratch_database()
-    import django
-
-    django.setup()
-    try:
-        _run(kind, args)
-    finally:
-        cleanup()
+    run_in_scratch_database("backup-bench", lambda kind: _run(kind, args))
 
 
 def _run(kind: str, args) -> None:

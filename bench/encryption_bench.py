@@ -34,12 +34,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
 os.environ.setdefault("DATABASE_POOL", "false")
 
-
-def _scratch_database():
-    """A scratch database for this run (bench/support.py)."""
-    from bench.support import scratch_database
-
-    return scratch_database("encryption-bench")
+from bench.support import run_in_scratch_database  # noqa: E402  (after the path and settings)
 
 
 def _text(size: int) -> str:
@@ -79,14 +74,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per figure (default 5)")
     args = parser.parse_args()
 
-    kind, cleanup = _scratch_database()
-    import django
-
-    django.setup()
-    try:
-        _run(kind, args)
-    finally:
-        cleanup()
+    run_in_scratch_database("encryption-bench", lambda kind: _run(kind, args))
 
 
 def _bench_size(size: int, repeat: int, *, rounds: int, metadata: dict) -> None:

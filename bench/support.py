@@ -42,3 +42,15 @@ def scratch_database(prefix: str) -> tuple[str, Callable[[], None]]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     return "PostgreSQL", drop
+
+
+def run_in_scratch_database(prefix: str, run: Callable[[str], None]) -> None:
+    """Set Django up on a new scratch database, call ``run(description)``, then drop the database."""
+    description, cleanup = scratch_database(prefix)
+    import django
+
+    django.setup()
+    try:
+        run(description)
+    finally:
+        cleanup()
