@@ -158,7 +158,9 @@ def test_sighup_reloads_the_workers_without_a_failed_request(server):
     assert set(statuses) == {200}
     assert server.process.poll() is None
     after, _ = get(server, "/healthz")
-    assert access_entries(server, len(statuses) + 2)[-1]["request_id"] == after.getheader("X-Request-ID")
+    entries = access_entries(server, len(statuses) + 2)
+    assert len(entries) == len(statuses) + 2, "the reload doubled or lost access log lines"
+    assert entries[-1]["request_id"] == after.getheader("X-Request-ID")
 
 
 def test_sigterm_stops_the_server_with_exit_status_0(server):
