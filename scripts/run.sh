@@ -4,11 +4,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
 export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-config.settings.local}
+# The settings keep everything under VAR_DIR (default ./var); so does this script.
+var=${VAR_DIR:-var}
 
-mkdir -p var/celery/broker var/celery/processed var/celery/control var/celery/results var/mail var/audit
-chmod 0700 var
+mkdir -p "$var"/celery/broker "$var"/celery/processed "$var"/celery/control "$var"/celery/results "$var"/mail "$var"/audit
+chmod 0700 "$var"
 $py manage.py migrate --noinput
 $py manage.py ensure_admin
+# Hashed names, a manifest and gzip copies under VAR_DIR/static, served by the app (WhiteNoise).
+$py manage.py collectstatic --noinput --verbosity 0
 
 pids=()
 stop() {
@@ -21,10 +25,10 @@ trap stop INT TERM EXIT
 
 .venv/bin/celery -A config worker --loglevel=INFO --concurrency=2 --hostname=worker@%h &
 pids+=($!)
-.venv/bin/celery -A config beat --loglevel=INFO --schedule=var/celery/beat-schedule &
+.venv/bin/celery -A config beat --loglevel=INFO --schedule="$var"/celery/beat-schedule &
 pids+=($!)
 echo "Console: http://127.0.0.1:8000/admin/   Health: http://127.0.0.1:8000/healthz"
-# --insecure: the development server serves the admin's static files with DEBUG off.
-$py manage.py runserver 127.0.0.1:8000 --insecure --noreload &
+# The production server and its configuration (docs/operations.md, "Serving"); WEB_BIND moves it.
+$py -m gunicorn -c deploy/gunicorn.conf.py &
 pids+=($!)
 wait -n "${pids[@]}"

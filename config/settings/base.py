@@ -69,6 +69,10 @@ MIDDLEWARE = [
     # Permissions-Policy, Cache-Control: no-store on API and authenticated responses (core/middleware.py).
     "core.middleware.SecurityHeadersMiddleware",
     "core.middleware.RequestContextMiddleware",
+    # Static files from STATIC_ROOT, with the request id and the headers above but not counted as
+    # traffic. It only serves the .gz/.br files collectstatic made: no dynamic response is
+    # compressed (BREACH, api.E003).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     # Counts served requests per status class for /metrics and the audit-silence detector.
     "monitoring.middleware.RequestCountMiddleware",
     # /api/ only: credentials in URLs, sunset endpoints, body size and content type, deprecation headers.
@@ -200,6 +204,14 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Served by the app (WhiteNoise), no CDN: collectstatic writes hashed names, a manifest and
+# gzip/brotli copies; hashed files are cached for ever.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Same-origin only (WhiteNoise's default adds Access-Control-Allow-Origin: * to every file).
+WHITENOISE_ALLOW_ALL_ORIGINS = False
 
 # ---------------------------------------------------------------------------------------------
 # Email: file backend under var/mail/ by default; SMTP when EMAIL_URL is set.

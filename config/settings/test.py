@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import DATABASES, env
+from config.settings.base import DATABASES, STORAGES, env
 
 DEBUG = False
 SECRET_KEY = "test-only-secret-key-not-for-any-deployment-0123456789abcdef"  # noqa: S105
@@ -18,6 +18,10 @@ ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 VAR_DIR = Path(env.str("TEST_VAR_DIR", default=tempfile.mkdtemp(prefix="ninaivalaigal-test-")))
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STATIC_ROOT = VAR_DIR / "static"
+# Pages render without collectstatic: the plain storage needs no manifest (tests/deploy collects
+# with the production storage for the real server). An empty STATIC_ROOT keeps WhiteNoise quiet.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # Argon2 stays first in production and local; tests hash with MD5 only to keep the suite fast.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

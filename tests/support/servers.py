@@ -1,4 +1,4 @@
-"""Start real servers for tests: Redis, and Celery workers that share the test database."""
+"""Start real servers for tests: Redis, and Celery workers and gunicorn that share the test database."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -119,3 +120,71 @@ def filesystem_broker(base: Path) -> tuple[str, dict]:
         "processed_folder": str(processed),
         "control_folder": str(base / "control"),
     }
+
+
+# The test settings with the production static storage (tests/deploy/settings.py).
+SERVED_SETTINGS_MODULE = "tests.deploy.settings"
+
+
+def served_env(**overrides: str) -> dict:
+    """The environment of a process serving the test database with ``SERVED_SETTINGS_MODULE``."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": SERVED_SETTINGS_MODULE,
+        "DATABASE_URL": test_database_url(),
+        "DATABASE_POOL": "false",
+        "TEST_VAR_DIR": str(settings.VAR_DIR),
+        "LOG_FORMAT": "json",
+        **overrides,
+    }
+
+
+@dataclass
+class WebServer:
+    """A running gunicorn: its master process, base URL and log files (access: stdout, errors: stderr)."""
+
+    process: subprocess.Popen
+    port: int
+    access_log: Path
+    error_log: Path
+
+    def access_lines(self) -> list[str]:
+        return self.access_log.read_text(errors="replace").splitlines()
+
+    def error_text(self) -> str:
+        return self.error_log.read_text(errors="replace")
+
+
+@contextmanager
+def gunicorn_server(*, extra_env: dict | None = None, timeout: float = 30.0):
+    """Run real gunicorn with deploy/gunicorn.conf.py on a free loopback port against the test database.
+
+    The static files must be collected first (``manage.py collectstatic`` with ``served_env()``).
+    """
+    port = free_port()
+    env = served_env(WEB_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="1", WEB_GRACEFUL_TIMEOUT="10",
+                     **(extra_env or {}))
+    access_log = Path(settings.VAR_DIR) / f"gunicorn-{port}.access.log"
+    error_log = Path(settings.VAR_DIR) / f"gunicorn-{port}.error.log"
+    with open(access_log, "wb") as stdout, open(error_log, "wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(PROJECT_DIR / "deploy" / "gunicorn.conf.py")],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    server = WebServer(process=process, port=port, access_log=access_log, error_log=error_log)
+    try:
+        wait_for_port(port, timeout=timeout)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.returncode not in (0, -15):
+            sys.stderr.write(server.error_text()[-4000:])
