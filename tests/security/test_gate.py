@@ -196,3 +196,14 @@ def test_workflow_pins_every_action_by_commit_and_reads_contents_only():
     assert re.search(r"^permissions:\n  contents: read\n\n", workflow, re.MULTILINE)
     assert workflow.count("permissions:") == 1  # no job asks for more
     assert "pip-audit --strict" in workflow and "trivy\" image" in workflow.replace("/bin/trivy", "trivy")
+
+
+def test_hadolint_and_trivy_config_check_a_containerfile_once_there_is_one(tmp_path):
+    root = copy_gate(tmp_path)
+    (root / "deploy" / "Containerfile").write_text(
+        "FROM localhost/base:1\nRUN apt-get update && apt-get install -y curl\nADD . /app\nUSER root\n"
+    )
+    result = run_gate(root, "--only", "hadolint,trivy-config")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "    deploy/Containerfile:3 DL3020: Use COPY instead of ADD" in result.stdout
+    assert "    deploy/Containerfile:4 DS-0002: Image user should not be 'root' (HIGH)" in result.stdout
