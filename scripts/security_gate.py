@@ -275,7 +275,7 @@ def check_detect_secrets(acceptances: list[Acceptance]) -> Result:
     try:
         known = baseline.load(baseline.load_from_file(SECRETS_BASELINE), filename=SECRETS_BASELINE)
         found = SecretsCollection()
-        found.scan_files(*files, num_processors=1)
+        found.scan_files(*files, num_processors=2)
     finally:
         os.chdir(cwd)
     audited = {(secret.filename, secret.secret_hash, secret.type): secret.is_secret for _name, secret in known}
@@ -315,8 +315,8 @@ def update_secrets_baseline() -> int:
     new.merge(old)
     baseline.save_to_file(new, SECRETS_BASELINE)
     unaudited = sum(1 for _name, secret in new if secret.is_secret is None)
-    print(f"{SECRETS_BASELINE}: {sum(1 for _ in new)} entries, {unaudited} to audit: "
-          f"{TOOLS / 'detect-secrets'} audit {SECRETS_BASELINE}")
+    audit = os.path.relpath(TOOLS / "detect-secrets", ROOT)
+    print(f"{SECRETS_BASELINE}: {sum(1 for _ in new)} entries, {unaudited} to audit: {audit} audit {SECRETS_BASELINE}")
     return 0
 
 
