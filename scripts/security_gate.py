@@ -104,7 +104,7 @@ def load_acceptances() -> list[Acceptance]:
     return acceptances
 
 
-def judge(tool: str, findings: list[Finding], acceptances: list[Acceptance], passed: str) -> Result:
+def judge(findings: list[Finding], acceptances: list[Acceptance], passed: str) -> Result:
     """Fail on every finding that no acceptance covers."""
     open_findings = []
     accepted = 0
@@ -173,7 +173,7 @@ def check_bandit(acceptances: list[Acceptance]) -> Result:
     lines = report["metrics"]["_totals"]["loc"]
     others = ", ".join(f"{count} {severity}" for severity, count in sorted(below.items()))
     passed = f"no high-severity finding in {lines} lines of {', '.join(targets)}"
-    return judge("bandit", findings, acceptances, passed + (f"; {others} below the gate's threshold" if others else ""))
+    return judge(findings, acceptances, passed + (f"; {others} below the gate's threshold" if others else ""))
 
 
 def check_semgrep(acceptances: list[Acceptance]) -> Result:
@@ -207,7 +207,7 @@ def check_semgrep(acceptances: list[Acceptance]) -> Result:
         )
     rule_count = sum(len(_rule_ids(path)) for path in (ROOT / SEMGREP_RULES).glob("*.yml"))
     passed = f"{rule_count} rules of {SEMGREP_RULES} on {', '.join(targets)}"
-    return judge("semgrep", findings, acceptances, passed + (f"; {below} below ERROR" if below else ""))
+    return judge(findings, acceptances, passed + (f"; {below} below ERROR" if below else ""))
 
 
 def _rule_ids(path: Path) -> list[str]:
@@ -239,7 +239,7 @@ def check_zizmor(acceptances: list[Acceptance]) -> Result:
         findings.append(Finding("zizmor", item["ident"], path, line, f"{item['desc']} ({severity})"))
     workflows = sorted(p.name for p in (ROOT / ".github/workflows").glob("*.y*ml"))
     passed = f"no finding in {', '.join(workflows)} (offline audits, auditor persona)"
-    return judge("zizmor", findings, acceptances, passed)
+    return judge(findings, acceptances, passed)
 
 
 def scanned_files() -> list[str]:
@@ -295,7 +295,7 @@ def check_detect_secrets(acceptances: list[Acceptance]) -> Result:
             baseline_entries.append(Finding("detect-secrets", secret.type, filename, secret.line_number,
                                             f"audited in {SECRETS_BASELINE}, but {ACCEPTED_FILE} gives no reason"))
     # An audited entry passes only with a reason in the accepted-findings file; a new secret never.
-    result = judge("detect-secrets", baseline_entries, acceptances, "")
+    result = judge(baseline_entries, acceptances, "")
     findings += result.findings
     if findings:
         return Result("failed", f"{len(findings)} finding{'s' if len(findings) != 1 else ''}", findings)
@@ -423,7 +423,7 @@ def check_django_deploy(acceptances: list[Acceptance]) -> Result:
             findings.append(Finding("django-deploy", check_id, "config/settings/production.py", 0, f"{head}: {text}"))
     if process.returncode != 0 and not findings:
         return tool_error("manage.py check --deploy", process)
-    return judge("django-deploy", findings, acceptances,
+    return judge(findings, acceptances,
                  "manage.py check --deploy --fail-level WARNING: no issue on production settings")
 
 
@@ -441,7 +441,7 @@ def check_hadolint(acceptances: list[Acceptance]) -> Result:
             findings.append(Finding("hadolint", item["code"], CONTAINERFILE, item["line"], item["message"]))
         else:
             below += 1
-    return judge("hadolint", findings, acceptances,
+    return judge(findings, acceptances,
                  f"no error in {CONTAINERFILE}" + (f"; {below} warning/info below the threshold" if below else ""))
 
 
@@ -473,7 +473,7 @@ def check_trivy_config(acceptances: list[Acceptance]) -> Result:
             else:
                 below += 1
     targets = ", ".join(f"deploy/{target['Target']}" for target in results)
-    return judge("trivy-config", findings, acceptances,
+    return judge(findings, acceptances,
                  f"{targets}: {passed} checks passed" + (f"; {below} low/medium below the threshold" if below else ""))
 
 
