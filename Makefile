@@ -37,4 +37,4 @@ migrate: venv
 	$(PY) manage.py migrate --noinput
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-security .pytest_cache .ruff_cache

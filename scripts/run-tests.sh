@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole suite: lint, then pytest on SQLite, then pytest on a throwaway PostgreSQL server.
+# The whole suite: lint, the security gate (docs/security-gate.md), then pytest on SQLite, then
+# pytest on a throwaway PostgreSQL server.
 # Exits non-zero if any part fails or if the PostgreSQL part ran no tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,10 @@ status=0
 echo "== ruff"
 $py -m ruff check .
 ruff_rc=$?
+
+echo "== security gate"
+scripts/security-checks.sh
+gate_rc=$?
 
 echo "== pytest on SQLite"
 $py -m pytest "$@"
@@ -27,6 +32,7 @@ summary() {
 }
 echo "== summary"
 if [ "$ruff_rc" -eq 0 ]; then echo "ruff: passed"; else echo "ruff: FAILED"; status=1; fi
+if [ "$gate_rc" -eq 0 ]; then echo "security gate: passed"; else echo "security gate: FAILED (scripts/security-checks.sh)"; status=1; fi
 summary "SQLite suite" "$sqlite_rc"
 summary "PostgreSQL suite" "$postgres_rc"
 [ "$sqlite_rc" -eq 0 ] && [ "$postgres_rc" -eq 0 ] || status=1
