@@ -171,15 +171,18 @@ def read_aws_json_secret(
         client = _client(region=region, endpoint_url=endpoint_url, timeout=timeout)
         response = client.get_secret_value(SecretId=secret_id)
     except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code") or "ClientError")
+        code = str(error.response.get("Error", {}).get("Code") or "")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        # AWS's error code; only the HTTP status when the answer carried none that botocore could read.
+        label = code if code and not code.isdigit() else f"HTTP {status or code}"
         if code in _MISSING_CODES:
-            raise SecretStoreError(f"{secret} does not exist ({code}).", code="missing") from None
-        if code in _REFUSED_CODES:
+            raise SecretStoreError(f"{secret} does not exist ({label}).", code="missing") from None
+        if code in _REFUSED_CODES or status in (401, 403):
             raise SecretStoreError(
-                f"{AWS_SECRETS_MANAGER} refused to read secret {secret_id!r} ({code}).", code="refused"
+                f"{AWS_SECRETS_MANAGER} refused to read secret {secret_id!r} ({label}).", code="refused"
             ) from None
         raise SecretStoreError(
-            f"{AWS_SECRETS_MANAGER} failed reading secret {secret_id!r} ({code}).", code="failed"
+            f"{AWS_SECRETS_MANAGER} failed reading secret {secret_id!r} ({label}).", code="failed"
         ) from None
     except NoRegionError:
         raise SecretStoreError(
