@@ -147,6 +147,24 @@ def forget_clients() -> None:
         _clients.clear()
 
 
+def client_error(secret_id: str, response: dict) -> SecretStoreError:
+    """The ``SecretStoreError`` for AWS's error answer ``response`` (botocore's parsed form).
+
+    AWS's error code is named; only the HTTP status when the answer carried none that botocore
+    could read (moto_server answers IAM refusals in XML, for one). AWS's message is left out.
+    """
+    secret = describe_aws_secret(secret_id)
+    code = str(response.get("Error", {}).get("Code") or "")
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    label = code if code and not code.isdigit() else f"HTTP {status or code}"
+    if code in _MISSING_CODES:
+        return SecretStoreError(f"{secret} does not exist ({label}).", code="missing")
+    if code in _REFUSED_CODES or status in (401, 403):
+        message = f"{AWS_SECRETS_MANAGER} refused to read secret {secret_id!r} ({label})."
+        return SecretStoreError(message, code="refused")
+    return SecretStoreError(f"{AWS_SECRETS_MANAGER} failed reading secret {secret_id!r} ({label}).", code="failed")
+
+
 def read_aws_json_secret(
     secret_id: str, *, region: str = "", endpoint_url: str = "", timeout: float = 5.0, region_setting: str
 ) -> dict[str, str]:
@@ -171,19 +189,7 @@ def read_aws_json_secret(
         client = _client(region=region, endpoint_url=endpoint_url, timeout=timeout)
         response = client.get_secret_value(SecretId=secret_id)
     except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code") or "")
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        # AWS's error code; only the HTTP status when the answer carried none that botocore could read.
-        label = code if code and not code.isdigit() else f"HTTP {status or code}"
-        if code in _MISSING_CODES:
-            raise SecretStoreError(f"{secret} does not exist ({label}).", code="missing") from None
-        if code in _REFUSED_CODES or status in (401, 403):
-            raise SecretStoreError(
-                f"{AWS_SECRETS_MANAGER} refused to read secret {secret_id!r} ({label}).", code="refused"
-            ) from None
-        raise SecretStoreError(
-            f"{AWS_SECRETS_MANAGER} failed reading secret {secret_id!r} ({label}).", code="failed"
-        ) from None
+        raise client_error(secret_id, error.response) from None
     except NoRegionError:
         raise SecretStoreError(
             f"No AWS region to read {secret}: set {region_setting} (or AWS_REGION).", code="configuration"

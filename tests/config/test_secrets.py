@@ -226,3 +226,30 @@ def test_an_optional_secret_that_nothing_gives_is_empty(provider_environment):
     assert core_settings.secret_from_environment("NOT_IN_THE_DOCUMENT") == ""
     with pytest.raises(ImproperlyConfigured, match="NOT_IN_THE_DOCUMENT is not set: AWS Secrets Manager secret"):
         core_settings.secret_from_environment("NOT_IN_THE_DOCUMENT", required=True)
+
+
+def test_without_a_region_the_start_stops_naming_the_setting(provider_environment, monkeypatch):
+    monkeypatch.delenv("SECRETS_AWS_REGION")
+    with pytest.raises(ImproperlyConfigured) as caught:
+        core_settings.secret_from_environment("SECRET_KEY", required=True)
+    assert str(caught.value) == (
+        f"Cannot read SECRET_KEY: No AWS region to read AWS Secrets Manager secret '{SECRET_ID}': set "
+        "SECRETS_AWS_REGION (or AWS_REGION)."
+    )
+
+
+def test_the_environment_provider_names_the_variable_and_its_file(monkeypatch, tmp_path):
+    monkeypatch.delenv("SECRETS_PROVIDER", raising=False)
+    monkeypatch.delenv("SOME_SECRET", raising=False)
+    monkeypatch.delenv("SOME_SECRET_FILE", raising=False)
+    with pytest.raises(ImproperlyConfigured) as caught:
+        core_settings.secret_from_environment("SOME_SECRET", required=True)
+    assert str(caught.value) == (
+        "Set the SOME_SECRET environment variable (or SOME_SECRET_FILE); production has no default for it."
+    )
+    monkeypatch.setenv("SOME_SECRET_FILE", str(tmp_path / "absent"))
+    with pytest.raises(ImproperlyConfigured) as caught:
+        core_settings.secret_from_environment("SOME_SECRET", required=True)
+    assert str(caught.value) == (
+        f"SOME_SECRET_FILE points at '{tmp_path / 'absent'}', which cannot be read: No such file or directory"
+    )

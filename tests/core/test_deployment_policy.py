@@ -85,3 +85,42 @@ def test_the_message_names_the_host_but_never_a_credential_in_the_url():
         "X_URL uses plain http to 10.0.0.5: secrets would cross the network unencrypted; use https (plain http is "
         "allowed only to a loopback address)."
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# How AWS's error answers read (the shapes botocore parses from AWS; moto_server gives some of them
+# in tests/encryption/test_aws.py, AWS's JSON refusal it cannot).
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("code", "status", "message", "kind"),
+    [
+        ("AccessDeniedException", 400, "AWS Secrets Manager refused to read secret 'prod/app' (AccessDeniedException).",
+         "refused"),
+        ("DecryptionFailure", 400, "AWS Secrets Manager refused to read secret 'prod/app' (DecryptionFailure).",
+         "refused"),
+        ("403", 403, "AWS Secrets Manager refused to read secret 'prod/app' (HTTP 403).", "refused"),
+        ("ResourceNotFoundException", 400,
+         "AWS Secrets Manager secret 'prod/app' does not exist (ResourceNotFoundException).", "missing"),
+        ("InternalServiceError", 500, "AWS Secrets Manager failed reading secret 'prod/app' (InternalServiceError).",
+         "failed"),
+    ],
+)  # fmt: skip
+def test_aws_error_answers_name_the_code_never_the_message(code, status, message, kind):
+    from core.secret_stores import client_error
+
+    response = {
+        "Error": {"Code": code, "Message": "User: arn:aws:iam::123456789012:user/app is not authorized"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    error = client_error("prod/app", response)
+    assert (str(error), error.code) == (message, kind)
+
+
+def test_an_unreachable_aws_is_named_by_its_endpoint_or_region():
+    from core.secret_stores import _where
+
+    assert _where("https://vpce-1.secretsmanager.eu-west-1.vpce.amazonaws.com", "eu-west-1") == (
+        " at vpce-1.secretsmanager.eu-west-1.vpce.amazonaws.com"
+    )
+    assert _where("http://user:password@127.0.0.1:4566/x", "") == " at 127.0.0.1:4566"
+    assert _where("", "eu-west-1") == " (region eu-west-1)"
