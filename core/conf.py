@@ -15,6 +15,27 @@ DEFAULTS = {
         "midi=(), payment=(), picture-in-picture=(), publickey-credentials-get=(self), "
         "screen-wake-lock=(), sync-xhr=(), usb=(), xr-spatial-tracking=()"
     ),
+    # What these settings relax of production's policy, by name from RELAXATIONS below; only
+    # config.settings.staging sets it, never the environment (names).
+    "SECURITY_RELAXATIONS": (),
 }
 _settings = AppSettings(DEFAULTS)
 get = _settings.get
+
+# Everything a settings module may relax of production's policy (config/settings/staging.py says
+# why each is relaxed there; core/checks.py refuses any other name).
+RELAXATIONS = {
+    # core/checks.py: an HSTS max-age (SECURE_HSTS_SECONDS) shorter than one year.
+    "short-hsts",
+    # core/secret_stores.py: plain http to a key provider (ENCRYPTION_AWS_ENDPOINT_URL,
+    # ENCRYPTION_VAULT_URL) at an IP address of a private network, not only at a loopback address.
+    "plain-http-to-private-network",
+}
+
+
+def relaxed(name: str) -> bool:
+    """Whether the settings relax the policy item ``name`` (one of ``RELAXATIONS``)."""
+    if name not in RELAXATIONS:
+        raise ValueError(f"Unknown relaxation {name!r}; expected one of {', '.join(sorted(RELAXATIONS))}.")
+    relaxations = get("SECURITY_RELAXATIONS")
+    return isinstance(relaxations, list | tuple | set | frozenset) and name in relaxations

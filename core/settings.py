@@ -6,17 +6,27 @@ module, ``override_settings`` or pytest-django's ``settings`` fixture changes th
 modules take from the environment only what an operator sets per deployment, with
 ``settings_from_environment`` and ``secret_from_environment``; ``tests/config/test_env_example.py``
 finds the variables by these two names, so call them with literal names.
+
+Deployment secrets (``secret_from_environment``) come from the variable ``NAME``, the file that
+``NAME_FILE`` names, or, with ``SECRETS_PROVIDER=aws``, the field ``NAME`` of one AWS Secrets
+Manager secret (``SECRETS_AWS_SECRET_ID``, a JSON object of names to values), read once per
+process when the settings load. A secret given twice (the secret's field and ``NAME`` or
+``NAME_FILE``) is refused rather than one silently winning.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
 import environ
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from core import secret_stores
 
 # Read as the settings modules' own ``environ.Env()`` reads (``$NAME`` values refer to NAME).
 _environment = environ.Env()
@@ -47,11 +57,63 @@ def settings_from_environment(**readers: Callable[[str], Any]) -> dict[str, Any]
     return {name: read(name) for name, read in readers.items() if name in _environment.ENVIRON}
 
 
-def secret_from_environment(name: str, *, required: bool = False) -> str:
-    """Return the variable ``name``, or the content of the file ``name_FILE`` names (mounted secrets).
+# Where deployment secrets come from besides NAME and NAME_FILE (SECRETS_PROVIDER).
+SECRETS_PROVIDERS = ("environment", "aws")
+# One request to the secrets provider at start: connect and read timeout (seconds).
+SECRETS_PROVIDER_TIMEOUT = 5.0
 
-    ``required``: refuse to start without it, with a message naming the variable. The value never
-    appears in a message.
+
+def secrets_provider() -> str:
+    """The provider of deployment secrets, ``SECRETS_PROVIDER`` (default ``environment``)."""
+    name = os.environ.get("SECRETS_PROVIDER", "") or "environment"
+    if name not in SECRETS_PROVIDERS:
+        raise ImproperlyConfigured(f"SECRETS_PROVIDER is {name!r}; expected one of {', '.join(SECRETS_PROVIDERS)}.")
+    return name
+
+
+@functools.cache
+def _aws_secrets_document(secret_id: str, region: str, endpoint_url: str) -> dict[str, str]:
+    """The secrets document, read once per process (a failure is not cached: the start stops)."""
+    return secret_stores.read_aws_json_secret(
+        secret_id,
+        region=region,
+        endpoint_url=endpoint_url,
+        timeout=SECRETS_PROVIDER_TIMEOUT,
+        region_setting="SECRETS_AWS_REGION",
+    )
+
+
+def forget_provider_secrets() -> None:
+    """Forget the secrets document read from the provider (tests; a process reads it once)."""
+    _aws_secrets_document.cache_clear()
+    secret_stores.forget_clients()
+
+
+def _from_provider(name: str) -> tuple[str, str]:
+    """``(value, where)`` of ``name`` from the secrets provider; ``("", where)`` if it has none."""
+    if secrets_provider() == "environment":
+        return "", ""
+    secret_id = os.environ.get("SECRETS_AWS_SECRET_ID", "") or "ninaivalaigal/deployment"
+    endpoint_url = os.environ.get("SECRETS_AWS_ENDPOINT_URL", "")
+    where = f"{secret_stores.describe_aws_secret(secret_id)} (SECRETS_PROVIDER=aws)"
+    # Checked before the first request: deployment secrets are read before any settings module
+    # could relax anything, so plain http is allowed to a loopback address only, everywhere.
+    problem = endpoint_url and secret_stores.endpoint_problem(endpoint_url, setting="SECRETS_AWS_ENDPOINT_URL")
+    if problem:
+        raise ImproperlyConfigured(f"Cannot read {name}: {problem}")
+    try:
+        document = _aws_secrets_document(secret_id, os.environ.get("SECRETS_AWS_REGION", ""), endpoint_url)
+    except secret_stores.SecretStoreError as error:
+        raise ImproperlyConfigured(f"Cannot read {name}: {error}") from None
+    return document.get(name, "").strip(), where
+
+
+def secret_from_environment(name: str, *, required: bool = False) -> str:
+    """Return the deployment secret ``name``: the variable ``name``, the content of the file
+    ``name_FILE`` names (mounted secrets), or the field ``name`` of the secrets provider's secret.
+
+    ``required``: refuse to start without it, with a message naming the secret and where it was
+    looked for. The value never appears in a message.
     """
     file_path = _environment.str(f"{name}_FILE", default="")
     if file_path:
@@ -64,7 +126,17 @@ def secret_from_environment(name: str, *, required: bool = False) -> str:
             ) from None
     else:
         value = _environment.str(name, default="")
+    provided, where = _from_provider(name)
+    if provided and (file_path or value):
+        given = f"{name}_FILE" if file_path else name
+        raise ImproperlyConfigured(f"{name} is given twice, by {given} and by {where}: keep one.")
+    value = provided or value
     if required and not value:
+        if where:
+            raise ImproperlyConfigured(
+                f"{name} is not set: {where} has no field {name!r}, and neither {name} nor {name}_FILE is in "
+                "the environment; production has no default for it."
+            )
         raise ImproperlyConfigured(
             f"Set the {name} environment variable (or {name}_FILE); production has no default for it."
         )

@@ -11,7 +11,7 @@ from core.settings import AppSettings
 
 DEFAULTS = {
     # --- Key rings ---
-    # Where key rings come from: "environment", "file" or "vault" (provider).
+    # Where key rings come from: "environment", "file", "vault" or "aws" (provider).
     "ENCRYPTION_KEY_PROVIDER": "environment",
     # Key rings of the environment provider, "id:BASE64KEY,id:BASE64KEY", the first encrypts (key ring).
     "ENCRYPTION_FIELD_KEYS": "",
@@ -35,6 +35,15 @@ DEFAULTS = {
     "ENCRYPTION_VAULT_CA_FILE": "",
     # Timeout of one request to Vault (seconds).
     "ENCRYPTION_VAULT_TIMEOUT": 5.0,
+    # AWS Secrets Manager provider: the secret whose JSON object maps each purpose to its key
+    # ring; credentials come from boto3's own chain, never from a setting (secret name or ARN).
+    "ENCRYPTION_AWS_SECRET_ID": "ninaivalaigal/encryption",
+    # Its region; empty: boto3's own (AWS_REGION, AWS_DEFAULT_REGION, the profile) (region).
+    "ENCRYPTION_AWS_REGION": "",
+    # Its endpoint, for a VPC endpoint or a local test server; empty: AWS's for the region (URL).
+    "ENCRYPTION_AWS_ENDPOINT_URL": "",
+    # Connect and read timeout of one request to AWS (seconds).
+    "ENCRYPTION_AWS_TIMEOUT": 5.0,
     # A resolved key ring is reused this long before the provider is read again (seconds).
     "ENCRYPTION_KEY_CACHE_SECONDS": 60,
     # Fernet keys of django-encrypted-model-fields, only to read its old values (keys).

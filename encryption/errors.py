@@ -19,8 +19,8 @@ class KeyConfigurationError(EncryptionError, ImproperlyConfigured):
     """A key ring cannot be built: no key, a malformed or duplicated key, an unknown provider.
 
     ``code`` is one of ``"missing"``, ``"malformed"``, ``"duplicate"``, ``"provider"`` (the
-    provider could not be reached or refused us) and ``"unknown-provider"``; the system checks
-    map it to their ids.
+    provider could not be reached or refused us), ``"insecure"`` (an endpoint the policy refuses)
+    and ``"unknown-provider"``; the system checks map it to their ids.
     """
 
     def __init__(self, message: str, *, purpose: str | None = None, code: str = "malformed") -> None:
@@ -30,10 +30,15 @@ class KeyConfigurationError(EncryptionError, ImproperlyConfigured):
 
 
 class KeyProviderError(KeyConfigurationError):
-    """The key provider (a file, HashiCorp Vault) could not be read right now."""
+    """The key provider (a file, HashiCorp Vault, AWS Secrets Manager) could not give the key ring.
 
-    def __init__(self, message: str, *, purpose: str | None = None) -> None:
-        super().__init__(message, purpose=purpose, code="provider")
+    ``code`` is ``"provider"`` (unreachable, refused) unless the store answered that the secret
+    or the purpose's field is not there (``"missing"``) or not a JSON object (``"malformed"``).
+    The key ring already resolved is kept while the provider fails (``encryption/keyring.py``).
+    """
+
+    def __init__(self, message: str, *, purpose: str | None = None, code: str = "provider") -> None:
+        super().__init__(message, purpose=purpose, code=code)
 
 
 class DecryptionError(EncryptionError):

@@ -1,10 +1,11 @@
 """The key ring: an ordered set of named keys per purpose. The first key encrypts, all decrypt.
 
 Purposes (``PURPOSES``) never share keys, so one leaked key exposes one kind of data. Keys come
-from ``ENCRYPTION_KEY_PROVIDER`` (``environment``, ``file`` or ``vault``, each holding
+from ``ENCRYPTION_KEY_PROVIDER`` (``environment``, ``file``, ``vault`` or ``aws``, each holding
 ``id:BASE64KEY`` text per purpose) and are resolved when used, then cached for
 ``ENCRYPTION_KEY_CACHE_SECONDS``: a new primary key reaches every process without a restart
 (the environment provider excepted). Crypto core: Django, cryptography, hvac (lazily),
+``core`` (its settings and ``core.secret_stores``, which imports boto3 lazily),
 ``encryption.errors`` and its settings (``encryption.conf``) only.
 Why: docs/decisions/key-ring.md; the providers: docs/encryption.md.
 """
@@ -27,20 +28,22 @@ from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.core.signals import setting_changed
 
+from core import conf as core_conf
+from core import secret_stores
 from encryption import conf
 from encryption.errors import KeyConfigurationError, KeyProviderError, UnknownKeyError
 
 logger = logging.getLogger(__name__)
 
 PURPOSES = ("field", "blind_index", "audit_chain", "backup", "audit_archive")
-PROVIDERS = ("environment", "file", "vault")
+PROVIDERS = ("environment", "file", "vault", "aws")
 # AES-256-GCM and HMAC-SHA256 keys: 32 random bytes (NIST SP 800-38D, RFC 2104 §3).
 KEY_LENGTH = 32
 KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # The key id under which ``encryption_keys status`` counts django-encrypted-model-fields tokens.
 LEGACY_FERNET_KEY_ID = "legacy-fernet"
 # After a failed refresh (provider unreachable) the previous ring is kept this long (seconds)
-# before the provider is asked again, so an outage of Vault does not stop reads and writes.
+# before the provider is asked again, so an outage of Vault or AWS does not stop reads and writes.
 PROVIDER_RETRY_SECONDS = 5.0
 
 
@@ -253,6 +256,11 @@ def _vault_token() -> str:
     return conf.get("ENCRYPTION_VAULT_TOKEN") or ""
 
 
+def _vault_secret_name() -> str:
+    mount = conf.get("ENCRYPTION_VAULT_MOUNT") or "secret"
+    return f"Vault KV v2 secret {mount}/{conf.get('ENCRYPTION_VAULT_PATH')}"
+
+
 def read_vault_secret() -> dict:
     """Read the key secret from HashiCorp Vault KV v2; return its data (purpose -> key text)."""
     import hvac  # Imported only when the Vault provider is used.
@@ -263,6 +271,7 @@ def read_vault_secret() -> dict:
         raise KeyConfigurationError(
             "ENCRYPTION_KEY_PROVIDER is 'vault' but ENCRYPTION_VAULT_URL is not set.", code="missing"
         )
+    refuse_insecure_endpoint(url, setting="ENCRYPTION_VAULT_URL")
     token = _vault_token()
     if not token:
         raise KeyConfigurationError(
@@ -280,13 +289,13 @@ def read_vault_secret() -> dict:
         timeout=conf.get("ENCRYPTION_VAULT_TIMEOUT"),
         namespace=conf.get("ENCRYPTION_VAULT_NAMESPACE") or None,
     )
-    where = f"Vault KV v2 secret {mount}/{path}"
+    where = _vault_secret_name()
     try:
         response = client.secrets.kv.v2.read_secret_version(path=path, mount_point=mount, raise_on_deleted_version=True)
     except hvac.exceptions.Forbidden:
         raise KeyProviderError(f"Vault refused the token when reading {where} (403).") from None
     except hvac.exceptions.InvalidPath:
-        raise KeyConfigurationError(f"{where} does not exist (404).", code="missing") from None
+        raise KeyProviderError(f"{where} does not exist (404).", code="missing") from None
     except hvac.exceptions.VaultError as error:
         raise KeyProviderError(f"Vault failed reading {where}: {type(error).__name__}.") from None
     except requests.RequestException as error:
@@ -300,18 +309,73 @@ def read_vault_secret() -> dict:
     return data
 
 
-def _read_vault(purpose: str) -> tuple[str, str]:
-    data = read_vault_secret()
-    source = f"Vault secret field {purpose!r}"
+def ring_text_from_document(data: dict, purpose: str, *, where: str) -> tuple[str, str]:
+    """Return ``(key ring text, source)`` of ``purpose`` from a provider's document.
+
+    Vault's KV v2 data and the AWS secret's JSON object alike map each purpose to
+    ``id:BASE64KEY,...`` text (a list of entries is joined). ``where`` names the provider and the
+    secret; a missing or empty field is a ``KeyProviderError`` naming both, never a key.
+    """
+    source = f"field {purpose!r} of {where}"
     value = data.get(purpose)
     if not value:
-        raise KeyConfigurationError(f"No {purpose} key: {source} is missing or empty.", purpose=purpose, code="missing")
+        raise KeyProviderError(f"No {purpose} key: {source} is missing or empty.", purpose=purpose, code="missing")
     if isinstance(value, list | tuple):
         value = ",".join(value)
     return str(value), source
 
 
-_READERS = {"environment": _read_environment, "file": _read_file, "vault": _read_vault}
+def _read_vault(purpose: str) -> tuple[str, str]:
+    return ring_text_from_document(read_vault_secret(), purpose, where=_vault_secret_name())
+
+
+def refuse_insecure_endpoint(url: str, *, setting: str) -> None:
+    """Refuse, before any request, a plain-http endpoint of a key provider that the policy refuses.
+
+    Plain http only to a loopback address, or to a private network's IP address where the
+    settings relax ``plain-http-to-private-network`` (staging); ``KeyConfigurationError``
+    (code ``"insecure"``) otherwise.
+    """
+    problem = secret_stores.endpoint_problem(
+        url, setting=setting, private_network_allowed=core_conf.relaxed("plain-http-to-private-network")
+    )
+    if problem:
+        raise KeyConfigurationError(problem, code="insecure")
+
+
+def read_aws_secret() -> dict:
+    """Read the key secret from AWS Secrets Manager; return its JSON object (purpose -> key text).
+
+    Credentials come from boto3's own chain, never from these settings (``core/secret_stores.py``).
+    """
+    secret_id = conf.get("ENCRYPTION_AWS_SECRET_ID") or ""
+    if not secret_id:
+        raise KeyConfigurationError(
+            "ENCRYPTION_KEY_PROVIDER is 'aws' but ENCRYPTION_AWS_SECRET_ID is not set.", code="missing"
+        )
+    endpoint_url = conf.get("ENCRYPTION_AWS_ENDPOINT_URL") or ""
+    if endpoint_url:
+        refuse_insecure_endpoint(endpoint_url, setting="ENCRYPTION_AWS_ENDPOINT_URL")
+    try:
+        document = secret_stores.read_aws_json_secret(
+            secret_id,
+            region=conf.get("ENCRYPTION_AWS_REGION") or "",
+            endpoint_url=endpoint_url,
+            timeout=conf.get("ENCRYPTION_AWS_TIMEOUT"),
+            region_setting="ENCRYPTION_AWS_REGION",
+        )
+    except secret_stores.SecretStoreError as error:
+        code = error.code if error.code in ("missing", "malformed") else "provider"
+        raise KeyProviderError(str(error), code=code) from None
+    return document
+
+
+def _read_aws(purpose: str) -> tuple[str, str]:
+    where = secret_stores.describe_aws_secret(conf.get("ENCRYPTION_AWS_SECRET_ID"))
+    return ring_text_from_document(read_aws_secret(), purpose, where=where)
+
+
+_READERS = {"environment": _read_environment, "file": _read_file, "vault": _read_vault, "aws": _read_aws}
 
 
 def load_key_ring(purpose: str) -> KeyRing:
@@ -412,11 +476,13 @@ def get_legacy_fernet() -> MultiFernet | None:
 def invalidate_key_cache() -> None:
     """Forget every resolved key ring: the next use asks the provider again.
 
-    Call it after changing keys in a file or in Vault to skip the wait of
+    Call it after changing keys in a file, in Vault or in AWS to skip the wait of
     ``ENCRYPTION_KEY_CACHE_SECONDS``; a change of an ``ENCRYPTION_*`` setting calls it itself.
+    The AWS clients go too, so changed credentials or settings are picked up.
     """
     with _lock:
         _cache.clear()
+        secret_stores.forget_clients()
 
 
 def _on_setting_changed(*, setting: str, **kwargs) -> None:

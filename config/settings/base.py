@@ -15,7 +15,7 @@ import environ
 from csp import constants as csp_constants
 
 from accounts import conf as accounts_conf
-from core.settings import settings_from_environment
+from core.settings import secret_from_environment, settings_from_environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -109,9 +109,10 @@ TEMPLATES = [
 ]
 
 # ---------------------------------------------------------------------------------------------
-# Database: SQLite under var/ by default; DATABASE_URL=postgres://... for the scaled-out path.
+# Database: SQLite under var/ by default; DATABASE_URL=postgres://... for the scaled-out path. The
+# URL carries the password: a deployment secret (the variable, DATABASE_URL_FILE or SECRETS_PROVIDER).
 # ---------------------------------------------------------------------------------------------
-DATABASE_URL = env.str("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
+DATABASE_URL = secret_from_environment("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # Django's backends plus the audit trail's commit: the events a transaction records are written
@@ -214,9 +215,10 @@ STORAGES = {
 WHITENOISE_ALLOW_ALL_ORIGINS = False
 
 # ---------------------------------------------------------------------------------------------
-# Email: file backend under var/mail/ by default; SMTP when EMAIL_URL is set.
+# Email: file backend under var/mail/ by default; SMTP when EMAIL_URL (a deployment secret: it
+# carries the SMTP password) is set.
 # ---------------------------------------------------------------------------------------------
-EMAIL_URL = env.str("EMAIL_URL", default="")
+EMAIL_URL = secret_from_environment("EMAIL_URL")
 if EMAIL_URL:
     vars().update(env.email_url_config(EMAIL_URL))
 else:
@@ -393,7 +395,7 @@ vars().update(
 )
 
 # Encryption (encryption/keyring.py explains providers, key text and caching): where the keys come
-# from, the key rings or their folder or Vault, the legacy Fernet keys, and the backups' folder,
+# from, the key rings or their folder or Vault or AWS secret, the legacy Fernet keys, and the backups' folder,
 # retention, verification account and PostgreSQL client programs. PG_BINDIR (which
 # scripts/with-postgres.sh exports) stands in for ENCRYPTION_BACKUP_PG_BINDIR when that is unset.
 if env.str("PG_BINDIR", default=""):
@@ -414,6 +416,9 @@ vars().update(
         ENCRYPTION_VAULT_PATH=env.str,
         ENCRYPTION_VAULT_NAMESPACE=env.str,
         ENCRYPTION_VAULT_CA_FILE=env.str,
+        ENCRYPTION_AWS_SECRET_ID=env.str,
+        ENCRYPTION_AWS_REGION=env.str,
+        ENCRYPTION_AWS_ENDPOINT_URL=env.str,
         ENCRYPTION_LEGACY_FERNET_KEYS=env.list,
         FIELD_ENCRYPTION_KEY=env.list,
         ENCRYPTION_BACKUP_DIR=env.str,

@@ -1,6 +1,9 @@
-"""Production: every secret from the environment (or a mounted file), no defaults, HTTPS only.
+"""Production: every secret from the environment, a mounted file or AWS Secrets Manager, no defaults, HTTPS only.
 
-A missing secret stops the start with a message naming the variable.
+Each deployment secret is read once, here, by ``core.settings.secret_from_environment``: the
+variable ``NAME``, the file ``NAME_FILE`` names, or with ``SECRETS_PROVIDER=aws`` the field
+``NAME`` of the secret ``SECRETS_AWS_SECRET_ID`` (docs/operations.md, "Secrets"). A missing
+secret stops the start with a message naming it and where it was looked for.
 """
 
 from django.core.exceptions import ImproperlyConfigured
@@ -14,8 +17,8 @@ SECRET_KEY = secret_from_environment("SECRET_KEY", required=True)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
 if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("Set the ALLOWED_HOSTS environment variable (comma-separated host names).")
-if not env.str("DATABASE_URL", default=""):
-    raise ImproperlyConfigured("Set the DATABASE_URL environment variable (postgres://user:password@host:5432/name).")
+# base.py built DATABASES from the same secret; here it is required (postgres://user:password@host:5432/name).
+DATABASE_URL = secret_from_environment("DATABASE_URL", required=True)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # Encryption keys have no default here: encryption/checks.py refuses a missing, malformed,
@@ -35,16 +38,18 @@ CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_NAME = "__Host-sessionid"
 CSRF_COOKIE_NAME = "__Host-csrftoken"
 
-EMAIL_URL = env.str("EMAIL_URL", default="")
-if EMAIL_URL:
-    vars().update(env.email_url_config(EMAIL_URL))
+# EMAIL_URL (the SMTP password inside) is a deployment secret too; base.py configured email from it.
 
 # As in base: every handler passes records through the audit sanitiser: no secret, token, OTP, key or
 # memory content reaches a log line, and control characters cannot forge one (ASVS V7.1.1, V7.3.1).
 
 
-# API keys: the HMAC key of their stored hashes may come from a mounted file (API_KEY_HASH_KEY_FILE) as well
-# as from API_KEY_HASH_KEY (base.py); without either it is derived from SECRET_KEY (api/keys.py), so
-# rotating SECRET_KEY would invalidate every key.
-if env.str("API_KEY_HASH_KEY_FILE", default=""):
-    API_KEY_HASH_KEY = secret_from_environment("API_KEY_HASH_KEY", required=True)
+# The other deployment secrets, each left to its app's default when nothing gives it: the HMAC key of
+# stored API-key hashes (without it, derived from SECRET_KEY, so rotating SECRET_KEY would invalidate
+# every key: api/keys.py), the monitoring webhook's HMAC secret and the /metrics bearer token.
+_optional_secrets = {
+    "API_KEY_HASH_KEY": secret_from_environment("API_KEY_HASH_KEY"),
+    "MONITORING_WEBHOOK_SECRET": secret_from_environment("MONITORING_WEBHOOK_SECRET"),
+    "MONITORING_METRICS_TOKEN": secret_from_environment("MONITORING_METRICS_TOKEN"),
+}
+vars().update({name: value for name, value in _optional_secrets.items() if value})

@@ -95,3 +95,18 @@ def test_checks_report_an_unreachable_vault_and_plain_http(vault, settings):
     assert {message.id for message in check_encryption_keys()} == {"encryption.W001"}
     vault.stop()
     assert "encryption.E007" in {message.id for message in check_encryption_keys()}
+
+
+def test_plain_http_to_vault_outside_loopback_is_refused_before_any_request(vault, settings, monkeypatch):
+    # Should a regression send the request anyway, it goes to a closed loopback port, not the network.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    settings.ENCRYPTION_VAULT_URL = "http://10.0.0.5:8200"
+    with pytest.raises(KeyConfigurationError) as caught:
+        get_key_ring("field")
+    assert caught.value.code == "insecure"
+    assert str(caught.value) == (
+        "ENCRYPTION_VAULT_URL uses plain http to 10.0.0.5: secrets would cross the network unencrypted; use https "
+        "(plain http is allowed only to a loopback address)."
+    )
+    assert vault.requests == []
+    assert [message.id for message in check_encryption_keys()] == ["encryption.E009"]

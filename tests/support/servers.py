@@ -1,4 +1,4 @@
-"""Start real servers for tests: Redis, and Celery workers and gunicorn that share the test database."""
+"""Start real servers for tests: Redis, moto's AWS API server, and Celery workers and gunicorn that share the test database."""
 
 from __future__ import annotations
 
@@ -58,6 +58,91 @@ def redis_server():
         process.terminate()
         process.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# What boto3 needs against moto's server, and nothing that could reach AWS or this machine's own AWS
+# configuration: fixed test credentials, no shared config files, and no instance metadata service
+# (boto3 would otherwise ask the link-local address 169.254.169.254 for credentials).
+AWS_TEST_REGION = "eu-west-1"
+AWS_TEST_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing-access-key-id",
+    "AWS_SECRET_ACCESS_KEY": "testing-secret-access-key-0123456789",
+    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+# Variables of boto3's chain that the tests never inherit from the machine.
+AWS_INHERITED_VARIABLES = (
+    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION",
+    "AWS_DEFAULT_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+)  # fmt: skip
+
+
+@contextmanager
+def moto_server():
+    """Run moto's AWS API server (``python -m moto.server``) on a free loopback port; yield its URL.
+
+    A real HTTP server that speaks the AWS APIs (Secrets Manager, IAM...) with their error codes;
+    ``moto_reset`` empties it between tests, ``moto_enforce_iam`` turns its IAM checks on.
+    """
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key not in AWS_INHERITED_VARIABLES}
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env={**env, **AWS_TEST_ENVIRONMENT},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            try:
+                wait_for_port(port, timeout=60)
+            except TimeoutError:
+                log.seek(0)
+                output = log.read()[-2000:].decode(errors="replace")
+                raise RuntimeError(f"moto_server did not start: {output}") from None
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _moto_post(url: str, path: str, body: bytes = b"") -> None:
+    import urllib.request
+
+    # Not a form: moto reads the raw body, which Flask hides for form content types.
+    request = urllib.request.Request(
+        f"{url}{path}", data=body, method="POST", headers={"Content-Type": "application/octet-stream"}
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
+def moto_reset(url: str) -> None:
+    """Empty every store of the moto server at ``url`` and turn its IAM checks off."""
+    _moto_post(url, "/moto-api/reset")
+    _moto_post(url, "/moto-api/reset-auth", b"inf")
+
+
+def moto_enforce_iam(url: str) -> None:
+    """From now on the moto server checks every request's signature and IAM permissions."""
+    _moto_post(url, "/moto-api/reset-auth", b"0")
+
+
+def aws_client(url: str, service: str, **credentials: str):
+    """A boto3 client of ``service`` on the moto server at ``url`` (the test credentials by default)."""
+    import boto3
+
+    return boto3.session.Session(
+        aws_access_key_id=credentials.get("access_key_id", AWS_TEST_ENVIRONMENT["AWS_ACCESS_KEY_ID"]),
+        aws_secret_access_key=credentials.get("secret_access_key", AWS_TEST_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"]),
+        region_name=AWS_TEST_REGION,
+    ).client(service, endpoint_url=url)
 
 
 def test_database_url() -> str:
