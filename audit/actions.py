@@ -112,6 +112,7 @@ class Action(models.TextChoices):
     BACKUP_VERIFIED = "system.backup_verified", "Backup verified"
     BACKUP_FAILED = "system.backup_failed", "Backup failed"
     SCHEDULED_JOB_FAILED = "system.scheduled_job_failed", "Scheduled job failed"
+    PROCESS_STARTED = "system.process_started", "Process started"
 
     # --- Monitoring -------------------------------------------------------------------------
     ALERT_RAISED = "monitoring.alert_raised", "Alert raised"

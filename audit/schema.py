@@ -319,6 +319,22 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
         "task_id": ("str", "the Celery task id"),
         "error": ("str", "class name of the exception (never its message)"),
     },
+    Action.PROCESS_STARTED: {
+        "role": ("str", "which process: web, worker or beat"),
+        "pid": ("int", "its process id"),
+        "host": ("str", "the host name it runs on"),
+        "uid": ("int | str", "effective user id (unknown when unreadable)"),
+        "gid": ("int | str", "effective group id (unknown when unreadable)"),
+        "root_fs_writable": ("bool | str", "whether the root filesystem is mounted writable (unknown when unreadable)"),
+        "root_fs_source": ("str", "what answered that: mountinfo, write_probe or unknown"),
+        "cap_effective": ("list[str] | str", "effective capabilities by name (unknown when unreadable)"),
+        "cap_permitted": ("list[str] | str", "permitted capabilities by name (unknown when unreadable)"),
+        "cap_bounding": ("list[str] | str", "bounding set by name (unknown when unreadable)"),
+        "no_new_privs": ("bool | str", "whether no_new_privs is set (unknown when unreadable)"),
+        "container": ("bool", "whether a sign of a container was found (best effort)"),
+        "container_evidence": ("str", "the sign found (/.dockerenv, cgroup:kubepods, ...), empty when none"),
+        "revision": ("str", "the image revision (IMAGE_REVISION; unknown when unset, invalid when malformed)"),
+    },
     # --- Monitoring ------------------------------------------------------------------------
     Action.ALERT_RAISED: {
         "detector": ("str", "the detector that raised it"),

@@ -27,6 +27,8 @@ class MonitoringConfig(AppConfig):
         celery_signals.task_prerun.connect(receivers.task_started, weak=False, dispatch_uid="monitoring.job_start")
         celery_signals.task_postrun.connect(receivers.task_finished, weak=False, dispatch_uid="monitoring.job_end")
         celery_signals.task_failure.connect(receivers.task_failed, weak=False, dispatch_uid="monitoring.job_failed")
+        celery_signals.worker_ready.connect(receivers.worker_ready, weak=False, dispatch_uid="monitoring.worker_ready")
+        celery_signals.beat_init.connect(receivers.beat_init, weak=False, dispatch_uid="monitoring.beat_init")
         auth_signals.user_logged_in.connect(receivers.user_logged_in, dispatch_uid="monitoring.user_logged_in")
         auth_signals.user_login_failed.connect(receivers.user_login_failed, dispatch_uid="monitoring.user_login_failed")
         post_migrate.connect(sync_after_migrate, sender=self, dispatch_uid="monitoring.sync_beat_schedule")

@@ -7,8 +7,10 @@ import urllib.parse
 
 from django.core.checks import Error, Tags, register
 
+from core.posture import CAPABILITY_NAMES
 from monitoring import conf
 from monitoring.models import NotificationChannel, Severity
+from monitoring.posture import CHECK_NAMES
 
 SECRET_MIN_LENGTH = 32
 POSITIVE_SETTINGS = (
@@ -44,6 +46,7 @@ POSITIVE_SETTINGS = (
     "MONITORING_NOTIFICATION_RETRY_MAX_SECONDS",
     "MONITORING_NOTIFICATION_RATE_LIMIT",
     "MONITORING_NOTIFICATION_RATE_WINDOW_SECONDS",
+    "MONITORING_POSTURE_DEDUPE_WINDOW_SECONDS",
 )
 
 
@@ -121,5 +124,33 @@ def check_monitoring_settings(app_configs=None, **kwargs):
                 f"MONITORING_READINESS_CHECKS names unknown checks: {', '.join(sorted(unknown))}.",
                 id="monitoring.E008",
             )
+        )
+    errors.extend(_posture_errors())
+    return errors
+
+
+def _posture_errors() -> list[Error]:
+    errors = []
+    baseline = conf.get("MONITORING_POSTURE_CAPABILITY_BASELINE")
+    if not isinstance(baseline, list | tuple):
+        problem = f"not a list ({type(baseline).__name__})"
+    else:
+        problem = ", ".join(repr(name) for name in baseline if name not in CAPABILITY_NAMES)
+    if problem:
+        errors.append(
+            Error(
+                "MONITORING_POSTURE_CAPABILITY_BASELINE must list Linux capabilities by name, such as "
+                f"cap_net_bind_service: {problem}.",
+                id="monitoring.E009",
+            )
+        )
+    checks = conf.get("MONITORING_POSTURE_CHECKS")
+    if not isinstance(checks, list | tuple) or not set(checks) <= set(CHECK_NAMES):
+        errors.append(
+            Error(f"MONITORING_POSTURE_CHECKS must list some of: {', '.join(CHECK_NAMES)}.", id="monitoring.E010")
+        )
+    if conf.get("MONITORING_POSTURE_SEVERITY") not in {severity.label for severity in Severity}:
+        errors.append(
+            Error("MONITORING_POSTURE_SEVERITY must be low, medium, high or critical.", id="monitoring.E011")
         )
     return errors

@@ -76,6 +76,15 @@ DEFAULTS = {
     "MONITORING_JOB_LATE_GRACE_SECONDS": 600,
     # Job runs kept for the console (days).
     "MONITORING_JOB_RUN_RETENTION_DAYS": 30,
+    # Process posture (system.process_started, detector process_posture). Effective capabilities a
+    # process may hold without an alert; default none (names, e.g. cap_net_bind_service).
+    "MONITORING_POSTURE_CAPABILITY_BASELINE": [],
+    # What raises the alert: root_user (uid 0), root_fs_writable, capabilities beyond the baseline (names).
+    "MONITORING_POSTURE_CHECKS": ["root_user", "root_fs_writable", "capabilities"],
+    # Its severity: high; the embedded default (config/settings/local.py) says low (severity name).
+    "MONITORING_POSTURE_SEVERITY": "high",
+    # Later starts of one role on one host fold into its open alert within this window (seconds).
+    "MONITORING_POSTURE_DEDUPE_WINDOW_SECONDS": 604800,
     # --- Alerts and notifications ---
     # Repeated triggers with the same dedupe key within this window update one alert (seconds).
     "MONITORING_ALERT_DEDUPE_WINDOW_SECONDS": 3600,

@@ -5,6 +5,9 @@ by the ``monitoring.heartbeat`` job) and the last run of beat. When Celery runs 
 (tests, a single-process set-up) there is no separate worker or beat to check and those two
 report ``ok`` with ``"mode": "eager"``. Failures report an error class or an age, never a
 message that could leak a host name or a credential.
+
+Readiness also shows the runtime posture of the web process that answers (``process_posture``):
+reported beside the checks, never a reason to be unready.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from django.utils import timezone
 
 from monitoring import conf
 from monitoring.database import database_health
+from monitoring.posture import posture_summary
 
 
 def check_database() -> dict:
@@ -108,3 +112,11 @@ def readiness() -> dict[str, dict]:
 def failing_checks(results: dict[str, dict]) -> list[str]:
     """The names of the required checks that failed, sorted."""
     return sorted(name for name, result in results.items() if not result["ok"] and result.get("required", True))
+
+
+def process_posture() -> dict:
+    """The answering process's posture (``monitoring.posture.posture_summary``); an error class if unreadable."""
+    try:
+        return posture_summary()
+    except Exception as error:  # reported, never raised: posture does not decide readiness
+        return {"error": type(error).__name__}

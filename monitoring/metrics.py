@@ -2,7 +2,9 @@
 
 A custom collector on a private registry (nothing global, nothing per process), so every web
 process answers the same numbers. Counters come from the per-minute tallies: they restart lower
-when old tallies are pruned, which Prometheus treats as a counter reset. The metrics (prefix
+when old tallies are pruned, which Prometheus treats as a counter reset. The ``process_*`` figures
+are the exception: the runtime posture of the web process that answers the scrape, read then
+(``monitoring.posture``; a figure it could not read is left out). The metrics (prefix
 ``ninaivalaigal_``) and what each counts: docs/monitoring.md (Health and metrics).
 """
 
@@ -10,13 +12,15 @@ from __future__ import annotations
 
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from monitoring import selectors
 from monitoring.models import JobOutcome
+from monitoring.posture import posture_summary
 
 PREFIX = "ninaivalaigal_"
+PROCESS_ROLE = "web"  # /metrics is answered by a web process
 
 
 def _age(now, moment) -> float | None:
@@ -82,6 +86,30 @@ class MonitoringCollector:
             age = _age(now, moment)
             if age is not None:
                 yield GaugeMetricFamily(f"{PREFIX}{name}", help_text, value=age)
+
+        yield from self.collect_posture()
+
+    def collect_posture(self):
+        """The answering process's posture; a figure that could not be read is left out."""
+        posture = posture_summary()
+        yield InfoMetricFamily(
+            f"{PREFIX}process", "The answering process: its role and image revision.",
+            value={"role": PROCESS_ROLE, "revision": str(posture["revision"])},
+        )
+        if type(posture["uid"]) is int:
+            yield GaugeMetricFamily(f"{PREFIX}process_uid", "Effective user id of the process.", value=posture["uid"])
+        for name, help_text in (
+            ("root_fs_writable", "1 when the root filesystem is mounted writable, else 0."),
+            ("no_new_privs", "1 when no_new_privs is set (no privilege gain through exec), else 0."),
+        ):
+            if isinstance(posture[name], bool):
+                yield GaugeMetricFamily(f"{PREFIX}process_{name}", help_text, value=1.0 if posture[name] else 0.0)
+        if isinstance(posture["extra_capabilities"], list):
+            yield GaugeMetricFamily(
+                f"{PREFIX}process_extra_capabilities",
+                "Effective capabilities beyond MONITORING_POSTURE_CAPABILITY_BASELINE.",
+                value=len(posture["extra_capabilities"]),
+            )
 
 
 def render_metrics() -> tuple[bytes, str]:

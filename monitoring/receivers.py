@@ -1,4 +1,4 @@
-"""How monitoring listens: the audit signal, Celery's task signals and Django's auth signals.
+"""How monitoring listens: the audit signal, Celery's task and start signals, Django's auth signals.
 
 No rule lives here. Each receiver hands an id to a Celery task or calls one service, and none
 can break its sender: errors are logged (the scheduled sweep and the outbox catch up).
@@ -75,6 +75,28 @@ def task_failed(sender=None, task_id=None, exception=None, **kwargs) -> None:
         job_run_fail(task_name=sender.name, task_id=task_id, error=exception or RuntimeError())
     except Exception:
         logger.exception("could not record the failure of job %s", sender.name)
+
+
+# --- Celery's start signals → the process's posture -------------------------------------------
+# worker_ready, not worker_process_init: it is sent once by the worker's main process when it
+# consumes (Celery clears its callback after the first call, so a broker reconnection does not send
+# it again), whatever the pool. worker_process_init is sent in every pool child, again each time
+# one is replaced (max-tasks-per-child, a crash), never by the prefork main process: a record per
+# child of a posture the children inherit unchanged from the main process (fork keeps uid,
+# capabilities and mounts) would be noise. Celery's own --uid/--gid drop happens before, so the main process shows
+# the posture its children run with.
+def worker_ready(sender=None, **kwargs) -> None:
+    """Record the worker's posture (``system.process_started``, role ``worker``)."""
+    from monitoring.services.posture import process_started_record_once
+
+    process_started_record_once(role="worker")
+
+
+def beat_init(sender=None, **kwargs) -> None:
+    """Record beat's posture (``system.process_started``, role ``beat``)."""
+    from monitoring.services.posture import process_started_record_once
+
+    process_started_record_once(role="beat")
 
 
 # --- Django auth signals → independent tallies (audit coverage) ------------------------------

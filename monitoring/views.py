@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET
 
 from core.requests import client_ip_from_meta
 from monitoring import conf
-from monitoring.health import failing_checks, readiness
+from monitoring.health import failing_checks, process_posture, readiness
 
 
 @never_cache
@@ -29,10 +29,13 @@ def healthz(request):
 @never_cache
 @require_GET
 def readyz(request):
-    """Readiness: database, cache, broker, worker heartbeat, beat; 503 naming the failing parts."""
+    """Readiness: database, cache, broker, worker heartbeat, beat; 503 naming the failing parts.
+
+    The body also shows this process's runtime posture (``posture``), which never fails readiness.
+    """
     checks = readiness()
     failing = failing_checks(checks)
-    body = {"status": "ok" if not failing else "unavailable", "checks": checks}
+    body = {"status": "ok" if not failing else "unavailable", "checks": checks, "posture": process_posture()}
     if failing:
         body["failing"] = failing
     return JsonResponse(body, status=503 if failing else 200)

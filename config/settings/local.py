@@ -16,3 +16,8 @@ ENCRYPTION_KEYS_DIR = env.str("ENCRYPTION_KEYS_DIR", default="") or str(VAR_DIR 
 if ENCRYPTION_KEY_PROVIDER == "file" and not env.str("ENCRYPTION_KEYS_DIR", default=""):
     for _purpose in ("field", "blind_index", "audit_chain", "backup", "audit_archive"):
         load_or_create_key_file(Path(ENCRYPTION_KEYS_DIR), _purpose)
+
+# A developer's processes run as themselves or as root, on a writable disk: the process_posture
+# detector still reports that, once per role, as a low alert (the console shows it; the default
+# routes notify no one). Deployments keep the app default, high (monitoring/conf.py).
+MONITORING_POSTURE_SEVERITY = "low"

@@ -29,6 +29,7 @@ from monitoring.detectors.system import (
     JobFailedDetector,
     JobLateDetector,
     KeyRotationFailureDetector,
+    ProcessPostureDetector,
 )
 
 __all__ = ["DETECTORS", "Detector", "Finding", "detector_get", "detectors_for_action", "watched_actions"]
@@ -52,6 +53,7 @@ DETECTORS: tuple[Detector, ...] = (
     AuditChainFailureDetector(),
     BackupFailureDetector(),
     KeyRotationFailureDetector(),
+    ProcessPostureDetector(),
 )
 
 

@@ -6,6 +6,8 @@
 * ``audit_chain_failure``: the audit chain failed verification.
 * ``backup_failure``: a backup or its verification failed.
 * ``key_rotation_failure``: an encryption key rotation failed.
+* ``process_posture``: a web, worker or beat process started as root, on a writable root
+  filesystem, or with effective capabilities beyond the baseline (``system.process_started``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from audit.schema import declared_key
 from monitoring import conf
 from monitoring.detectors.base import Detector, EventDetector, Finding
 from monitoring.models import JobRun, Severity, SubjectType, Tally
+from monitoring.posture import capabilities_beyond_baseline, posture_problems
 from monitoring.schedule import scheduled_task_names
 
 FAILED_OUTCOMES = (Outcome.FAILURE.value, Outcome.ERROR.value)
@@ -29,6 +32,11 @@ SELF_RECORDED_PREFIXES = ("system.", "monitoring.")
 JOB_TASK = declared_key("task", Action.SCHEDULED_JOB_FAILED)
 JOB_ERROR = declared_key("error", Action.SCHEDULED_JOB_FAILED)
 FIRST_BAD_SEQUENCE = declared_key("first_bad_sequence", Action.AUDIT_VERIFIED, Action.AUDIT_HEAD_PUBLISHED)
+PROCESS_ROLE = declared_key("role", Action.PROCESS_STARTED)
+PROCESS_HOST = declared_key("host", Action.PROCESS_STARTED)
+PROCESS_UID = declared_key("uid", Action.PROCESS_STARTED)
+PROCESS_ROOT_FS_WRITABLE = declared_key("root_fs_writable", Action.PROCESS_STARTED)
+PROCESS_CAP_EFFECTIVE = declared_key("cap_effective", Action.PROCESS_STARTED)
 
 
 class AuditSilenceDetector(Detector):
@@ -216,3 +224,58 @@ class KeyRotationFailureDetector(EventDetector):
 
     def judge(self, event: AuditEvent):
         return self.severity, SubjectType.SYSTEM, "encryption keys", "encryption key rotation failed", self.name
+
+
+class ProcessPostureDetector(EventDetector):
+    """A process started with more privilege than it needs: as root, on a writable root filesystem,
+    or with effective capabilities beyond ``MONITORING_POSTURE_CAPABILITY_BASELINE``.
+
+    One alert per host and role (``process_posture:<host>:<role>``) names every problem found;
+    later starts of that role on that host fold into it while it is open, within
+    ``MONITORING_POSTURE_DEDUPE_WINDOW_SECONDS``. The checks that apply are
+    ``MONITORING_POSTURE_CHECKS``; the severity is ``MONITORING_POSTURE_SEVERITY`` (high; low on the
+    embedded default, where a developer's processes usually run as themselves or as root on a
+    writable disk). A value the process could not read is not a problem by itself.
+    """
+
+    name = "process_posture"
+    title = "Process runs with more privilege than it needs"
+    severity = Severity.HIGH
+    actions = frozenset({Action.PROCESS_STARTED.value})
+
+    @staticmethod
+    def _context(event: AuditEvent) -> dict:
+        return event.context if isinstance(event.context, dict) else {}
+
+    @staticmethod
+    def _problems(context: dict) -> dict[str, str]:
+        return posture_problems(
+            uid=context.get(PROCESS_UID),
+            root_fs_writable=context.get(PROCESS_ROOT_FS_WRITABLE),
+            cap_effective=context.get(PROCESS_CAP_EFFECTIVE),
+        )
+
+    def judge(self, event: AuditEvent):
+        context = self._context(event)
+        problems = self._problems(context)
+        if not problems:
+            return None
+        role = str(context.get(PROCESS_ROLE) or "unknown")
+        host = str(context.get(PROCESS_HOST) or "unknown")
+        severity = Severity[str(conf.get("MONITORING_POSTURE_SEVERITY")).upper()]
+        return (
+            severity,
+            SubjectType.SYSTEM,
+            f"{role} on {host}",
+            f"the {role} process on {host} " + "; ".join(problems.values()),
+            f"{self.name}:{host}:{role}",
+        )
+
+    def on_event(self, event: AuditEvent) -> list[Finding]:
+        findings = super().on_event(event)
+        context = self._context(event)
+        for finding in findings:
+            finding.counts["problems"] = list(self._problems(context))
+            finding.counts["extra_capabilities"] = capabilities_beyond_baseline(context.get(PROCESS_CAP_EFFECTIVE))
+            finding.dedupe_window = conf.seconds("MONITORING_POSTURE_DEDUPE_WINDOW_SECONDS")
+        return findings

@@ -1,4 +1,6 @@
-"""Start real servers for tests: Redis, moto's AWS API server, and Celery workers and gunicorn that share the test database."""
+"""Start real servers for tests: Redis, moto's AWS API server, gunicorn, and Celery workers.
+
+The workers and gunicorn share the test database."""
 
 from __future__ import annotations
 
