@@ -16,7 +16,8 @@ class MfaAdminSite(AdminSite):
 
     The admin's own login form (one step, no code) is never served: ``/admin/login/`` redirects
     to the two-step login at ``/accounts/login/``, which comes back to ``next``. Its *Log out* is
-    the account pages' sign-out, so it ends the tracked session and records ``auth.logout``.
+    the account pages' sign-out, so it ends the tracked session and records ``auth.logout``; its
+    *Change password* is the account pages' password change.
     """
 
     # "View site": the account pages (``/`` would send a staff member straight back here).
@@ -41,3 +42,10 @@ class MfaAdminSite(AdminSite):
 
     # The CSRF check is logout_view's own (csrf_protect_audited), which records a refusal.
     logout.csrf_exempt = True
+
+    def password_change(self, request, extra_context=None):
+        """The account pages' password change: step-up, ``auth.password_changed``, other sessions ended, email.
+
+        Django's admin form would change the password with none of these.
+        """
+        return HttpResponseRedirect(reverse("accounts:password_change"))
