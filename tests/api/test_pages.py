@@ -203,5 +203,6 @@ def test_the_consoles_change_password_is_the_account_pages_audited_one(key_admin
     assert 'href="/admin/password_change/"' in html
     response = console.get("/admin/password_change/")
     assert response.status_code == 302 and response["Location"] == "/accounts/password/change/"
-    response = console.post("/admin/password_change/", {"old_password": "x", "new_password1": "y", "new_password2": "y"})
+    form = {"old_password": "x", "new_password1": "y", "new_password2": "y"}
+    response = console.post("/admin/password_change/", form)
     assert response.status_code == 302 and response["Location"] == "/accounts/password/change/"

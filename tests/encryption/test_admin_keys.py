@@ -63,7 +63,9 @@ def test_the_page_shows_every_key_ring_and_says_which_are_not_counted(superuser,
     for purpose in ("field", "blind_index"):
         usage = encryption_key_usage(purpose=purpose)
         primary = usage.primary_id
-        row = re.search(rf"<td><code>{primary}</code></td>\s*<td>(\d+)</td>\s*<td>primary \(encrypts\)</td>", sections[purpose])
+        row = re.search(
+            rf"<td><code>{primary}</code></td>\s*<td>(\d+)</td>\s*<td>primary \(encrypts\)</td>", sections[purpose]
+        )
         assert row and int(row.group(1)) == usage.totals.get(primary, 0), purpose
         assert "not counted" not in sections[purpose]
     assert encryption_key_usage(purpose="field").totals  # the field ring's count is not a trivial zero
