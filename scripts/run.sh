@@ -9,6 +9,8 @@ mkdir -p var/celery/broker var/celery/processed var/celery/control var/celery/re
 chmod 0700 var
 $py manage.py migrate --noinput
 $py manage.py ensure_admin
+# The generated first-administrator password once more, after the services' start-up output.
+$py manage.py ensure_admin --remind --after 15 &
 
 pids=()
 stop() {
