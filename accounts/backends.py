@@ -24,9 +24,11 @@ class NormalisedUsernameBackend(ModelBackend):
             return None
         if request is not None:
             from accounts.services.authentication import Result, password_check
-            from core.requests import client_ip
+            from core.requests import base_url, client_ip
 
-            check = password_check(username=username, password=password, client_ip=client_ip(request))
+            check = password_check(
+                username=username, password=password, client_ip=client_ip(request), base_url=base_url(request)
+            )
             return check.user if check.result is Result.OK else None
         return super().authenticate(request, username=normalise_username(username), password=password)
 

@@ -60,8 +60,6 @@ DEFAULTS = {
     "ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR": 0.4,
     # Email the user when they sign in from a device and IP they never used before (switch).
     "ACCOUNTS_NOTIFY_NEW_LOGIN": True,
-    # scheme://host of links in emails; empty: the host of the request that caused the email (URL).
-    "ACCOUNTS_SITE_URL": "",
     # Audit events shown on /accounts/security/ (events).
     "ACCOUNTS_SECURITY_EVENTS_SHOWN": 20,
     # Where a login goes when it has no safe ``next`` (URL name).

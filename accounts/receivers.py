@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.contrib.auth.signals import user_logged_in
+from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.db.models.signals import m2m_changed, post_save
 
 from accounts.services import privileges, sessions
@@ -14,6 +14,12 @@ def _session_begin(sender, request, user, **kwargs):
     if request is None or not hasattr(request, "session"):
         return
     sessions.session_begin(request=request, user=user, method=getattr(user, "authentication_method", "other"))
+
+
+def _session_end(sender, request, user, **kwargs):
+    if request is None or not hasattr(request, "session"):
+        return
+    sessions.session_logged_out(request=request, user=user)
 
 
 def _user_saved(sender, instance, created, update_fields=None, raw=False, **kwargs):
@@ -39,6 +45,7 @@ _group_permissions_changed = _m2m_handler("group_permissions")
 def connect() -> None:
     user_model = get_user_model()
     user_logged_in.connect(_session_begin, dispatch_uid="accounts.session_begin")
+    user_logged_out.connect(_session_end, dispatch_uid="accounts.session_end")
     post_save.connect(_user_saved, sender=user_model, dispatch_uid="accounts.user_privileges_saved")
     m2m_changed.connect(_groups_changed, sender=user_model.groups.through, dispatch_uid="accounts.groups")
     m2m_changed.connect(

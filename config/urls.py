@@ -4,11 +4,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from accounts.views.account import home_view
 from api import views as api_views
 from encryption import admin_views as encryption_admin_views
 from monitoring import views as health_views
 
 urlpatterns = [
+    # "/": staff to the console, everyone else to their account page (a visitor signs in first).
+    path("", home_view, name="home"),
     # A console page of the encryption app (key usage, rotation), behind the admin's MFA check.
     path("admin/encryption/keys/", admin.site.admin_view(encryption_admin_views.key_ring_view), name="encryption-keys"),
     path("admin/", admin.site.urls),

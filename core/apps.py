@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.core import checks
 
 
 class CoreConfig(AppConfig):
@@ -7,6 +6,4 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
-        from core.checks import check_deployment_policy
-
-        checks.register(check_deployment_policy, checks.Tags.security)
+        from core import checks  # noqa: F401 - registers the system checks

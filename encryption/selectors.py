@@ -17,6 +17,9 @@ from encryption.keyring import LEGACY_FERNET_KEY_ID, get_key_ring
 COUNT_CHUNK_SIZE = 2000
 # Stored text that is neither an nv1 token nor a legacy Fernet token.
 NOT_A_TOKEN = "not-a-token"  # noqa: S105 - a label, not a secret
+# The purposes whose use is rows in tables, which ``encryption_key_usage`` counts. The others
+# (audit_chain, backup, audit_archive) protect MACs of the audit chain and files.
+COUNTED_PURPOSES = ("field", "blind_index")
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ def encryption_key_usage(*, purpose: str, using: str = "default") -> KeyUsage:
     ``legacy-fernet``) or ``blind_index`` (blind-index columns). Key ids no longer in the ring are
     counted too: those rows cannot be read until the key comes back.
     """
-    if purpose not in ("field", "blind_index"):
+    if purpose not in COUNTED_PURPOSES:
         raise ValueError("Row counts exist for the 'field' and 'blind_index' purposes only.")
     usage = KeyUsage(purpose=purpose, ring_ids=get_key_ring(purpose).ids)
     for item in encrypted_model_list():
@@ -108,6 +111,7 @@ def encryption_key_usage(*, purpose: str, using: str = "default") -> KeyUsage:
 
 
 __all__ = [
+    "COUNTED_PURPOSES",
     "LEGACY_FERNET_KEY_ID",
     "NOT_A_TOKEN",
     "EncryptedModel",

@@ -15,13 +15,18 @@ $py manage.py ensure_admin
 $py manage.py collectstatic --noinput --verbosity 0
 
 pids=()
+reminder=""
 stop() {
   trap - INT TERM EXIT
   echo "Stopping worker, beat and web server..."
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}" $reminder; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap stop INT TERM EXIT
+# The generated first-administrator password once more, after the services' start-up output
+# (not in pids: its end must not stop the others).
+$py manage.py ensure_admin --remind --after 15 &
+reminder=$!
 
 .venv/bin/celery -A config worker --loglevel=INFO --concurrency=2 --hostname=worker@%h &
 pids+=($!)

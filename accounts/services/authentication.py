@@ -62,13 +62,16 @@ def username_is_acceptable(raw: str) -> bool:
     return not any(unicodedata.category(character) in {"Cc", "Cf", "Cs", "Co", "Cn"} for character in raw)
 
 
-def password_check(*, username: str, password: str, client_ip: str | None, purpose: str = "login") -> Check:
+def password_check(
+    *, username: str, password: str, client_ip: str | None, purpose: str = "login", base_url: str = ""
+) -> Check:
     """Check a username and password behind the lockout counters; record the decision.
 
     The attempt is counted before the password is hashed (``lockout.password_attempt_reserve``),
     so a locked client costs no hashing and concurrency cannot exceed the threshold; an unknown
     username is hashed against a dummy password so timing does not reveal it. Returns ``OK``
-    only for an active account with a verified email. Permission: none (anonymous).
+    only for an active account with a verified email. ``base_url``: the request's
+    ``scheme://host``, for the links of a lockout email. Permission: none (anonymous).
     """
     normalised = normalise_username(username or "")
     if not username_is_acceptable(normalised) or len(password or "") > PASSWORD_MAX_LENGTH:
@@ -100,7 +103,12 @@ def password_check(*, username: str, password: str, client_ip: str | None, purpo
         valid = user.check_password(password) and user.is_active
     if not valid:
         return _password_failed(
-            user=user, username=normalised, client_ip=client_ip, purpose=purpose, reservation=reservation
+            user=user,
+            username=normalised,
+            client_ip=client_ip,
+            purpose=purpose,
+            reservation=reservation,
+            base_url=base_url,
         )
     lockout.password_attempt_succeeded(username=normalised, client_ip=client_ip)
     if not user.email_verified:
@@ -115,7 +123,9 @@ def password_check(*, username: str, password: str, client_ip: str | None, purpo
     return Check(Result.OK, user=user)
 
 
-def _password_failed(*, user, username: str, client_ip: str | None, purpose: str, reservation) -> Check:
+def _password_failed(
+    *, user, username: str, client_ip: str | None, purpose: str, reservation, base_url: str = ""
+) -> Check:
     subject = user if user is not None else username
     # One statement when nothing locks (the usual case): no transaction needed around it.
     with transaction.atomic() if reservation.reached else contextlib.nullcontext():
@@ -144,6 +154,7 @@ def _password_failed(*, user, username: str, client_ip: str | None, purpose: str
                 user=user,
                 kind="account_locked",
                 context={"until": max(lock.until for lock in locks).isoformat(timespec="seconds"), "what": "passwords"},
+                base_url=base_url,
             )
     if locks:
         return Check(Result.LOCKED, user=None, retry_at=max(lock.until for lock in locks))
@@ -156,7 +167,9 @@ def login_password_step(*, request, username: str, password: str) -> Check:
     On ``MFA_REQUIRED`` the session key is rotated and holds only the pending user id and the
     time (the code must follow within ``ACCOUNTS_MFA_LOGIN_TIMEOUT``). Permission: none.
     """
-    check = password_check(username=username, password=password, client_ip=client_ip(request))
+    check = password_check(
+        username=username, password=password, client_ip=client_ip(request), base_url=base_url(request)
+    )
     if check.result is not Result.OK:
         if check.result is Result.EMAIL_UNVERIFIED:
             from accounts.services.lifecycle import email_verification_resend
@@ -233,7 +246,11 @@ def reauthenticate(*, request, password: str, code: str = "") -> tuple[Check, Ve
     """
     user = request.user
     check = password_check(
-        username=user.get_username(), password=password, client_ip=client_ip(request), purpose="step_up"
+        username=user.get_username(),
+        password=password,
+        client_ip=client_ip(request),
+        purpose="step_up",
+        base_url=base_url(request),
     )
     if check.result is not Result.OK or check.user.pk != user.pk:
         return check, None

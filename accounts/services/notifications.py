@@ -23,6 +23,7 @@ from django.utils.http import urlsafe_base64_encode
 
 import audit
 from accounts import conf, links
+from core.emails import absolute_url, site_url
 
 # kind -> subject line. Templates: templates/emails/accounts/<kind>.txt and .html.
 SUBJECTS = {
@@ -47,6 +48,8 @@ def notification_schedule(
     """Send the ``kind`` email to ``user`` (or ``to_email``) after the current transaction commits.
 
     ``context`` holds plain facts for the template (names, counts, times as ISO text): no secret.
+    ``base_url`` is the ``scheme://host`` of the request that caused the email, if any: links use
+    ``ACCOUNTS_SITE_URL`` first (``core.emails.site_url``).
     """
     if kind not in SUBJECTS:
         raise ValueError(f"unknown notification kind {kind!r}")
@@ -59,29 +62,31 @@ def notification_schedule(
             kind=kind,
             context=context or {},
             to_email=to_email,
-            base_url=base_url or conf.get("ACCOUNTS_SITE_URL"),
+            base_url=site_url(request_base_url=base_url),
         )
     )
 
 
 def _links(kind: str, user, context: dict, base_url: str, to_email: str) -> dict:
-    root = (base_url or "").rstrip("/")
+    def link(path: str) -> str:
+        return absolute_url(path, request_base_url=base_url)
+
     if kind == "email_verification":
         token = links.email_verification_token(user)
-        return {"action_url": root + reverse("accounts:verify_email", args=[token])}
+        return {"action_url": link(reverse("accounts:verify_email", args=[token]))}
     if kind == "password_reset":
         uid = urlsafe_base64_encode(force_bytes(user.pk))
         token = default_token_generator.make_token(user)
-        return {"action_url": root + reverse("accounts:password_reset_confirm", args=[uid, token])}
+        return {"action_url": link(reverse("accounts:password_reset_confirm", args=[uid, token]))}
     if kind == "email_change_confirm":
         token = links.email_change_token(user, to_email)
-        return {"action_url": root + reverse("accounts:email_change_confirm", args=[token])}
+        return {"action_url": link(reverse("accounts:email_change_confirm", args=[token]))}
     if kind in {"signup_existing_email", "account_locked", "backup_code_used", "new_login", "password_changed"}:
         return {
-            "reset_url": root + reverse("accounts:password_reset"),
-            "security_url": root + reverse("accounts:security"),
+            "reset_url": link(reverse("accounts:password_reset")),
+            "security_url": link(reverse("accounts:security")),
         }
-    return {"security_url": root + reverse("accounts:security")}
+    return {"security_url": link(reverse("accounts:security"))}
 
 
 def security_notification_send(

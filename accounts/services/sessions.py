@@ -182,13 +182,30 @@ def session_revoke_all(*, actor, user, keep: TrackedSession | None = None, reaso
 
 
 def session_logout(*, request) -> None:
-    """Log the request's user out: end the tracked session, record ``LOGOUT``, flush the session."""
-    user = request.user if request.user.is_authenticated else None
+    """Log the request's user out: end the tracked session, record ``LOGOUT``, flush the session.
+
+    The account pages' sign-out and the console's *Log out* (``accounts.admin_site``) call this.
+    Django's ``logout`` sends ``user_logged_out`` before it flushes the session; the receiver hands
+    over to ``session_logged_out``, which does the ending and the recording, so any other caller
+    of ``django.contrib.auth.logout`` is covered as well, and each way out records one event.
+    Permission: the request's own session.
+    """
+    with transaction.atomic():
+        django_logout(request)
+
+
+def session_logged_out(*, request, user) -> None:
+    """End the tracked session of a request being logged out and record ``LOGOUT`` (once).
+
+    Called from the ``user_logged_out`` receiver, while the session still holds the tracked
+    session's id. ``user`` is None when the request was not authenticated: nothing is recorded.
+    Permission: the request's own session.
+    """
     tracked_id = request.session.get(TRACKED_SESSION_KEY)
     tracked = TrackedSession.objects.filter(pk=tracked_id).first() if tracked_id else None
     with transaction.atomic():
-        if tracked_id:
-            _end(TrackedSession.objects.filter(pk=tracked_id), TrackedSession.EndReason.LOGOUT, timezone.now())
+        if tracked is not None:
+            _end(TrackedSession.objects.filter(pk=tracked.pk), TrackedSession.EndReason.LOGOUT, timezone.now())
         if user is not None:
             audit.record(
                 action=audit.Action.LOGOUT,
@@ -196,7 +213,6 @@ def session_logout(*, request) -> None:
                 subject=user,
                 target=_target(tracked) if tracked else None,
             )
-    django_logout(request)
 
 
 def step_up_record(*, request, user, device=None) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from accounts import links
 from accounts.decorators import csrf_protect_audited, step_up_required
@@ -28,6 +29,18 @@ from accounts.selectors import (
 from accounts.services import lifecycle
 from accounts.services.sessions import session_revoke, session_revoke_all
 from core.requests import base_url
+
+
+@never_cache
+@require_safe
+def home_view(request):
+    """``/``: staff to the console, everyone else to their account page, a visitor to the login first.
+
+    The login comes back to ``/``, which then sends the user on by role.
+    """
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    return redirect("admin:index" if request.user.is_staff else "accounts:security")
 
 
 @never_cache

@@ -26,6 +26,7 @@ from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from core.emails import absolute_url
 from monitoring import conf, webhooks
 from monitoring.models import (
     Alert,
@@ -258,7 +259,10 @@ def _send_email(notification: Notification) -> None:
         message.attach_alternative(report.html, "text/html")
         message.attach(f"security-report-{report.period}-{report.period_start:%Y-%m-%d}.csv", report.csv, "text/csv")
     else:
-        context = {"payload": notification.payload, "alert": notification.payload.get("alert", {})}
+        alert = notification.payload.get("alert", {})
+        # A mail client follows absolute links only: the console path on the site's address.
+        console_url = absolute_url(alert["console_path"]) if alert.get("console_path") else ""
+        context = {"payload": notification.payload, "alert": alert, "console_url": console_url}
         message = EmailMultiAlternatives(
             notification.subject,
             render_to_string("monitoring/email/alert.txt", context),

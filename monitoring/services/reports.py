@@ -14,6 +14,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from core.emails import email_time
 from monitoring.models import Report, ReportPeriod
 from monitoring.selectors import report_figures
 
@@ -39,7 +40,7 @@ def _fmt(value, suffix: str = "") -> str:
 def _event(item: dict | None) -> str:
     if not item:
         return "none recorded"
-    return f"{item['outcome']} at {item['at'][:19].replace('T', ' ')} UTC (event {item['event_id']})"
+    return f"{item['outcome']} at {email_time(item['at'])} (event {item['event_id']})"
 
 
 def _met(metric: dict) -> str:
@@ -198,7 +199,9 @@ def report_render(*, period: str, figures: dict) -> tuple[str, str, str]:
         "period": ReportPeriod(period).label,
         "start": figures["period_start"][:10],
         "end": figures["period_end"][:10],
-        "generated_at": figures["generated_at"][:19].replace("T", " "),
+        "start_at": email_time(figures["period_start"]),
+        "end_at": email_time(figures["period_end"]),
+        "generated_at": email_time(figures["generated_at"]),
         "sections": sections,
     }
     html = render_to_string("monitoring/reports/report.html", context)

@@ -41,7 +41,7 @@ def test_username_variants_share_one_counter_and_lock_at_the_threshold(
     assert len(locked) == 1 and locked[0]["context"]["scope"] == "address" and locked[0]["subject_username"] == "alice"
     assert events("auth.login_failed")[-1]["context"]["reason"] == "locked"
     assert [message.subject for message in mail.outbox] == ["Your account was locked after failed sign-in attempts"]
-    assert "2026-03-02T09:01:00" in mail.outbox[0].body
+    assert "2026-03-02 09:01:00 UTC" in mail.outbox[0].body
 
 
 def test_locked_page_does_not_reveal_whether_the_account_exists(client, user):

@@ -118,6 +118,29 @@ def test_the_page_has_no_inline_script_or_style(alice, issue_key):
     assert "<caption>" in html and "<label" in html
 
 
+def test_the_pages_have_the_account_layout_and_navigation(alice, issue_key):
+    issue_key(alice)
+    client = logged_in(alice)
+    for response in (client.get(PAGE), _issue(client)):
+        html = response.content.decode()
+        assert '<link rel="stylesheet" href="/static/accounts/accounts.css">' in html
+        nav = re.search(r'<nav aria-label="Account">(.*?)</nav>', html, re.S).group(1)
+        assert 'href="/accounts/security/"' in nav and 'href="/accounts/sessions/"' in nav
+        assert 'href="/accounts/api-keys/"' in nav and "Sign out (alice)" in nav
+    assert '<a href="/accounts/api-keys/" aria-current="page">API keys</a>' in client.get(PAGE).content.decode()
+
+
+def _issue(client):
+    with allow_secrets("api_key", "signing_secret"):
+        return client.post(ISSUE, ISSUE_FORM)
+
+
+def test_the_account_security_page_links_to_the_api_keys(alice):
+    html = logged_in(alice).get("/accounts/security/").content.decode()
+    assert 'href="/accounts/api-keys/">Manage your API keys</a>' in html
+    assert '<a href="/accounts/api-keys/">API keys</a>' in html  # the navigation
+
+
 # --- the admin console -------------------------------------------------------------------------
 def test_admins_issue_service_account_keys_in_the_console_behind_step_up(key_admin):
     stale = logged_in(key_admin, stepped_up=False, mfa=True)
@@ -156,3 +179,30 @@ def test_the_admin_works_under_the_csp(key_admin):
         assert "'unsafe-inline'" not in policy
         # Inline scripts would be blocked: the admin we serve has none.
         assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == [], path
+
+
+def test_the_console_links_to_the_api_keys_and_to_the_key_page_for_superusers(key_admin, make_user):
+    console = logged_in(key_admin, mfa=True)
+    html = console.get("/admin/").content.decode()
+    tools = re.search(r'<div id="user-tools">(.*?)</div>', html, re.S).group(1)
+    assert 'href="/accounts/api-keys/"' in tools and 'href="/admin/encryption/keys/"' not in tools
+    pages = re.search(r'<div class="module" id="console-pages">(.*?)</div>', html, re.S).group(1)
+    assert 'href="/accounts/api-keys/"' in pages and 'href="/admin/encryption/keys/"' not in pages
+    keeper = make_user("keeper", is_staff=True, is_superuser=True)
+    html = logged_in(keeper, mfa=True).get("/admin/").content.decode()
+    tools = re.search(r'<div id="user-tools">(.*?)</div>', html, re.S).group(1)
+    pages = re.search(r'<div class="module" id="console-pages">(.*?)</div>', html, re.S).group(1)
+    assert 'href="/admin/encryption/keys/"' in tools and 'href="/admin/encryption/keys/"' in pages
+    # Every page of the console has the user tools, the key page itself included.
+    assert 'href="/accounts/api-keys/"' in logged_in(keeper, mfa=True).get("/admin/encryption/keys/").content.decode()
+
+
+def test_the_consoles_change_password_is_the_account_pages_audited_one(key_admin):
+    console = logged_in(key_admin, mfa=True)
+    html = console.get("/admin/").content.decode()
+    assert 'href="/admin/password_change/"' in html
+    response = console.get("/admin/password_change/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/password/change/"
+    form = {"old_password": "x", "new_password1": "y", "new_password2": "y"}
+    response = console.post("/admin/password_change/", form)
+    assert response.status_code == 302 and response["Location"] == "/accounts/password/change/"

@@ -33,6 +33,7 @@ PRODUCTION_ENV = {
     "ENCRYPTION_AUDIT_CHAIN_KEYS": _key("chain"),
     "ENCRYPTION_BACKUP_KEYS": _key("backup"),
     "ENCRYPTION_AUDIT_ARCHIVE_KEYS": _key("archive"),
+    "ACCOUNTS_SITE_URL": "https://console.example.org",
 }
 
 
@@ -157,6 +158,20 @@ def test_check_deploy_is_clean_on_production_settings(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_check_deploy_warns_when_the_site_url_of_emails_is_not_set(tmp_path):
+    env = clean_env(
+        VAR_DIR=str(tmp_path),
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        **{k: v for k, v in PRODUCTION_ENV.items() if k != "ACCOUNTS_SITE_URL"},
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr  # a warning, not an error
+    assert "core.W001" in result.stderr and "ACCOUNTS_SITE_URL is not set" in result.stderr
 
 
 def test_production_needs_no_legacy_audit_chain_key_but_reads_one_when_given(tmp_path):

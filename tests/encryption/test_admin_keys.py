@@ -47,3 +47,37 @@ def test_the_page_needs_a_console_session(superuser):
     response = Client().get(URL)
     assert response.status_code == 302
     assert "login" in response["Location"]
+
+
+def test_the_page_shows_every_key_ring_and_says_which_are_not_counted(superuser, settings):
+    import re
+
+    from encryption.keyring import PURPOSES, invalidate_key_cache
+    from encryption.selectors import encryption_key_usage
+
+    client = Client()
+    login_with_mfa(client, superuser)  # stores a TOTP key: one encrypted field row at least
+    html = client.get(URL).content.decode()
+    sections = dict(re.findall(r'<h2 id="purpose-([a-z_]+)">.*?</h2>(.*?)(?=<h2 id="purpose-|<form)', html, re.S))
+    assert sorted(sections) == sorted(PURPOSES)
+    for purpose in ("field", "blind_index"):
+        usage = encryption_key_usage(purpose=purpose)
+        primary = usage.primary_id
+        row = re.search(
+            rf"<td><code>{primary}</code></td>\s*<td>(\d+)</td>\s*<td>primary \(encrypts\)</td>", sections[purpose]
+        )
+        assert row and int(row.group(1)) == usage.totals.get(primary, 0), purpose
+        assert "not counted" not in sections[purpose]
+    assert encryption_key_usage(purpose="field").totals  # the field ring's count is not a trivial zero
+    for purpose in ("audit_chain", "backup", "audit_archive"):
+        assert "<td>not counted</td>" in sections[purpose], purpose
+        assert "<td>primary</td>" in sections[purpose]
+    # A ring that cannot be read is named, not a server error.
+    settings.ENCRYPTION_BACKUP_KEYS = ""
+    invalidate_key_cache()
+    try:
+        response = client.get(URL)
+    finally:
+        invalidate_key_cache()
+    assert response.status_code == 200
+    assert "This key ring cannot be read: No backup key is configured" in response.content.decode()

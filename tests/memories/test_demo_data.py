@@ -63,7 +63,38 @@ def test_a_generated_password_is_printed_once(monkeypatch):
     match = re.search(r"Password of the 12 new demo users: (\S+)", first)
     assert match
     assert get_user_model().objects.get(username="noah.becker").check_password(match.group(1))
-    assert "Password" not in _run()
+    assert first.count(match.group(1)) == 1
+    again = _run()
+    assert "Password" not in again and match.group(1) not in again
+
+
+def _user_rows(output: str) -> dict[str, list[str]]:
+    """The demo-user table: username -> [organization, org role, teams], split on runs of spaces."""
+    lines = output.split("Demo users (sign in at http://127.0.0.1:8000/accounts/login/):\n", 1)[1].splitlines()
+    assert re.split(r"\s{2,}", lines[0].strip()) == ["username", "organization", "org role", "teams (role)"]
+    rows = {}
+    for line in lines[1:]:
+        if not line.startswith("  "):
+            break
+        username, *cells = re.split(r"\s{2,}", line.strip())
+        rows[username] = cells
+    return rows
+
+
+@pytest.mark.parametrize("generated", [True, False])
+def test_every_run_prints_the_demo_users_with_their_organization_role_and_teams(monkeypatch, generated):
+    if generated:
+        monkeypatch.delenv("DEMO_PASSWORD", raising=False)
+    else:
+        monkeypatch.setenv("DEMO_PASSWORD", DEMO_PASSWORD)
+    for output in (_run(), _run()):
+        rows = _user_rows(output)
+        assert sorted(rows) == sorted(get_user_model().objects.values_list("username", flat=True))
+        assert rows["amara.okafor"] == ["Acme Robotics", "owner", "ML Research (owner)"]
+        assert rows["chen.wei"] == ["Acme Robotics", "member", "Platform (maintainer), Security (viewer)"]
+        assert rows["emil.lindqvist"] == ["Acme Robotics", "-", "Platform (member)"]
+        assert rows["priya.nair"] == ["Northwind Health", "maintainer", "Data Engineering (maintainer)"]
+        assert DEMO_PASSWORD not in output
 
 
 def test_a_weak_demo_password_is_refused_before_anything_is_written(monkeypatch):

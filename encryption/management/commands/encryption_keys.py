@@ -16,9 +16,7 @@ from encryption.keyring import (
     new_key_id,
     provider_name,
 )
-from encryption.selectors import LEGACY_FERNET_KEY_ID, NOT_A_TOKEN, encryption_key_usage
-
-COUNTED_PURPOSES = ("field", "blind_index")
+from encryption.selectors import COUNTED_PURPOSES, LEGACY_FERNET_KEY_ID, NOT_A_TOKEN, encryption_key_usage
 
 
 class Command(BaseCommand):

@@ -3,7 +3,8 @@
 Everything is written through the services, each step by the person who would do it (the
 organization owner adds members, each user writes in their own contexts), so the demo exercises
 the same permission checks as the API. Running it again adds nothing that is already there.
-Demo users get the password in ``DEMO_PASSWORD``, or one generated and printed once.
+Demo users get the password in ``DEMO_PASSWORD``, or one generated and printed once. Every run
+ends with a table of the demo users: username, organization, role there, and teams with roles.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.urls import reverse
 
+from core.emails import absolute_url
 from memories import services
 from memories.models import Context, ContextShare, Membership, Memory, Organization, Role, Team
 from memories.permissions import Action, can
@@ -182,8 +185,13 @@ class Command(BaseCommand):
             self._memories(users, contexts)
 
         if self.created["users"] and generated:
-            # Printed once: on a later run the users exist and keep the password they have.
+            # Printed once, and only here: on a later run the users keep the password they have.
             self.stdout.write(f"Password of the {self.created['users']} new demo users: {password}")
+        elif self.created["users"]:
+            self.stdout.write(f"The {self.created['users']} new demo users sign in with the password in DEMO_PASSWORD.")
+        else:
+            self.stdout.write("The demo users keep the password they were created with.")
+        self._print_users(users)
         totals = {
             "organizations": Organization.objects.count(),
             "teams": Team.objects.count(),
@@ -195,6 +203,37 @@ class Command(BaseCommand):
         self.stdout.write("Demo data: " + ", ".join(f"{count} {name}" for name, count in totals.items()) + ".")
         created = ", ".join(f"{count} {name}" for name, count in self.created.items() if count)
         self.stdout.write(f"Created now: {created or 'nothing (already loaded)'}.")
+
+    def _print_users(self, users: dict) -> None:
+        """A table of the demo users as they are now: organization and its role, teams and theirs."""
+        memberships = Membership.objects.filter(user__in=users.values()).select_related(
+            "organization", "team__organization"
+        )
+        organizations: dict[int, set[str]] = {user.pk: set() for user in users.values()}
+        organization_roles: dict[int, list[str]] = {user.pk: [] for user in users.values()}
+        teams: dict[int, list[str]] = {user.pk: [] for user in users.values()}
+        for membership in memberships.order_by("organization__name", "team__name"):
+            role = Role(membership.role).label.lower()
+            if membership.organization_id is not None:
+                organizations[membership.user_id].add(membership.organization.name)
+                organization_roles[membership.user_id].append(role)
+            else:
+                organizations[membership.user_id].add(membership.team.organization.name)
+                teams[membership.user_id].append(f"{membership.team.name} ({role})")
+        rows = [("username", "organization", "org role", "teams (role)")] + [
+            (
+                username,
+                ", ".join(sorted(organizations[user.pk])) or "-",
+                ", ".join(organization_roles[user.pk]) or "-",
+                ", ".join(teams[user.pk]) or "-",
+            )
+            for username, user in users.items()
+        ]
+        widths = [max(len(row[column]) for row in rows) for column in range(3)]
+        self.stdout.write(f"Demo users (sign in at {absolute_url(reverse('accounts:login'))}):")
+        for row in rows:
+            padded = [row[column].ljust(widths[column]) for column in range(3)]
+            self.stdout.write("  " + "  ".join([*padded, row[3]]))
 
     # -----------------------------------------------------------------------------------------
     def _users(self, password: str) -> dict:
