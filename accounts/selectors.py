@@ -9,12 +9,12 @@ from __future__ import annotations
 import datetime
 
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django_otp import device_classes
 
 from accounts import conf
-from accounts.models import BackupCode, TOTPDevice, TrackedSession
+from accounts.models import BackupCode, FailureCounter, TOTPDevice, TrackedSession
 from accounts.services.sessions import REAUTHENTICATED_AT_KEY, TRACKED_SESSION_KEY
 
 
@@ -117,3 +117,24 @@ def mfa_adoption_counts() -> dict[str, int]:
 def tracked_session_active_count() -> int:
     """Tracked sessions not yet ended."""
     return TrackedSession.objects.filter(ended_at__isnull=True).count()
+
+
+def locked_account_list(*, now: datetime.datetime, limit: int = 20) -> dict:
+    """Accounts with a lock in force now (any counter: password or MFA, all addresses or one IP).
+
+    Per normalised username: when its last lock ends and how many counters are locked; the
+    longest lock first, at most ``limit``; and how many accounts are locked in all. For the
+    security dashboard, whose unlock button calls ``accounts.services.lifecycle.account_unlock``.
+    """
+    locked = FailureCounter.objects.filter(locked_until__gt=now)
+    rows = (
+        locked.values("username")
+        .annotate(until=Max("locked_until"), counters=Count("id"))
+        .order_by("-until", "username")[:limit]
+    )
+    return {
+        "accounts": [
+            {"username": row["username"], "until": row["until"], "counters": row["counters"]} for row in rows
+        ],
+        "total": locked.values("username").distinct().count(),
+    }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Max, QuerySet, Sum
+import datetime
+
+from django.db.models import Count, Max, Q, QuerySet, Sum
 
 from api.models import ApiKey, DeprecatedCall
 
@@ -35,6 +37,43 @@ def deprecated_usage_for_user(*, user) -> list[dict]:
         .annotate(calls=Sum("count"), last=Max("last_at"))
         .order_by("endpoint")
     )
+
+
+def api_keys_needing_attention(
+    *, now: datetime.datetime, expiring_within: datetime.timedelta, unused_for: datetime.timedelta, limit: int = 20
+) -> dict:
+    """Usable keys (not revoked, not expired) that expire within ``expiring_within`` or have not
+    been used for ``unused_for`` (a key never used counts from its creation), soonest expiry
+    first, at most ``limit``; and how many there are in all. Prefixes, names and owners only:
+    never a secret or its hash. For the security dashboard (wired by ``config``).
+    """
+    unused_before = now - unused_for
+    keys = ApiKey.objects.usable(now=now).filter(
+        Q(expires_at__lte=now + expiring_within)
+        | Q(last_used_at__lt=unused_before)
+        | Q(last_used_at__isnull=True, created_at__lt=unused_before)
+    )
+    rows = []
+    for key in keys.select_related("user").only(
+        "pk", "prefix", "name", "expires_at", "last_used_at", "created_at", "user__username"
+    ).order_by("expires_at", "pk")[:limit]:
+        reasons = []
+        if key.expires_at <= now + expiring_within:
+            reasons.append("expires soon")
+        if (key.last_used_at or key.created_at) < unused_before:
+            reasons.append("unused" if key.last_used_at else "never used")
+        rows.append(
+            {
+                "pk": key.pk,
+                "prefix": key.display_prefix,
+                "name": key.name,
+                "owner": key.user.username,
+                "expires_at": key.expires_at,
+                "last_used_at": key.last_used_at,
+                "reasons": reasons,
+            }
+        )
+    return {"keys": rows, "total": keys.count()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,9 +4,12 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from accounts import admin_views as accounts_admin_views
 from accounts.views.account import home_view
 from api import views as api_views
+from config import dashboard as dashboard_sections
 from encryption import admin_views as encryption_admin_views
+from monitoring import dashboard
 from monitoring import views as health_views
 
 urlpatterns = [
@@ -14,6 +17,21 @@ urlpatterns = [
     path("", home_view, name="home"),
     # A console page of the encryption app (key usage, rotation), behind the admin's MFA check.
     path("admin/encryption/keys/", admin.site.admin_view(encryption_admin_views.key_ring_view), name="encryption-keys"),
+    # The console's home is the security dashboard (monitoring), with the sections of the apps
+    # monitoring may not read; reverse("admin:index") is this same /admin/, so every "Home" leads
+    # here. Django's list of apps and models moves to /admin/apps/.
+    path(
+        "admin/",
+        admin.site.admin_view(dashboard.dashboard_view),
+        {"sections": dashboard_sections.SECTIONS},
+        name="security-dashboard",
+    ),
+    path("admin/apps/", admin.site.admin_view(admin.site.index), name="admin-apps"),
+    path(
+        "admin/dashboard/unlock/",
+        admin.site.admin_view(accounts_admin_views.account_unlock_view),
+        name="admin-account-unlock",
+    ),
     path("admin/", admin.site.urls),
     # Before the accounts include: the API key page belongs to the api app (same services as the admin).
     path("accounts/api-keys/", include("api.urls_pages", namespace="api-keys")),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -10,8 +12,9 @@ from django.db import models
 from django.db.models import ExpressionWrapper, F, TextField
 
 from encryption.crypto import token_key_id
+from encryption.errors import KeyConfigurationError
 from encryption.fields import BlindIndexField, EncryptedFieldMixin
-from encryption.keyring import LEGACY_FERNET_KEY_ID, get_key_ring
+from encryption.keyring import LEGACY_FERNET_KEY_ID, PURPOSES, get_key_ring, is_development_key
 
 # Rows fetched per query while counting (memory stays flat on large tables).
 COUNT_CHUNK_SIZE = 2000
@@ -110,6 +113,46 @@ def encryption_key_usage(*, purpose: str, using: str = "default") -> KeyUsage:
     return usage
 
 
+def _date_of_key_id(key_id: str) -> datetime.date | None:
+    """The UTC date ``new_key_id`` put at the front of an id (``20261128-a1b2c3``), else ``None``."""
+    match = re.fullmatch(r"(\d{8})-[0-9a-f]{6}", key_id)
+    if match is None:
+        return None
+    try:
+        return datetime.datetime.strptime(match.group(1), "%Y%m%d").replace(tzinfo=datetime.UTC).date()
+    except ValueError:
+        return None
+
+
+def key_ring_overview(*, today: datetime.date) -> list[dict]:
+    """Per purpose: the primary key id, how many keys the ring holds, and the primary key's age.
+
+    The age is known only for ids made by ``new_key_id`` (they start with their UTC creation
+    date); for any other id it is ``None``. Ids and counts only: no key material. A ring that
+    cannot be loaded is listed with its error message (which names no key).
+    """
+    rings = []
+    for purpose in PURPOSES:
+        try:
+            ring = get_key_ring(purpose)
+        except KeyConfigurationError as error:
+            rings.append({"purpose": purpose, "error": str(error)})
+            continue
+        created = _date_of_key_id(ring.primary.id)
+        rings.append(
+            {
+                "purpose": purpose,
+                "primary_id": ring.primary.id,
+                "keys": len(ring),
+                "primary_created": created,
+                "primary_age_days": (today - created).days if created else None,
+                "development_key": is_development_key(ring.primary),
+                "error": "",
+            }
+        )
+    return rings
+
+
 __all__ = [
     "COUNTED_PURPOSES",
     "LEGACY_FERNET_KEY_ID",
@@ -118,5 +161,6 @@ __all__ = [
     "KeyUsage",
     "encrypted_model_list",
     "encryption_key_usage",
+    "key_ring_overview",
     "raw_column",
 ]

@@ -228,3 +228,37 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class DailySecurityCount(models.Model):
+    """A per-day (UTC) count for the security dashboard, precomputed by the rollup job.
+
+    ``monitoring.security_counts_rollup`` recomputes today and yesterday every few minutes from the
+    audit record, the tallies and Django's admin log, so the dashboard never counts the audit table
+    itself. ``name`` is an audit action (``auth.login_failed``) or an observed count
+    (``observed.auth.login_failed``, ``observed.admin_log``); see ``monitoring.services.rollup``.
+    """
+
+    day = models.DateField()
+    name = models.CharField(max_length=64)
+    count = models.BigIntegerField(default=0)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-day", "name"]
+        constraints = [models.UniqueConstraint(fields=["day", "name"], name="monitoring_dailycount_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.name} {self.count}"
+
+
+class SecuritySnapshot(models.Model):
+    """A figure of the dashboard too costly to compute per view (the last 24 h's top failing IPs
+    and accounts), written by the rollup job with the time it was computed."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    computed_at = models.DateTimeField()
+    data = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.computed_at:%Y-%m-%d %H:%M:%S}"

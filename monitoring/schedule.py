@@ -68,6 +68,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": timedelta(minutes=5),
         "description": "Alert on scheduled jobs that are late; prune old job runs and tallies.",
     },
+    "monitoring: dashboard counts": {
+        "task": "monitoring.security_counts_rollup",
+        "schedule": timedelta(minutes=5),
+        "description": "Recompute today's and yesterday's per-day counts and the 24-hour top lists of the dashboard.",
+    },
     "monitoring: daily security report": {
         "task": "monitoring.security_report",
         "schedule": crontab(hour=6, minute=0),

@@ -12,7 +12,7 @@ from celery import shared_task
 from django.db import DatabaseError
 from django.utils import timezone
 
-from monitoring.services import detection, jobs, notifications, reports
+from monitoring.services import detection, jobs, notifications, reports, rollup
 
 
 @shared_task(name="monitoring.health_ping")
@@ -69,3 +69,9 @@ def security_report(period: str = "daily", email: bool = False) -> dict:
     """Generate and store the daily or weekly security report; queue its email (``report_generate``)."""
     report = reports.report_generate(period=period, email=email)
     return {"report_id": report.pk, "emailed": int(email)}
+
+
+@shared_task(name="monitoring.security_counts_rollup")
+def security_counts_rollup() -> dict:
+    """Today's and yesterday's dashboard counts and the 24-hour top lists (``security_counts_rollup``)."""
+    return rollup.security_counts_rollup()
