@@ -397,6 +397,7 @@ def production_env() -> dict:
     return {
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "console.example.org",
+        "ACCOUNTS_SITE_URL": "https://console.example.org",
         "DATABASE_URL": f"postgres://gate:{secrets.token_hex(8)}@db.example.org:5432/ninaivalaigal",
         "ENCRYPTION_FIELD_KEYS": key("field"),
         "ENCRYPTION_BLIND_INDEX_KEYS": key("index"),
