@@ -181,3 +181,18 @@ def test_beat_records_its_start_once(tmp_path):
         assert beat.poll() is None
     assert _started("beat").count() == 1
     assert event.context["pid"] == beat.pid
+
+
+@pytest.mark.worker
+def test_beat_shows_readiness_it_is_alive_within_a_minute_of_its_start(tmp_path):
+    """/readyz reads when beat last sent a job; beat must save that soon, not after its 3-minute sync."""
+    from monitoring.selectors import beat_last_run_at
+    from monitoring.services.schedule import beat_schedule_sync
+
+    beat_schedule_sync()  # the project's schedule, as migrate loads it (a transactional test flushes it)
+    broker_url, options = filesystem_broker(tmp_path)
+    schedule = f"--schedule={tmp_path / 'beat-schedule'}"
+    with _celery(tmp_path, "beat", "beat", schedule, broker_url=broker_url, options=options):
+        # The first jobs are due a minute after the start; the default sync would save them after three.
+        assert _wait_for(beat_last_run_at, timeout=120.0)
+
