@@ -1,7 +1,10 @@
 """The key page of the security console: which key protects how many rows, and rotation.
 
-Superusers see, per purpose, every key id of the ring and how many stored values each still
-protects (read without decrypting), and can start a rotation. The rotation runs in a Celery
+Holders of ``encryption.view_key_usage`` (the security auditor and administrator, and
+superusers) see, per purpose, every key id of the ring and how many stored values each still
+protects (read without decrypting); holders of ``encryption.rotate_keys`` (the security
+administrator, superusers) can start a rotation. Any other POST is refused with 403 before any
+work is handed over, and the console's 403 handler records it. The rotation runs in a Celery
 worker (``encryption.encryption_keys_rotate``) with the acting administrator as its actor, so its
 start and finish are audit events like any other rotation; the page only hands the work over.
 """
@@ -14,16 +17,20 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
 
+from encryption.models import ROTATE_KEYS_PERMISSION, VIEW_KEY_USAGE_PERMISSION
 from encryption.selectors import encryption_key_usage
 from encryption.tasks import encryption_keys_rotate_task
 
 
 @require_http_methods(["GET", "POST"])
 def key_ring_view(request):
-    """Show key usage (GET); start a rotation in a worker (POST). Superusers only."""
-    if not request.user.is_superuser:
+    """Show key usage (GET, ``encryption.view_key_usage``); start a rotation (POST, ``encryption.rotate_keys``)."""
+    if not request.user.has_perm(VIEW_KEY_USAGE_PERMISSION):
         raise PermissionDenied
+    can_rotate = request.user.has_perm(ROTATE_KEYS_PERMISSION)
     if request.method == "POST":
+        if not can_rotate:
+            raise PermissionDenied
         encryption_keys_rotate_task.delay(actor_id=request.user.pk)
         messages.success(
             request,
@@ -48,5 +55,7 @@ def key_ring_view(request):
                 ],
             }
         )
-    context = {**admin.site.each_context(request), "title": "Encryption keys", "usages": usages}
+    context = {
+        **admin.site.each_context(request), "title": "Encryption keys", "usages": usages, "can_rotate": can_rotate,
+    }
     return TemplateResponse(request, "admin/encryption/keys.html", context)
