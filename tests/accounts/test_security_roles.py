@@ -16,6 +16,7 @@ import pytest
 from django.apps import apps as global_apps
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
@@ -449,3 +450,14 @@ def test_the_migration_is_reversible_through_the_migration_executor():
     once = _snapshot()
     ROLE_MIGRATION.create_roles(global_apps, None)
     assert _snapshot() == once
+
+
+def test_the_revocation_service_itself_lets_the_administrator_revoke_and_refuses_the_auditor(world):
+    """``api_key_revoke`` checks permission itself, whatever calls it (not only the admin)."""
+    _, auditor = console_client(A)
+    _, administrator = console_client(B)
+    with pytest.raises(PermissionDenied):
+        api_services.api_key_revoke(actor=auditor, api_key=world.api_key)
+    assert ApiKey.objects.get(pk=world.api_key.pk).revoked_at is None
+    api_services.api_key_revoke(actor=administrator, api_key=world.api_key)
+    assert ApiKey.objects.get(pk=world.api_key.pk).revoked_by == administrator
