@@ -170,7 +170,8 @@ class ApiKeyAdmin(NoEditAdminMixin, admin.ModelAdmin):
         )
 
     def has_revoke_permission(self, request) -> bool:
-        return request.user.has_perm(REVOKE_PERMISSION)
+        # api.change_apikey manages anyone's keys (api_key_can_manage), revoking included.
+        return request.user.has_perm(REVOKE_PERMISSION) or request.user.has_perm("api.change_apikey")
 
     def has_rotate_permission(self, request) -> bool:
         # Rotation issues a new secret, shown to whoever rotates: that is issuing a key.
