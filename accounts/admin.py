@@ -2,7 +2,9 @@
 
 Every change goes through a service (and so is audited); the user admin requires a fresh
 step-up re-authentication before any change (staff/superuser flags, groups, permissions,
-passwords), and its bulk actions call services too.
+passwords), and its bulk actions call services too. Each action needs its own permission
+(accounts/roles.py, docs/PERMISSIONS.md): a forged POST of an action the user may not run is
+refused with 403 before the step-up check.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from accounts.decorators import step_up_redirect
 from accounts.models import FailureCounter, TOTPDevice, TrackedSession, User
+from accounts.roles import REMOVE_AUTHENTICATOR_PERMISSION, REVOKE_SESSION_PERMISSION, UNLOCK_PERMISSION
 from accounts.selectors import step_up_is_fresh
 from accounts.services.lifecycle import account_unlock
 from accounts.services.mfa import totp_device_remove
 from accounts.services.sessions import session_revoke, session_revoke_all
-from core.admin import ReadOnlyAdminMixin
+from core.admin import PermittedActionsMixin, ReadOnlyAdminMixin
 
 
 def _step_up_redirect(request):
@@ -26,7 +29,20 @@ def _step_up_redirect(request):
     return step_up_redirect(request)
 
 
-class ReadOnlyStepUpActionsAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SecurityActionPermissions:
+    """``has_<name>_permission`` for the ``permissions=[...]`` of the accounts admins' actions."""
+
+    def has_unlock_permission(self, request) -> bool:
+        return request.user.has_perm(UNLOCK_PERMISSION)
+
+    def has_revoke_sessions_permission(self, request) -> bool:
+        return request.user.has_perm(REVOKE_SESSION_PERMISSION)
+
+    def has_remove_authenticator_permission(self, request) -> bool:
+        return request.user.has_perm(REMOVE_AUTHENTICATOR_PERMISSION)
+
+
+class ReadOnlyStepUpActionsAdmin(SecurityActionPermissions, ReadOnlyAdminMixin, admin.ModelAdmin):
     """A read-only admin whose bulk actions (which call services) need a fresh step-up.
 
     Rows change only through the actions; no add, change or delete views (OWASP ASVS 4.0.3
@@ -34,6 +50,7 @@ class ReadOnlyStepUpActionsAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """
 
     def changelist_view(self, request, extra_context=None):
+        self.refuse_unpermitted_action(request)
         if request.method == "POST" and "action" in request.POST and not step_up_is_fresh(request):
             return _step_up_redirect(request)
         return super().changelist_view(request, extra_context)
@@ -66,7 +83,7 @@ class TrackedSessionInline(admin.TabularInline):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(SecurityActionPermissions, PermittedActionsMixin, DjangoUserAdmin):
     list_display = (
         "username",
         "email",
@@ -101,21 +118,22 @@ class UserAdmin(DjangoUserAdmin):
         return super().delete_view(request, object_id, extra_context)
 
     def changelist_view(self, request, extra_context=None):
+        self.refuse_unpermitted_action(request)
         if request.method == "POST" and "action" in request.POST and not step_up_is_fresh(request):
             return _step_up_redirect(request)
         return super().changelist_view(request, extra_context)
 
-    @admin.action(description="Unlock the selected accounts (clear lockout counters)")
+    @admin.action(description="Unlock the selected accounts (clear lockout counters)", permissions=["unlock"])
     def unlock_accounts(self, request, queryset):
         cleared = sum(account_unlock(actor=request.user, username=user.username) for user in queryset)
         self.message_user(request, f"Unlocked {queryset.count()} account(s); {cleared} active lock(s) cleared.")
 
-    @admin.action(description="End every session of the selected users")
+    @admin.action(description="End every session of the selected users", permissions=["revoke_sessions"])
     def end_all_sessions(self, request, queryset):
         ended = sum(session_revoke_all(actor=request.user, user=user) for user in queryset)
         self.message_user(request, f"Ended {ended} session(s).")
 
-    @admin.action(description="Revoke staff status of the selected users")
+    @admin.action(description="Revoke staff status of the selected users", permissions=["change"])
     def revoke_staff_status(self, request, queryset):
         # QuerySet.update() on the custom User query set records one event per changed user.
         changed = queryset.exclude(pk=request.user.pk).update(is_staff=False)
@@ -144,7 +162,7 @@ class TrackedSessionAdmin(ReadOnlyStepUpActionsAdmin):
     readonly_fields = [field.name for field in TrackedSession._meta.fields]
     actions = ["revoke_sessions"]
 
-    @admin.action(description="Revoke the selected sessions", permissions=["view"])
+    @admin.action(description="Revoke the selected sessions", permissions=["revoke_sessions"])
     def revoke_sessions(self, request, queryset):
         ended = sum(session_revoke(actor=request.user, tracked=tracked) for tracked in queryset.select_related("user"))
         self.message_user(request, f"Revoked {ended} session(s).")
@@ -160,7 +178,7 @@ class FailureCounterAdmin(ReadOnlyStepUpActionsAdmin):
     readonly_fields = [field.name for field in FailureCounter._meta.fields]
     actions = ["unlock"]
 
-    @admin.action(description="Unlock these accounts", permissions=["view"])
+    @admin.action(description="Unlock these accounts", permissions=["unlock"])
     def unlock(self, request, queryset):
         usernames = set(queryset.values_list("username", flat=True))
         for username in usernames:
@@ -184,7 +202,7 @@ class TOTPDeviceAdmin(ReadOnlyStepUpActionsAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    @admin.action(description="Remove the selected authenticators", permissions=["view"])
+    @admin.action(description="Remove the selected authenticators", permissions=["remove_authenticator"])
     def remove_devices(self, request, queryset):
         removed = 0
         for device in queryset.select_related("user"):

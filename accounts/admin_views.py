@@ -16,11 +16,10 @@ from django.views.decorators.http import require_POST
 
 from accounts.decorators import step_up_redirect
 from accounts.normalisation import normalise_username
+from accounts.roles import UNLOCK_PERMISSION
 from accounts.selectors import step_up_is_fresh
 from accounts.services.lifecycle import account_unlock
 
-# The lockout counters' admin ("Unlock these accounts") requires the same.
-UNLOCK_PERMISSION = "accounts.view_failurecounter"
 MAX_USERNAME_LENGTH = 150
 
 

@@ -22,6 +22,10 @@ from api.forms import AdminApiKeyIssueForm, ServiceAccountForm
 from api.models import ApiKey, DeprecatedCall, ServiceAccount
 from core.admin import NoEditAdminMixin, ReadOnlyAdminMixin
 
+# The security administrator's right to revoke (docs/PERMISSIONS.md); issuing and rotating
+# need ``api.add_apikey``, which no security role holds.
+REVOKE_PERMISSION = "api.revoke_apikey"
+
 
 def _step_up_redirect(request):
     """A redirect to re-authenticate when the session's step-up is stale, else ``None``."""
@@ -145,7 +149,7 @@ class ApiKeyAdmin(NoEditAdminMixin, admin.ModelAdmin):
         self.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)
         return None
 
-    @admin.action(description="Rotate the selected key (one)", permissions=["revoke"])
+    @admin.action(description="Rotate the selected key (one)", permissions=["rotate"])
     def rotate_selected(self, request, queryset):
         redirect = _step_up_redirect(request)
         if redirect is not None:
@@ -166,7 +170,12 @@ class ApiKeyAdmin(NoEditAdminMixin, admin.ModelAdmin):
         )
 
     def has_revoke_permission(self, request) -> bool:
-        return request.user.has_perm("api.change_apikey")
+        # api.change_apikey manages anyone's keys (api_key_can_manage), revoking included.
+        return request.user.has_perm(REVOKE_PERMISSION) or request.user.has_perm("api.change_apikey")
+
+    def has_rotate_permission(self, request) -> bool:
+        # Rotation issues a new secret, shown to whoever rotates: that is issuing a key.
+        return request.user.has_perm("api.add_apikey")
 
 
 @admin.register(ServiceAccount)

@@ -84,6 +84,7 @@ class ApiKey(models.Model):
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["user", "revoked_at", "expires_at"], name="api_apikey_user_usable")]
         verbose_name = "API key"
+        permissions = [("revoke_apikey", "Can revoke API keys")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix})"

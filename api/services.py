@@ -245,8 +245,13 @@ def api_key_rotate(*, actor, api_key: ApiKey, overlap_seconds: int | None = None
 
 
 def api_key_revoke(*, actor, api_key: ApiKey, reason: str = "") -> ApiKey:
-    """Revoke ``api_key`` now (idempotent: revoking a revoked key changes nothing, records nothing)."""
-    _require_manage(actor, api_key.user)
+    """Revoke ``api_key`` now (idempotent: revoking a revoked key changes nothing, records nothing).
+
+    Permission checked here: whoever may manage the owner's keys, or a holder of
+    ``api.revoke_apikey`` (the security administrator), who may revoke any key but not issue one.
+    """
+    if not (actor is not None and actor.is_active and actor.has_perm("api.revoke_apikey")):
+        _require_manage(actor, api_key.user)
     reason = (reason or "").strip()[:200]
     with transaction.atomic():
         current = ApiKey.objects.select_for_update().get(pk=api_key.pk)

@@ -11,9 +11,11 @@ from pathlib import Path
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularSwaggerView
 
+import audit
 from api.errors import error_body
 
 
@@ -28,7 +30,31 @@ def _handler(status_code: int, template: str):
 
 
 bad_request = _handler(400, "errors/400.html")
-permission_denied = _handler(403, "errors/403.html")
+_forbidden = _handler(403, "errors/403.html")
+
+
+def permission_denied(request, exception=None):
+    """403 handler; a refusal in the security console is recorded (OWASP ASVS 4.0.3 V7.2.2).
+
+    The API records its own refusals (``api.errors``); in the console a ``PermissionDenied``
+    raised by the admin (a change form, add form or delete view without the permission, a
+    forged bulk action, the key rotation POST) reaches only this handler.
+    """
+    if request.path.startswith(_console_prefix()) and getattr(request, "user", None) is not None:
+        audit.record(
+            action=audit.Action.PERMISSION_DENIED,
+            outcome=audit.Outcome.DENIED,
+            actor=request.user if request.user.is_authenticated else None,
+            context={"reason": "console_permission", "path": request.path[:500]},
+        )
+    return _forbidden(request, exception)
+
+
+def _console_prefix() -> str:
+    try:
+        return reverse("admin:index")
+    except NoReverseMatch:
+        return "/admin/"
 page_not_found = _handler(404, "errors/404.html")
 
 

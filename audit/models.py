@@ -112,6 +112,8 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["-id"]
         verbose_name = "audit event"
+        # Checked by every export of events from the console (none yet: the audit explorer will).
+        permissions = [("export_auditevent", "Can export audit events")]
         # Every index costs each insert, so each one here is used by the admin or a selector.
         indexes = [
             models.Index(fields=["request_id"], name="audit_event_request"),

@@ -218,7 +218,10 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     # --- Authorization ---------------------------------------------------------------------
     Action.PERMISSION_DENIED: {
         **_REFUSAL,
-        "reason": ("str", "the rule that refused: insufficient_scope, no_scope_for_endpoint, csrf_failed, ..."),
+        "reason": (
+            "str",
+            "the rule that refused: insufficient_scope, no_scope_for_endpoint, csrf_failed, console_permission, ...",
+        ),
         "path": ("str", "the request path (API refusals cut any API key in it to its public prefix)"),
         **_THROTTLE,
         "detail": _CSRF["detail"],

@@ -1,9 +1,12 @@
 """The key page of the security console: every key ring, which key protects how many rows, and rotation.
 
-Superusers see, for every purpose (``encryption.keyring.PURPOSES``), the key ids of its ring with
-the primary first, and for the purposes whose use is rows in tables (``COUNTED_PURPOSES``) how
-many stored values each key id still protects (read without decrypting); the other purposes are
-shown as "not counted", with what they protect. A superuser can start a rotation. The rotation
+Holders of ``encryption.view_key_usage`` (the security auditor and administrator, superusers) see,
+for every purpose (``encryption.keyring.PURPOSES``), the key ids of its ring with the primary
+first, and for the purposes whose use is rows in tables (``COUNTED_PURPOSES``) how many stored
+values each key id still protects (read without decrypting); the other purposes are shown as "not
+counted", with what they protect. Holders of ``encryption.rotate_keys`` (the security
+administrator, superusers) can start a rotation; any other POST is refused with 403, which the
+console's 403 handler records. The rotation
 runs in a Celery worker (``encryption.encryption_keys_rotate``) with the acting administrator as
 its actor, so its start and finish are audit events like any other rotation; the page only hands
 the work over.
@@ -19,6 +22,7 @@ from django.views.decorators.http import require_http_methods
 
 from encryption.errors import KeyConfigurationError
 from encryption.keyring import PURPOSES, get_key_ring
+from encryption.models import ROTATE_KEYS_PERMISSION, VIEW_KEY_USAGE_PERMISSION
 from encryption.selectors import COUNTED_PURPOSES, LEGACY_FERNET_KEY_ID, NOT_A_TOKEN, encryption_key_usage
 from encryption.tasks import encryption_keys_rotate_task
 
@@ -69,10 +73,13 @@ def _purpose_usage(purpose: str) -> dict:
 
 @require_http_methods(["GET", "POST"])
 def key_ring_view(request):
-    """Show every key ring and the usage of its keys (GET); start a rotation in a worker (POST). Superusers only."""
-    if not request.user.is_superuser:
+    """Show every key ring and its keys' usage (GET, ``view_key_usage``); start a rotation (POST, ``rotate_keys``)."""
+    if not request.user.has_perm(VIEW_KEY_USAGE_PERMISSION):
         raise PermissionDenied
+    can_rotate = request.user.has_perm(ROTATE_KEYS_PERMISSION)
     if request.method == "POST":
+        if not can_rotate:
+            raise PermissionDenied
         encryption_keys_rotate_task.delay(actor_id=request.user.pk)
         messages.success(
             request,
@@ -81,5 +88,7 @@ def key_ring_view(request):
         )
         return redirect("encryption-keys")
     usages = [_purpose_usage(purpose) for purpose in PURPOSES]
-    context = {**admin.site.each_context(request), "title": "Encryption keys", "usages": usages}
+    context = {
+        **admin.site.each_context(request), "title": "Encryption keys", "usages": usages, "can_rotate": can_rotate,
+    }
     return TemplateResponse(request, "admin/encryption/keys.html", context)

@@ -34,7 +34,8 @@ DEFAULTS = {
     # Silent until the user has this many earlier logins (logins).
     "MONITORING_NEW_DEVICE_MIN_PRIOR_LOGINS": 3,
     # Groups whose grant is a privilege escalation, which always alerts (group names).
-    "MONITORING_PRIVILEGED_GROUPS": ["security", "security-admins"],
+    # The two security roles' groups (accounts/roles.py) are among them.
+    "MONITORING_PRIVILEGED_GROUPS": ["security", "security-admins", "Security auditor", "Security administrator"],
     # Team and organization roles whose grant is a privilege escalation (role names).
     "MONITORING_PRIVILEGED_ROLES": ["admin", "owner"],
     # Probing: permission-denied events from one user, key or IP in the window (denials; seconds).

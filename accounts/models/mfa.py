@@ -39,6 +39,7 @@ class TOTPDevice(TimestampMixin, Device):
 
     class Meta:
         verbose_name = "TOTP device"
+        permissions = [("remove_totpdevice", "Can remove a user's authenticator (a lost device)")]
         indexes = [models.Index(fields=["user", "confirmed"], name="accounts_totp_user_confirmed")]
 
     def __str__(self) -> str:

@@ -50,6 +50,7 @@ class TrackedSession(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("revoke_session", "Can end other users' sessions")]
         indexes = [models.Index(fields=["user", "ended_at"], name="accounts_session_user_ended")]
 
     def __str__(self) -> str:

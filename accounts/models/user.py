@@ -72,6 +72,8 @@ class User(AbstractUser):
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
+        # The security administrator role (accounts/roles.py, docs/PERMISSIONS.md).
+        permissions = [("unlock_user", "Can unlock accounts (clear lockout counters)")]
         constraints = [
             models.UniqueConstraint(Lower("username"), name="accounts_user_username_ci_unique"),
             models.UniqueConstraint(
