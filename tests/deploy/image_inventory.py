@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+APP_UID = 10001
 SKIPPED = {"/proc", "/sys", "/dev", "/run", "/tmp"}
 # Where a key or certificate bundle of the project or a user would land; source files that merely
 # name the PEM markers (the sanitiser, cryptography's parsers) are not keys.
@@ -27,11 +28,13 @@ def looks_like_private_key(path: str) -> bool:
 
 
 def walk() -> dict:
-    found = {"git": [], "history": [], "env": [], "databases": [], "private_keys": []}
+    found = {"git": [], "history": [], "env": [], "databases": [], "private_keys": [], "owned_by_app": []}
     for top, directories, files in os.walk("/"):
         directories[:] = [name for name in directories if os.path.join(top, name) not in SKIPPED]
         for name in directories + files:
             path = os.path.join(top, name)
+            if os.lstat(path).st_uid == APP_UID or os.lstat(path).st_gid == APP_UID:
+                found["owned_by_app"].append(path)
             if name == ".git":
                 found["git"].append(path)
             elif name in HISTORY_FILES or name.endswith("_history"):

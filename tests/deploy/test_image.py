@@ -272,13 +272,20 @@ def test_image_is_labelled_with_its_revision_and_version_and_carries_its_posture
     assert "org.opencontainers.image.source" in labels
     environment = dict(item.split("=", 1) for item in config["Env"])
     assert environment["IMAGE_REVISION"] == image.revision
-    assert environment["DJANGO_SETTINGS_MODULE"] == "config.settings.production"
+    assert {name: environment[name] for name in ("DJANGO_SETTINGS_MODULE", "VAR_DIR", "STATIC_ROOT", "WEB_BIND")} == {
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "VAR_DIR": VAR_IN_CONTAINER,
+        "STATIC_ROOT": "/app/static",
+        "WEB_BIND": "0.0.0.0:8000",
+    }
     # No secret is baked in: no variable of the image so much as names one.
     assert not [name for name in environment if re.search(r"SECRET|PASSWORD|TOKEN|KEY", name)]
     assert config["User"] == f"{APP_UID}:{APP_UID}"
     assert config["Entrypoint"] == ["/usr/bin/tini", "--", "/app/deploy/container/entrypoint.sh"]
     assert config["Cmd"] == ["web"]
-    assert image.inspect["Healthcheck"]["Test"] == ["CMD", "python3", "/app/deploy/container/healthcheck.py"]
+    healthcheck = image.inspect["Healthcheck"]
+    assert healthcheck["Test"] == ["CMD", "python3", "/app/deploy/container/healthcheck.py"]
+    assert (healthcheck["Interval"], healthcheck["StartPeriod"]) == (30 * 10**9, 120 * 10**9)  # nanoseconds
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +302,8 @@ def test_image_holds_no_compiler_pip_history_git_tests_env_database_or_private_k
     for kind in ("git", "history", "env", "databases", "private_keys", "tests"):
         assert inventory[kind] == [], kind
     assert set(inventory["app"]) == APP_ENTRIES
+    # uid and gid 10001 own the data folder alone, never the code.
+    assert inventory["owned_by_app"] == [VAR_IN_CONTAINER]
 
 
 def test_image_has_debian_python_and_exactly_the_runtime_requirements(inventory):
@@ -321,22 +330,34 @@ def test_an_unknown_command_is_refused_with_the_usage(image):
     assert "usage: web | worker | beat | migrate | manage" in result.stderr
 
 
-def test_a_locked_base_build_refuses_versions_that_differ_from_the_lock(image, tmp_path):
-    lock = (PROJECT_DIR / "deploy" / "base-image.lock").read_text()
-    planted = re.sub(r"^python3=.*$", "python3=0.0-planted", lock, count=1, flags=re.MULTILINE)
-    assert planted != lock
-    (tmp_path / "base-image.lock").write_text(planted)
-    result = subprocess.run(
-        ["bash", "deploy/base-image.sh", "--locked"],
+def _base_image(option: str, lock: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", "deploy/base-image.sh", option],
         cwd=PROJECT_DIR,
-        env={**os.environ, "BASE_IMAGE_LOCK": str(tmp_path / "base-image.lock")},
+        env={**os.environ, "BASE_IMAGE_LOCK": str(lock)},
         capture_output=True,
         text=True,
         timeout=600,
     )
-    assert result.returncode == 1
-    assert "< python3=0.0-planted" in result.stderr
-    assert "--locked: refusing this base" in result.stderr
+
+
+def test_a_locked_base_build_refuses_versions_that_differ_from_the_lock_until_it_is_updated(image, tmp_path):
+    lock = (PROJECT_DIR / "deploy" / "base-image.lock").read_text()
+    planted = re.sub(r"^python3=.*$", "python3=0.0-planted", lock, count=1, flags=re.MULTILINE)
+    assert planted != lock
+    copy = tmp_path / "base-image.lock"
+    copy.write_text(planted)
+
+    refused = _base_image("--locked", copy)
+    assert refused.returncode == 1
+    assert "< python3=0.0-planted" in refused.stderr
+    assert "--locked: refusing this base" in refused.stderr
+
+    assert _base_image("--update-lock", copy).returncode == 0
+    assert "python3=0.0-planted" not in copy.read_text()
+    accepted = _base_image("--locked", copy)
+    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.stdout.strip().startswith("localhost/ninaivalaigal-base:")
 
 
 # --- the running containers ----------------------------------------------------------------------
@@ -414,6 +435,16 @@ def test_the_posture_event_was_recorded_by_each_web_worker(stack):
         assert event["cap_effective"] == [] and event["cap_bounding"] == []
         assert event["no_new_privs"] is True
         assert event["revision"] == stack.image.revision
+
+
+def test_sighup_reaches_gunicorn_through_tini_and_reloads_its_workers(stack):
+    def booted() -> int:
+        return podman("logs", stack.containers["web"]).stderr.count("Booting worker with pid")
+
+    before = booted()
+    podman("kill", "--signal", "HUP", stack.containers["web"])
+    _wait_for(lambda: booted() >= before + 2, 30, "gunicorn to boot new workers after SIGHUP", stack)
+    assert _status(stack, "/healthz") == 200
 
 
 def test_sigterm_stops_web_worker_and_beat_with_exit_status_0(stack):
