@@ -95,7 +95,9 @@ else
   # Merged /usr as debootstrap and Debian's own images make it (directory symlinks and the
   # usr-is-merged package), not through the usrmerge package, which would bring all of Perl.
   # Documentation, manual pages and translations are left out (the copyright files stay).
-  # mmdebstrap removes apt's package lists and caches at the end.
+  # mmdebstrap removes apt's package lists and caches at the end. The hooks' "$1" (the new root)
+  # is mmdebstrap's to expand, hence the single quotes.
+  # shellcheck disable=SC2016
   mmdebstrap --quiet --format=tar --variant=minbase --include="$packages" \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --aptopt='APT::Install-Recommends "false"' \
