@@ -66,6 +66,7 @@ log "building $reference on $base"
 scripts/podman.sh build --quiet --format docker --network none \
   --file deploy/Containerfile \
   --build-context "wheels=$wheels" \
+  --build-arg "WHEELS_KEY=$wheels_key" \
   --build-arg "BASE_IMAGE=$base" \
   --build-arg "REVISION=$revision" \
   --build-arg "VERSION=$version" \
