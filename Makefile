@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test demo venv system-deps lint bench migrate clean
+.PHONY: run test demo venv system-deps lint bench migrate image clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ bench: system-deps venv
 
 migrate: venv
 	$(PY) manage.py migrate --noinput
+
+# The container image (deploy/Containerfile; docs/operations.md, "Container image"): podman, runc
+# and mmdebstrap are installed only for this target and for make test.
+image: venv
+	bash scripts/install-system-deps.sh image
+	PYTHON=$(PY) bash scripts/build-image.sh
 
 clean:
 	rm -rf $(VENV) .venv-security .pytest_cache .ruff_cache

@@ -76,8 +76,9 @@ CODE_QUALIFIERS = frozenset(
     }
 )
 # Keys whose values are identifiers or digests: long hex/base64 values under them are kept
-# (``request_id``, ``api_key_id``, ``archive_sha256``), the other value patterns still apply.
-IDENTIFIER_LAST_WORDS = frozenset({"id", "ids", "uuid", "pk", "sha256", "checksum", "digest"})
+# (``request_id``, ``api_key_id``, ``archive_sha256``, an image's source ``revision``: a commit hash), the
+# other value patterns still apply.
+IDENTIFIER_LAST_WORDS = frozenset({"id", "ids", "uuid", "pk", "sha256", "checksum", "digest", "revision"})
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NON_ALNUM = re.compile(r"[^A-Za-z0-9]+")

@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite needs, when missing: PostgreSQL, Redis, Chromium.
-# Runs apt-get only as root and only if something is missing; otherwise says what to install.
+# Install the Debian packages the test suite needs, when missing: PostgreSQL, Redis, Chromium,
+# and podman, runc and mmdebstrap for the container image test. With the argument "image", only
+# the last three (make image). Runs apt-get only as root and only if something is missing;
+# otherwise says what to install.
 set -euo pipefail
 
 missing=()
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ "${1:-}" != image ]; then
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+fi
+# The container image (deploy/Containerfile): podman with the runc runtime, and mmdebstrap to make
+# the base from Debian's packages (deploy/base-image.sh).
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "The test suite needs these Debian packages: ${missing[*]}" >&2
+  echo "Needed Debian packages: ${missing[*]}" >&2
   echo "Install them as root:  apt-get update && apt-get install -y ${missing[*]}" >&2
   exit 1
 fi

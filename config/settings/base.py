@@ -204,7 +204,8 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# STATIC_ROOT moves them out of VAR_DIR: the container image collects them at build time.
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
 # Served by the app (WhiteNoise), no CDN: collectstatic writes hashed names, a manifest and
 # gzip/brotli copies; hashed files are cached for ever.
 STORAGES = {

@@ -29,6 +29,10 @@ ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED = False
 AUDIT_CHAIN_KEY = secret_from_environment("AUDIT_CHAIN_KEY")
 
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+# The probes stay on plain HTTP: an orchestrator or the image's HEALTHCHECK asks the process
+# directly, not through the TLS proxy, and would only ever see the redirect. They need no
+# authentication and show no secrets (monitoring/views.py).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("SECURE_PROXY_SSL", default=False) else None
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True

@@ -219,3 +219,10 @@ def test_the_configured_logging_filters_every_handler(settings):
     for name, handler in settings.LOGGING["handlers"].items():
         assert "sanitise" in handler.get("filters", []), name
     assert settings.LOGGING["filters"]["sanitise"]["()"] == "core.logging.SanitisingFilter"
+
+
+def test_a_source_revision_is_an_identifier_but_the_same_hex_under_a_secret_key_is_masked():
+    commit = "3f2c1e9d0b7a4c5e8f6a1b2c3d4e5f60718293a4"  # a full git commit hash: 40 hex digits
+    cleaned = sanitise_context({"revision": commit, "image_revision": commit, "token": commit, "note": commit})
+    assert cleaned["revision"] == commit and cleaned["image_revision"] == commit
+    assert commit not in json.dumps([cleaned["token"], cleaned["note"]])
