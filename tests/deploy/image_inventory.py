@@ -6,6 +6,7 @@ Standard library only: it runs under the image's own Python, not the test suite'
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,13 +19,19 @@ SCANNED_FOR_KEYS = ("/app/", "/opt/", "/etc/", "/root/", "/home/", "/var/")
 HISTORY_FILES = {".python_history", ".bash_history", ".ash_history", ".sh_history", ".lesshst", ".viminfo"}
 
 
+# A PEM private key: its header alone on a line. A library's documentation that quotes one inside
+# a string (botocore's IAM examples: "-----BEGIN DSA PRIVATE KEY-----<a very long private key>")
+# is not a key.
+PRIVATE_KEY_HEADER = re.compile(rb"(?m)^-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----\s*$")
+
+
 def looks_like_private_key(path: str) -> bool:
     try:
         with open(path, "rb") as handle:
             head = handle.read(1 << 16)
     except OSError:
         return False
-    return b"-----BEGIN" in head and b"PRIVATE KEY-----" in head
+    return PRIVATE_KEY_HEADER.search(head) is not None
 
 
 def walk() -> dict:
