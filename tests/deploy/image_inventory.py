@@ -19,9 +19,8 @@ SCANNED_FOR_KEYS = ("/app/", "/opt/", "/etc/", "/root/", "/home/", "/var/")
 HISTORY_FILES = {".python_history", ".bash_history", ".ash_history", ".sh_history", ".lesshst", ".viminfo"}
 
 
-# A PEM private key: its header alone on a line. A library's documentation that quotes one inside
-# a string (botocore's IAM examples: "-----BEGIN DSA PRIVATE KEY-----<a very long private key>")
-# is not a key.
+# A PEM private key: its BEGIN header alone on a line. A library's documentation that quotes such
+# a header inside a JSON string (botocore's IAM examples) is not a key.
 PRIVATE_KEY_HEADER = re.compile(rb"(?m)^-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----\s*$")
 
 
