@@ -141,3 +141,25 @@ def secret_from_environment(name: str, *, required: bool = False) -> str:
             f"Set the {name} environment variable (or {name}_FILE); production has no default for it."
         )
     return value
+
+
+DATABASE_SCHEMES = ("postgres", "postgresql", "pgsql", "sqlite")
+
+
+def database_from_url(url: str) -> dict[str, Any]:
+    """Django's ``DATABASES`` entry for a database URL, or a clear error that names its scheme.
+
+    Only PostgreSQL and SQLite URLs are accepted. The error never repeats the URL: it may hold the
+    database password.
+    """
+    scheme = url.partition("://")[0].strip().lower() if "://" in url else ""
+    if scheme not in DATABASE_SCHEMES:
+        shown = f"its scheme is {scheme!r}" if scheme else "it has no scheme"
+        raise ImproperlyConfigured(
+            f"DATABASE_URL is not a database URL this platform can use ({shown}): expected "
+            "postgres://USER:PASSWORD@HOST:PORT/NAME or sqlite:///PATH."
+        )
+    config = _environment.db_url_config(url.strip())
+    if scheme != "sqlite" and not config.get("NAME"):
+        raise ImproperlyConfigured("DATABASE_URL names no database: add /NAME at its end.")
+    return config

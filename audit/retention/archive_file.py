@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import os
 import zlib
 from collections.abc import Iterator
@@ -87,6 +88,27 @@ class ArchiveWriter:
             self.path.unlink()
 
 
+class _Prefixed(io.RawIOBase):
+    """``prefix`` followed by the rest of ``file``: a file read from its start, without seeking."""
+
+    def __init__(self, prefix: bytes, file: IO[bytes]) -> None:
+        self._prefix = prefix
+        self._file = file
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._prefix:
+            count = min(len(buffer), len(self._prefix))
+            buffer[:count] = self._prefix[:count]
+            self._prefix = self._prefix[count:]
+            return count
+        data = self._file.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 class ArchiveReader:
     """One archive read back as JSON Lines, streamed; a context manager.
 
@@ -115,17 +137,19 @@ class ArchiveReader:
             raise ArchiveError(f"{self.name} cannot be read: {error.strerror}") from None
         try:
             magic = self._file.read(len(ARCHIVE_MAGIC))
-            self._file.seek(0)
+            # A pipe (``--read -``, a process substitution) cannot seek back: the bytes read to
+            # tell the kind apart are put back in front of the rest instead.
+            source: IO[bytes] = io.BufferedReader(_Prefixed(magic, self._file))
             if magic == ARCHIVE_MAGIC:
                 try:
-                    self._stream = StreamReader(self._file, stream_format=ARCHIVE_STREAM_FORMAT, name=self.name)
+                    self._stream = StreamReader(source, stream_format=ARCHIVE_STREAM_FORMAT, name=self.name)
                 except StreamError as error:
                     raise ArchiveError(str(error)) from None
                 self.encrypted = True
                 self.key_id = self._stream.key_id
                 self._plaintext = self._stream.open()
             elif magic.startswith(_GZIP_MAGIC):
-                self._plaintext = self._file
+                self._plaintext = source
             else:
                 raise ArchiveError(f"{self.name} is not an audit archive (neither encrypted nor gzip)")
         except BaseException:

@@ -15,7 +15,7 @@ import environ
 from csp import constants as csp_constants
 
 from accounts import conf as accounts_conf
-from core.settings import secret_from_environment, settings_from_environment
+from core.settings import database_from_url, secret_from_environment, settings_from_environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -112,8 +112,8 @@ TEMPLATES = [
 # Database: SQLite under var/ by default; DATABASE_URL=postgres://... for the scaled-out path. The
 # URL carries the password: a deployment secret (the variable, DATABASE_URL_FILE or SECRETS_PROVIDER).
 # ---------------------------------------------------------------------------------------------
-DATABASE_URL = secret_from_environment("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
-DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+DATABASE_URL = secret_from_environment("DATABASE_URL").strip() or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+DATABASES = {"default": database_from_url(DATABASE_URL)}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # Django's backends plus the audit trail's commit: the events a transaction records are written
 # with its COMMIT, in the same round trip on PostgreSQL (audit/backends, audit/pending.py).

@@ -9,6 +9,10 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
+import subprocess
+import sys
+import threading
 
 import pytest
 import time_machine
@@ -220,3 +224,30 @@ def test_a_purge_during_a_verification_is_not_reported_as_deletion(history):
     assert purged and purged[0].archived == 5
     assert report.ok, report.problems
     assert report.anchor_sequence == 5
+
+
+def test_an_archive_is_read_from_a_pipe(history):
+    """``--read`` from a pipe (no seeking back) gives the same events as from the file."""
+    archive = archive_past_retention().files[0]
+    with ArchiveReader(archive.path) as reader:
+        from_file = list(reader.lines())
+    fifo = archive.path.parent / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(archive.path.read_bytes()))
+    writer.start()
+    with ArchiveReader(fifo) as reader:
+        from_pipe = list(reader.lines())
+    writer.join()
+    assert from_pipe == from_file and len(from_file) > 0
+
+
+def test_archive_read_command_takes_standard_input(history, audit_dir):
+    archive = archive_past_retention().files[0]
+    with archive.path.open("rb") as archive_file:
+        result = subprocess.run(
+            [sys.executable, "manage.py", "audit_archive", "--read", "-"],
+            stdin=archive_file, capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"},
+        )
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()] == list(read_archive(archive.path))

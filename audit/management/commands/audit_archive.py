@@ -32,8 +32,9 @@ class Command(BaseCommand):
         investigate.add_argument(
             "--read",
             metavar="PATH",
-            help="Decrypt an archive and print its events as JSON Lines (needs its audit_archive key). Exits 1, "
-            "after the lines already printed, if the archive is damaged, truncated or its key is missing.",
+            help="Decrypt an archive and print its events as JSON Lines (needs its audit_archive key); - reads "
+            "it from standard input (a pipe). Exits 1, after the lines already printed, if the archive is damaged, "
+            "truncated or its key is missing.",
         )
         investigate.add_argument(
             "--verify",
@@ -53,7 +54,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, dry_run=False, batch_size=None, progress=None, read=None, verify=None, **options):
         if read:
-            self._read(Path(read))
+            self._read(Path("/dev/stdin") if read == "-" else Path(read))
             return
         if verify:
             self._verify(Path(verify))
