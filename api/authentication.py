@@ -5,7 +5,8 @@ attempt does the same work whatever is wrong with it — one indexed query by pr
 key queries an impossible prefix), one HMAC of the presented key, one constant-time comparison
 with the stored hash (a dummy hash when no row matched), the same validity checks, and for any
 failure one audit insert. So an unknown key, a wrong secret, an expired or revoked key take the
-same time, and ``tests/api/test_timing.py`` measures it.
+same time: ``tests/api/test_authentication_work.py`` checks that the work is the same,
+``bench/api_timing_bench.py`` measures the times with a planted leak as its yardstick.
 """
 
 from __future__ import annotations

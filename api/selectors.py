@@ -87,6 +87,13 @@ class _KeyLookup:
     itself in SQL compilation; here the SQL and each column's converters are built once, and rows
     become model instances through ``Model.from_db`` exactly as the ORM would make them (the
     signing secret stays deferred: it is decrypted only for signed requests).
+
+    A miss does the work of a match (api/authentication.py's timing promise): the statement always
+    returns one row when any key exists — the key with this prefix, or else a *stand-in* (the
+    process's first key) — and the row is turned into instances either way; a stand-in is then
+    discarded. Without it a wrong secret (a row fetched, parsed by the driver, converted) answered
+    measurably slower than an unknown prefix (no row), which told an attacker that a prefix exists
+    (bench/api_timing_bench.py). Until any key exists there is nothing to tell apart.
     """
 
     def __init__(self, connection):
@@ -114,6 +121,13 @@ class _KeyLookup:
         ]
         self.key_names = [field.attname for field in self.key_fields]
         self.user_names = [field.attname for field in self.user_fields]
+        key_pk, prefix_column = quote(ApiKey._meta.pk.column), quote(ApiKey._meta.get_field("prefix").column)
+        self.sql += (
+            f" OR k.{key_pk} = %s ORDER BY CASE WHEN k.{prefix_column} = %s THEN 0 ELSE 1 END LIMIT 1"
+        )
+        self.first_key_sql = f"SELECT MIN({key_pk}) FROM {quote(key_table)}"  # noqa: S608 - names from the models
+        self.stand_in_id: int | None = None
+        self.primed = False
 
     @staticmethod
     def _converters(connection, field, alias):
@@ -125,10 +139,23 @@ class _KeyLookup:
 
     def fetch(self, connection, prefix: str) -> ApiKey | None:
         with connection.cursor() as cursor:
-            cursor.execute(self.sql, [prefix])
+            if not self.primed:  # once per process
+                cursor.execute(self.first_key_sql)
+                self.stand_in_id = cursor.fetchone()[0]
+                self.primed = True
+            cursor.execute(self.sql, [prefix, -1 if self.stand_in_id is None else self.stand_in_id, prefix])
             row = cursor.fetchone()
         if row is None:
+            self.primed = self.stand_in_id is None  # the stand-in was deleted: find another next time
             return None
+        key = self._instances(connection, row)
+        if key.prefix != prefix:
+            return None  # the stand-in: converted like a match, then discarded
+        if self.stand_in_id is None:
+            self.stand_in_id = key.pk
+        return key
+
+    def _instances(self, connection, row: tuple) -> ApiKey:
         values = []
         for value, converters in zip(row, self.converters, strict=True):
             for converter, column in converters:
