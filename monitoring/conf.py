@@ -91,7 +91,8 @@ DEFAULTS = {
     "MONITORING_DEPLOYMENT_ENVIRONMENT": "production",
     # Deploys and rollbacks listed on the dashboard (rows).
     "MONITORING_DEPLOYMENTS_SHOWN": 5,
-    # The security gate's result file (scripts/security_gate.py writes it); empty: VAR_DIR/security/gate-result.json (path).
+    # The security gate's result file, written by scripts/security_gate.py; empty:
+    # VAR_DIR/security/gate-result.json (path).
     "MONITORING_SECURITY_GATE_RESULT_FILE": "",
     # The dashboard calls the gate's result stale when it is older than this (days).
     "MONITORING_SECURITY_GATE_STALE_DAYS": 7,
