@@ -73,6 +73,10 @@ def _note(value: str | None) -> str:
     return text
 
 
+def _short(revision: str) -> str:
+    return revision[:12] if GIT_HASH.fullmatch(revision) else revision
+
+
 def deployment_environment() -> str:
     """The environment a deployment is recorded for when none is given (``MONITORING_DEPLOYMENT_ENVIRONMENT``)."""
     return conf.get("MONITORING_DEPLOYMENT_ENVIRONMENT")
@@ -122,10 +126,11 @@ def deployment_record(
     if text:
         context["note"] = text
     verb = "deployed" if kind == "deploy" else "rolled back"
+    # The label names hashes by their first 12 digits: the sanitiser masks long hex runs in text.
     with transaction.atomic():
         return audit.record(
             action=KINDS[kind],
-            target=Target(type="system.release", id=after, repr=f"{where}: {verb} {before} -> {after}"),
+            target=Target(type="system.release", id=after, repr=f"{where}: {verb} {_short(before)} -> {_short(after)}"),
             context=context,
         )
 

@@ -57,6 +57,6 @@ class Command(BaseCommand):
             raise CommandError(str(error), returncode=USAGE_ERROR) from None
         context = event.context
         self.stdout.write(
-            f"recorded {event.action} (event {event.pk}): {context['environment']} "
+            f"recorded {event.action} (event {event.uuid}): {context['environment']} "
             f"{context['from_revision']} -> {context['to_revision']}"
         )
