@@ -1,7 +1,7 @@
 """A release's smoke path, run by tests/deploy/test_expand_contract.py in a tree of its own.
 
-Copied into the tree of the release under test and run there (``python release_smoke.py`` from
-that tree's root, so its own code is imported), against the database in ``DATABASE_URL``. It
+Its text is run as ``python -c`` from the root of the release under test, so that tree's own code
+is imported, against the database in ``DATABASE_URL``. It
 uses only what outlives a release: Django's user model, the login page and API v1 (versioned,
 docs/API_CHANGES.md), so the current copy of this script drives the previous release's code.
 

@@ -61,8 +61,8 @@ def disk_migrations() -> dict[tuple[str, str], tuple[str, object]]:
 
 
 def test_the_previous_release_is_an_ancestor_of_the_code_under_test(previous):
-    assert git("merge-base", "--is-ancestor", previous.commit, "HEAD", check=False) == ""
-    subprocess.run(["git", "merge-base", "--is-ancestor", previous.commit, "HEAD"], cwd=ROOT, check=True)
+    ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", previous.commit, "HEAD"], cwd=ROOT)
+    assert ancestor.returncode == 0, previous
     assert migrations_at(previous.commit), previous  # it has migrations: the project existed then
 
 
@@ -133,17 +133,19 @@ def database_url():
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def run_in(tree: Path, command: list[str], env: dict, *, stdin: str | None = None) -> str:
+def run_in(tree: Path, what: str, command: list[str], env: dict, *, stdin: str | None = None) -> str:
     process = subprocess.run(command, cwd=tree, env=env, input=stdin, capture_output=True, text=True, timeout=300)
     if process.returncode != 0:
         lines = [line for line in process.stderr.splitlines() if not line.startswith("{")]  # JSON log lines
-        pytest.fail(f"{' '.join(command[:3])} in {tree.name} exited {process.returncode}: " + "\n".join(lines[-15:]))
+        code = "the current code" if tree == ROOT else "the previous release"
+        pytest.fail(f"{what} with {code} exited {process.returncode}:\n" + "\n".join(lines[-15:]))
     return process.stdout
 
 
 def smoke(tree: Path, env: dict, order: dict) -> dict:
     """The smoke path (tests/deploy/release_smoke.py) with ``tree``'s own code."""
-    return json.loads(run_in(tree, [sys.executable, "-c", SMOKE], env, stdin=json.dumps(order)).splitlines()[-1])
+    output = run_in(tree, "the smoke path", [sys.executable, "-c", SMOKE], env, stdin=json.dumps(order))
+    return json.loads(output.splitlines()[-1])
 
 
 def test_the_previous_release_runs_on_the_schema_the_current_code_migrated(previous, tmp_path, database_url):
@@ -154,7 +156,7 @@ def test_the_previous_release_runs_on_the_schema_the_current_code_migrated(previ
         DATABASE_URL=database_url or f"sqlite:///{tmp_path / 'shared.sqlite3'}",
         TEST_VAR_DIR=str(tmp_path / "var"),
     )
-    run_in(ROOT, [sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"], env)
+    run_in(ROOT, "migrate", [sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"], env)
 
     account = {"username": "release-smoke", "password": secrets.token_urlsafe(18)}
     new_writes = smoke(ROOT, env, {**account, "write": "written by the current release"})
@@ -163,3 +165,40 @@ def test_the_previous_release_runs_on_the_schema_the_current_code_migrated(previ
     smoke(ROOT, env, {**account, "read": [[old_writes["written"][0], "written by the previous release"]]})
     assert Path(old_writes["code"]) == old.resolve()  # the previous release's code ran, not this checkout's
     assert Path(new_writes["code"]) == ROOT
+
+
+def test_the_rule_for_the_previous_release_in_a_scratch_repository(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "app" / "migrations").mkdir(parents=True)
+
+    def commit(message: str, path: str) -> str:
+        (repo / path).write_text(message)
+        subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message],
+                       cwd=repo, check=True)
+        return git("rev-parse", "HEAD", root=repo)
+
+    with pytest.raises(NoHistory, match="not a git checkout"):
+        previous_release(repo)
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    commit("first schema", "app/migrations/0001_initial.py")
+    with pytest.raises(NoHistory, match="the only migration change is the first commit"):
+        previous_release(repo)
+    code_only = commit("code only", "app/views.py")
+    second_schema = commit("second schema", "app/migrations/0002_more.py")
+    commit("code after it", "app/views.py")
+    release = previous_release(repo)
+    assert release.commit == code_only and second_schema[:12] in release.how  # just before the last schema change
+
+    (repo / "app" / "migrations" / "0003_new.py").write_text("")  # not committed yet
+    assert previous_release(repo).commit == git("rev-parse", "HEAD", root=repo)
+    (repo / "app" / "migrations" / "0003_new.py").unlink()
+
+    subprocess.run(["git", "tag", "v1.0.0", code_only], cwd=repo, check=True)
+    commit("code after the tag", "app/views.py")
+    assert previous_release(repo).commit == code_only and "v1.0.0" in previous_release(repo).how
+
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo}", str(shallow)], check=True)
+    with pytest.raises(NoHistory, match="shallow clone"):
+        previous_release(shallow)

@@ -43,9 +43,9 @@ class Release:
     how: str  # which rule chose it, for the test's messages
 
 
-def git(*args: str, check: bool = True) -> str:
+def git(*args: str, check: bool = True, root: Path = ROOT) -> str:
     try:
-        process = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        process = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=120)
     except FileNotFoundError:
         raise NoHistory("git is not installed") from None
     if check and process.returncode != 0:
@@ -53,25 +53,28 @@ def git(*args: str, check: bool = True) -> str:
     return process.stdout.strip()
 
 
-def previous_release() -> Release:
-    """The release the current code must be able to run beside (the module's three rules)."""
+def previous_release(root: Path = ROOT) -> Release:
+    """The release the code in ``root`` must be able to run beside (the module's three rules)."""
     if shutil.which("git") is None:
         raise NoHistory("git is not installed")
-    if git("rev-parse", "--is-inside-work-tree", check=False) != "true":
+
+    def run(*args: str, check: bool = True) -> str:
+        return git(*args, check=check, root=root)
+
+    if run("rev-parse", "--is-inside-work-tree", check=False) != "true":
         raise NoHistory("not a git checkout (an archive or an image): no previous release to compare with")
-    if git("rev-parse", "--is-shallow-repository") == "true":
+    if run("rev-parse", "--is-shallow-repository") == "true":
         raise NoHistory("a shallow clone: the previous release is not in its history (clone with full history)")
-    if git("status", "--porcelain", "--", MIGRATION_FILES):
-        return Release(git("rev-parse", "HEAD"), "HEAD (migration files differ from it in the working tree)")
-    has_parent = git("rev-parse", "--verify", "--quiet", "HEAD^1", check=False)
-    if has_parent:
-        tag = git("describe", "--tags", "--abbrev=0", "--match", RELEASE_TAG, "HEAD^1", check=False)
+    if run("status", "--porcelain", "--", MIGRATION_FILES):
+        return Release(run("rev-parse", "HEAD"), "HEAD (migration files differ from it in the working tree)")
+    if run("rev-parse", "--verify", "--quiet", "HEAD^1", check=False):
+        tag = run("describe", "--tags", "--abbrev=0", "--match", RELEASE_TAG, "HEAD^1", check=False)
         if tag:
-            return Release(git("rev-parse", f"{tag}^{{commit}}"), f"the newest release tag, {tag}")
-    changed = git("log", "--first-parent", "-1", "--format=%H", "HEAD", "--", MIGRATION_FILES)
+            return Release(run("rev-parse", f"{tag}^{{commit}}"), f"the newest release tag, {tag}")
+    changed = run("log", "--first-parent", "-1", "--format=%H", "HEAD", "--", MIGRATION_FILES)
     if not changed:
         raise NoHistory("no commit has changed a migration")
-    parent = git("rev-parse", "--verify", "--quiet", f"{changed}^1", check=False)
+    parent = run("rev-parse", "--verify", "--quiet", f"{changed}^1", check=False)
     if not parent:
         raise NoHistory("the only migration change is the first commit: there is no release before it")
     return Release(parent, f"the parent of {changed[:12]}, the newest commit that changed a migration")
