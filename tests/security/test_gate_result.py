@@ -42,7 +42,8 @@ def test_a_full_run_writes_counts_per_check_and_severity_and_no_finding_text(tmp
     root = copy_gate(tmp_path, "core")
     token = "AKIA" + secrets.token_hex(8).upper()  # an AWS-key-like string, made here so no file holds one
     (root / "core" / "planted.py").write_text(
-        f'import subprocess\n\nLABEL = "{token}"\n\n\ndef run(command):\n    return subprocess.call(command, shell=True)\n'
+        f'import subprocess\n\nLABEL = "{token}"\n\n\n'
+        "def run(command):\n    return subprocess.call(command, shell=True)\n"
     )
     result_file = tmp_path / "out" / "gate.json"
     result = run_gate(root, **{RESULT_VARIABLE: str(result_file)})
