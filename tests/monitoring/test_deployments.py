@@ -149,3 +149,20 @@ def test_the_command_line_prints_one_line_and_exits_2(args, line):
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
     assert result.stderr.replace("'deploy', 'rollback'", "deploy, rollback").splitlines() == [line]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error_id"),
+    [
+        ("MONITORING_DEPLOYMENT_ENVIRONMENT", "Production!", "monitoring.E012"),
+        ("MONITORING_DEPLOYMENT_ENVIRONMENT", "", "monitoring.E012"),
+        ("MONITORING_DEPLOYMENTS_SHOWN", 0, "monitoring.E001"),
+        ("MONITORING_SECURITY_GATE_STALE_DAYS", -1, "monitoring.E001"),
+    ],
+)
+def test_the_release_settings_are_checked_at_start(settings, name, value, error_id):
+    from monitoring.checks import check_monitoring_settings
+
+    assert check_monitoring_settings() == []
+    setattr(settings, name, value)
+    assert error_id in [error.id for error in check_monitoring_settings()]
