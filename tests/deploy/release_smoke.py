@@ -2,8 +2,9 @@
 
 Its text is run as ``python -c`` from the root of the release under test, so that tree's own code
 is imported, against the database in ``DATABASE_URL``. It
-uses only what outlives a release: Django's user model, the login page and API v1 (versioned,
-docs/API_CHANGES.md), so the current copy of this script drives the previous release's code.
+uses only what outlives a release: Django's user model, the login page and API v2 (versioned,
+docs/API_CHANGES.md; v1 is deprecated), so the current copy of this script drives the previous
+release's code.
 
 Reads one JSON object from standard input: ``username`` and ``password`` (made up by the test;
 never on the command line), ``read`` (memory ids to read back, each with the content expected) and
@@ -54,19 +55,19 @@ def main() -> None:
         fail("login", response)
     written = []
     if order.get("write"):
-        response = client.post("/api/v1/contexts/", {"name": "Release smoke", "scope": "personal"},
+        response = client.post("/api/v2/contexts/", {"name": "Release smoke", "scope": "personal"},
                                content_type="application/json")
         if response.status_code != 201:
             fail("create a context", response)
         context_id = response.json()["id"]
-        response = client.post("/api/v1/memories/", {"context": context_id, "content": order["write"]},
+        response = client.post("/api/v2/memories/", {"context_id": context_id, "content": order["write"]},
                                content_type="application/json")
         if response.status_code != 201:
             fail("create a memory", response)
         written.append(response.json()["id"])
         order.setdefault("read", []).append([written[-1], order["write"]])
     for memory_id, content in order.get("read", []):
-        response = client.get(f"/api/v1/memories/{memory_id}/")
+        response = client.get(f"/api/v2/memories/{memory_id}/")
         if response.status_code != 200 or response.json().get("content") != content:
             fail(f"read memory {memory_id}", response)
     print(json.dumps({"code": str(Path(memories.__file__).resolve().parent.parent), "written": written}))

@@ -9,7 +9,7 @@ chosen):
   dropped or renamed, no NOT NULL column without a database default, unless the migration says
   why it may contract (``contract = "..."`` on its class);
 * by running it: the previous release's code, from ``git archive``, does its own system checks,
-  finds no migration missing, logs in, and writes and reads memories through API v1 on a fresh
+  finds no migration missing, logs in, and writes and reads memories through API v2 on a fresh
   database migrated by the current code; each release reads what the other wrote.
 
 Without git history (an archive, a shallow clone) both skip and say why.
