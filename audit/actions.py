@@ -113,6 +113,10 @@ class Action(models.TextChoices):
     BACKUP_FAILED = "system.backup_failed", "Backup failed"
     SCHEDULED_JOB_FAILED = "system.scheduled_job_failed", "Scheduled job failed"
     PROCESS_STARTED = "system.process_started", "Process started"
+    # A release switched in (deploy) or back (rollback): both revisions, recorded by the deploy
+    # tool through ``manage.py record_deployment`` (docs/operations.md "Deployments").
+    DEPLOYED = "system.deployed", "Release deployed"
+    ROLLED_BACK = "system.rolled_back", "Release rolled back"
 
     # --- Monitoring -------------------------------------------------------------------------
     ALERT_RAISED = "monitoring.alert_raised", "Alert raised"

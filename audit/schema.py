@@ -59,6 +59,15 @@ _SHARE: Keys = {
     "grantee_type": ("str", "who holds the share: user or team"),
     "grantee_id": ("int", "id of that user or team"),
 }
+_DEPLOYMENT: Keys = {
+    "from_revision": ("str", "the revision that served before (a git commit hash or a version tag)"),
+    "to_revision": ("str", "the revision that serves after"),
+    "environment": ("str", "where: the deployment's environment name (production, staging, ...)"),
+    "tool": ("str", "what ran it: the deploy tool's name (bluegreen, manual, ...)"),
+    "os_user": ("str", "operating-system user that recorded it"),
+    "host": ("str", "the host name it was recorded on"),
+    "note": ("str", "the operator's note, when given (at most 200 characters, sanitised)"),
+}
 _VERIFICATION: Keys = {
     "from_sequence": ("int | None", "first sequence checked (None: from the start)"),
     "to_sequence": ("int | None", "last sequence asked for (None: to the end)"),
@@ -338,6 +347,8 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
         "container_evidence": ("str", "the sign found (/.dockerenv, cgroup:kubepods, ...), empty when none"),
         "revision": ("str", "the image revision (IMAGE_REVISION; unknown when unset, invalid when malformed)"),
     },
+    Action.DEPLOYED: _DEPLOYMENT,
+    Action.ROLLED_BACK: _DEPLOYMENT,
     # --- Monitoring ------------------------------------------------------------------------
     Action.ALERT_RAISED: {
         "detector": ("str", "the detector that raised it"),

@@ -47,6 +47,8 @@ POSITIVE_SETTINGS = (
     "MONITORING_NOTIFICATION_RATE_LIMIT",
     "MONITORING_NOTIFICATION_RATE_WINDOW_SECONDS",
     "MONITORING_POSTURE_DEDUPE_WINDOW_SECONDS",
+    "MONITORING_DEPLOYMENTS_SHOWN",
+    "MONITORING_SECURITY_GATE_STALE_DAYS",
 )
 
 
@@ -123,6 +125,18 @@ def check_monitoring_settings(app_configs=None, **kwargs):
             Error(
                 f"MONITORING_READINESS_CHECKS names unknown checks: {', '.join(sorted(unknown))}.",
                 id="monitoring.E008",
+            )
+        )
+    from monitoring.services.deployments import NAME
+
+    if not isinstance(conf.get("MONITORING_DEPLOYMENT_ENVIRONMENT"), str) or not NAME.fullmatch(
+        conf.get("MONITORING_DEPLOYMENT_ENVIRONMENT")
+    ):
+        errors.append(
+            Error(
+                "MONITORING_DEPLOYMENT_ENVIRONMENT must be 1 to 32 lower-case letters, digits, dots, dashes or "
+                "underscores, starting with a letter or digit.",
+                id="monitoring.E012",
             )
         )
     errors.extend(_posture_errors())

@@ -86,6 +86,16 @@ DEFAULTS = {
     "MONITORING_POSTURE_SEVERITY": "high",
     # Later starts of one role on one host fold into its open alert within this window (seconds).
     "MONITORING_POSTURE_DEDUPE_WINDOW_SECONDS": 604800,
+    # --- Deployments and the security gate (the dashboard) ---
+    # The environment manage.py record_deployment records when given none (a name: production, staging).
+    "MONITORING_DEPLOYMENT_ENVIRONMENT": "production",
+    # Deploys and rollbacks listed on the dashboard (rows).
+    "MONITORING_DEPLOYMENTS_SHOWN": 5,
+    # The security gate's result file, written by scripts/security_gate.py; empty:
+    # VAR_DIR/security/gate-result.json (path).
+    "MONITORING_SECURITY_GATE_RESULT_FILE": "",
+    # The dashboard calls the gate's result stale when it is older than this (days).
+    "MONITORING_SECURITY_GATE_STALE_DAYS": 7,
     # --- Alerts and notifications ---
     # Repeated triggers with the same dedupe key within this window update one alert (seconds).
     "MONITORING_ALERT_DEDUPE_WINDOW_SECONDS": 3600,

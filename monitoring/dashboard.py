@@ -27,10 +27,12 @@ from accounts.selectors import locked_account_list, mfa_adoption_counts
 from audit.actions import Action, Outcome
 from audit.heads import last_published_head
 from audit.models import AuditEvent
+from monitoring import conf
 from monitoring.charts import daily_count_chart
 from monitoring.detectors.system import JobLateDetector
 from monitoring.models import ACTIVE_STATUSES, Alert, DailySecurityCount, SecuritySnapshot, Severity
-from monitoring.selectors import job_status_list, open_alert_counts
+from monitoring.security_gate import security_gate_result
+from monitoring.selectors import deployment_list, job_status_list, open_alert_counts
 from monitoring.services.rollup import FAILED_LOGINS_SNAPSHOT, OBSERVED_ADMIN_LOG
 
 DAYS = 14  # the period of the charts and of the success metrics (days)
@@ -198,6 +200,38 @@ def _audit_chain(*, now: datetime.datetime, jobs: list[dict]) -> dict:
     }
 
 
+def _gate_metric(gate: dict) -> dict:
+    """The seed's "0 open high-severity findings" from the gate's last result file."""
+    label = "Open high-severity findings of the security gate"
+    if gate["state"] == "missing":
+        return _metric(label, "high_findings", None, unit="",
+                       how="no result of the security gate here: scripts/security-checks.sh writes one on each "
+                       "full run (MONITORING_SECURITY_GATE_RESULT_FILE)")
+    if gate["state"] == "unreadable":
+        return _metric(label, "high_findings", None, unit="",
+                       how=f"the gate's result file cannot be read: {gate['problem']}")
+    metric = _metric(
+        label, "high_findings", gate["open_findings"], unit="",
+        how=f"the gate's last full run, {gate['age_text']} ago, on revision {gate['revision'][:12]}"
+        + (" with local changes" if gate["revision_modified"] else ""),
+        detail=f"failed checks: {', '.join(gate['failed_checks'])}" if gate["failed_checks"] else "every check passed",
+    )
+    if gate["failed_checks"]:
+        metric["met"] = False  # a check that could not run has no findings, and proves nothing
+    if gate["stale"]:
+        metric["met"] = None
+        metric["how"] = f"stale, older than {gate['stale_days']} days: " + metric["how"]
+    return metric
+
+
+def _deployments(*, now: datetime.datetime) -> list[dict]:
+    rows = deployment_list(limit=conf.get("MONITORING_DEPLOYMENTS_SHOWN"), now=now)
+    for row in rows:
+        row["age_text"] = age_text(now - row["timestamp"])
+        row["link"] = _link("admin:audit_auditevent_change", row["id"])
+    return rows
+
+
 def _section(sections: Mapping[str, Section], name: str, now: datetime.datetime) -> dict:
     provider = sections.get(name)
     if provider is None:
@@ -232,6 +266,9 @@ def dashboard_context(*, now: datetime.datetime, sections: Mapping[str, Section]
     failed = _period_sum(counts, Action.LOGIN_FAILED.value)
     succeeded = _period_sum(counts, Action.LOGIN_SUCCEEDED.value)
     jobs, on_time, scheduled = _jobs(now=now)
+    gate = security_gate_result(now=now)
+    if gate["state"] == "present":
+        gate["age_text"] = age_text(gate["age"])
 
     metrics = [
         _metric(
@@ -268,12 +305,7 @@ def dashboard_context(*, now: datetime.datetime, sections: Mapping[str, Section]
             how="scheduled jobs that started on time (none late by the job-health rule)",
             detail=f"{on_time} of {scheduled} scheduled jobs on time",
         ),
-        {
-            "label": "Open high-severity findings of the security gate", "value": None, "unit": "",
-            "target": 0, "comparison": "==", "met": None,
-            "how": "not known here: the gate runs in CI and stores no result the console can read",
-            "detail": "",
-        },
+        _gate_metric(gate),
     ]
 
     charts = []
@@ -303,6 +335,8 @@ def dashboard_context(*, now: datetime.datetime, sections: Mapping[str, Section]
             "verification": _last_event(Action.BACKUP_VERIFIED, now=now),
         },
         "jobs": jobs,
+        "security_gate": gate,
+        "deployments": _deployments(now=now),
     }
 
 

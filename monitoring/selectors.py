@@ -407,3 +407,30 @@ def failed_login_counts(*, now: datetime.datetime) -> dict[str, int]:
             ("24h", datetime.timedelta(days=1)),
         )
     }
+
+
+DEPLOYMENT_ACTIONS = {Action.DEPLOYED.value: "deploy", Action.ROLLED_BACK.value: "rollback"}
+
+
+def deployment_list(*, limit: int, now: datetime.datetime | None = None) -> list[dict]:
+    """The newest ``limit`` deploys and rollbacks (``system.deployed``, ``system.rolled_back``), newest first.
+
+    One query on the ``(action, timestamp)`` index, whatever the size of the audit table. Each row:
+    id, kind (deploy or rollback), timestamp, the two revisions, environment and tool.
+    """
+    events = AuditEvent.objects.filter(action__in=list(DEPLOYMENT_ACTIONS))
+    if now is not None:
+        events = events.filter(timestamp__lte=now)
+    rows = events.order_by("-timestamp", "-id").values("id", "action", "timestamp", "context")[:limit]
+    deployments = []
+    for row in rows:
+        context = row["context"] or {}
+        deployments.append(
+            {
+                "id": row["id"],
+                "kind": DEPLOYMENT_ACTIONS[row["action"]],
+                "timestamp": row["timestamp"],
+                **{key: str(context.get(key, "")) for key in ("from_revision", "to_revision", "environment", "tool")},
+            }
+        )
+    return deployments

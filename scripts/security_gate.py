@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime
 import fnmatch
 import json
 import os
@@ -47,6 +48,8 @@ class Finding:
     line: int
     message: str
     end_line: int | None = None
+    # The tool's own severity where it gives one (zizmor, trivy); otherwise high, the gate's threshold.
+    severity: str = "high"
 
     def source(self) -> str:
         """The finding's lines of code, for the ``match`` of an acceptance."""
@@ -87,6 +90,7 @@ class Result:
     status: str  # passed, failed, skipped
     detail: str
     findings: list[Finding] = field(default_factory=list)
+    accepted: int = 0  # findings covered by an entry of the accepted-findings file
 
 
 def load_acceptances() -> list[Acceptance]:
@@ -119,8 +123,8 @@ def judge(findings: list[Finding], acceptances: list[Acceptance], passed: str) -
     note = f"; {accepted} accepted in {ACCEPTED_FILE}" if accepted else ""
     if open_findings:
         count = len(open_findings)
-        return Result("failed", f"{count} finding{'s' if count != 1 else ''}{note}", open_findings)
-    return Result("passed", passed + note)
+        return Result("failed", f"{count} finding{'s' if count != 1 else ''}{note}", open_findings, accepted)
+    return Result("passed", passed + note, accepted=accepted)
 
 
 def run(command: list, *, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -236,7 +240,8 @@ def check_zizmor(acceptances: list[Acceptance]) -> Result:
         path = key.get("verbatim_path") or key.get("given_path") or ".github/workflows"
         line = primary["concrete"]["location"]["start_point"]["row"] + 1
         severity = item["determinations"]["severity"].lower()
-        findings.append(Finding("zizmor", item["ident"], path, line, f"{item['desc']} ({severity})"))
+        findings.append(Finding("zizmor", item["ident"], path, line, f"{item['desc']} ({severity})",
+                                severity=severity))
     workflows = sorted(p.name for p in (ROOT / ".github/workflows").glob("*.y*ml"))
     passed = f"no finding in {', '.join(workflows)} (offline audits, auditor persona)"
     return judge(findings, acceptances, passed)
@@ -298,9 +303,11 @@ def check_detect_secrets(acceptances: list[Acceptance]) -> Result:
     result = judge(baseline_entries, acceptances, "")
     findings += result.findings
     if findings:
-        return Result("failed", f"{len(findings)} finding{'s' if len(findings) != 1 else ''}", findings)
+        return Result("failed", f"{len(findings)} finding{'s' if len(findings) != 1 else ''}", findings,
+                      result.accepted)
     return Result("passed", f"{len(files)} files; no secret outside {SECRETS_BASELINE} "
-                            f"({len(baseline_entries)} audited entries, each with a reason)")
+                            f"({len(baseline_entries)} audited entries, each with a reason)",
+                  accepted=result.accepted)
 
 
 def update_secrets_baseline() -> int:
@@ -470,7 +477,8 @@ def check_trivy_config(acceptances: list[Acceptance]) -> Result:
             if item["Severity"] in ("HIGH", "CRITICAL"):
                 line = (item.get("CauseMetadata") or {}).get("StartLine") or 0
                 message = f"{item['Title']} ({item['Severity']})"
-                findings.append(Finding("trivy-config", item["ID"], path, line, message))
+                findings.append(Finding("trivy-config", item["ID"], path, line, message,
+                                        severity=item["Severity"].lower()))
             else:
                 below += 1
     targets = ", ".join(f"deploy/{target['Target']}" for target in results)
@@ -495,6 +503,85 @@ NOT_RUN = [
 ]
 
 
+RESULT_FORMAT = 1  # the version of the result file's layout (monitoring/security_gate.py reads it)
+RESULT_NAME = "gate-result.json"
+
+
+def result_path() -> Path:
+    """Where a full run writes its result: MONITORING_SECURITY_GATE_RESULT_FILE, else VAR_DIR/security/.
+
+    The console reads the same variable (monitoring/conf.py), so both sides agree on one file.
+    """
+    chosen = os.environ.get("MONITORING_SECURITY_GATE_RESULT_FILE", "").strip()
+    if chosen:
+        return Path(chosen)
+    var_dir = Path(os.environ.get("VAR_DIR", "").strip() or "var")
+    return (var_dir if var_dir.is_absolute() else ROOT / var_dir) / "security" / RESULT_NAME
+
+
+def source_revision() -> tuple[str, bool]:
+    """The checked-out commit and whether tracked files differ from it; ``unknown`` outside git."""
+    if not (ROOT / ".git").exists():
+        return "unknown", False
+    try:
+        head = run(["git", "rev-parse", "--verify", "HEAD"], timeout=30)
+        status = run(["git", "status", "--porcelain", "--untracked-files=no"], timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+    revision = head.stdout.strip()
+    if head.returncode != 0 or not revision:
+        return "unknown", False
+    return revision, bool(status.stdout.strip())
+
+
+def gate_result(results: dict[str, Result], *, finished_at: str, duration: float, revision: str,
+                modified: bool) -> dict:
+    """The run's result as the console shows it: counts only, per check, severity and tool.
+
+    No finding's text, path, rule or detail line goes in: a finding may quote the very secret it
+    found (detect-secrets, a hard-coded key), and a tool's error may quote anything.
+    """
+    checks, by_severity = {}, {}
+    for name, result in results.items():
+        severities: dict[str, int] = {}
+        for finding in result.findings:
+            severities[finding.severity] = severities.get(finding.severity, 0) + 1
+            by_severity[finding.severity] = by_severity.get(finding.severity, 0) + 1
+        checks[name] = {
+            "status": result.status,
+            "open_findings": len(result.findings),
+            "open_by_severity": dict(sorted(severities.items())),
+            "accepted_findings": result.accepted,
+        }
+    return {
+        "format": RESULT_FORMAT,
+        "finished_at": finished_at,
+        "duration_seconds": round(duration, 1),
+        "revision": revision,
+        "revision_modified": modified,
+        "passed": all(result.status != "failed" for result in results.values()),
+        "open_findings": sum(check["open_findings"] for check in checks.values()),
+        "open_by_severity": dict(sorted(by_severity.items())),
+        "checks": checks,
+        "not_run": [line.split(":", 1)[0] for line in NOT_RUN],
+    }
+
+
+def write_result(document: dict, path: Path) -> None:
+    """Write ``document`` to ``path`` whole or not at all (a temporary file renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".gate-result-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(document, stream, indent=2, sort_keys=True)
+            stream.write("\n")
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated checks: " + ", ".join(CHECKS))
@@ -517,6 +604,7 @@ def main(argv: list[str]) -> int:
             parser.error(f"unknown check {', '.join(unknown)}; the checks are {', '.join(CHECKS)}")
     acceptances = load_acceptances()
     failed = []
+    results: dict[str, Result] = {}
     started = time.monotonic()
     for name in selected:
         label, check = CHECKS[name]
@@ -532,6 +620,7 @@ def main(argv: list[str]) -> int:
             print(f"{label}: {result.status} ({result.detail}) {took}", flush=True)
         for finding in result.findings:
             print(f"    {finding}", flush=True)
+        results[name] = result
         if result.status == "failed":
             failed.append(name)
     if not args.only:
@@ -541,7 +630,19 @@ def main(argv: list[str]) -> int:
     stale = [a for a in acceptances if a.tool in ran and not a.used]
     for acceptance in stale:
         print(f"note: {ACCEPTED_FILE} accepts a finding the tools no longer report: {acceptance}")
-    total = f"{len(selected)} check{'s' if len(selected) != 1 else ''}, {time.monotonic() - started:.0f} s"
+    duration = time.monotonic() - started
+    total = f"{len(selected)} check{'s' if len(selected) != 1 else ''}, {duration:.0f} s"
+    if not args.only:
+        # Only a run of every check says what the gate thinks of a revision; --only runs leave it be.
+        revision, modified = source_revision()
+        finished_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        path = result_path()
+        try:
+            write_result(gate_result(results, finished_at=finished_at, duration=duration, revision=revision,
+                                     modified=modified), path)
+            print(f"result: written to {os.path.relpath(path, ROOT) if path.is_relative_to(ROOT) else path}")
+        except OSError as error:
+            print(f"result: not written ({type(error).__name__}: {error.strerror or error})")
     if failed:
         print(f"security gate: FAILED ({', '.join(failed)}; {total})")
         return 1

@@ -433,7 +433,8 @@ vars().update(
 )
 
 # Monitoring (docs/monitoring.md): who receives alerts and reports, the webhook, the /metrics
-# credentials, which readiness checks can fail /readyz, and the notification routes (JSON).
+# credentials, which readiness checks can fail /readyz, the notification routes (JSON), the
+# environment deployments are recorded for, and the security gate's result file.
 vars().update(
     settings_from_environment(
         MONITORING_ALERT_EMAILS=env.list,
@@ -444,6 +445,8 @@ vars().update(
         MONITORING_METRICS_ALLOWED_NETWORKS=env.list,
         MONITORING_READINESS_CHECKS=env.list,
         MONITORING_NOTIFICATION_ROUTES=env.json,
+        MONITORING_DEPLOYMENT_ENVIRONMENT=env.str,
+        MONITORING_SECURITY_GATE_RESULT_FILE=env.str,
     )
 )
 

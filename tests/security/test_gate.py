@@ -8,6 +8,7 @@ SQLite half of ``make test`` only.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -76,6 +77,12 @@ def test_gate_passes_on_the_repository_and_says_what_it_did_not_run():
     assert "no known vulnerabilities" not in output.lower()
     assert result.stdout.rstrip().splitlines()[-1].startswith("security gate: passed")
     assert (ROOT / "var" / "security" / "sbom-runtime.cdx.json").exists()
+    # The full run's result for the dashboard (tests/security/test_gate_result.py tests it in detail).
+    document = json.loads(gate_module().result_path().read_text())
+    assert document["passed"] is True and document["open_findings"] == 0
+    if (ROOT / ".git").exists():
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        assert document["revision"] == head
 
 
 def test_bandit_fails_the_gate_on_a_shell_command_and_names_it(tmp_path):
