@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django_otp import device_classes
 
@@ -299,3 +299,52 @@ def user_ids_by_username(usernames) -> dict[str, int]:
         return {}
     rows = get_user_model()._default_manager.filter(username__in=names).values_list("username", "pk")
     return dict(rows)
+
+
+def _locked_now(now: datetime.datetime):
+    return Exists(
+        FailureCounter.objects.filter(
+            kind__in=FailureCounter.Kind.values, username=OuterRef("username"), locked_until__gt=now
+        )
+    )
+
+
+def _mfa_on():
+    return Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True))
+
+
+def user_list_filter(queryset: QuerySet, *, mfa: str | None = None, locked: str | None = None, now=None) -> QuerySet:
+    """The console's user list filters: ``mfa`` ``on`` / ``off`` / ``staff_off`` (staff without
+    MFA), ``locked`` ``yes`` / ``no`` (a lockout or throttle counter locked now)."""
+    if mfa == "on":
+        queryset = queryset.filter(_mfa_on())
+    elif mfa == "off":
+        queryset = queryset.filter(~_mfa_on())
+    elif mfa == "staff_off":
+        queryset = queryset.filter(~_mfa_on(), is_staff=True)
+    if locked in ("yes", "no"):
+        condition = _locked_now(now or timezone.now())
+        queryset = queryset.filter(condition if locked == "yes" else ~condition)
+    return queryset
+
+
+def user_security_summaries(*, user_ids, now=None) -> dict[int, dict]:
+    """Per user id: MFA on or off, locked now or not, the IP of the session seen last. One query.
+
+    For the console's user list (one page of users at a time).
+    """
+    ids = list(user_ids)
+    if not ids:
+        return {}
+    newest_ip = (
+        TrackedSession.objects.filter(user=OuterRef("pk"), ip_address__isnull=False)
+        .order_by("-last_seen_at", "-pk")
+        .values("ip_address")
+    )
+    rows = (
+        get_user_model()
+        ._default_manager.filter(pk__in=ids)
+        .annotate(mfa_on=_mfa_on(), locked=_locked_now(now or timezone.now()), last_ip=Subquery(newest_ip[:1]))
+        .values("pk", "mfa_on", "locked", "last_ip")
+    )
+    return {row.pop("pk"): row for row in rows}

@@ -538,3 +538,48 @@ def test_the_query_count_is_bounded_and_does_not_grow_with_events(world, django_
         assert "COUNT(" not in sql.upper() and "LIMIT" in sql.upper()
     html = client.get(page_url(world.carol.pk)).content.decode()
     assert html.count("Login failed") <= 25 + 1 and html.count("Memory read") <= 25 + 1
+
+
+# --- the user list: MFA, locked and last-IP columns; "staff without MFA" and "locked" filters ----
+def _listed(client: Client, query: str = "") -> dict[str, dict[str, str]]:
+    """The user list's rows: username -> {column (field name): text of its cell}."""
+    html = client.get("/admin/accounts/user/" + query).content.decode()
+    table = html.split('id="result_list"')[1].split("</table>")[0]
+    rows = {}
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table.split("<tbody>")[1], re.S):
+        cells = {
+            name: re.sub(r"<[^>]+>", "", text).strip()
+            for name, text in re.findall(r'<t[hd] class="field-([a-z_]+)[^"]*">(.*?)</t[hd]>', row, re.S)
+        }
+        rows[cells["username"]] = cells
+    return rows
+
+
+def test_the_user_list_shows_mfa_locked_and_last_ip(world):
+    client, _ = console_client("auditor")
+    rows = _listed(client)
+    carol, dave, root = rows["carol"], rows["dave"], rows["root-admin"]
+    assert (carol["mfa_status"], carol["locked_status"], carol["last_ip"]) == ("✔ on", "✘ locked", "203.0.113.20")
+    assert (dave["mfa_status"], dave["locked_status"]) == ("✔ on", "-")
+    assert (root["mfa_status"], root["last_ip"]) == ("✘ off", "-")
+
+
+def test_the_user_list_filters_staff_without_mfa_and_locked_accounts(world):
+    client, _ = console_client("auditor")
+    bare = User.objects.create_user("no-mfa-staff", "nomfa@example.org", PASSWORD, is_staff=True)
+    assert set(_listed(client, "?mfa=staff_off")) == {bare.username, "root-admin"}
+    assert "carol" in _listed(client, "?mfa=on") and bare.username in _listed(client, "?mfa=off")
+    assert set(_listed(client, "?locked=yes")) == {"carol"}
+    assert "carol" not in _listed(client, "?locked=no")
+
+
+def test_the_user_list_reads_its_columns_in_a_bounded_number_of_queries(world, django_assert_max_num_queries):
+    client, _ = console_client("auditor")
+    client.get("/admin/accounts/user/")
+    for index in range(30):
+        User.objects.create_user(f"user-{index}", f"user-{index}@example.org")
+    with CaptureQueriesContext(connection) as few:
+        client.get("/admin/accounts/user/?q=carol")
+    with CaptureQueriesContext(connection) as many:
+        client.get("/admin/accounts/user/")
+    assert len(many) == len(few)
