@@ -583,3 +583,41 @@ def test_the_user_list_reads_its_columns_in_a_bounded_number_of_queries(world, d
     with CaptureQueriesContext(connection) as many:
         client.get("/admin/accounts/user/")
     assert len(many) == len(few)
+
+
+def test_each_part_needs_the_view_permission_of_what_it_shows(world):
+    """``accounts.view_user`` alone opens the page, with identity and privileges only."""
+    client, user = console_client("staff")
+    user.user_permissions.add(Permission.objects.get(codename="view_user"))
+    response = client.get(page_url(world.carol.pk))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "carol@example.org" in section(html, "identity") and "Security auditor" in section(html, "privileges")
+    for words in ("You may not see authenticators.", "You may not see lockout counters.",
+                  "You may not see sessions.", "You may not see audit events."):
+        assert words in html
+    assert "Firefox on Linux" not in html and "ci-runner" not in html and 'id="usec-api-keys"' not in html
+    assert "Login failed" not in html
+
+
+def test_a_grant_older_than_the_privilege_events_read_is_not_recorded(world):
+    """Only the user's newest ``PRIVILEGE_EVENTS_READ`` privilege events are read: the bound holds."""
+    from accounts.selectors import PRIVILEGE_EVENTS_READ
+
+    later = timezone.now() + datetime.timedelta(minutes=1)
+    times = [later + datetime.timedelta(seconds=second) for second in range(PRIVILEGE_EVENTS_READ)]
+    bulk(audit.Action.USER_PERMISSIONS_CHANGED, times=times, subject=world.carol, target=world.carol,
+         context={"removed": ["memories.view_memory"]})
+    client, _ = console_client("auditor")
+    privileges = section(client.get(page_url(world.carol.pk)).content.decode(), "privileges")
+    row = re.search(r"<tr><th scope=\"row\">Security auditor.*?</tr>", privileges, re.S).group(0)
+    assert "not recorded" in row
+
+
+def test_user_ids_by_username_finds_accounts_in_one_query(world, django_assert_num_queries):
+    from accounts.selectors import user_ids_by_username
+
+    with django_assert_num_queries(1):
+        found = user_ids_by_username(["carol", "dave", "nobody-has-this"])
+    assert found == {"carol": world.carol.pk, "dave": world.dave.pk}
+    assert user_ids_by_username([]) == {}
