@@ -208,13 +208,13 @@ def _confirmed(request) -> bool:
     return request.POST.get("confirm") == "yes"
 
 
-def _signed_out(request, message: str) -> HttpResponseRedirect:
+def _signed_out(request, user, message: str) -> HttpResponseRedirect:
     """After ending the request's own session: drop it here (the service recorded why) and sign in again.
 
     Flushing now, rather than letting the next request find the ended session, keeps the trail
     to the one event that happened (the revocation), not a refused request after it.
     """
-    next_url = request.path.rsplit("/security/", 1)[0] + "/security/"
+    next_url = user_security_url(user.pk)
     request.session.flush()
     messages.info(request, message)
     return HttpResponseRedirect(f"{reverse('accounts:login')}?{urlencode({'next': next_url})}")
@@ -261,7 +261,7 @@ def user_security_session_revoke_view(request, object_id, *, model_admin):
         messages.info(request, "That session had already ended.")
         return redirect(user_security_url(user.pk))
     if own:
-        return _signed_out(request, "You ended your own session. Sign in again to go on.")
+        return _signed_out(request, user, "You ended your own session. Sign in again to go on.")
     messages.success(request, f"Ended the session of {user.username} on {tracked.device_label or 'an unknown device'}.")
     return redirect(user_security_url(user.pk))
 
@@ -283,7 +283,7 @@ def user_security_sessions_revoke_all_view(request, object_id, *, model_admin):
         )
     ended = session_revoke_all(actor=request.user, user=user)
     if own:
-        return _signed_out(request, f"You ended all {ended} of your sessions, this one included. Sign in again.")
+        return _signed_out(request, user, f"You ended all {ended} of your sessions, this one included. Sign in again.")
     messages.success(request, f"Ended {ended} session(s) of {user.username}.")
     return redirect(user_security_url(user.pk))
 

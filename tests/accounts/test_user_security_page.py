@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import importlib
 import re
+from urllib.parse import urlencode
 
 import pytest
 from django.apps import apps as global_apps
@@ -368,7 +369,8 @@ def test_revoking_your_own_current_session_asks_first_then_signs_you_out(world):
     assert TrackedSession.objects.get(pk=current.pk).ended_at is None and new_events(before_id) == []
 
     done = client.post(url, {"session": current.public_id, "confirm": "yes"})
-    assert done.status_code == 302 and done["Location"].startswith(reverse("accounts:login"))
+    assert done.status_code == 302
+    assert done["Location"] == reverse("accounts:login") + "?" + urlencode({"next": page_url(administrator.pk)})
     ended = TrackedSession.objects.get(pk=current.pk)
     assert ended.end_reason == TrackedSession.EndReason.REVOKED
     assert [(e.action, e.actor_username) for e in new_events(before_id)] == [
