@@ -6,7 +6,8 @@
 Creates a throwaway database (as ``bench/audit_bench.py``), inserts ``--events`` events over two
 years with that benchmark's generator, then gives one user a long history: ``--history`` failed
 logins naming them as subject and as many memory reads by them (the newest-first walks of the
-page), and a few privilege grants at its start (the grant lookup must find them under the rest).
+page), ending ``--quiet-days`` ago (newer events of everyone else lie above it: a walk of the
+plain timestamp index would have to pass them all), and a staff grant and a group.
 Times ``GET /admin/accounts/user/<id>/security/`` beside ``GET /admin/accounts/user/<id>/change/``
 (a plain admin page), interleaved, through Django's test client as a superuser who passed MFA.
 Prints the medians, their ratio, the page's query count, and on PostgreSQL the plan of each of
@@ -29,8 +30,8 @@ sys.path.insert(0, str(PROJECT_DIR))
 from bench.audit_bench import _generate, _print, _setup_django  # noqa: E402
 
 
-def _history(user, count: int) -> None:
-    """``count`` failed logins about ``user`` and ``count`` memory reads by them, newest last; grants first."""
+def _history(user, count: int, quiet_days: int) -> None:
+    """``count`` failed logins about ``user`` and ``count`` memory reads by them, ending ``quiet_days`` ago."""
     from django.contrib.auth.models import Group
     from django.utils import timezone
 
@@ -45,10 +46,10 @@ def _history(user, count: int) -> None:
         user.save()
         user.groups.add(Group.objects.get_or_create(name="bench operators")[0])
     write_held_events()
-    now = timezone.now()
+    end = timezone.now() - datetime.timedelta(days=quiet_days)
     events = []
     for number in range(count):
-        at = now - datetime.timedelta(seconds=count - number)
+        at = end - datetime.timedelta(seconds=count - number)
         failed = build_event(action=audit.Action.LOGIN_FAILED, outcome="failure", subject=user,
                              context={"reason": "wrong_password"})
         read = build_event(action=audit.Action.MEMORY_READ, actor=user, target=("memories.memory", number),
@@ -62,7 +63,7 @@ def _history(user, count: int) -> None:
     AuditEvent.objects.bulk_create(events, batch_size=5000)
 
 
-def bench(events: int, history: int, rounds: int) -> list[tuple[str, str]]:
+def bench(events: int, history: int, quiet_days: int, rounds: int) -> list[tuple[str, str]]:
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
@@ -75,7 +76,7 @@ def bench(events: int, history: int, rounds: int) -> list[tuple[str, str]]:
     started = time.perf_counter()
     _generate(events)
     target = get_user_model().objects.create_user(username="bench-target", password="b" * 20)
-    _history(target, history)
+    _history(target, history, quiet_days)
     results.append(("generate", f"{events + 2 * history} events in {time.perf_counter() - started:.1f} s"))
     _print(results[-1:])
     if connection.vendor == "postgresql":
@@ -123,6 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000, help="Audit events over two years.")
     parser.add_argument("--history", type=int, default=20_000, help="Events about and by the page's user (each).")
+    parser.add_argument("--quiet-days", type=int, default=365, help="Days since the page's user was last active.")
     parser.add_argument("--rounds", type=int, default=15, help="Timed requests per page.")
     arguments = parser.parse_args()
     _setup_django()
@@ -134,7 +136,7 @@ def main() -> None:
     try:
         version = connection.cursor().connection.info.server_version if connection.vendor == "postgresql" else ""
         print(f"database: {connection.vendor} {version}  cpus: {os.cpu_count()}  python: {sys.version.split()[0]}")
-        bench(arguments.events, arguments.history, arguments.rounds)
+        bench(arguments.events, arguments.history, arguments.quiet_days, arguments.rounds)
     finally:
         from audit.sealing import background_sealer
 
