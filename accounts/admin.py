@@ -5,17 +5,27 @@ step-up re-authentication before any change (staff/superuser flags, groups, perm
 passwords), and its bulk actions call services too. Each action needs its own permission
 (accounts/roles.py, docs/PERMISSIONS.md): a forged POST of an action the user may not run is
 refused with 403 before the step-up check.
+
+Each user has one security page in the console (``accounts.admin_views``; URL name
+``admin:accounts_user_security``, argument: the user's id), linked from the user list, the user's
+change page, the tracked sessions and the lockout counters.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db.models import OuterRef, Subquery
+from django.urls import path
+from django.utils.html import format_html
 
+from accounts import admin_views
 from accounts.decorators import step_up_redirect
 from accounts.models import FailureCounter, TOTPDevice, TrackedSession, User
 from accounts.roles import REMOVE_AUTHENTICATOR_PERMISSION, REVOKE_SESSION_PERMISSION, UNLOCK_PERMISSION
-from accounts.selectors import step_up_is_fresh
+from accounts.selectors import step_up_is_fresh, user_list_filter, user_security_summaries
 from accounts.services.lifecycle import account_unlock
 from accounts.services.mfa import totp_device_remove
 from accounts.services.sessions import session_revoke, session_revoke_all
@@ -40,6 +50,13 @@ class SecurityActionPermissions:
 
     def has_remove_authenticator_permission(self, request) -> bool:
         return request.user.has_perm(REMOVE_AUTHENTICATOR_PERMISSION)
+
+
+def _security_page_link(user_id, label: str = "security page") -> str:
+    """A link to the user's security page (empty when there is no such user)."""
+    if user_id is None:
+        return "-"
+    return format_html('<a href="{}">{}</a>', admin_views.user_security_url(user_id), label)
 
 
 class ReadOnlyStepUpActionsAdmin(SecurityActionPermissions, ReadOnlyAdminMixin, admin.ModelAdmin):
@@ -82,6 +99,28 @@ class TrackedSessionInline(admin.TabularInline):
         return False
 
 
+class MfaFilter(admin.SimpleListFilter):
+    title = "MFA"
+    parameter_name = "mfa"
+
+    def lookups(self, request, model_admin):
+        return [("on", "MFA on"), ("off", "MFA off"), ("staff_off", "staff without MFA")]
+
+    def queryset(self, request, queryset):
+        return user_list_filter(queryset, mfa=self.value())
+
+
+class LockedFilter(admin.SimpleListFilter):
+    title = "locked"
+    parameter_name = "locked"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "locked now"), ("no", "not locked")]
+
+    def queryset(self, request, queryset):
+        return user_list_filter(queryset, locked=self.value())
+
+
 @admin.register(User)
 class UserAdmin(SecurityActionPermissions, PermittedActionsMixin, DjangoUserAdmin):
     list_display = (
@@ -90,15 +129,86 @@ class UserAdmin(SecurityActionPermissions, PermittedActionsMixin, DjangoUserAdmi
         "is_active",
         "is_staff",
         "is_superuser",
+        "mfa_status",
+        "locked_status",
         "email_verified",
         "last_login",
-        "date_joined",
+        "last_ip",
+        "security_page",
     )
-    list_filter = ("is_active", "is_staff", "is_superuser", "email_verified", "groups")
+    list_filter = ("is_active", "is_staff", "is_superuser", MfaFilter, LockedFilter, "email_verified", "groups")
     search_fields = ("username", "email", "first_name", "last_name")
     ordering = ("username",)
     inlines = [TrackedSessionInline]
     actions = ["unlock_accounts", "end_all_sessions", "revoke_staff_status"]
+    # Sections of the security page from rooms that accounts may not import (the API keys,
+    # config/user_security.py), set by the top floor (config/urls.py); name -> UserSecuritySection.
+    security_sections: Mapping[str, admin_views.UserSecuritySection] = {}
+
+    def get_urls(self):
+        """The user's security page and its actions, before the admin's catch-all ``<path:object_id>/``."""
+        view = self.admin_site.admin_view
+
+        def page(function):
+            def wrapped(request, *args, **kwargs):
+                return function(request, *args, model_admin=self, **kwargs)
+
+            return view(wrapped)
+
+        prefix = "<str:object_id>/security/"
+        return [
+            path(prefix, page(admin_views.user_security_view), name="accounts_user_security"),
+            path(f"{prefix}unlock/", page(admin_views.user_security_unlock_view), name="accounts_user_security_unlock"),
+            path(
+                f"{prefix}sessions/revoke/",
+                page(admin_views.user_security_session_revoke_view),
+                name="accounts_user_security_session_revoke",
+            ),
+            path(
+                f"{prefix}sessions/revoke-all/",
+                page(admin_views.user_security_sessions_revoke_all_view),
+                name="accounts_user_security_sessions_revoke_all",
+            ),
+            path(
+                f"{prefix}<slug:section>/",
+                page(admin_views.user_security_section_action_view),
+                name="accounts_user_security_section",
+            ),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="security")
+    def security_page(self, obj) -> str:
+        return _security_page_link(obj.pk)
+
+    def get_changelist(self, request, **kwargs):
+        """The list's MFA, locked and last-IP columns: read for the shown page of users in one query.
+
+        Read after pagination rather than annotated on the query set, so the bulk actions'
+        query sets (``QuerySet.update()`` of privileges, audited) stay plain.
+        """
+        base = super().get_changelist(request, **kwargs)
+
+        class UserChangeList(base):
+            def get_results(self, request):
+                super().get_results(request)
+                summaries = user_security_summaries(user_ids=[user.pk for user in self.result_list])
+                for user in self.result_list:
+                    user.security_summary = summaries.get(user.pk, {})
+
+        return UserChangeList
+
+    @admin.display(description="MFA")
+    def mfa_status(self, obj) -> str:
+        return "✔ on" if getattr(obj, "security_summary", {}).get("mfa_on") else "✘ off"
+
+    @admin.display(description="locked")
+    def locked_status(self, obj) -> str:
+        return "✘ locked" if getattr(obj, "security_summary", {}).get("locked") else "-"
+
+    @admin.display(description="last IP")
+    def last_ip(self, obj) -> str:
+        return getattr(obj, "security_summary", {}).get("last_ip") or "-"
 
     # Step-up for every change made through this admin (ASVS V3.7.1): the change form (flags,
     # groups, permissions), the add form, the password form, deletion and bulk actions.
@@ -147,6 +257,7 @@ class TrackedSessionAdmin(ReadOnlyStepUpActionsAdmin):
     list_display = (
         "public_id",
         "user",
+        "user_security_page",
         "device_label",
         "ip_address",
         "method",
@@ -162,6 +273,10 @@ class TrackedSessionAdmin(ReadOnlyStepUpActionsAdmin):
     readonly_fields = [field.name for field in TrackedSession._meta.fields]
     actions = ["revoke_sessions"]
 
+    @admin.display(description="user's security page")
+    def user_security_page(self, obj) -> str:
+        return _security_page_link(obj.user_id)
+
     @admin.action(description="Revoke the selected sessions", permissions=["revoke_sessions"])
     def revoke_sessions(self, request, queryset):
         ended = sum(session_revoke(actor=request.user, tracked=tracked) for tracked in queryset.select_related("user"))
@@ -172,11 +287,32 @@ class TrackedSessionAdmin(ReadOnlyStepUpActionsAdmin):
 class FailureCounterAdmin(ReadOnlyStepUpActionsAdmin):
     """Lockout and MFA-throttle counters (read-only; unlock with the action or ``unlock_account``)."""
 
-    list_display = ("username", "kind", "address", "failure_count", "lock_count", "locked_until", "last_failure_at")
+    list_display = (
+        "username",
+        "user_security_page",
+        "kind",
+        "address",
+        "failure_count",
+        "lock_count",
+        "locked_until",
+        "last_failure_at",
+    )
     list_filter = ("kind", ("locked_until", admin.EmptyFieldListFilter))
     search_fields = ("username",)
     readonly_fields = [field.name for field in FailureCounter._meta.fields]
     actions = ["unlock"]
+
+    def get_queryset(self, request):
+        # The account of each counter's (normalised) username, in the same query; counters of
+        # names no account has (attempts on unknown usernames) get none.
+        accounts = User._default_manager.filter(username=OuterRef("username")).values("pk")[:1]
+        return super().get_queryset(request).annotate(account_id=Subquery(accounts))
+
+    @admin.display(description="user's security page")
+    def user_security_page(self, obj) -> str:
+        if obj.account_id is None:
+            return "no such account"
+        return _security_page_link(obj.account_id)
 
     @admin.action(description="Unlock these accounts", permissions=["unlock"])
     def unlock(self, request, queryset):

@@ -62,6 +62,8 @@ DEFAULTS = {
     "ACCOUNTS_NOTIFY_NEW_LOGIN": True,
     # Audit events shown on /accounts/security/ (events).
     "ACCOUNTS_SECURITY_EVENTS_SHOWN": 20,
+    # Events in each of the two lists (as actor, as subject) of a user's page in the console (events).
+    "ACCOUNTS_CONSOLE_USER_EVENTS_SHOWN": 25,
     # Where a login goes when it has no safe ``next`` (URL name).
     "ACCOUNTS_LOGIN_REDIRECT_URL_NAME": "accounts:security",
 }

@@ -5,9 +5,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from accounts import admin_views as accounts_admin_views
+from accounts.models import User
 from accounts.views.account import home_view
 from api import views as api_views
 from config import dashboard as dashboard_sections
+from config import user_security
 from encryption import admin_views as encryption_admin_views
 from monitoring import dashboard
 from monitoring import views as health_views
@@ -50,6 +52,9 @@ urlpatterns = [
 admin.site.site_header = "Ninaivalaigal security console"
 admin.site.site_title = "Ninaivalaigal console"
 admin.site.index_title = "Security administration"
+# A user's security page (/admin/accounts/user/<id>/security/) shows the API keys too: the api
+# room is above accounts, so its section is handed down from here (config/user_security.py).
+admin.site.get_model_admin(User).security_sections = user_security.SECTIONS
 
 handler400 = "api.views.bad_request"
 handler403 = "api.views.permission_denied"
