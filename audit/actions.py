@@ -114,6 +114,10 @@ class Action(models.TextChoices):
     SCHEDULED_JOB_FAILED = "system.scheduled_job_failed", "Scheduled job failed"
     PROCESS_STARTED = "system.process_started", "Process started"
 
+    # --- Reading the trail itself (ASVS V8.3.5 for the record of who looked at what) ----------
+    AUDIT_SEARCHED = "audit.searched", "Audit trail searched"
+    AUDIT_EXPORTED = "audit.exported", "Audit trail exported"
+
     # --- Monitoring -------------------------------------------------------------------------
     ALERT_RAISED = "monitoring.alert_raised", "Alert raised"
     ALERT_ACKNOWLEDGED = "monitoring.alert_acknowledged", "Alert acknowledged"

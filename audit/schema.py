@@ -338,6 +338,17 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
         "container_evidence": ("str", "the sign found (/.dockerenv, cgroup:kubepods, ...), empty when none"),
         "revision": ("str", "the image revision (IMAGE_REVISION; unknown when unset, invalid when malformed)"),
     },
+    # --- Reading the trail -------------------------------------------------------------------
+    Action.AUDIT_SEARCHED: {
+        "filters": ("dict", "the explorer's filters and search term in use, each value cut to 200 characters"),
+        "results": ("int", "events matching, counted up to AUDIT_ADMIN_COUNT_LIMIT"),
+        "capped": ("bool", "whether more events matched than were counted"),
+    },
+    Action.AUDIT_EXPORTED: {
+        "filters": ("dict", "the explorer's filters and search term of the export, as for audit.searched"),
+        "format": ("str", "csv or jsonl"),
+        "rows": ("int", "events the export holds (those matching when it began)"),
+    },
     # --- Monitoring ------------------------------------------------------------------------
     Action.ALERT_RAISED: {
         "detector": ("str", "the detector that raised it"),
