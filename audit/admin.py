@@ -48,7 +48,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from audit import conf
-from audit.explorer import FILTER_PARAMETERS, LABELS, PRESETS, SEARCH_PARAMETER, explorer_search_record, filters_from_query
+from audit.explorer import (
+    FILTER_PARAMETERS,
+    LABELS,
+    PRESETS,
+    SEARCH_PARAMETER,
+    explorer_search_record,
+    filters_from_query,
+)
 from audit.exports import FORMATS, events_export_begin, export_stream
 from audit.models import AuditEvent
 from core.admin import ReadOnlyAdminMixin
@@ -198,7 +205,11 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             chips.append({"label": LABELS[SEARCH_PARAMETER], "value": filters.search, "remove": without("q")})
         base = without("last", "since", "until")
         presets = [
-            {"label": label, "query": f"{base}&last={key}" if base else f"last={key}", "active": filters.raw.get("last") == key}
+            {
+                "label": label,
+                "query": f"{base}&last={key}" if base else f"last={key}",
+                "active": filters.raw.get("last") == key,
+            }
             for key, (label, _) in PRESETS.items()
         ]
         can_export = filters.valid and request.user.has_perm(EXPORT_PERMISSION)

@@ -272,7 +272,9 @@ class EventFilters:
 
     def described(self) -> dict[str, str]:
         """The filters as recorded in audit.searched and audit.exported: texts, bounded, in a fixed order."""
-        described = {name: str(self.raw[name])[:RECORDED_VALUE_MAX_LENGTH] for name in FILTER_PARAMETERS if name in self.raw}
+        described = {
+            name: str(self.raw[name])[:RECORDED_VALUE_MAX_LENGTH] for name in FILTER_PARAMETERS if name in self.raw
+        }
         if self.search:
             described["search"] = self.search[:RECORDED_VALUE_MAX_LENGTH]
         return described
@@ -298,9 +300,8 @@ def _address_condition(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -
 
 def filters_from_query(query) -> EventFilters:
     """Parse a request's query string (a ``QueryDict``) into ``EventFilters``; never raises."""
-    unknown = sorted(
-        name for name in query if name not in FILTER_PARAMETERS and name != SEARCH_PARAMETER and name not in ADMIN_PARAMETERS
-    )
+    known = {*FILTER_PARAMETERS, SEARCH_PARAMETER, *ADMIN_PARAMETERS}
+    unknown = sorted(name for name in query if name not in known)
     data = {name: query.get(name, "") for name in FILTER_PARAMETERS if query.get(name, "").strip()}
     form = EventFilterForm(data=data)
     errors = [f"Unknown filter “{name[:40]}”: the filters are {', '.join(FILTER_PARAMETERS)}." for name in unknown]
@@ -308,7 +309,7 @@ def filters_from_query(query) -> EventFilters:
     if not form.is_valid():
         for name, messages in form.errors.items():
             label = "filters" if name == "__all__" else LABELS.get(name, name)
-            errors.extend(f"{label.capitalize()}: {message}" for message in messages)
+            errors.extend(f"{label[:1].upper()}{label[1:]}: {message}" for message in messages)
         return EventFilters(raw={k: v.strip() for k, v in data.items()}, search=search, errors=errors, form=form)
     values = {name: value for name, value in form.cleaned_data.items() if value not in ("", None)}
     raw = {name: data[name].strip() for name in values}

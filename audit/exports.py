@@ -67,7 +67,7 @@ def events_export_begin(*, actor, filters: EventFilters, queryset: QuerySet, for
     if format not in FORMATS:
         raise ExportFormatError(f"An export is csv or jsonl, not {format[:20]!r}.")
     newest = AuditEvent.objects.aggregate(newest=Max("id"))["newest"] or 0
-    bounded = queryset.filter(id__lte=newest).order_by("id")
+    bounded = queryset.filter(id__lte=newest).order_by("timestamp", "id")
     rows = bounded.count()
     audit.record(
         action=Action.AUDIT_EXPORTED,
