@@ -64,8 +64,15 @@ from core.context import REQUEST_ID_PATTERN
 EXPORT_PERMISSION = "audit.export_auditevent"
 # The per-user security page (the accounts app's): reversed by name, as audit may not import accounts.
 USER_SECURITY_URL_NAME = "admin:accounts_user_security"
-SHOWN_REQUEST_ID_LENGTH = 12
-SHOWN_TARGET_LENGTH = 40
+# Longer values are cut in the list (the full value is the cell's title), so that it fits 1366 px.
+SHOWN_REQUEST_ID_LENGTH = 10
+SHOWN_TARGET_LENGTH = 28
+SHOWN_USERNAME_LENGTH = 18
+SHOWN_ADDRESS_LENGTH = 20
+
+
+def _shortened(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
 
 
 class CappedCountPaginator(Paginator):
@@ -250,7 +257,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         changelist = reverse("admin:audit_auditevent_changelist")
         link = format_html(
             '<a href="{}?{}" title="everything {} {}">{}</a>',
-            changelist, urlencode({parameter: user_id}), name, verb, name,
+            changelist, urlencode({parameter: user_id}), name, verb, _shortened(name, SHOWN_USERNAME_LENGTH),
         )
         page = user_security_url(user_id)
         if page:
@@ -268,7 +275,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         text = f"{event.target_type}:{event.target_id} {event.target_repr}".strip()
         if len(text) <= SHOWN_TARGET_LENGTH:
             return text
-        return format_html('<span title="{}">{}…</span>', text, text[: SHOWN_TARGET_LENGTH - 1])
+        return format_html('<span title="{}">{}</span>', text, _shortened(text, SHOWN_TARGET_LENGTH))
 
     @admin.display(description="client IP")
     def address(self, event: AuditEvent) -> str:
@@ -277,20 +284,17 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return format_html(
             '<a href="{}?{}" title="everything from {}">{}</a>',
             reverse("admin:audit_auditevent_changelist"), urlencode({"client_ip": event.client_ip}),
-            event.client_ip, event.client_ip,
+            event.client_ip, _shortened(event.client_ip, SHOWN_ADDRESS_LENGTH),
         )
 
     @admin.display(description="request")
     def request(self, event: AuditEvent) -> str:
         if not event.request_id:
             return ""
-        shown = event.request_id
-        if len(shown) > SHOWN_REQUEST_ID_LENGTH:
-            shown = shown[: SHOWN_REQUEST_ID_LENGTH - 1] + "…"
         return format_html(
             '<a href="{}?{}" title="everything request {} caused">{}</a>',
             reverse("admin:audit_auditevent_changelist"), urlencode({"request_id": event.request_id}),
-            event.request_id, shown,
+            event.request_id, _shortened(event.request_id, SHOWN_REQUEST_ID_LENGTH),
         )
 
     # --- one event ---------------------------------------------------------------------------
