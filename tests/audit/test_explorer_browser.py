@@ -43,8 +43,10 @@ def test_the_explorer_fits_1366_wide_with_filters_in_use_and_no_csp_violation(br
     errors = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     since = (timezone.now() - datetime.timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
-    query = urlencode({"action": "membership.*", "actor": long_name[:20], "client_ip": "2001:db8:ffff:ffff:ffff:ffff:ffff:0/116",
-                       "since": since, "outcome": "success"})
+    query = urlencode({
+        "action": "membership.*", "actor": long_name[:20], "client_ip": "2001:db8:ffff:ffff:ffff:ffff:ffff:0/116",
+        "since": since, "outcome": "success",
+    })
     page.goto(f"{live_server.url}/admin/audit/auditevent/?{query}")
     assert page.locator(".audit-chip").count() == 5
     assert page.locator("#result_list tbody tr").count() == 30
@@ -53,7 +55,8 @@ def test_the_explorer_fits_1366_wide_with_filters_in_use_and_no_csp_violation(br
     assert widths[0] <= widths[1], widths
     # The list itself fits: no column hidden in a box that scrolls sideways.
     table = page.evaluate(
-        "(() => { const t = document.querySelector('#result_list'); return [t.scrollWidth, t.parentElement.clientWidth]; })()"
+        "(() => { const t = document.querySelector('#result_list');"
+        " return [t.scrollWidth, t.parentElement.clientWidth]; })()"
     )
     assert table[0] <= table[1], table
     assert [error for error in errors if "Content Security Policy" in error] == []
