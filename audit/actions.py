@@ -118,6 +118,10 @@ class Action(models.TextChoices):
     DEPLOYED = "system.deployed", "Release deployed"
     ROLLED_BACK = "system.rolled_back", "Release rolled back"
 
+    # --- Reading the trail itself (ASVS V8.3.5 for the record of who looked at what) ----------
+    AUDIT_SEARCHED = "audit.searched", "Audit trail searched"
+    AUDIT_EXPORTED = "audit.exported", "Audit trail exported"
+
     # --- Monitoring -------------------------------------------------------------------------
     ALERT_RAISED = "monitoring.alert_raised", "Alert raised"
     ALERT_ACKNOWLEDGED = "monitoring.alert_acknowledged", "Alert acknowledged"

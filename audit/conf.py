@@ -28,6 +28,14 @@ DEFAULTS = {
     "AUDIT_ARCHIVE_BATCH_SIZE": 50000,
     # The audit admin counts at most this many matching events: no COUNT(*) over millions of rows (events).
     "AUDIT_ADMIN_COUNT_LIMIT": 10000,
+    # The audit explorer records one audit.searched per distinct filter set per session in this
+    # long: paging through one search is not a new search (seconds).
+    "AUDIT_EXPLORER_SEARCH_RECORD_INTERVAL": 300,
+    # Events an export reads from the database per fetch: memory stays bounded by it (events).
+    "AUDIT_EXPORT_CHUNK_SIZE": 2000,
+    # On SQLite a client IP range is matched as a list of addresses, so it may hold at most this
+    # many; PostgreSQL compares inet values on the index and takes any range (addresses).
+    "AUDIT_EXPLORER_SQLITE_RANGE_LIMIT": 4096,
     # Record each migration migrate applies or unapplies as a system.migration_applied event (switch).
     "AUDIT_RECORD_MIGRATIONS": True,
     # A context key its action does not declare (audit/schema.py) raises in record() instead of

@@ -349,6 +349,17 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     },
     Action.DEPLOYED: _DEPLOYMENT,
     Action.ROLLED_BACK: _DEPLOYMENT,
+    # --- Reading the trail -------------------------------------------------------------------
+    Action.AUDIT_SEARCHED: {
+        "filters": ("dict", "the explorer's filters and search term in use, each value cut to 200 characters"),
+        "results": ("int", "events matching, counted up to AUDIT_ADMIN_COUNT_LIMIT"),
+        "capped": ("bool", "whether more events matched than were counted"),
+    },
+    Action.AUDIT_EXPORTED: {
+        "filters": ("dict", "the explorer's filters and search term of the export, as for audit.searched"),
+        "format": ("str", "csv or jsonl"),
+        "rows": ("int", "events the export holds (those matching when it began)"),
+    },
     # --- Monitoring ------------------------------------------------------------------------
     Action.ALERT_RAISED: {
         "detector": ("str", "the detector that raised it"),

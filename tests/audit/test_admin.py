@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import datetime
-
 import pytest
-import time_machine
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
 
 import audit
 from audit.models import AuditEvent
@@ -128,21 +124,3 @@ def test_the_count_is_capped_and_never_over_the_whole_table(console, user, setti
     counts = [query["sql"] for query in queries if "COUNT(" in query["sql"].upper()]
     assert counts and all("LIMIT" in sql.upper() for sql in counts), counts
     assert not any("DISTINCT" in query["sql"].upper() for query in queries)
-
-
-def test_the_date_hierarchy_is_built_from_min_and_max(console, user):
-    now = timezone.now()
-    for days in (800, 400, 1):
-        with time_machine.travel(now - datetime.timedelta(days=days), tick=False):
-            audit.record(action=audit.Action.MEMORY_READ, actor=user)
-    response = console.get(CHANGELIST)
-    years = [choice["title"] for choice in response.context_data["cl"].date_hierarchy and _hierarchy(response)]
-    assert years == [str(year) for year in range((now - datetime.timedelta(days=800)).year, now.year + 1)]
-    response = console.get(CHANGELIST, {"timestamp__year": now.year})
-    assert response.status_code == 200
-
-
-def _hierarchy(response) -> list:
-    from audit.templatetags.audit_admin import audit_date_hierarchy
-
-    return audit_date_hierarchy(response.context["cl"])["choices"]
