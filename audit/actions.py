@@ -113,12 +113,17 @@ class Action(models.TextChoices):
     BACKUP_FAILED = "system.backup_failed", "Backup failed"
     SCHEDULED_JOB_FAILED = "system.scheduled_job_failed", "Scheduled job failed"
     PROCESS_STARTED = "system.process_started", "Process started"
+    BOOTSTRAP_STARTED = "system.bootstrap_started", "Bootstrap started (first administrator, demo data)"
 
     # --- Monitoring -------------------------------------------------------------------------
     ALERT_RAISED = "monitoring.alert_raised", "Alert raised"
     ALERT_ACKNOWLEDGED = "monitoring.alert_acknowledged", "Alert acknowledged"
     ALERT_RESOLVED = "monitoring.alert_resolved", "Alert resolved"
     ALERT_DISMISSED = "monitoring.alert_dismissed", "Alert dismissed"
+    ALERT_ASSIGNED = "monitoring.alert_assigned", "Alert assigned"
+    SUPPRESSION_CREATED = "monitoring.suppression_created", "Alert suppression rule created"
+    SUPPRESSION_ENDED = "monitoring.suppression_ended", "Alert suppression rule ended"
+    SUPPRESSION_DELETED = "monitoring.suppression_deleted", "Alert suppression rule deleted"
 
 
 class Outcome(models.TextChoices):
