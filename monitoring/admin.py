@@ -424,6 +424,14 @@ class SuppressionRuleAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             rule.source_alert_id,
         )
 
+    # Rules are part of the alerts: whoever may view alerts (both security roles) sees them, with
+    # no permission of their own to hand out (accounts/roles.py stays as it is).
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("monitoring.view_alert") or super().has_view_permission(request, obj)
+
+    def has_module_permission(self, request) -> bool:
+        return self.has_view_permission(request)
+
     def has_triage_permission(self, request) -> bool:
         return may_triage(request.user)
 
