@@ -379,7 +379,9 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         except ValidationError as error:
             messages.error(request, _error_text(error))
         else:
-            messages.success(request, f"No more {rule.detector} alerts for {rule.subject} until {until:%Y-%m-%d} (UTC).")
+            messages.success(
+                request, f"No more {rule.detector} alerts for {rule.subject} until {until:%Y-%m-%d} (UTC)."
+            )
         return HttpResponseRedirect(page)
 
 

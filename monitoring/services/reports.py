@@ -18,9 +18,8 @@ import io
 
 from django.db import transaction
 from django.template.loader import render_to_string
-from django.utils import timezone
-
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from core.emails import absolute_url, email_time

@@ -26,7 +26,7 @@ from audit.models import AuditEvent
 from audit.services import write_held_events
 from monitoring import subjects
 from monitoring.detectors import detector_get
-from monitoring.models import Alert, AlertNote, AlertStatus, Severity
+from monitoring.models import AlertNote, AlertStatus, Severity
 from monitoring.services.alerts import alert_assign, alert_record_finding
 from monitoring.summaries import alert_sentence, duration_text
 from tests.monitoring.conftest import NOW, record
@@ -320,7 +320,8 @@ def test_without_a_describer_a_key_is_shown_as_stored(now, administrator, settin
 
 
 @pytest.mark.parametrize(
-    ("seconds", "text"), [(900, "15 minutes"), (3600, "1 hour"), (86400, "1 day"), (45, "45 seconds"), (90, "90 seconds")]
+    ("seconds", "text"),
+    [(900, "15 minutes"), (3600, "1 hour"), (86400, "1 day"), (45, "45 seconds"), (90, "90 seconds")],
 )
 def test_durations_read_as_words(seconds, text):
     assert duration_text(seconds) == text
