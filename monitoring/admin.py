@@ -59,6 +59,13 @@ from monitoring.services.suppression import suppression_create, suppression_dele
 from monitoring.subjects import describe_subjects, subject_text, user_security_link
 from monitoring.summaries import alert_sentence
 
+# Open and acknowledged alerts sort before closed ones.
+OPEN_FIRST = Case(
+    When(status__in=[status.value for status in ACTIVE_STATUSES], then=Value(0)),
+    default=Value(1),
+    output_field=IntegerField(),
+).asc()
+
 STEP_SERVICES = {
     AlertStatus.ACKNOWLEDGED.value: (alert_acknowledge, "acknowledged"),
     AlertStatus.RESOLVED.value: (alert_resolve, "resolved"),
@@ -156,8 +163,8 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("assigned_to",)
     search_fields = ("subject", "summary", "dedupe_key")
     date_hierarchy = "created_at"
-    # Open and acknowledged alerts first (``still_open``, annotated in get_queryset, so added by
-    # get_ordering: the admin's checks accept model fields only here), then by severity and time.
+    # Open and acknowledged alerts first (OPEN_FIRST, added by get_ordering: the admin's checks
+    # accept field names only here), then by severity and time.
     ordering = ("-severity", "-created_at", "-id")
     list_per_page = 50
     actions = ("acknowledge_selected", "resolve_selected", "mark_false_positive_selected")
@@ -170,19 +177,9 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = fields
 
     def get_ordering(self, request):
-        return ("-still_open", *self.ordering)
-
-    def get_queryset(self, request):
-        # Django's ModelAdmin.get_queryset, with the annotation the ordering needs added first.
-        queryset = self.model._default_manager.get_queryset().annotate(
-            still_open=Case(
-                When(status__in=[status.value for status in ACTIVE_STATUSES], then=Value(1)),
-                default=Value(0),
-                output_field=IntegerField(),
-            )
-        )
-        ordering = self.get_ordering(request)
-        return queryset.order_by(*ordering) if ordering else queryset
+        # An expression rather than an annotation: Django also orders the alert choices of other
+        # admins' forms (a notification's alert) by this, on a query set without annotations.
+        return (OPEN_FIRST, *self.ordering)
 
     def get_changelist_instance(self, request):
         changelist = super().get_changelist_instance(request)
@@ -427,12 +424,14 @@ class SuppressionRuleAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         )
 
     # Rules are part of the alerts: whoever may view alerts (both security roles) sees them, with
-    # no permission of their own to hand out (accounts/roles.py stays as it is).
+    # no permission of their own to hand out (accounts/roles.py stays as it is). The roles reach
+    # the list from the alert pages; the app list shows it to holders of its own view permission.
     def has_view_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("monitoring.view_alert") or super().has_view_permission(request, obj)
 
-    def has_module_permission(self, request) -> bool:
-        return self.has_view_permission(request)
+    def get_model_perms(self, request) -> dict[str, bool]:
+        # What the app list goes by: the model's own view permission (superusers), not the alerts'.
+        return {**super().get_model_perms(request), "view": super().has_view_permission(request)}
 
     def has_triage_permission(self, request) -> bool:
         return may_triage(request.user)
