@@ -336,3 +336,15 @@ def test_an_alert_without_the_figures_a_sentence_needs_keeps_its_summary():
 
 def test_history_notes_have_a_bounded_length():
     assert AlertNote._meta.get_field("text").max_length == 2000
+
+
+def test_the_alert_page_is_csp_strict(alert, administrator):
+    """No inline style attribute or script: the page's own styles are one element with the nonce."""
+    client, _ = administrator
+    response = client.get(page_of(alert))
+    html = response.content.decode()
+    body = html.split("<body", 1)[1]
+    assert ' style="' not in body and "<script>" not in body and "onclick" not in body
+    nonce = response.wsgi_request.csp_nonce
+    assert f'<style nonce="{nonce}">' in html and ".triage-history" in html
+    assert "'unsafe-inline'" not in response["Content-Security-Policy"].split("style-src")[1].split(";")[0]
