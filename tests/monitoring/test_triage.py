@@ -348,3 +348,31 @@ def test_the_alert_page_is_csp_strict(alert, administrator):
     nonce = response.wsgi_request.csp_nonce
     assert f'<style nonce="{nonce}">' in html and ".triage-history" in html
     assert "'unsafe-inline'" not in response["Content-Security-Policy"].split("style-src")[1].split(";")[0]
+
+
+def test_the_list_costs_the_same_queries_for_3_alerts_as_for_30(now, administrator):
+    """Subjects are described per page (one query per kind), never per row."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client, _ = administrator
+    changelist = reverse("admin:monitoring_alert_changelist")
+
+    def raise_alerts(first: int, last: int) -> None:
+        for index in range(first, last):
+            made = finding(key=f"k{index}", last_event_id=100 + index)
+            if index % 2:
+                made.subject_type, made.subject, made.detector = "api_key", f"key{index:04d}", "api_error_burst"
+                made.counts = {"count": 31, "window_seconds": 300}
+            else:
+                made.subject = f"user{index}"
+            alert_record_finding(finding=made)
+
+    counts = []
+    for first, last in ((0, 3), (3, 30)):
+        raise_alerts(first, last)
+        client.get(changelist)  # warm: sessions, content types
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(changelist).status_code == 200
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
