@@ -113,6 +113,7 @@ class Action(models.TextChoices):
     BACKUP_FAILED = "system.backup_failed", "Backup failed"
     SCHEDULED_JOB_FAILED = "system.scheduled_job_failed", "Scheduled job failed"
     PROCESS_STARTED = "system.process_started", "Process started"
+    BOOTSTRAP_STARTED = "system.bootstrap_started", "Bootstrap started (first administrator, demo data)"
     # A release switched in (deploy) or back (rollback): both revisions, recorded by the deploy
     # tool through ``manage.py record_deployment`` (docs/operations.md "Deployments").
     DEPLOYED = "system.deployed", "Release deployed"
@@ -127,6 +128,10 @@ class Action(models.TextChoices):
     ALERT_ACKNOWLEDGED = "monitoring.alert_acknowledged", "Alert acknowledged"
     ALERT_RESOLVED = "monitoring.alert_resolved", "Alert resolved"
     ALERT_DISMISSED = "monitoring.alert_dismissed", "Alert dismissed"
+    ALERT_ASSIGNED = "monitoring.alert_assigned", "Alert assigned"
+    SUPPRESSION_CREATED = "monitoring.suppression_created", "Alert suppression rule created"
+    SUPPRESSION_ENDED = "monitoring.suppression_ended", "Alert suppression rule ended"
+    SUPPRESSION_DELETED = "monitoring.suppression_deleted", "Alert suppression rule deleted"
 
 
 class Outcome(models.TextChoices):

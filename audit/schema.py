@@ -109,6 +109,15 @@ _TRANSITION: Keys = {
     "detector": ("str", "the detector that raised it"),
     "note_given": ("bool", "whether a triage note was added"),
 }
+_SUPPRESSION: Keys = {
+    "detector": ("str", "the detector the rule silences"),
+    "subject_type": ("str", "user, ip, api_key, job or system"),
+    "subject": ("str", "the subject it silences the detector for (a username, IP, key prefix or job)"),
+    "expires_at": ("str", "until when it applies (ISO 8601, UTC)"),
+    "source_alert": ("int", "the alert it was created from, when it was"),
+    "suppressed": ("int", "detections it had kept from alerting (ended or deleted rules)"),
+    "reason_given": ("bool", "whether a reason was written (the reason itself stays on the rule)"),
+}
 
 CONTEXT_SCHEMAS: dict[Action, Keys] = {
     # --- Authentication --------------------------------------------------------------------
@@ -331,6 +340,9 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
         "task_id": ("str", "the Celery task id"),
         "error": ("str", "class name of the exception (never its message)"),
     },
+    Action.BOOTSTRAP_STARTED: {
+        "command": ("str", "the command setting up the install: ensure_admin or load_demo_data"),
+    },
     Action.PROCESS_STARTED: {
         "role": ("str", "which process: web, worker or beat"),
         "pid": ("int", "its process id"),
@@ -367,10 +379,21 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
         "subject_type": ("str", "user, ip, api_key, job or system"),
         "evidence_events": ("int", "audit events kept as evidence"),
         "detection_seconds": ("float", "from the triggering event to the alert"),
+        "status": ("str", "the status it was raised with: open, or resolved for a bootstrap alert"),
+        "resolved_because": ("str", "why it was raised already resolved (bootstrap: the command that caused it)"),
     },
     Action.ALERT_ACKNOWLEDGED: _TRANSITION,
     Action.ALERT_RESOLVED: _TRANSITION,
     Action.ALERT_DISMISSED: _TRANSITION,
+    Action.ALERT_ASSIGNED: {
+        "detector": ("str", "the alert's detector"),
+        "assignee": ("str", "username of the administrator now assigned (empty: unassigned)"),
+        "previous_assignee": ("str", "username of the administrator assigned before (empty: nobody)"),
+        "note_given": ("bool", "whether a note was written with it (the note itself stays on the alert)"),
+    },
+    Action.SUPPRESSION_CREATED: _SUPPRESSION,
+    Action.SUPPRESSION_ENDED: _SUPPRESSION,
+    Action.SUPPRESSION_DELETED: _SUPPRESSION,
 }
 
 # What build_event() looks up: the declared keys of each action value.

@@ -101,6 +101,15 @@ DEFAULTS = {
     "MONITORING_ALERT_DEDUPE_WINDOW_SECONDS": 3600,
     # Audit event ids kept as evidence on one alert; counts are always complete (ids).
     "MONITORING_ALERT_EVIDENCE_LIMIT": 50,
+    # The longest a suppression rule may run, from its creation (days).
+    "MONITORING_SUPPRESSION_MAX_DAYS": 30,
+    # Events of a bootstrap run (ensure_admin, load_demo_data) up to this long after its
+    # system.bootstrap_started event raise their alerts already resolved (seconds).
+    "MONITORING_BOOTSTRAP_WINDOW_SECONDS": 3600,
+    # Who describes a subject the monitoring app may not read itself: subject type -> dotted path
+    # of a function (list of subjects -> {subject: {"name", "owner", "link"}}); the settings
+    # wire the api app's key names here ({} : subjects shown as stored).
+    "MONITORING_SUBJECT_DESCRIBERS": {},
     # Days of alerts shown in the severity chart of the alert console (days).
     "MONITORING_CHART_DAYS": 14,
     # Notification channels per severity (severity -> list of "email", "webhook").

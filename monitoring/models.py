@@ -76,6 +76,11 @@ class Alert(models.Model):
     )
     closed_at = models.DateTimeField(null=True, blank=True)
     note = models.TextField(blank=True, default="", help_text="Triage notes, appended at each step.")
+    # Who is looking into it: a staff user holding monitoring.triage_alert (alert_assign checks).
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    assigned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -93,6 +98,80 @@ class Alert(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+
+ALERT_NOTE_MAX_LENGTH = 2000  # characters of one triage note
+
+
+class AlertNote(models.Model):
+    """One step of an alert's history: who, when, from which status to which, and what they wrote.
+
+    Written by the triage services only (a transition, an assignment, a suppression made from the
+    alert, or the system closing a bootstrap alert, where ``author`` is empty); shown newest first.
+    """
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The author's username then (the account may be renamed or deleted later); empty: the system.
+    author_username = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField()
+    from_status = models.CharField(max_length=20, choices=AlertStatus.choices)
+    to_status = models.CharField(max_length=20, choices=AlertStatus.choices)
+    text = models.TextField(max_length=ALERT_NOTE_MAX_LENGTH, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["alert", "created_at"], name="monitoring_alertnote_alert")]
+
+    def __str__(self) -> str:
+        who = self.author_username or "the system"
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {who}: {self.from_status} → {self.to_status}"
+
+
+class SuppressionRule(models.Model):
+    """"Don't alert on ``detector`` for ``subject`` until ``expires_at``", with the reason.
+
+    ``monitoring.services.suppression`` creates, ends and deletes rules (each audited); while a
+    rule is in force (``expires_at`` in the future, not ended) a matching detection raises no
+    alert and is counted here instead (``suppressed_count``, ``last_suppressed_at``). Past its date
+    a rule stops applying by itself and stays listed for the record.
+    """
+
+    detector = models.CharField(max_length=50)
+    subject_type = models.CharField(max_length=20, choices=SubjectType.choices)
+    subject = models.CharField(max_length=255)
+    reason = models.TextField(max_length=ALERT_NOTE_MAX_LENGTH)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(help_text="The rule applies until this time (UTC).")
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="Ended early by an administrator.")
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source_alert = models.ForeignKey(
+        Alert, null=True, blank=True, on_delete=models.SET_NULL, related_name="suppression_rules"
+    )
+    suppressed_count = models.PositiveIntegerField(default=0, help_text="Detections it kept from alerting.")
+    last_suppressed_at = models.DateTimeField(null=True, blank=True)
+    # The newest evidence already counted (so a sweep that re-finds the same condition counts it once).
+    last_event_id = models.BigIntegerField(null=True, blank=True)
+    last_finding_seen = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["detector", "subject_type", "subject", "expires_at"], name="monitoring_supp_match"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.detector} for {self.subject} until {self.expires_at:%Y-%m-%d %H:%M} UTC"
+
+    def in_force(self, now) -> bool:
+        return self.ended_at is None and self.expires_at > now
 
 
 class NotificationChannel(models.TextChoices):

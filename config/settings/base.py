@@ -449,6 +449,9 @@ vars().update(
         MONITORING_SECURITY_GATE_RESULT_FILE=env.str,
     )
 )
+# The alert console and the reports name an API key subject by its name and owner: the api app,
+# which monitoring may not import, describes the keys (config/subjects.py).
+MONITORING_SUBJECT_DESCRIBERS = {"api_key": "config.subjects.api_key_descriptions"}
 
 # Every handler passes records through the audit sanitiser: no secret, token, OTP, key or
 # memory content reaches a log line, and control characters cannot forge one (ASVS V7.1.1, V7.3.1).

@@ -36,6 +36,10 @@ class BruteForceDetector(WindowCountDetector):
     window_setting = "MONITORING_BRUTE_FORCE_WINDOW_SECONDS"
     summary_template = "{count} failed logins against account {subject} within {window} s (threshold {threshold})"
 
+    def extra_measures(self) -> dict:
+        # From how many addresses: one address is a guesser, many a botnet (the alert's sentence says it).
+        return {"addresses": Count("client_ip", distinct=True)}
+
 
 class PasswordSprayingDetector(WindowCountDetector):
     """Failed logins from one IP across many accounts: password spraying or credential stuffing."""

@@ -168,6 +168,10 @@ class WindowCountDetector(Detector):
     def severity_for(self, count: int) -> int:
         return self.severity
 
+    def extra_measures(self) -> dict:
+        """Further figures of the window (name -> aggregate), stored in the alert's counts."""
+        return {}
+
     # -- the two paths ---------------------------------------------------------------------
     def on_event(self, event: AuditEvent) -> list[Finding]:
         if event.action not in self.actions or not self.matches(event):
@@ -181,7 +185,7 @@ class WindowCountDetector(Detector):
         )
         figures = queryset.aggregate(
             count=self.measure(), first=Min("timestamp"), last=Max("timestamp"), last_id=Max("id"),
-            username=Max("actor_username"),
+            username=Max("actor_username"), **self.extra_measures(),
         )
         if figures["count"] < self.threshold:
             return []
@@ -205,7 +209,7 @@ class WindowCountDetector(Detector):
                 window_events.values(field)
                 .annotate(
                     count=self.measure(), first=Min("timestamp"), last=Max("timestamp"), last_id=Max("id"),
-                    username=Max("actor_username"),
+                    username=Max("actor_username"), **self.extra_measures(),
                 )
                 .filter(count__gte=self.threshold)
                 .order_by()
@@ -229,6 +233,8 @@ class WindowCountDetector(Detector):
         counts = {"count": count, "threshold": self.threshold, "window_seconds": int(self.window.total_seconds())}
         if self.distinct:
             counts["events"] = queryset.count()
+        for name in self.extra_measures():
+            counts[name] = figures.get(name)
         return Finding(
             detector=self.name,
             severity=self.severity_for(count),

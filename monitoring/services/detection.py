@@ -27,6 +27,8 @@ def _tally(outcomes: list[str]) -> dict[str, int]:
         "alerts_created": outcomes.count("created"),
         "alerts_updated": outcomes.count("updated"),
         "duplicates": outcomes.count("duplicate"),
+        # Detections a suppression rule kept from alerting (counted on the rule as well).
+        "suppressed": outcomes.count("suppressed"),
     }
 
 

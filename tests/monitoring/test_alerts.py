@@ -130,16 +130,27 @@ def test_open_acknowledged_resolved_each_step_audited(now, security_admin):
 
 def test_an_open_alert_can_be_dismissed_as_a_false_positive(now, security_admin):
     alert, _ = alert_record_finding(finding=finding())
-    alert = alert_mark_false_positive(actor=security_admin, alert_id=alert.pk)
+    alert = alert_mark_false_positive(actor=security_admin, alert_id=alert.pk, note="our own load test")
     assert alert.status == AlertStatus.FALSE_POSITIVE
     assert [row[0] for row in _triage_events(alert)] == [Action.ALERT_DISMISSED.value]
+
+
+def test_a_false_positive_needs_a_note_and_without_one_nothing_changes(now, security_admin):
+    alert, _ = alert_record_finding(finding=finding())
+    before = AuditEvent.objects.count()
+    for blank in ("", "   "):
+        with pytest.raises(AlertTransitionError, match="note is required"):
+            alert_mark_false_positive(actor=security_admin, alert_id=alert.pk, note=blank)
+    alert.refresh_from_db()
+    assert alert.status == AlertStatus.OPEN and not alert.notes.exists()
+    assert AuditEvent.objects.count() == before
 
 
 @pytest.mark.parametrize("closed", [AlertStatus.RESOLVED, AlertStatus.FALSE_POSITIVE])
 def test_a_closed_alert_cannot_move_and_stays_as_it_was(now, security_admin, closed):
     alert, _ = alert_record_finding(finding=finding())
     (alert_resolve if closed == AlertStatus.RESOLVED else alert_mark_false_positive)(
-        actor=security_admin, alert_id=alert.pk
+        actor=security_admin, alert_id=alert.pk, note="checked"
     )
     before = AuditEvent.objects.count()
     for service in (alert_acknowledge, alert_resolve, alert_mark_false_positive):

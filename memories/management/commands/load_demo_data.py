@@ -9,6 +9,7 @@ ends with a table of the demo users: username, organization, role there, and tea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
@@ -21,6 +22,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.urls import reverse
 
+import audit
+from core import context as request_context
 from core.emails import absolute_url
 from memories import services
 from memories.models import Context, ContextShare, Membership, Memory, Organization, Role, Team
@@ -160,6 +163,17 @@ TABLES = ["appointments", "invoices", "audit_events", "sessions", "lab_results",
 SOURCES = ["cli", "vscode", "web", "slack", "chat"]
 
 
+@contextlib.contextmanager
+def command_run_bound():
+    """Keep the ``cmd-`` run id manage.py bound, or bind one (``call_command`` binds none), so the
+    bootstrap marker and the grants it explains share one request id."""
+    if request_context.current_request_id():
+        yield
+        return
+    with request_context.bound(request_id=f"cmd-{request_context.new_request_id()}"):
+        yield
+
+
 class Command(BaseCommand):
     help = "Load realistic demo data (idempotent): organizations, teams, users, contexts, shares, memories."
 
@@ -176,7 +190,10 @@ class Command(BaseCommand):
             except ValidationError as error:
                 raise CommandError(f"DEMO_PASSWORD is too weak: {' '.join(error.messages)}") from None
 
-        with transaction.atomic():
+        with command_run_bound(), transaction.atomic():
+            # Recorded before the demo's grants, in this run: monitoring raises the alerts they
+            # cause (owners and admins of the demo organizations) already resolved (docs/monitoring.md).
+            audit.record(action=audit.Action.BOOTSTRAP_STARTED, context={"command": "load_demo_data"})
             users = self._users(password)
             organizations = self._organizations(users)
             teams = self._teams(users, organizations)
