@@ -298,7 +298,13 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
         "values_failed": ("int", "values that could not be decrypted (left as they were)"),
         "models": ("list[dict]", "the same counts per model"),
     },
-    Action.KEY_ROTATION_FAILED: {},
+    Action.KEY_ROTATION_FAILED: {
+        **_ROTATION_KEYS,
+        "reason": ("str", "why rotation did not convert everything (an error's type and first line, or a count)"),
+        "values_failed": ("int", "values left as they were"),
+        "rows_scanned": ("int", "rows read"),
+        "problems": ("list[dict]", "the first values left: model, pk, column and reason (never the value)"),
+    },
     Action.DECRYPTION_FAILED: {
         "field": ("str", "where the value belongs (app_label.model.column), when known"),
         "key_id": ("str", "id of the key the value names"),

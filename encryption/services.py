@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from audit.actions import Action, Outcome
@@ -31,6 +31,25 @@ from encryption.selectors import EncryptedModel, encrypted_model_list, raw_colum
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int], None]
+
+
+# Problems kept in full (row, column, reason) per run; the count goes on beyond this.
+MAX_PROBLEMS_KEPT = 1000
+# Problems an audit event names one by one (the rest are counted).
+MAX_PROBLEMS_IN_EVENT = 20
+
+
+@dataclass(frozen=True)
+class ValueProblem:
+    """One stored value rotation left as it was: where it is and why (never the value itself)."""
+
+    model: str
+    pk: str
+    column: str
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"model": self.model, "pk": self.pk, "column": self.column, "reason": self.reason}
 
 
 @dataclass
@@ -56,6 +75,12 @@ class RotationResult:
     started_at: datetime
     finished_at: datetime | None = None
     models: list[ModelRotation] = field(default_factory=list)
+    # The values left as they were, one by one (the first MAX_PROBLEMS_KEPT).
+    problems: list[ValueProblem] = field(default_factory=list)
+
+    def add_problem(self, problem: ValueProblem) -> None:
+        if len(self.problems) < MAX_PROBLEMS_KEPT:
+            self.problems.append(problem)
 
     @property
     def values_failed(self) -> int:
@@ -113,8 +138,15 @@ def encryption_keys_rotate(
     recomputes blind indexes made with a key other than the primary ``blind_index`` key (or
     missing). ``batch_size`` rows per transaction (default ``ENCRYPTION_ROTATION_BATCH_SIZE``),
     ``progress(model_label, rows)`` after each batch, ``pause_seconds`` between batches to spare a
-    busy database. Records ``KEY_ROTATION_STARTED`` and ``KEY_ROTATION_FINISHED`` (outcome failure
-    when some value could not be decrypted).
+    busy database.
+
+    One bad value never blocks the rest: a value that does not decrypt, that would become SQL
+    NULL in a NOT NULL column (a legacy JSON ``null``), or whose new value the database refuses
+    is left as it was and reported in ``result.problems`` (model, row, column, reason); every
+    other value is converted. Records ``KEY_ROTATION_STARTED`` and ``KEY_ROTATION_FINISHED``
+    (outcome failure when something was left), and ``KEY_ROTATION_FAILED`` with the key ids and
+    the reason whenever rotation did not convert everything (values left, or an error that
+    stopped it, which is raised again afterwards).
 
     Permission: the caller has checked it (an operator at the shell, or a staff user through the
     admin action's own permission).
@@ -122,24 +154,34 @@ def encryption_keys_rotate(
     batch_size = batch_size or conf.get("ENCRYPTION_ROTATION_BATCH_SIZE")
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1.")
-    result = RotationResult(
-        field_key_id=get_key_ring("field").primary.id,
-        blind_index_key_id=get_key_ring("blind_index").primary.id,
-        started_at=timezone.now(),
-    )
-    with transaction.atomic(using=using):
-        _record_event(
-            action=Action.KEY_ROTATION_STARTED,
-            outcome=Outcome.SUCCESS,
-            actor=actor,
-            context={"field_key_id": result.field_key_id, "blind_index_key_id": result.blind_index_key_id},
+    key_ids = {"field_key_id": "", "blind_index_key_id": ""}
+    try:
+        result = RotationResult(
+            field_key_id=get_key_ring("field").primary.id,
+            blind_index_key_id=get_key_ring("blind_index").primary.id,
+            started_at=timezone.now(),
         )
-    for item in encrypted_model_list():
-        stats = ModelRotation(label=item.label)
-        result.models.append(stats)
-        _rotate_model(
-            item, stats=stats, batch_size=batch_size, progress=progress, pause_seconds=pause_seconds, using=using
-        )
+        key_ids = {"field_key_id": result.field_key_id, "blind_index_key_id": result.blind_index_key_id}
+        with transaction.atomic(using=using):
+            _record_event(action=Action.KEY_ROTATION_STARTED, outcome=Outcome.SUCCESS, actor=actor, context=key_ids)
+        for item in encrypted_model_list():
+            stats = ModelRotation(label=item.label)
+            result.models.append(stats)
+            _rotate_model(
+                item,
+                stats=stats,
+                result=result,
+                batch_size=batch_size,
+                progress=progress,
+                pause_seconds=pause_seconds,
+                using=using,
+            )
+    except Exception as error:
+        # Whatever stopped the run (a key ring that cannot be loaded, a lost database): the
+        # alert must still fire. The reason is the error's type and first line: no value, no key.
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        _record_failure(actor=actor, context={**key_ids, "reason": f"{type(error).__name__}: {detail}"[:300]})
+        raise
     result.finished_at = timezone.now()
     with transaction.atomic(using=using):
         _record_event(
@@ -148,13 +190,34 @@ def encryption_keys_rotate(
             actor=actor,
             context=result.summary(),
         )
+    if not result.complete:
+        _record_failure(
+            actor=actor,
+            context={
+                **key_ids,
+                "reason": f"{result.values_failed} values were left as they were",
+                "values_failed": result.values_failed,
+                "rows_scanned": result.rows_scanned,
+                "problems": [problem.as_dict() for problem in result.problems[:MAX_PROBLEMS_IN_EVENT]],
+            },
+        )
     return result
+
+
+def _record_failure(*, actor, context: dict) -> None:
+    """Record ``KEY_ROTATION_FAILED`` (what the key-rotation detector alerts on), never raising."""
+    try:
+        with transaction.atomic():
+            _record_event(action=Action.KEY_ROTATION_FAILED, outcome=Outcome.FAILURE, actor=actor, context=context)
+    except Exception:
+        logger.exception("could not record the audit event of a failed key rotation")
 
 
 def _rotate_model(
     item: EncryptedModel,
     *,
     stats: ModelRotation,
+    result: RotationResult,
     batch_size: int,
     progress: ProgressCallback | None,
     pause_seconds: float,
@@ -174,9 +237,11 @@ def _rotate_model(
         if not rows:
             break
         last_pk = rows[-1][0]
-        changes = [(row[0], change) for row in rows if (change := _plan_row(item, row, plain_sources, stats))]
+        changes = [
+            (row[0], change) for row in rows if (change := _plan_row(item, row, plain_sources, stats, result))
+        ]
         if changes:
-            _apply(model, changes, stats=stats, using=using)
+            _apply(model, changes, stats=stats, result=result, using=using)
         stats.rows_scanned += len(rows)
         if progress is not None:
             progress(item.label, len(rows))
@@ -184,11 +249,23 @@ def _rotate_model(
             time.sleep(pause_seconds)
 
 
-def _plan_row(item: EncryptedModel, row: tuple, plain_sources: list, stats: ModelRotation) -> dict:
+def _left_as_it_was(
+    label: str, pk, column: str, reason: str, *, stats: ModelRotation, result: RotationResult | None
+) -> None:
+    stats.values_failed += 1
+    if result is not None:
+        result.add_problem(ValueProblem(model=label, pk=str(pk), column=column, reason=reason))
+    logger.warning("Rotation left %s.%s of row %s as it was: %s", label, column, pk, reason)
+
+
+def _plan_row(
+    item: EncryptedModel, row: tuple, plain_sources: list, stats: ModelRotation, result: RotationResult
+) -> dict:
     """Return ``{column: (stored, new)}`` for the values of one row that need rewriting."""
     encrypted = item.encrypted_fields
     field_primary = get_key_ring("field").primary.id
     index_primary = get_key_ring("blind_index").primary.id
+    pk = row[0]
     tokens = row[1 : 1 + len(encrypted)]
     stored_indexes = row[1 + len(encrypted) : 1 + len(encrypted) + len(item.blind_index_fields)]
     plain_values = dict(
@@ -206,14 +283,26 @@ def _plan_row(item: EncryptedModel, row: tuple, plain_sources: list, stats: Mode
             if key_id == LEGACY_FERNET_KEY_ID:
                 # Through the field: the legacy str(value) becomes the canonical text of the type.
                 new = column.encrypt_value(column.decrypt_token(token))
-                stats.legacy_values_converted += 1
             else:
                 new = reencrypt(token, associated_data=column.associated_data, purpose=column.purpose)
         except DecryptionError as error:
-            stats.values_failed += 1
             failed.add(column.name)
-            logger.warning("Rotation left a value of %s as it was: %s", item.label, error)
+            _left_as_it_was(item.label, pk, column.column, error.reason, stats=stats, result=result)
             continue
+        if new is None and not column.null:
+            # A legacy JSON null: writing it would put SQL NULL into a NOT NULL column.
+            failed.add(column.name)
+            _left_as_it_was(
+                item.label,
+                pk,
+                column.column,
+                "the legacy value decrypts to null but the column is NOT NULL",
+                stats=stats,
+                result=result,
+            )
+            continue
+        if key_id == LEGACY_FERNET_KEY_ID:
+            stats.legacy_values_converted += 1
         stats.values_reencrypted += 1
         change[column.column] = (token, new)
     for index, stored in zip(item.blind_index_fields, stored_indexes, strict=True):
@@ -229,8 +318,8 @@ def _plan_row(item: EncryptedModel, row: tuple, plain_sources: list, stats: Mode
             else:
                 try:
                     value = source.decrypt_token(source_token)
-                except DecryptionError:
-                    stats.values_failed += 1
+                except DecryptionError as error:
+                    _left_as_it_was(item.label, pk, index.column, error.reason, stats=stats, result=result)
                     continue
         else:
             value = plain_values[source.name]
@@ -241,8 +330,19 @@ def _plan_row(item: EncryptedModel, row: tuple, plain_sources: list, stats: Mode
     return change
 
 
-def _apply(model, changes: list[tuple[object, dict]], *, stats: ModelRotation, using: str) -> None:
-    """Write one batch in one short transaction, each row compare-and-set on the values we read."""
+def _apply(
+    model,
+    changes: list[tuple[object, dict]],
+    *,
+    stats: ModelRotation,
+    using: str,
+    result: RotationResult | None = None,
+) -> None:
+    """Write one batch in one short transaction, each row compare-and-set on the values we read.
+
+    Each row is written in its own savepoint: a row the database refuses (a constraint, a value
+    too long) is reported and rolled back alone, and the rest of the batch commits.
+    """
     connection = connections[using]
     quote = connection.ops.quote_name
     meta = model._meta
@@ -258,10 +358,23 @@ def _apply(model, changes: list[tuple[object, dict]], *, stats: ModelRotation, u
             params = [new for _stored, new in change.values()]
             params.append(meta.pk.get_db_prep_value(pk, connection))
             params.extend(stored for stored, _new in change.values() if stored is not None)
-            cursor.execute(
-                f"UPDATE {table} SET {assignments} WHERE {pk_column} = %s AND {conditions}",  # noqa: S608 - quoted names
-                params,
-            )
+            try:
+                with transaction.atomic(using=using):
+                    cursor.execute(
+                        f"UPDATE {table} SET {assignments} WHERE {pk_column} = %s AND {conditions}",  # noqa: S608 - quoted names
+                        params,
+                    )
+            except DatabaseError as error:
+                # The message of a constraint error may quote the row's values: the type only.
+                _left_as_it_was(
+                    meta.label,
+                    pk,
+                    ", ".join(change),
+                    f"the database refused the new value ({type(error).__name__})",
+                    stats=stats,
+                    result=result,
+                )
+                continue
             if cursor.rowcount == 1:
                 stats.rows_updated += 1
             else:
