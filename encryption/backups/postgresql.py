@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from encryption import conf
 from encryption.backups.file_format import BackupError, BackupReader, BackupWriter, VerificationResult
-from encryption.backups.private_files import open_private
+from encryption.backups.private_files import SCRATCH_DATABASE_FILE, open_private
 from encryption.backups.progress import ProgressCallback, emit
 from encryption.backups.verification import check_dump, check_encrypted_values, check_row_counts, decrypt_to
 
@@ -199,6 +200,35 @@ def dump(writer: BackupWriter, *, using: str, private: Path, progress: ProgressC
     }
 
 
+# The only names a scratch database can have: a leftover's file naming anything else is ignored.
+SCRATCH_NAME = re.compile(r"nv_verify_\d{14}_[0-9a-f]{8}")
+
+
+def new_scratch_name(private: Path) -> str:
+    """A fresh scratch database name, written into the run folder *before* the database exists.
+
+    If the run dies, the next backup command finds the name there and drops the database.
+    """
+    name = f"nv_verify_{timezone.now():%Y%m%d%H%M%S}_{secrets.token_hex(4)}"
+    with open_private(private / SCRATCH_DATABASE_FILE) as handle:
+        handle.write(name.encode("ascii"))
+    return name
+
+
+def drop_scratch_database(name: str, *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Drop the scratch database ``name`` of a dead verification (nothing if it does not exist)."""
+    from psycopg import sql
+
+    if not SCRATCH_NAME.fullmatch(name):
+        raise ValueError("not a scratch database name")
+    if connections[using].vendor != "postgresql":
+        raise RuntimeError("the configured database is not PostgreSQL")
+    server = server_settings(using, for_verification=True)
+    with _connect(server, dbname=server["NAME"] or "postgres") as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    logger.warning("dropped the scratch database %s of a backup verification that died", name)
+
+
 def verify(
     reader: BackupReader, result: VerificationResult, *, using: str, private: Path, progress: ProgressCallback | None
 ) -> None:
@@ -207,7 +237,7 @@ def verify(
 
     server = server_settings(using, for_verification=True)
     pg_restore = pg_program("pg_restore")
-    scratch_name = f"nv_verify_{timezone.now():%Y%m%d%H%M%S}_{secrets.token_hex(4)}"
+    scratch_name = new_scratch_name(private)
     maintenance = server["NAME"] or "postgres"
     try:
         with _connect(server, dbname=maintenance) as admin:

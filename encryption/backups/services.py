@@ -30,7 +30,7 @@ from encryption.backups.file_format import (
     BackupWriter,
     VerificationResult,
 )
-from encryption.backups.private_files import open_private, private_directory
+from encryption.backups.private_files import open_private, private_directory, scratch_leftovers_remove
 from encryption.backups.progress import ProgressCallback
 from encryption.errors import KeyConfigurationError
 from encryption.keyring import get_key_ring
@@ -71,6 +71,19 @@ def _failure(error: BaseException, *, operation: str, actor, path: Path) -> Back
     return error
 
 
+def scratch_cleanup(*, using: str = DEFAULT_DB_ALIAS) -> list[str]:
+    """Remove what runs killed earlier left in the scratch folder (and their scratch databases).
+
+    Every backup, verification and restore calls it first, so decrypted data of a ``kill -9``ed
+    run lives only until the next run. Never raises: a failure is logged and retried next time.
+    """
+    try:
+        return scratch_leftovers_remove(drop_database=lambda name: postgresql.drop_scratch_database(name, using=using))
+    except Exception:
+        logger.exception("could not clean the scratch folder of earlier backup runs")
+        return []
+
+
 def backup_create(
     *,
     output: str | os.PathLike,
@@ -91,6 +104,7 @@ def backup_create(
     """
     path = Path(output)
     started = time.monotonic()
+    scratch_cleanup(using=using)
     partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
     try:
         if path.exists() and not overwrite:
@@ -205,6 +219,7 @@ def backup_verify(
     """
     path = Path(path)
     started = time.monotonic()
+    scratch_cleanup(using=using)
     try:
         try:
             stream = open(path, "rb")  # noqa: SIM115 - closed below, after the reader is done
