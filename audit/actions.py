@@ -111,6 +111,10 @@ class Action(models.TextChoices):
     BACKUP_CREATED = "system.backup_created", "Backup created"
     BACKUP_VERIFIED = "system.backup_verified", "Backup verified"
     BACKUP_FAILED = "system.backup_failed", "Backup failed"
+    BACKUP_RESTORED = "system.backup_restored", "Backup restored"
+    KEY_RETIRED = "system.key_retired", "Encryption key retired"
+    AUDIT_RECONCILED = "system.audit_reconciled", "Audit chain reconciled after a restore"
+    PLAINTEXT_ENCRYPTED = "system.plaintext_encrypted", "Plaintext values encrypted in place"
     SCHEDULED_JOB_FAILED = "system.scheduled_job_failed", "Scheduled job failed"
     PROCESS_STARTED = "system.process_started", "Process started"
 

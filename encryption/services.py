@@ -237,9 +237,7 @@ def _rotate_model(
         if not rows:
             break
         last_pk = rows[-1][0]
-        changes = [
-            (row[0], change) for row in rows if (change := _plan_row(item, row, plain_sources, stats, result))
-        ]
+        changes = [(row[0], change) for row in rows if (change := _plan_row(item, row, plain_sources, stats, result))]
         if changes:
             _apply(model, changes, stats=stats, result=result, using=using)
         stats.rows_scanned += len(rows)

@@ -78,6 +78,10 @@ class VerificationResult:
     rows_checked: int = 0
     values_decrypted: dict[str, int] = field(default_factory=dict)
     models_absent: list[str] = field(default_factory=list)
+    # Tables whose content digest (PostgreSQL backups) matched after a restore.
+    digests_checked: int = 0
+    # Where a restore went, for messages and the event ("sqlite file NAME", "database NAME on HOST:PORT").
+    target: str = ""
 
     def summary(self) -> dict:
         return {
