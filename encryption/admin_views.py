@@ -89,9 +89,6 @@ def key_ring_view(request):
         return redirect("encryption-keys")
     usages = [_purpose_usage(purpose) for purpose in PURPOSES]
     context = {
-        **admin.site.each_context(request),
-        "title": "Encryption keys",
-        "usages": usages,
-        "can_rotate": can_rotate,
+        **admin.site.each_context(request), "title": "Encryption keys", "usages": usages, "can_rotate": can_rotate,
     }
     return TemplateResponse(request, "admin/encryption/keys.html", context)

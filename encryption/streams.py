@@ -324,7 +324,9 @@ class StreamReader:
             self._index += 1
             if not final:
                 if len(plaintext) > self.chunk_size:
-                    raise self.error(f"{self.name} is corrupted: chunk {self._index - 1} is too long.", stage="decrypt")
+                    raise self.error(
+                        f"{self.name} is corrupted: chunk {self._index - 1} is too long.", stage="decrypt"
+                    )
                 yield plaintext
                 continue
             try:

@@ -278,7 +278,7 @@ def _authenticate(path: Path, *, progress: ProgressCallback | None) -> tuple[str
 
 def _open_backup(path: Path):
     try:
-        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+        return open(path, "rb")
     except FileNotFoundError:
         raise BackupError(f"{path.name} does not exist.", stage="open") from None
     except IsADirectoryError:
