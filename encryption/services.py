@@ -25,8 +25,14 @@ from encryption import conf
 from encryption.crypto import reencrypt, token_key_id
 from encryption.errors import DecryptionError
 from encryption.fields import EncryptedFieldMixin
-from encryption.keyring import LEGACY_FERNET_KEY_ID, get_key_ring
-from encryption.selectors import EncryptedModel, encrypted_model_list, raw_column
+from encryption.keyring import LEGACY_FERNET_KEY_ID, PURPOSES, get_key_ring, invalidate_key_cache, provider_name
+from encryption.selectors import (
+    COUNTED_PURPOSES,
+    EncryptedModel,
+    encrypted_model_list,
+    encryption_key_usage,
+    raw_column,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -377,3 +383,112 @@ def _apply(
                 stats.rows_updated += 1
             else:
                 stats.rows_changed_concurrently += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Retiring a key
+# ---------------------------------------------------------------------------------------------
+class KeyRetirementError(Exception):
+    """A key cannot (or may not) be retired. ``str()`` is one line for the operator."""
+
+
+@dataclass
+class KeyRetirement:
+    """What ``encryption_key_retire`` found and did."""
+
+    purpose: str
+    key_id: str
+    forced: bool
+    rows: int
+    dependents: object  # encryption.selectors.KeyDependents
+    # True when the key was removed from the ring's file (the file provider); otherwise the
+    # operator removes it from the provider (environment, Vault, AWS) now that it is cleared.
+    removed_from_provider: bool = False
+
+
+def encryption_key_needs(*, purpose: str, key_id: str) -> tuple[int, object]:
+    """Rows under ``key_id`` (counted purposes) and the backups, archives and MACs that need it."""
+    from encryption.selectors import KeyDependents, encryption_key_dependents
+
+    rows = 0
+    if purpose in COUNTED_PURPOSES:
+        rows = encryption_key_usage(purpose=purpose).totals.get(key_id, 0)
+    return rows, encryption_key_dependents(purpose=purpose).get(key_id, KeyDependents())
+
+
+def encryption_key_retire(*, purpose: str, key_id: str, force: bool = False, actor=None) -> KeyRetirement:
+    """Retire the key ``key_id`` of ``purpose``: refused while anything still needs it, unless ``force``.
+
+    Needs: stored values under it (``field``, ``blind_index``), backups in the backup folder and
+    audit archives that were made with it or hold values under it, audit-chain MACs made with it.
+    The primary key is never retired. With the file provider the key's line is removed from the
+    ring's file (written anew, 0600); with the other providers the operator removes it there.
+    Records ``KEY_RETIRED`` (``forced`` says whether something still needed it).
+
+    Permission: the caller has checked it (an operator at the shell).
+    """
+    if purpose not in PURPOSES:
+        raise KeyRetirementError(f"Unknown purpose {purpose!r}; expected one of {', '.join(PURPOSES)}.")
+    ring = get_key_ring(purpose)
+    if key_id not in ring:
+        raise KeyRetirementError(f"The {purpose} key ring has no key {key_id!r}.")
+    if key_id == ring.primary.id:
+        raise KeyRetirementError(
+            f"{key_id!r} is the primary {purpose} key: put a new key first in the ring (and rotate) before retiring it."
+        )
+    rows, dependents = encryption_key_needs(purpose=purpose, key_id=key_id)
+    needed = bool(rows or dependents)
+    if needed and not force:
+        what = ", ".join(part for part in (f"{rows} stored values" if rows else "", dependents.describe()) if part)
+        raise KeyRetirementError(
+            f"The {purpose} key {key_id!r} is still needed by {what}; retiring it would make them unreadable. "
+            "Rotate (rows), let the backups and archives age out, or pass --force."
+        )
+    retirement = KeyRetirement(purpose=purpose, key_id=key_id, forced=needed, rows=rows, dependents=dependents)
+    with transaction.atomic():
+        _record_event(
+            action=Action.KEY_RETIRED,
+            outcome=Outcome.SUCCESS,
+            actor=actor,
+            context={
+                "purpose": purpose,
+                "key_id": key_id,
+                "forced": needed,
+                "rows": rows,
+                "backups": dependents.backups[:50],
+                "archives": dependents.archives[:50],
+                "audit_events": dependents.audit_events,
+            },
+        )
+        if provider_name() == "file":
+            # Inside the transaction: a file that cannot be written leaves no event behind.
+            _remove_from_key_file(purpose, key_id)
+            retirement.removed_from_provider = True
+    invalidate_key_cache()
+    if needed:
+        logger.warning("%s key %s retired although still needed (forced)", purpose, key_id)
+    return retirement
+
+
+def _remove_from_key_file(purpose: str, key_id: str) -> None:
+    """Write the ring's file again without ``key_id``'s entry (atomically, mode 0600)."""
+    import os
+    from pathlib import Path
+
+    path = Path(conf.get("ENCRYPTION_KEYS_DIR")) / purpose
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        entries = [entry for entry in line.split("#", 1)[0].split(",") if entry.strip()]
+        if any(entry.strip().partition(":")[0].strip() == key_id for entry in entries):
+            remaining = [entry.strip() for entry in entries if entry.strip().partition(":")[0].strip() != key_id]
+            if remaining:
+                kept.append(",".join(remaining))
+            continue
+        kept.append(line)
+    partial = path.with_name(f".{purpose}.retiring")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(kept) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)

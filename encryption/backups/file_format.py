@@ -103,12 +103,25 @@ class VerificationResult:
 class BackupWriter(StreamWriter):
     """Seal a dump into the backup format: ``write()`` the dump, then ``finish(manifest)``."""
 
-    def __init__(self, stream: IO[bytes], *, key: Key, database: str, chunk_size: int | None = None) -> None:
+    def __init__(
+        self,
+        stream: IO[bytes],
+        *,
+        key: Key,
+        database: str,
+        chunk_size: int | None = None,
+        depends_on: dict[str, list[str]] | None = None,
+    ) -> None:
+        header: dict = {"database": database}
+        if depends_on is not None:
+            # Key ids (never keys) the backup's contents need, per purpose: in the clear header so
+            # that ``encryption_keys status`` can tell which backups a key still protects.
+            header["depends_on"] = depends_on
         super().__init__(
             stream,
             stream_format=BACKUP_FORMAT,
             key=key,
-            header={"database": database},
+            header=header,
             chunk_size=chunk_size or CHUNK_SIZE,
         )
 
@@ -136,3 +149,24 @@ class BackupReader(StreamReader):
     def __init__(self, stream: IO[bytes], *, name: str = "the backup") -> None:
         super().__init__(stream, stream_format=BACKUP_FORMAT, name=name)
         self.database = str(self.header["database"])
+
+
+def read_backup_header(path: Path) -> dict | None:
+    """The clear header of the backup file ``path`` (no key needed), or ``None`` if it is not one.
+
+    Unauthenticated until the file is read with its key: good for listing which key ids a file
+    names, never for trusting its contents.
+    """
+    import json
+    import struct
+
+    preamble = struct.Struct(">8sHI")
+    try:
+        with open(path, "rb") as handle:
+            magic, _version, length = preamble.unpack(handle.read(preamble.size))
+            if magic != MAGIC or not 0 < length <= 64 * 1024:
+                return None
+            header = json.loads(handle.read(length))
+    except (OSError, ValueError, struct.error):
+        return None
+    return header if isinstance(header, dict) else None

@@ -121,8 +121,11 @@ def backup_create(
             key = get_key_ring("backup").primary
         except KeyConfigurationError as error:
             raise BackupError(f"No backup key: {error}", stage="key") from None
+        from encryption.selectors import backup_depends_on
+
+        depends_on = backup_depends_on()
         with private_directory("ninaivalaigal-backup-") as private, open_private(partial) as handle:
-            writer = BackupWriter(handle, key=key, database=vendor)
+            writer = BackupWriter(handle, key=key, database=vendor, depends_on=depends_on)
             backend = sqlite if vendor == "sqlite" else postgresql
             dump = backend.dump(writer, using=using, private=private, progress=progress)
             manifest = writer.finish(
