@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from django.core import exceptions
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
@@ -492,3 +493,142 @@ def _remove_from_key_file(purpose: str, key_id: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(partial, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Plaintext left by an upgrade
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class PlaintextColumn:
+    """What ``encryption_plaintext_encrypt`` did to one encrypted column."""
+
+    label: str
+    column: str
+    rows_scanned: int = 0
+    values_encrypted: int = 0
+    values_failed: int = 0
+
+
+@dataclass
+class PlaintextResult:
+    columns: list[PlaintextColumn] = field(default_factory=list)
+    problems: list[ValueProblem] = field(default_factory=list)
+
+    @property
+    def values_encrypted(self) -> int:
+        return sum(item.values_encrypted for item in self.columns)
+
+    @property
+    def values_failed(self) -> int:
+        return sum(item.values_failed for item in self.columns)
+
+    @property
+    def rows_scanned(self) -> int:
+        return max((item.rows_scanned for item in self.columns), default=0)
+
+    def summary(self) -> dict:
+        return {
+            "rows_scanned": sum(item.rows_scanned for item in self.columns),
+            "values_encrypted": self.values_encrypted,
+            "values_failed": self.values_failed,
+            "models": [asdict(item) for item in self.columns if item.values_encrypted or item.values_failed],
+        }
+
+
+def _plaintext_value(column: EncryptedFieldMixin, text: str):
+    """The Python value of plaintext stored before the column was encrypted; ``ValueError`` if not one."""
+    import json
+
+    from encryption.fields import EncryptedJSONField
+
+    if isinstance(column, EncryptedJSONField):
+        return json.loads(text)  # the JSON text the old JSONField stored
+    return column.to_python(text)
+
+
+def encryption_plaintext_encrypt(
+    *,
+    models: list | None = None,
+    batch_size: int | None = None,
+    progress: ProgressCallback | None = None,
+    using: str = "default",
+    actor=None,
+    record_event: bool = True,
+) -> PlaintextResult:
+    """Encrypt in place the values of encrypted columns still stored as plaintext.
+
+    Columns that were plain before a migration made them encrypted (``memories.0002``) keep
+    their old plaintext rows: reads fail ("not an encrypted value") and the data stays readable
+    at rest. Every stored value that is neither an ``nv1`` nor a legacy Fernet token is taken as
+    such plaintext, converted as the old column stored it (JSON text for JSON fields) and
+    written under the primary key, row by row with compare-and-set, in batches of
+    ``batch_size``: resumable (a rerun skips what is encrypted) and safe beside a running
+    application. A value that does not convert is reported and left as it was. ``models``
+    default to every model with encrypted columns (a migration passes its historical models).
+    Records ``PLAINTEXT_ENCRYPTED`` unless ``record_event`` is False (migrations).
+
+    Permission: the caller has checked it (an operator at the shell, or ``migrate``).
+    """
+    batch_size = batch_size or conf.get("ENCRYPTION_ROTATION_BATCH_SIZE")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1.")
+    if models is None:
+        models = [item.model for item in encrypted_model_list()]
+    result = PlaintextResult()
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    for model in models:
+        meta = model._meta
+        for column in [f for f in meta.local_concrete_fields if isinstance(f, EncryptedFieldMixin)]:
+            stats = PlaintextColumn(label=meta.label, column=column.column)
+            result.columns.append(stats)
+            table, pk_column, name = quote(meta.db_table), quote(meta.pk.column), quote(column.column)
+            last_pk = None
+            while True:
+                queryset = model._base_manager.using(using).filter(**{f"{column.name}__isnull": False})
+                if last_pk is not None:
+                    queryset = queryset.filter(pk__gt=last_pk)
+                rows = list(
+                    queryset.annotate(_raw=raw_column(column)).order_by("pk").values_list("pk", "_raw")[:batch_size]
+                )
+                if not rows:
+                    break
+                last_pk = rows[-1][0]
+                stats.rows_scanned += len(rows)
+                with transaction.atomic(using=using), connection.cursor() as cursor:
+                    for pk, stored in rows:
+                        if not isinstance(stored, str):
+                            stored = str(stored)
+                        if token_key_id(stored) is not None or stored.startswith("gAAAAA"):
+                            continue
+                        try:
+                            token = column.encrypt_value(_plaintext_value(column, stored))
+                        except (ValueError, TypeError, exceptions.ValidationError) as error:
+                            stats.values_failed += 1
+                            if len(result.problems) < MAX_PROBLEMS_KEPT:
+                                result.problems.append(
+                                    ValueProblem(
+                                        model=meta.label,
+                                        pk=str(pk),
+                                        column=column.column,
+                                        reason=f"the plaintext is not a valid {type(column).__name__} value "
+                                        f"({type(error).__name__})",
+                                    )
+                                )
+                            continue
+                        cursor.execute(
+                            f"UPDATE {table} SET {name} = %s WHERE {pk_column} = %s AND {name} = %s",  # noqa: S608 - quoted names
+                            [token, meta.pk.get_db_prep_value(pk, connection), stored],
+                        )
+                        stats.values_encrypted += cursor.rowcount
+                if progress is not None:
+                    progress(f"{meta.label}.{column.column}", len(rows))
+    if record_event:
+        with transaction.atomic(using=using):
+            _record_event(
+                action=Action.PLAINTEXT_ENCRYPTED,
+                outcome=Outcome.SUCCESS if not result.values_failed else Outcome.FAILURE,
+                actor=actor,
+                context=result.summary(),
+            )
+    return result
