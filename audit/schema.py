@@ -336,7 +336,7 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     },
     Action.AUDIT_RECONCILED: {
         "restored_head": ("int", "the restored chain's last sequence, now the published head"),
-        "restored_head_sha256": ("str", "its chain hash"),
+        "restored_head_hmac_sha256": ("str", "the chain hash of the head re-published"),
         "published_sequence": ("int", "the head published before the restore"),
         "published_at": ("str", "when that head was published (ISO 8601)"),
         "lost_from": ("int", "first sequence lost with the restore (0: none)"),

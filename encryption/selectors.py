@@ -178,8 +178,7 @@ def encryption_key_dependents(*, purpose: str) -> dict[str, KeyDependents]:
     MACs in the database count too. Backups kept elsewhere (off the host) are not seen.
     """
     from audit.retention.archive import archive_dir
-    from encryption.backups.file_format import FILE_SUFFIX, read_backup_header
-    from encryption.backups.services import backup_directory
+    from encryption.backups.file_format import FILE_SUFFIX, backup_directory, read_backup_header
 
     dependents: dict[str, KeyDependents] = {}
 

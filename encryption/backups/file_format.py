@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from django.conf import settings
+
+from encryption import conf
 from encryption.keyring import Key
 from encryption.streams import StreamError, StreamFormat, StreamReader, StreamWriter
 
@@ -170,3 +173,9 @@ def read_backup_header(path: Path) -> dict | None:
     except (OSError, ValueError, struct.error):
         return None
     return header if isinstance(header, dict) else None
+
+
+def backup_directory() -> Path:
+    """Where the scheduled backups go: ``ENCRYPTION_BACKUP_DIR``, else ``VAR_DIR/backups``."""
+    configured = conf.get("ENCRYPTION_BACKUP_DIR") or ""
+    return Path(configured) if configured else Path(settings.VAR_DIR) / "backups"

@@ -14,7 +14,6 @@ import secrets
 import time
 from pathlib import Path
 
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
@@ -29,6 +28,7 @@ from encryption.backups.file_format import (
     BackupResult,
     BackupWriter,
     VerificationResult,
+    backup_directory,
 )
 from encryption.backups.private_files import open_private, private_directory, scratch_leftovers_remove
 from encryption.backups.progress import ProgressCallback
@@ -421,12 +421,6 @@ def _same_file(name, target: Path) -> bool:
         return Path(str(name)).resolve() == target.resolve()
     except OSError:
         return False
-
-
-def backup_directory() -> Path:
-    """Where the scheduled backups go: ``ENCRYPTION_BACKUP_DIR``, else ``VAR_DIR/backups``."""
-    configured = conf.get("ENCRYPTION_BACKUP_DIR") or ""
-    return Path(configured) if configured else Path(settings.VAR_DIR) / "backups"
 
 
 def backup_prune(*, directory: Path, keep: int) -> list[Path]:
