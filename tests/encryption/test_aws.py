@@ -140,7 +140,8 @@ def test_a_secret_that_is_not_json(aws):
     aws.put("field=v1-field:not-json")
     error = _provider_error()
     assert str(error) == (
-        f'AWS Secrets Manager secret \'{SECRET_ID}\' is not a JSON object of strings ({{"name": "value", ...}}).'
+        f"AWS Secrets Manager secret '{SECRET_ID}' is not a JSON object of strings "
+        '({"name": "value", ...}).'
     )
     assert error.code == "malformed"
 
