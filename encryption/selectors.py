@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from django.apps import apps
 from django.db import models
 from django.db.models import ExpressionWrapper, F, TextField
+from django.db.models.functions import Substr
 
 from encryption.crypto import token_key_id
 from encryption.errors import KeyConfigurationError
@@ -18,6 +19,8 @@ from encryption.keyring import LEGACY_FERNET_KEY_ID, PURPOSES, get_key_ring, is_
 
 # Rows fetched per query while counting (memory stays flat on large tables).
 COUNT_CHUNK_SIZE = 2000
+# Characters of a stored value that hold its key id: "nv1:" + an id of at most 64 + ":".
+KEY_ID_PREFIX_LENGTH = 80
 # Stored text that is neither an nv1 token nor a legacy Fernet token.
 NOT_A_TOKEN = "not-a-token"  # noqa: S105 - a label, not a secret
 # The purposes whose use is rows in tables, which ``encryption_key_usage`` counts. The others
@@ -98,7 +101,8 @@ def encryption_key_usage(*, purpose: str, using: str = "default") -> KeyUsage:
             manager = item.model._base_manager.using(using)
             values = (
                 manager.filter(**{f"{column.name}__isnull": False})
-                .annotate(_raw=raw_column(column))
+                # The key id is in the first characters: never move whole values (memory stays flat).
+                .annotate(_raw=Substr(raw_column(column), 1, KEY_ID_PREFIX_LENGTH))
                 .values_list("_raw", flat=True)
                 .iterator(chunk_size=COUNT_CHUNK_SIZE)
             )
