@@ -423,3 +423,90 @@ def audit_head_publish() -> VerificationReport:
     )
     return report
 
+
+class ReconcileRefused(Exception):
+    """The chain cannot be reconciled (it does not verify on its own, or the heads file is not ours)."""
+
+
+@dataclasses.dataclass
+class ReconcileResult:
+    """What ``audit_chain_reconcile_after_restore`` found and did."""
+
+    reconciled: bool
+    restored_head: int
+    published_sequence: int | None = None
+    published_at: str = ""
+    lost_from: int = 0
+    lost_to: int = 0
+
+
+def audit_chain_reconcile_after_restore(*, actor: Any = None) -> ReconcileResult:
+    """After a restore, re-anchor the published head at the restored chain and record the gap.
+
+    A restored database ends its chain where the backup was taken, while the heads file (outside
+    the database) remembers later heads: every verification then reports truncation and the head
+    is never published again. This checks the restored chain on its own (everything but the
+    published head must verify, else ``ReconcileRefused``), publishes its head with source
+    ``reconcile-after-restore`` and records ``AUDIT_RECONCILED`` with the lost sequences: from
+    the first after the restore point (the sequence of the last ``system.backup_restored``
+    event, whose own number is the first reused) to the last published head. Events after that
+    last publication were lost too and cannot be counted. Nothing happens when the chain already
+    reaches the published head with the same hash.
+
+    Permission: the caller has checked it (an operator at the shell, after a restore).
+    """
+    from audit.models import AuditEvent
+
+    seal_pending()
+    report = verify_chain(check_published=False)
+    if not report.ok:
+        raise ReconcileRefused(
+            f"The restored chain does not verify on its own ({report.problem_count} problems, first bad sequence "
+            f"{report.first_bad_sequence}): run audit_verify and investigate; nothing was changed."
+        )
+    published = last_published_head()
+    result = ReconcileResult(reconciled=False, restored_head=report.last_sequence)
+    if published is None:
+        return result
+    if published.key_problem or not published.mac_valid:
+        raise ReconcileRefused(
+            "The last line of the published-heads file is not authentic (or its key is not held): it was not "
+            "written by this platform's keys; nothing was changed."
+        )
+    stored = AuditEvent.objects.filter(sequence=published.sequence).values_list("hash", flat=True).first()
+    if stored is not None and stored == published.hash:
+        return result  # the chain reaches the published head: nothing lost
+    restored_event = (
+        AuditEvent.objects.filter(action=Action.BACKUP_RESTORED, sequence__isnull=False)
+        .order_by("-sequence")
+        .values_list("sequence", flat=True)
+        .first()
+    )
+    restore_point = restored_event - 1 if restored_event else report.last_sequence
+    result.restored_head = restore_point
+    result.published_sequence = published.sequence
+    result.published_at = published.published_at
+    if published.sequence > restore_point:
+        result.lost_from, result.lost_to = restore_point + 1, published.sequence
+    publish_head(sequence=report.last_sequence, hash_value=report.last_hash, source="reconcile-after-restore")
+    record(
+        action=Action.AUDIT_RECONCILED,
+        outcome=Outcome.SUCCESS,
+        actor=actor,
+        context={
+            "restored_head": restore_point,
+            "restored_head_hmac_sha256": report.last_hash,
+            "published_sequence": published.sequence,
+            "published_at": published.published_at,
+            "lost_from": result.lost_from,
+            "lost_to": result.lost_to,
+        },
+    )
+    chain_logger.warning(
+        "audit chain reconciled after a restore: sequences %s to %s were lost; head re-published at #%s",
+        result.lost_from,
+        result.lost_to,
+        report.last_sequence,
+    )
+    result.reconciled = True
+    return result

@@ -61,6 +61,8 @@ DEFAULTS = {
     "ENCRYPTION_BACKUP_KEEP": 7,
     # Random rows per model whose encrypted columns verify_backup decrypts (rows).
     "ENCRYPTION_BACKUP_VERIFY_SAMPLE_SIZE": 25,
+    # Private folder (0700) of decrypted scratch data of verifications and restores; empty: VAR_DIR/scratch (path).
+    "ENCRYPTION_SCRATCH_DIR": "",
     # PostgreSQL account with CREATEDB for verify_backup's scratch database; empty: DATABASE_URL's (URL).
     "ENCRYPTION_BACKUP_VERIFY_DATABASE_URL": "",
     # Folder of pg_dump and pg_restore; empty: found on PATH (path).

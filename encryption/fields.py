@@ -10,6 +10,7 @@ Why: docs/decisions/encrypted-fields-nv1.md.
 
 from __future__ import annotations
 
+import ast
 import datetime
 import json
 import unicodedata
@@ -27,7 +28,7 @@ from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
 from encryption.crypto import associated_data_for, decrypt, decryption_failure, encrypt, token_key_id
-from encryption.keyring import get_key_ring
+from encryption.keyring import LEGACY_FERNET_KEY_ID, get_key_ring
 
 __all__ = [
     "BlindIndexField",
@@ -100,6 +101,8 @@ class EncryptedFieldMixin:
             return None
         plaintext = decrypt(value, associated_data=self.associated_data, purpose=self.purpose)
         try:
+            if token_key_id(value) == LEGACY_FERNET_KEY_ID:
+                return self.from_legacy_plaintext(plaintext)
             return self.from_plaintext(plaintext)
         except (ValueError, TypeError) as error:
             raise decryption_failure(
@@ -122,6 +125,10 @@ class EncryptedFieldMixin:
 
     def from_plaintext(self, plaintext: bytes):
         return plaintext.decode("utf-8")
+
+    def from_legacy_plaintext(self, plaintext: bytes):
+        """The value of a django-encrypted-model-fields plaintext (that package stored ``str(value)``)."""
+        return self.from_plaintext(plaintext)
 
 
 class EncryptedTextField(EncryptedFieldMixin, models.TextField):
@@ -228,6 +235,27 @@ class EncryptedJSONField(EncryptedFieldMixin, models.Field):
     def from_plaintext(self, plaintext: bytes):
         # json.loads on str skips its encoding detection for bytes.
         return json.loads(plaintext.decode("utf-8"), cls=self.decoder)
+
+    def from_legacy_plaintext(self, plaintext: bytes):
+        """JSON, or the Python ``str(dict)`` that legacy text fields stored for a dict.
+
+        ``ast.literal_eval`` reads literals only (no names, calls or attributes: nothing runs);
+        the result must be a JSON document (dicts, lists, strings, numbers, booleans, None).
+        """
+        text = plaintext.decode("utf-8")
+        try:
+            return json.loads(text, cls=self.decoder)
+        except ValueError:
+            pass
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            raise ValueError("neither JSON nor a Python literal") from None
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ValueError("a Python literal that is not a JSON document") from None
+        return value
 
     def validate(self, value, model_instance):
         super().validate(value, model_instance)

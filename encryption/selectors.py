@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from django.apps import apps
 from django.db import models
 from django.db.models import ExpressionWrapper, F, TextField
+from django.db.models.functions import Substr
 
 from encryption.crypto import token_key_id
 from encryption.errors import KeyConfigurationError
@@ -18,6 +19,8 @@ from encryption.keyring import LEGACY_FERNET_KEY_ID, PURPOSES, get_key_ring, is_
 
 # Rows fetched per query while counting (memory stays flat on large tables).
 COUNT_CHUNK_SIZE = 2000
+# Characters of a stored value that hold its key id: "nv1:" + an id of at most 64 + ":".
+KEY_ID_PREFIX_LENGTH = 80
 # Stored text that is neither an nv1 token nor a legacy Fernet token.
 NOT_A_TOKEN = "not-a-token"  # noqa: S105 - a label, not a secret
 # The purposes whose use is rows in tables, which ``encryption_key_usage`` counts. The others
@@ -98,7 +101,8 @@ def encryption_key_usage(*, purpose: str, using: str = "default") -> KeyUsage:
             manager = item.model._base_manager.using(using)
             values = (
                 manager.filter(**{f"{column.name}__isnull": False})
-                .annotate(_raw=raw_column(column))
+                # The key id is in the first characters: never move whole values (memory stays flat).
+                .annotate(_raw=Substr(raw_column(column), 1, KEY_ID_PREFIX_LENGTH))
                 .values_list("_raw", flat=True)
                 .iterator(chunk_size=COUNT_CHUNK_SIZE)
             )
@@ -111,6 +115,137 @@ def encryption_key_usage(*, purpose: str, using: str = "default") -> KeyUsage:
             usage.by_column[f"{item.label}.{column.column}"] = counter
             usage.totals.update(counter)
     return usage
+
+
+@dataclass
+class KeyDependents:
+    """What, besides table rows, still needs one key id: backups, audit archives, audit-chain MACs."""
+
+    backups: list[str] = field(default_factory=list)
+    archives: list[str] = field(default_factory=list)
+    audit_events: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.backups or self.archives or self.audit_events)
+
+    def describe(self) -> str:
+        def listed(names: list[str]) -> str:
+            return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+
+        parts = []
+        if self.backups:
+            parts.append(f"{len(self.backups)} backups ({listed(self.backups)})")
+        if self.archives:
+            parts.append(f"{len(self.archives)} audit archives ({listed(self.archives)})")
+        if self.audit_events:
+            parts.append(f"{self.audit_events} audit-chain MACs")
+        return ", ".join(parts)
+
+
+# The purposes whose values a backup's contents carry (the backup key itself is in the header).
+BACKUP_CONTENT_PURPOSES = ("field", "blind_index", "audit_chain")
+
+
+def audit_chain_key_ids() -> Counter:
+    """Audit-chain MACs per key id: events' content and chain MACs, the anchor, tombstones."""
+    from audit.models import AuditEvent, AuditTombstone, ChainHead
+
+    counter: Counter = Counter()
+    for column in ("content_key_id", "chain_key_id"):
+        for key_id, count in (
+            AuditEvent.objects.exclude(**{f"{column}__isnull": True})
+            .values_list(column)
+            .annotate(n=models.Count("id"))
+            .order_by()
+        ):
+            counter[key_id] += count
+    for key_id, count in (
+        AuditTombstone.objects.exclude(key_id__isnull=True)
+        .values_list("key_id")
+        .annotate(n=models.Count("sequence"))
+        .order_by()
+    ):
+        counter[key_id] += count
+    anchor = ChainHead.objects.filter(pk=1).values_list("anchor_key_id", flat=True).first()
+    if anchor:
+        counter[anchor] += 1
+    return counter
+
+
+def encryption_key_dependents(*, purpose: str) -> dict[str, KeyDependents]:
+    """Per key id of ``purpose``: the backups in the backup folder and the audit archives that need it.
+
+    A backup names its backup key in its clear header, and (since restore_backup) the field,
+    blind-index and audit-chain key ids its contents were under (``depends_on``); a backup made
+    before that is counted as needing every key of those purposes' rings. An audit archive's
+    manifest names its archive key and the audit-chain key of its MAC. For ``audit_chain`` the
+    MACs in the database count too. Backups kept elsewhere (off the host) are not seen.
+    """
+    from audit.retention.archive import archive_dir
+    from encryption.backups.file_format import FILE_SUFFIX, backup_directory, read_backup_header
+
+    dependents: dict[str, KeyDependents] = {}
+
+    def add(key_id, kind: str, name: str) -> None:
+        if isinstance(key_id, str) and key_id:
+            getattr(dependents.setdefault(key_id, KeyDependents()), kind).append(name)
+
+    directory = backup_directory()
+    if purpose in ("backup", *BACKUP_CONTENT_PURPOSES) and directory.is_dir():
+        ring_ids = get_key_ring(purpose).ids if purpose != "backup" else []
+        for path in sorted(directory.iterdir()):
+            if not path.is_file() or FILE_SUFFIX not in path.name:
+                continue
+            header = read_backup_header(path)
+            if header is None:
+                continue
+            if purpose == "backup":
+                add(header.get("key_id"), "backups", path.name)
+                continue
+            depends_on = header.get("depends_on")
+            if isinstance(depends_on, dict):
+                for key_id in depends_on.get(purpose) or []:
+                    add(key_id, "backups", path.name)
+            else:
+                for key_id in ring_ids:  # made before backups named their keys: assume it needs them all
+                    add(key_id, "backups", path.name)
+    archives = archive_dir()
+    if purpose in ("audit_archive", "audit_chain") and archives.is_dir():
+        import json
+
+        for path in sorted(archives.glob("*.manifest.json")):
+            try:
+                manifest = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if not isinstance(manifest, dict):
+                continue
+            name = path.name.removesuffix(".manifest.json")
+            if purpose == "audit_archive":
+                encryption = manifest.get("encryption")
+                if isinstance(encryption, dict):
+                    add(encryption.get("key_id"), "archives", name)
+            else:
+                add(manifest.get("key_id"), "archives", name)
+    if purpose == "audit_chain":
+        for key_id, count in audit_chain_key_ids().items():
+            dependents.setdefault(key_id, KeyDependents()).audit_events += count
+    return dependents
+
+
+def backup_depends_on() -> dict[str, list[str]]:
+    """The key ids a backup made now needs, per purpose of its contents (for its clear header).
+
+    Counted without decrypting; each ring's primary is added, since rows written during the
+    dump are under it.
+    """
+    depends_on = {}
+    for purpose in ("field", "blind_index"):
+        usage = encryption_key_usage(purpose=purpose)
+        ids = {key_id for key_id, count in usage.totals.items() if count and key_id != NOT_A_TOKEN}
+        depends_on[purpose] = sorted(ids | {get_key_ring(purpose).primary.id})
+    depends_on["audit_chain"] = sorted(set(audit_chain_key_ids()) | {get_key_ring("audit_chain").primary.id})
+    return depends_on
 
 
 def _date_of_key_id(key_id: str) -> datetime.date | None:
@@ -158,8 +293,11 @@ __all__ = [
     "LEGACY_FERNET_KEY_ID",
     "NOT_A_TOKEN",
     "EncryptedModel",
+    "KeyDependents",
     "KeyUsage",
     "encrypted_model_list",
+    "backup_depends_on",
+    "encryption_key_dependents",
     "encryption_key_usage",
     "key_ring_overview",
     "raw_column",

@@ -429,6 +429,7 @@ vars().update(
         ENCRYPTION_BACKUP_KEEP=env.int,
         ENCRYPTION_BACKUP_VERIFY_DATABASE_URL=env.str,
         ENCRYPTION_BACKUP_PG_BINDIR=env.str,
+        ENCRYPTION_SCRATCH_DIR=env.str,
     )
 )
 

@@ -11,6 +11,7 @@ from encryption.backups.services import (
     backup_create_and_verify,
     backup_directory,
     backup_prune,
+    backup_restore,
     backup_verify,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "backup_create_and_verify",
     "backup_directory",
     "backup_prune",
+    "backup_restore",
     "backup_verify",
 ]

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from django.conf import settings
+
+from encryption import conf
 from encryption.keyring import Key
 from encryption.streams import StreamError, StreamFormat, StreamReader, StreamWriter
 
@@ -78,6 +81,10 @@ class VerificationResult:
     rows_checked: int = 0
     values_decrypted: dict[str, int] = field(default_factory=dict)
     models_absent: list[str] = field(default_factory=list)
+    # Tables whose content digest (PostgreSQL backups) matched after a restore.
+    digests_checked: int = 0
+    # Where a restore went, for messages and the event ("sqlite file NAME", "database NAME on HOST:PORT").
+    target: str = ""
 
     def summary(self) -> dict:
         return {
@@ -99,12 +106,25 @@ class VerificationResult:
 class BackupWriter(StreamWriter):
     """Seal a dump into the backup format: ``write()`` the dump, then ``finish(manifest)``."""
 
-    def __init__(self, stream: IO[bytes], *, key: Key, database: str, chunk_size: int | None = None) -> None:
+    def __init__(
+        self,
+        stream: IO[bytes],
+        *,
+        key: Key,
+        database: str,
+        chunk_size: int | None = None,
+        depends_on: dict[str, list[str]] | None = None,
+    ) -> None:
+        header: dict = {"database": database}
+        if depends_on is not None:
+            # Key ids (never keys) the backup's contents need, per purpose: in the clear header so
+            # that ``encryption_keys status`` can tell which backups a key still protects.
+            header["depends_on"] = depends_on
         super().__init__(
             stream,
             stream_format=BACKUP_FORMAT,
             key=key,
-            header={"database": database},
+            header=header,
             chunk_size=chunk_size or CHUNK_SIZE,
         )
 
@@ -132,3 +152,30 @@ class BackupReader(StreamReader):
     def __init__(self, stream: IO[bytes], *, name: str = "the backup") -> None:
         super().__init__(stream, stream_format=BACKUP_FORMAT, name=name)
         self.database = str(self.header["database"])
+
+
+def read_backup_header(path: Path) -> dict | None:
+    """The clear header of the backup file ``path`` (no key needed), or ``None`` if it is not one.
+
+    Unauthenticated until the file is read with its key: good for listing which key ids a file
+    names, never for trusting its contents.
+    """
+    import json
+    import struct
+
+    preamble = struct.Struct(">8sHI")
+    try:
+        with open(path, "rb") as handle:
+            magic, _version, length = preamble.unpack(handle.read(preamble.size))
+            if magic != MAGIC or not 0 < length <= 64 * 1024:
+                return None
+            header = json.loads(handle.read(length))
+    except (OSError, ValueError, struct.error):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def backup_directory() -> Path:
+    """Where the scheduled backups go: ``ENCRYPTION_BACKUP_DIR``, else ``VAR_DIR/backups``."""
+    configured = conf.get("ENCRYPTION_BACKUP_DIR") or ""
+    return Path(configured) if configured else Path(settings.VAR_DIR) / "backups"

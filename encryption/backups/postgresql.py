@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from encryption import conf
 from encryption.backups.file_format import BackupError, BackupReader, BackupWriter, VerificationResult
-from encryption.backups.private_files import open_private
+from encryption.backups.private_files import SCRATCH_DATABASE_FILE, open_private
 from encryption.backups.progress import ProgressCallback, emit
 from encryption.backups.verification import check_dump, check_encrypted_values, check_row_counts, decrypt_to
 
@@ -153,6 +154,29 @@ def table_row_counts(database) -> dict[str, int]:
     return counts
 
 
+# An order-independent digest of a table's rows: two sums of 60-bit slices of each row text's MD5.
+# Not a defence against forgery (the backup file is authenticated); a check that the restore put
+# back exactly the rows that were dumped, computed by the server without moving the rows.
+_DIGEST_SQL = """
+    SELECT count(*), coalesce(sum(('x' || substr(h, 1, 15))::bit(60)::bigint::numeric), 0),
+           coalesce(sum(('x' || substr(h, 16, 15))::bit(60)::bigint::numeric), 0)
+    FROM (SELECT md5(t::text) AS h FROM {} AS t) AS rows
+"""
+DIGEST_METHOD = "pg-row-md5-sum60x2"
+
+
+def table_digests(database) -> dict[str, str]:
+    """A content digest of every table (keys as in ``table_row_counts``), as ``database`` sees it."""
+    from psycopg import sql
+
+    digests = {}
+    for schema, table in database.execute(_TABLES_SQL).fetchall():
+        statement = sql.SQL(_DIGEST_SQL).format(sql.Identifier(schema, table))
+        count, first, second = database.execute(statement).fetchone()
+        digests[table if schema == "public" else f"{schema}.{table}"] = f"{count}:{first}:{second}"
+    return digests
+
+
 def dump(writer: BackupWriter, *, using: str, private: Path, progress: ProgressCallback | None) -> dict:
     """Stream ``pg_dump`` into ``writer`` in the snapshot the row counts were taken in; return the manifest part."""
     from psycopg import IsolationLevel
@@ -170,6 +194,7 @@ def dump(writer: BackupWriter, *, using: str, private: Path, progress: ProgressC
         (server_version,) = snapshot.execute("SHOW server_version").fetchone()
         (database_bytes,) = snapshot.execute("SELECT pg_database_size(current_database())").fetchone()
         tables = table_row_counts(snapshot)
+        digests = table_digests(snapshot)
         environment = pg_environment(server, dbname=server["NAME"], private=private)
         with open(stderr_path, "wb") as stderr:
             process = subprocess.Popen(  # noqa: S603 - fixed arguments, no shell, no secrets
@@ -196,7 +221,37 @@ def dump(writer: BackupWriter, *, using: str, private: Path, progress: ProgressC
     return {
         "database": {"vendor": "postgresql", "server_version": server_version, "dump_format": "pg_dump-custom"},
         "tables": tables,
+        "table_digests": {"method": DIGEST_METHOD, "tables": digests},
     }
+
+
+# The only names a scratch database can have: a leftover's file naming anything else is ignored.
+SCRATCH_NAME = re.compile(r"nv_verify_\d{14}_[0-9a-f]{8}")
+
+
+def new_scratch_name(private: Path) -> str:
+    """A fresh scratch database name, written into the run folder *before* the database exists.
+
+    If the run dies, the next backup command finds the name there and drops the database.
+    """
+    name = f"nv_verify_{timezone.now():%Y%m%d%H%M%S}_{secrets.token_hex(4)}"
+    with open_private(private / SCRATCH_DATABASE_FILE) as handle:
+        handle.write(name.encode("ascii"))
+    return name
+
+
+def drop_scratch_database(name: str, *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Drop the scratch database ``name`` of a dead verification (nothing if it does not exist)."""
+    from psycopg import sql
+
+    if not SCRATCH_NAME.fullmatch(name):
+        raise ValueError("not a scratch database name")
+    if connections[using].vendor != "postgresql":
+        raise RuntimeError("the configured database is not PostgreSQL")
+    server = server_settings(using, for_verification=True)
+    with _connect(server, dbname=server["NAME"] or "postgres") as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    logger.warning("dropped the scratch database %s of a backup verification that died", name)
 
 
 def verify(
@@ -207,7 +262,7 @@ def verify(
 
     server = server_settings(using, for_verification=True)
     pg_restore = pg_program("pg_restore")
-    scratch_name = f"nv_verify_{timezone.now():%Y%m%d%H%M%S}_{secrets.token_hex(4)}"
+    scratch_name = new_scratch_name(private)
     maintenance = server["NAME"] or "postgres"
     try:
         with _connect(server, dbname=maintenance) as admin:
@@ -294,3 +349,159 @@ def verify(
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch_name)))
         except Exception:
             logger.exception("could not drop the scratch database %s of a backup verification", scratch_name)
+
+
+def target_server(url: str | None, *, using: str = DEFAULT_DB_ALIAS) -> dict:
+    """Connection settings of a restore's target: ``url``, else the configured database.
+
+    The URL is never repeated in a message (it may hold a password).
+    """
+    if not url:
+        if connections[using].vendor != "postgresql":
+            raise BackupError(
+                "This is a PostgreSQL backup and the configured database is not PostgreSQL: give --database-url.",
+                stage="target",
+            )
+        return server_settings(using)
+    import environ
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        config = environ.Env.db_url_config(url)
+    except (KeyError, ValueError, ImproperlyConfigured):
+        raise BackupError("The target database URL is not a valid database URL.", stage="target") from None
+    if "postgresql" not in str(config.get("ENGINE", "")):
+        raise BackupError("This is a PostgreSQL backup: the target URL must be postgres://...", stage="target")
+    if not config.get("NAME"):
+        raise BackupError("The target database URL names no database.", stage="target")
+    options = config.get("OPTIONS") or {}
+    return {
+        "NAME": config.get("NAME") or "",
+        "USER": config.get("USER") or "",
+        "PASSWORD": config.get("PASSWORD") or "",
+        "HOST": config.get("HOST") or "",
+        "PORT": str(config.get("PORT") or ""),
+        "SSL": {name: options[name] for name in ("sslmode", "sslrootcert", "sslcert", "sslkey") if options.get(name)},
+    }
+
+
+def describe_target(server: dict) -> str:
+    """``database NAME on HOST:PORT``: no user, no password."""
+    where = server["HOST"] or "the local socket"
+    if server["PORT"]:
+        where += f":{server['PORT']}"
+    return f"database {server['NAME']} on {where}"
+
+
+def target_table_count(server: dict) -> int:
+    """Tables in the target database; ``BackupError`` naming the target if it cannot be reached."""
+    try:
+        with _connect(server, dbname=server["NAME"]) as database:
+            (count,) = database.execute(
+                """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S')
+                     AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                     AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'"""
+            ).fetchone()
+    except Exception as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        # psycopg's message may name the user; never the password (it is not in the message).
+        raise BackupError(
+            f"Cannot connect to the target {describe_target(server)} ({type(error).__name__}: {first_line[:200]}).",
+            stage="target",
+        ) from None
+    return int(count)
+
+
+def restore(
+    reader: BackupReader,
+    result: VerificationResult,
+    *,
+    server: dict,
+    replace: bool,
+    private: Path,
+    progress: ProgressCallback | None,
+) -> None:
+    """``pg_restore`` into the target in one transaction, then check it there; fill in ``result``.
+
+    ``--single-transaction --exit-on-error``: a restore that fails leaves the target as it was,
+    and a file that fails authentication on the way kills ``pg_restore`` before it can commit
+    (the service has authenticated the whole file once already, so that is a file changed
+    meanwhile). ``replace`` (the operator's ``--force``) adds ``--clean --if-exists``.
+    """
+    pg_restore = pg_program("pg_restore")
+    stderr_path = private / "pg_restore.stderr"
+    environment = pg_environment(server, dbname=server["NAME"], private=private)
+    arguments = [
+        pg_restore,
+        "--no-password",
+        "--no-owner",
+        "--no-privileges",
+        "--exit-on-error",
+        "--single-transaction",
+        f"--dbname={server['NAME']}",
+    ]
+    if replace:
+        arguments[1:1] = ["--clean", "--if-exists"]
+    with open(stderr_path, "wb") as stderr:
+        process = subprocess.Popen(  # noqa: S603 - fixed arguments, no shell, no secrets
+            arguments, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, env=environment
+        )
+        broken = False
+
+        def sink(chunk: bytes) -> None:
+            nonlocal broken
+            if broken:
+                return
+            try:
+                process.stdin.write(chunk)
+            except BrokenPipeError:
+                broken = True
+
+        try:
+            size, sha256 = decrypt_to(reader, sink, file_bytes=result.file_bytes, progress=progress)
+            manifest = reader.manifest
+            result.manifest = manifest
+            check_dump(manifest, size, sha256)
+            # Only a dump that authenticated to its end and matches its manifest may commit.
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+            returncode = process.wait()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    if returncode != 0:
+        raise BackupError(f"pg_restore failed (exit status {returncode}): {_last_lines(stderr_path)}", stage="restore")
+    emit(progress, "check", 0, None)
+    check_restored_database(server, manifest, result)
+
+
+def check_restored_database(server: dict, manifest: dict, result: VerificationResult) -> None:
+    """Row counts, content digests and a decrypted sample of the restored target, against the manifest."""
+    from psycopg import sql
+
+    with _connect(server, dbname=server["NAME"]) as database:
+        restored = table_row_counts(database)
+        result.rows_checked = check_row_counts(manifest, restored)
+        result.tables_checked = len(restored)
+        recorded = manifest.get("table_digests") or {}
+        if recorded.get("method") == DIGEST_METHOD:
+            now = table_digests(database)
+            wrong = sorted(name for name, digest in recorded.get("tables", {}).items() if now.get(name) != digest)
+            if wrong:
+                raise BackupError(
+                    f"The restored rows differ from the backup's content digests in: {', '.join(wrong[:10])}.",
+                    stage="after-restore",
+                )
+            result.digests_checked = len(recorded.get("tables", {}))
+
+        def fetch(table: str, columns: list[str], limit: int) -> list[tuple]:
+            statement = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY random() LIMIT %s").format(
+                sql.SQL(", ").join(sql.Identifier(column) for column in columns),
+                sql.Identifier(table),
+                sql.SQL(" OR ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns),
+            )
+            return database.execute(statement, [limit]).fetchall()
+
+        check_encrypted_values(fetch, set(restored), result)

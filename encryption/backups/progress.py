@@ -9,7 +9,14 @@ from tqdm import tqdm
 # Called as progress(stage, bytes_done_since_last_call, total_bytes_or_None).
 ProgressCallback = Callable[[str, int, "int | None"], None]
 
-STAGE_NAMES = {"encrypt": "encrypting", "dump": "dumping", "decrypt": "decrypting", "check": "checking"}
+STAGE_NAMES = {
+    "encrypt": "encrypting",
+    "dump": "dumping",
+    "decrypt": "decrypting",
+    "authenticate": "authenticating",
+    "restore": "restoring",
+    "check": "checking",
+}
 
 
 def emit(progress: ProgressCallback | None, stage: str, done: int, total: int | None) -> None:

@@ -14,7 +14,6 @@ import secrets
 import time
 from pathlib import Path
 
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
@@ -29,8 +28,9 @@ from encryption.backups.file_format import (
     BackupResult,
     BackupWriter,
     VerificationResult,
+    backup_directory,
 )
-from encryption.backups.private_files import open_private, private_directory
+from encryption.backups.private_files import open_private, private_directory, scratch_leftovers_remove
 from encryption.backups.progress import ProgressCallback
 from encryption.errors import KeyConfigurationError
 from encryption.keyring import get_key_ring
@@ -71,6 +71,19 @@ def _failure(error: BaseException, *, operation: str, actor, path: Path) -> Back
     return error
 
 
+def scratch_cleanup(*, using: str = DEFAULT_DB_ALIAS) -> list[str]:
+    """Remove what runs killed earlier left in the scratch folder (and their scratch databases).
+
+    Every backup, verification and restore calls it first, so decrypted data of a ``kill -9``ed
+    run lives only until the next run. Never raises: a failure is logged and retried next time.
+    """
+    try:
+        return scratch_leftovers_remove(drop_database=lambda name: postgresql.drop_scratch_database(name, using=using))
+    except Exception:
+        logger.exception("could not clean the scratch folder of earlier backup runs")
+        return []
+
+
 def backup_create(
     *,
     output: str | os.PathLike,
@@ -91,6 +104,7 @@ def backup_create(
     """
     path = Path(output)
     started = time.monotonic()
+    scratch_cleanup(using=using)
     partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
     try:
         if path.exists() and not overwrite:
@@ -107,8 +121,11 @@ def backup_create(
             key = get_key_ring("backup").primary
         except KeyConfigurationError as error:
             raise BackupError(f"No backup key: {error}", stage="key") from None
+        from encryption.selectors import backup_depends_on
+
+        depends_on = backup_depends_on()
         with private_directory("ninaivalaigal-backup-") as private, open_private(partial) as handle:
-            writer = BackupWriter(handle, key=key, database=vendor)
+            writer = BackupWriter(handle, key=key, database=vendor, depends_on=depends_on)
             backend = sqlite if vendor == "sqlite" else postgresql
             dump = backend.dump(writer, using=using, private=private, progress=progress)
             manifest = writer.finish(
@@ -205,6 +222,7 @@ def backup_verify(
     """
     path = Path(path)
     started = time.monotonic()
+    scratch_cleanup(using=using)
     try:
         try:
             stream = open(path, "rb")  # noqa: SIM115 - closed below, after the reader is done
@@ -239,10 +257,170 @@ def backup_verify(
     return result
 
 
-def backup_directory() -> Path:
-    """Where the scheduled backups go: ``ENCRYPTION_BACKUP_DIR``, else ``VAR_DIR/backups``."""
-    configured = conf.get("ENCRYPTION_BACKUP_DIR") or ""
-    return Path(configured) if configured else Path(settings.VAR_DIR) / "backups"
+def _authenticate(path: Path, *, progress: ProgressCallback | None) -> tuple[str, dict, int]:
+    """Read ``path`` to its end once, writing nothing: every chunk, the manifest, size and SHA-256.
+
+    Returns the database kind, the manifest and the file's size. The check before a restore:
+    a damaged, truncated or wrong-key file is refused before the target is touched.
+    """
+    from encryption.backups.verification import check_dump, decrypt_to
+
+    stream = _open_backup(path)
+    with stream:
+        file_bytes = os.fstat(stream.fileno()).st_size
+        reader = BackupReader(stream, name=path.name)
+        size, sha256 = decrypt_to(
+            reader,
+            lambda chunk: None,
+            file_bytes=file_bytes,
+            progress=(lambda stage, done, total: progress("authenticate", done, total)) if progress else None,
+        )
+        check_dump(reader.manifest, size, sha256)
+        return reader.database, reader.manifest, file_bytes
+
+
+def _open_backup(path: Path):
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise BackupError(f"{path.name} does not exist.", stage="open") from None
+    except IsADirectoryError:
+        raise BackupError(f"{path.name} is a folder, not a backup file.", stage="open") from None
+    except OSError as error:
+        raise BackupError(f"{path.name} cannot be read: {error.strerror}.", stage="open") from None
+
+
+def backup_restore(
+    *,
+    path: str | os.PathLike,
+    database_url: str | None = None,
+    sqlite_file: str | os.PathLike | None = None,
+    force: bool = False,
+    actor=None,
+    progress: ProgressCallback | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> VerificationResult:
+    """Restore the backup ``path`` into a new, empty database; verify it before and after.
+
+    The target: for a SQLite backup the file ``sqlite_file`` (default: the configured SQLite
+    database's file); for a PostgreSQL backup the database of ``database_url`` (default: the
+    configured PostgreSQL database). A target that already holds tables is refused unless
+    ``force``. Before anything is written, the whole file is authenticated and its dump checked
+    against the manifest; after the restore, the target's row counts per table and the content
+    digests the backup records (the file's SHA-256 for SQLite, per-table digests for PostgreSQL)
+    are compared with the manifest and a sample of every encrypted column is decrypted. A failed
+    restore leaves the target as it was (SQLite: moved into place only once checked; PostgreSQL:
+    one transaction). Records ``BACKUP_RESTORED`` or ``BACKUP_FAILED`` (operation ``restore``) on
+    the configured database; raises ``BackupError`` with a message for the operator.
+
+    Stop every web, worker and beat process that uses the target first. Permission: the caller
+    has checked it (an operator at the shell).
+    """
+    path = Path(path)
+    started = time.monotonic()
+    scratch_cleanup(using=using)
+    restoring = None
+    if progress is not None:
+
+        def restoring(stage: str, done: int, total: int | None) -> None:
+            progress("restore" if stage == "decrypt" else stage, done, total)
+
+    try:
+        vendor, _manifest, file_bytes = _authenticate(path, progress=progress)
+        result = VerificationResult(path=path, manifest={}, file_bytes=file_bytes, seconds=0.0)
+        if vendor == "sqlite":
+            if database_url:
+                raise BackupError(
+                    f"{path.name} is a SQLite backup: it restores into a file (--sqlite-file), not a database URL.",
+                    stage="target",
+                )
+            target = _sqlite_target(sqlite_file, using=using)
+            tables = sqlite.target_table_count(target)
+            if tables and not force:
+                raise BackupError(
+                    f"The target {target.name} is not empty ({tables} tables): restore into a new file, or pass "
+                    "--force to replace it.",
+                    stage="target",
+                )
+            result.target = f"sqlite file {target.name}"
+            if connections[using].vendor == "sqlite" and _same_file(connections[using].settings_dict["NAME"], target):
+                connections[using].close()  # its file is about to be replaced
+            with open(path, "rb") as stream:
+                reader = BackupReader(stream, name=path.name)
+                sqlite.restore(reader, result, target=target, progress=restoring)
+        elif vendor == "postgresql":
+            if sqlite_file:
+                raise BackupError(
+                    f"{path.name} is a PostgreSQL backup: it restores into a database (--database-url), not a file.",
+                    stage="target",
+                )
+            server = postgresql.target_server(database_url, using=using)
+            result.target = postgresql.describe_target(server)
+            tables = postgresql.target_table_count(server)
+            if tables and not force:
+                raise BackupError(
+                    f"The target {result.target} is not empty ({tables} tables, sequences or views): restore into "
+                    "a new, empty database, or pass --force to replace the backup's tables in it.",
+                    stage="target",
+                )
+            with private_directory("ninaivalaigal-restore-") as private, open(path, "rb") as stream:
+                reader = BackupReader(stream, name=path.name)
+                postgresql.restore(
+                    reader, result, server=server, replace=bool(tables), private=private, progress=restoring
+                )
+        else:
+            raise BackupError(f"{path.name} names an unknown database kind.", stage="header")
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt | SystemExit):
+            raise
+        raise _failure(error, operation="restore", actor=actor, path=path) from None
+    result.seconds = time.monotonic() - started
+    try:
+        _record(
+            action=Action.BACKUP_RESTORED,
+            outcome=Outcome.SUCCESS,
+            actor=actor,
+            path=path,
+            context={**result.summary(), "target": result.target, "digests_checked": result.digests_checked},
+        )
+    except Exception:
+        # The restore is done and checked; an audit table that is not there (a target other than
+        # the configured database, itself still empty) must not make it look failed.
+        logger.exception("could not record the audit event of a restore")
+    logger.info(
+        "backup restored: %s into %s (%d tables, %d rows)",
+        path.name,
+        result.target,
+        result.tables_checked,
+        result.rows_checked,
+    )
+    return result
+
+
+def _sqlite_target(sqlite_file, *, using: str) -> Path:
+    if sqlite_file:
+        target = Path(sqlite_file)
+    elif connections[using].vendor == "sqlite":
+        name = str(connections[using].settings_dict["NAME"])
+        if name == ":memory:" or "mode=memory" in name:
+            raise BackupError("The configured SQLite database is in memory: give --sqlite-file.", stage="target")
+        target = Path(name)
+    else:
+        raise BackupError(
+            "This is a SQLite backup and the configured database is not SQLite: give --sqlite-file.", stage="target"
+        )
+    if target.is_dir():
+        raise BackupError(f"The target {target.name} is a folder; give the database file's path.", stage="target")
+    if not target.parent.is_dir():
+        raise BackupError(f"The folder for the target {target.name} does not exist.", stage="target")
+    return target
+
+
+def _same_file(name, target: Path) -> bool:
+    try:
+        return Path(str(name)).resolve() == target.resolve()
+    except OSError:
+        return False
 
 
 def backup_prune(*, directory: Path, keep: int) -> list[Path]:

@@ -144,11 +144,12 @@ def test_undecryptable_values_are_left_as_they_were_and_reported(new_rings, reco
     assert not result.complete
     assert raw_value(SecretRecord, victim.pk, "note") == tampered, "the failing value is not overwritten"
     assert token_key_id(raw_value(SecretRecord, victim.pk, "title")) == "field-2", "its other columns rotate"
-    assert recorded_events[-1]["action"] == Action.KEY_ROTATION_FINISHED
-    assert recorded_events[-1]["outcome"] == "failure"
+    assert recorded_events[-2]["action"] == Action.KEY_ROTATION_FINISHED
+    assert recorded_events[-2]["outcome"] == "failure"
+    assert recorded_events[-1]["action"] == Action.KEY_ROTATION_FAILED
     assert (recorded_events[1]["action"], recorded_events[1]["outcome"]) == (Action.DECRYPTION_FAILED, Outcome.FAILURE)
     assert recorded_events[1]["context"]["field"] == "testapp.secretrecord.note"
-    with pytest.raises(CommandError, match="1 values could not be decrypted"):
+    with pytest.raises(CommandError, match="1 values left as they were"):
         call_command("rotate_encryption_keys", "--no-progress", stdout=StringIO(), stderr=StringIO())
 
 
@@ -214,9 +215,13 @@ def test_rotation_and_decryption_failures_become_audit_events(new_rings):
         (Action.KEY_ROTATION_STARTED, Outcome.SUCCESS),
         (Action.DECRYPTION_FAILED, Outcome.FAILURE),
         (Action.KEY_ROTATION_FINISHED, Outcome.FAILURE),
+        (Action.KEY_ROTATION_FAILED, Outcome.FAILURE),
     ]
     assert events[1][2]["field"] == "testapp.secretrecord.title"
     assert events[2][2]["values_failed"] == 1
+    [problem] = events[3][2]["problems"]
+    assert (problem["model"], problem["pk"], problem["column"]) == ("testapp.SecretRecord", str(victim.pk), "title")
+    assert events[3][2]["field_key_id"] == "field-2"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,13 +16,21 @@ from encryption.keyring import (
     new_key_id,
     provider_name,
 )
-from encryption.selectors import COUNTED_PURPOSES, LEGACY_FERNET_KEY_ID, NOT_A_TOKEN, encryption_key_usage
+from encryption.selectors import (
+    COUNTED_PURPOSES,
+    LEGACY_FERNET_KEY_ID,
+    NOT_A_TOKEN,
+    encryption_key_dependents,
+    encryption_key_usage,
+)
+from encryption.services import KeyRetirementError, encryption_key_retire
 
 
 class Command(BaseCommand):
     help = (
         "generate: print a new key (id:BASE64) once; it is not stored or logged anywhere. "
-        "status: per purpose, each key id and how many stored values it still protects."
+        "status: per purpose, each key id, how many stored values it still protects and which backups and audit "
+        "archives still need it. retire PURPOSE KEY_ID [--force]: retire a key nothing needs any more."
     )
 
     def add_arguments(self, parser):
@@ -32,10 +40,20 @@ class Command(BaseCommand):
         status = subcommands.add_parser("status", help="Show key ids and the rows each key protects.")
         status.add_argument("--purpose", choices=PURPOSES, action="append", help="Only this purpose (repeatable).")
         status.add_argument("--json", action="store_true", help="Machine-readable output.")
+        retire = subcommands.add_parser(
+            "retire", help="Retire an older key: refused while rows, backups or archives still need it."
+        )
+        retire.add_argument("purpose", choices=PURPOSES)
+        retire.add_argument("key_id")
+        retire.add_argument(
+            "--force", action="store_true", help="Retire it although something still needs it (recorded as forced)."
+        )
 
     def handle(self, *args, subcommand, **options):
         if subcommand == "generate":
             return self._generate(options.get("key_id"))
+        if subcommand == "retire":
+            return self._retire(options["purpose"], options["key_id"], force=options["force"])
         return self._status(options.get("purpose") or list(PURPOSES), as_json=options["json"])
 
     def _generate(self, key_id: str | None) -> None:
@@ -49,6 +67,28 @@ class Command(BaseCommand):
             "then run `manage.py rotate_encryption_keys`."
         )
 
+    def _retire(self, purpose: str, key_id: str, *, force: bool) -> None:
+        try:
+            retirement = encryption_key_retire(purpose=purpose, key_id=key_id, force=force)
+        except (KeyRetirementError, KeyConfigurationError) as error:
+            raise CommandError(str(error)) from None
+        if retirement.forced:
+            self.stderr.write(
+                self.style.WARNING(
+                    f"Forced: {retirement.rows} stored values and {retirement.dependents.describe() or 'nothing else'} "
+                    "needed this key and can no longer be read without it."
+                )
+            )
+        if retirement.removed_from_provider:
+            self.stdout.write(self.style.SUCCESS(f"Retired {purpose} key {key_id}: removed from its key-ring file."))
+        else:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Retired {purpose} key {key_id}: remove it from the {provider_name()} provider's {purpose} "
+                    "ring now (and restart or wait ENCRYPTION_KEY_CACHE_SECONDS)."
+                )
+            )
+
     def _status(self, purposes: list[str], *, as_json: bool) -> None:
         report = {"provider": provider_name(), "purposes": {}}
         failed = False
@@ -60,11 +100,17 @@ class Command(BaseCommand):
                 failed = True
                 continue
             entry = {"keys": ring.ids, "primary": ring.primary.id}
+            dependents = encryption_key_dependents(purpose=purpose)
+            entry["needed_by"] = {
+                key_id: {"backups": needs.backups, "archives": needs.archives, "audit_events": needs.audit_events}
+                for key_id, needs in sorted(dependents.items())
+            }
+            entry["descriptions"] = {key_id: needs.describe() for key_id, needs in dependents.items() if needs}
             if purpose in COUNTED_PURPOSES:
                 usage = encryption_key_usage(purpose=purpose)
                 entry["rows"] = dict(usage.totals)
                 entry["columns"] = {column: dict(counter) for column, counter in usage.by_column.items()}
-                entry["retirable"] = usage.retirable()
+                entry["retirable"] = [key_id for key_id in usage.retirable() if not dependents.get(key_id)]
                 # Rows under a key id the ring no longer holds cannot be read until it comes back.
                 entry["unreadable"] = {
                     key_id: count
@@ -73,6 +119,8 @@ class Command(BaseCommand):
                 }
             report["purposes"][purpose] = entry
         if as_json:
+            for entry in report["purposes"].values():
+                entry.pop("descriptions", None)
             self.stdout.write(json.dumps(report, indent=2, sort_keys=True))
         else:
             self._print(report)
@@ -92,9 +140,14 @@ class Command(BaseCommand):
                 role = "primary" if key_id == entry["primary"] else "older (reads only)"
                 count = "" if rows is None else f"{rows.get(key_id, 0):>10} rows"
                 hint = ""
+                needed_by = entry["descriptions"].get(key_id)
                 if rows is not None and key_id in entry.get("retirable", []):
                     hint = "  <- no rows left: may be removed"
+                elif needed_by and key_id != entry["primary"]:
+                    hint = "  <- still needed: keep it"
                 self.stdout.write(f"  {key_id:<40} {role:<20}{count}{hint}")
+                if needed_by:
+                    self.stdout.write(f"    needed by {needed_by}")
             if rows is None:
                 self.stdout.write("  (rows are not counted for this purpose here)")
                 continue

@@ -57,8 +57,34 @@ class Command(BaseCommand):
                 f"{item.rows_changed_concurrently} changed concurrently"
             )
         if not result.complete:
+            self._report_problems(result)
             raise CommandError(
-                f"{result.values_failed} values could not be decrypted and were left as they were; "
-                "see the log and the audit events (decryption failed)."
+                f"Rotation finished with {result.values_failed} values left as they were (listed above); "
+                "resolve them as described, then run rotate_encryption_keys again."
             )
         self.stdout.write(self.style.SUCCESS(f"Rotation finished: {result.rows_updated} rows updated."))
+
+    def _report_problems(self, result) -> None:
+        """Each value left (model, row, column, reason), then how to resolve what is left."""
+        self.stdout.write("")
+        self.stdout.write(self.style.WARNING(f"Values left as they were ({result.values_failed}):"))
+        for problem in result.problems:
+            self.stdout.write(f"  {problem.model} row {problem.pk}, column {problem.column}: {problem.reason}")
+        if len(result.problems) < result.values_failed:
+            self.stdout.write(f"  ... and {result.values_failed - len(result.problems)} more (see the log)")
+        self.stdout.write("")
+        self.stdout.write("How to resolve what is left (every other value was converted):")
+        self.stdout.write(
+            "  - unknown key / failed authentication: put the key that made the value back in the ring "
+            "(after the primary), or ENCRYPTION_LEGACY_FERNET_KEYS for legacy values, and run again;"
+        )
+        self.stdout.write(
+            "  - null in a NOT NULL column, or not a valid value: give the row a valid value through the "
+            "application (or the ORM, e.g. Model.objects.filter(pk=ROW).update(COLUMN=...)) and run again;"
+        )
+        self.stdout.write(
+            "  - not an encrypted value (plaintext from before encryption): run `manage.py encrypt_plaintext`;"
+        )
+        self.stdout.write(
+            "  - the database refused the new value: read the log line of that row, fix the row, run again."
+        )
