@@ -176,6 +176,10 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     Action.ACCOUNT_DEACTIVATED: {},
     Action.ACCOUNT_REACTIVATED: {},
     Action.ACCOUNT_DELETED: {},
+    Action.EMAIL_RATE_LIMITED: {
+        "purpose": ("str", "signup or password_reset"),
+        "limit": ("str", "client_ip or address: the limit that was reached"),
+    },
     Action.SECURITY_NOTIFICATION_SENT: {
         "kind": ("str", "which notification (the email template's name)"),
         "recipient": ("str", "account, or other address (a new address being confirmed)"),

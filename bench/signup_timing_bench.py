@@ -31,7 +31,7 @@ _settings = types.ModuleType("signup_bench_settings")
 exec("from config.settings.test import *", _settings.__dict__)  # noqa: S102 - our own settings module
 _settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.Argon2PasswordHasher"]
 _settings.AUDIT_SEAL_MODE = "periodic"
-_settings.ACCOUNTS_SIGNUP_RATE_LIMITS_ENABLED = False  # the limit would answer early for both
+_settings.ACCOUNTS_SIGNUP_RATE_PER_IP = _settings.ACCOUNTS_SIGNUP_RATE_PER_ADDRESS = ""  # the limits would answer early
 _settings.LOGGING = {"version": 1, "disable_existing_loggers": True, "root": {"level": "ERROR"}}
 sys.modules["signup_bench_settings"] = _settings
 os.environ["DJANGO_SETTINGS_MODULE"] = "signup_bench_settings"

@@ -19,7 +19,7 @@ import audit
 from accounts import conf, links
 from accounts.models import TrackedSession
 from accounts.normalisation import normalise_email, normalise_username
-from accounts.services import lockout
+from accounts.services import lockout, rate_limits
 from accounts.services.notifications import notification_schedule
 from accounts.services.sessions import TRACKED_SESSION_KEY, session_revoke_all
 
@@ -36,7 +36,8 @@ class AccountError(Exception):
 def user_sign_up(*, username: str, email: str, password: str, base_url: str = ""):
     """Create an unverified account and email it a verification link; return the user or ``None``.
 
-    An address already in use gets no second account and no error on the page (that would
+    Over the per-IP or per-address limit (``accounts.services.rate_limits``) nothing happens and
+    ``None`` is returned, as for a registered address. An address already in use gets no second account and no error on the page (that would
     reveal who is registered): its owner is emailed instead, and ``None`` is returned. Both
     paths do the same expensive work — the password validators and one password hash (Argon2id
     in production, about half a second) — so the time of the answer does not tell either
@@ -48,6 +49,8 @@ def user_sign_up(*, username: str, email: str, password: str, base_url: str = ""
     candidate = User(username=username, email=email)
     validate_password(password, user=candidate)
     existing = User._default_manager.filter(email=email).first()
+    if not rate_limits.email_request_allowed(purpose="signup", email=email, subject=existing):
+        return None  # the caller shows the usual page: the limit tells nothing about the address
     if existing is not None:
         # The hash a new account would store, made and thrown away: the work of the other path.
         make_password(password)
@@ -131,13 +134,16 @@ def password_reset_request(*, email: str, base_url: str = "") -> None:
     The caller answers with one page whatever happens, and this takes at least
     ``ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR`` seconds both ways (the email itself is sent by
     Celery after commit), so neither the page nor its timing tells whether the address is
-    registered. Permission: none (anonymous).
+    registered. Over the per-IP or per-address limit (``accounts.services.rate_limits``) no
+    email is sent, with the same page and floor. Permission: none (anonymous).
     """
     started = time.monotonic()
     try:
         email = normalise_email(email)[:254]
         user = User._default_manager.filter(email=email, is_active=True).first() if email else None
         with transaction.atomic():
+            if not rate_limits.email_request_allowed(purpose="password_reset", email=email, subject=user):
+                return
             if user is not None and user.has_usable_password():
                 audit.record(action=audit.Action.PASSWORD_RESET_REQUESTED, subject=user, target=user)
                 notification_schedule(user=user, kind="password_reset", base_url=base_url)
