@@ -10,6 +10,7 @@ and the admin), because it is a property of the browser session, not of the use 
 from __future__ import annotations
 
 import datetime
+import hmac
 import ipaddress
 import random
 from dataclasses import dataclass
@@ -271,6 +272,50 @@ def api_key_revoke(*, actor, api_key: ApiKey, reason: str = "") -> ApiKey:
         )
     api_key.revoked_at, api_key.revoked_by, api_key.revocation_reason = current.revoked_at, actor, reason
     return current
+
+
+LEAKED_IN_URL_REASON = "leaked_in_url"
+
+
+def api_key_revoke_leaked(*, text: str) -> list[ApiKey]:
+    """Revoke every valid, unrevoked key whose *whole* secret appears in ``text`` (a URL's query).
+
+    A key sent in a URL is refused (OWASP ASVS 4.0.3 V13.1.3) and must be treated as leaked: it
+    sits in proxy logs, browser history and Referer headers. Each one is revoked by the system
+    (``actor=None``, reason ``leaked_in_url``: ``API_KEY_REVOKED``) and its owner is emailed after
+    commit (``accounts.services.notifications``, kind ``api_key_leaked``). Only a key whose
+    secret matches its stored hash is revoked, so knowing a public prefix is not enough to revoke
+    someone else's key. Permission: possession of the key (it was presented).
+    """
+    from accounts.services.notifications import notification_schedule
+
+    revoked: list[ApiKey] = []
+    for match in keys.KEY_PATTERN.finditer(text):
+        presented = match.group(0)
+        with transaction.atomic():
+            current = ApiKey.objects.select_for_update().select_related("user").filter(prefix=match.group(1)).first()
+            if current is None or current.revoked_at is not None:
+                continue
+            if not hmac.compare_digest(keys.hash_key(presented), current.secret_hash):
+                continue
+            current.revoked_at = timezone.now()
+            current.revoked_by = None
+            current.revocation_reason = LEAKED_IN_URL_REASON
+            current.save(update_fields=["revoked_at", "revoked_by", "revocation_reason"])
+            audit.record(
+                action=audit.Action.API_KEY_REVOKED,
+                subject=current.user,
+                target=current,
+                api_key_id=current.prefix,
+                context={"reason": LEAKED_IN_URL_REASON},
+            )
+            notification_schedule(
+                user=current.user,
+                kind="api_key_leaked",
+                context={"key_name": current.name, "key_prefix": current.prefix},
+            )
+            revoked.append(current)
+    return revoked
 
 
 def api_key_mark_used(*, api_key: ApiKey, client_ip: str | None) -> bool:

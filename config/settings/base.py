@@ -491,6 +491,11 @@ LOGGING = {
     "loggers": {
         # audit.events: one line per committed audit event; audit.chain: sealing, verification, heads.
         "audit": {"level": "INFO"},
+        # Django's own handlers of these (runserver's plain-text access log, request errors)
+        # bypass the sanitiser: their lines go through the project's handler instead, so a
+        # query string carrying a key is masked like everything else (ASVS 4.0.3 V7.1.1).
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
