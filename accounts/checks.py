@@ -76,7 +76,10 @@ def accounts_settings_check(app_configs, **kwargs):
         try:
             parse_rate(conf.get(name))
         except (TypeError, ValueError):
-            error(f"{name} must be a rate like 3/h (count/period: s, m, h or d) or empty; it is {conf.get(name)!r}.", "E013")
+            error(
+                f"{name} must be a rate like 3/h (count/period: s, m, h or d) or empty; it is {conf.get(name)!r}.",
+                "E013",
+            )
     if conf.get("ACCOUNTS_RATE_LIMIT_CACHE_ALIAS") not in settings.CACHES:
         error("ACCOUNTS_RATE_LIMIT_CACHE_ALIAS must name a cache in CACHES.", "E014")
     return errors

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.auth import password_validation
 
 from accounts import totp
-from accounts.normalisation import normalise_username
+from accounts.normalisation import CONTROL_CHARACTERS_MESSAGE, contains_control_characters, normalise_username
 from accounts.services.authentication import USERNAME_MAX_LENGTH, username_is_acceptable
 
 PASSWORD_MAX_LENGTH = 4096
@@ -99,6 +99,12 @@ class DeviceNameForm(AccessibleFormMixin, forms.Form):
         initial="Authenticator app",
         help_text="So you can tell your devices apart, e.g. “Phone” or “Work laptop”.",
     )
+
+    def clean_name(self):
+        value = self.cleaned_data["name"]
+        if contains_control_characters(value):
+            raise forms.ValidationError(CONTROL_CHARACTERS_MESSAGE, code="control_characters")
+        return value
 
 
 class DeviceConfirmForm(AccessibleFormMixin, forms.Form):

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 import audit
+from accounts.normalisation import CONTROL_CHARACTERS_MESSAGE, contains_control_characters
 from api import conf, keys
 from api.models import ApiKey, DeprecatedCall, RequestNonce, ServiceAccount
 from api.scopes import unknown_scopes
@@ -74,7 +75,9 @@ def _clean_name(name) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ValidationError({"name": ["Give the key a name."]})
     name = name.strip()
-    if len(name) > NAME_MAX_LENGTH or any(ord(character) < 32 for character in name):
+    if contains_control_characters(name):
+        raise ValidationError({"name": [CONTROL_CHARACTERS_MESSAGE]})
+    if len(name) > NAME_MAX_LENGTH:
         raise ValidationError({"name": [f"At most {NAME_MAX_LENGTH} printable characters."]})
     return name
 

@@ -74,7 +74,10 @@ def main() -> None:
         new: list[float] = []
         new_slower = 0
         for index in range(rounds):
-            pair = [("registered", f"taken-{index}", "owner@example.org"), ("new", f"new-{index}", f"new-{index}@example.org")]
+            pair = [
+                ("registered", f"taken-{index}", "owner@example.org"),
+                ("new", f"new-{index}", f"new-{index}@example.org"),
+            ]
             random.shuffle(pair)
             times = {kind: _post(client, username, email) for kind, username, email in pair}
             registered.append(times["registered"])

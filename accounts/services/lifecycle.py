@@ -37,8 +37,9 @@ def user_sign_up(*, username: str, email: str, password: str, base_url: str = ""
     """Create an unverified account and email it a verification link; return the user or ``None``.
 
     Over the per-IP or per-address limit (``accounts.services.rate_limits``) nothing happens and
-    ``None`` is returned, as for a registered address. An address already in use gets no second account and no error on the page (that would
-    reveal who is registered): its owner is emailed instead, and ``None`` is returned. Both
+    ``None`` is returned, as for a registered address. An address already in use gets no second
+    account and no error on the page (that would reveal who is registered): its owner is
+    emailed instead, and ``None`` is returned. Both
     paths do the same expensive work — the password validators and one password hash (Argon2id
     in production, about half a second) — so the time of the answer does not tell either
     (OWASP ASVS 4.0.3 V2.2.1; ``bench/signup_timing_bench.py`` compares the two). A taken

@@ -37,7 +37,9 @@ def test_resets_for_one_address_stop_at_its_limit_with_the_same_answer(
     client, user, settings, django_capture_on_commit_callbacks
 ):
     settings.ACCOUNTS_PASSWORD_RESET_RATE_PER_ADDRESS = "2/h"
-    answers = [_reset(client, django_capture_on_commit_callbacks, "alice@example.org", ip=f"10.0.0.{n}") for n in range(4)]
+    answers = [
+        _reset(client, django_capture_on_commit_callbacks, "alice@example.org", ip=f"10.0.0.{n}") for n in range(4)
+    ]
     assert {(answer.status_code, answer["Location"]) for answer in answers} == {(302, "/accounts/password/reset/done/")}
     assert len(mail.outbox) == 2  # from four different IPs: the address limit holds
     limited = events("auth.email_rate_limited")
@@ -53,14 +55,20 @@ def test_resets_from_one_ip_stop_at_its_limit_and_other_ips_go_on(client, settin
         User.objects.create_user(username=f"user{n}", email=f"user{n}@example.org", password=PASSWORD)
     answers = [_reset(client, django_capture_on_commit_callbacks, f"user{n}@example.org") for n in range(4)]
     assert {answer.status_code for answer in answers} == {302}
-    assert [message.to for message in mail.outbox] == [["user0@example.org"], ["user1@example.org"], ["user2@example.org"]]
+    assert [message.to for message in mail.outbox] == [
+        ["user0@example.org"],
+        ["user1@example.org"],
+        ["user2@example.org"],
+    ]
     assert [row["context"]["limit"] for row in events("auth.email_rate_limited")] == ["client_ip"]
     assert [row["client_ip"] for row in events("auth.email_rate_limited")] == ["127.0.0.1"]
     _reset(client, django_capture_on_commit_callbacks, "user3@example.org", ip="10.9.9.9")
     assert mail.outbox[-1].to == ["user3@example.org"]
 
 
-def test_a_limited_reset_for_an_unknown_address_answers_like_any_other(client, settings, django_capture_on_commit_callbacks):
+def test_a_limited_reset_for_an_unknown_address_answers_like_any_other(
+    client, settings, django_capture_on_commit_callbacks
+):
     settings.ACCOUNTS_PASSWORD_RESET_RATE_PER_ADDRESS = "1/h"
     first = _reset(client, django_capture_on_commit_callbacks, "nobody@example.org")
     second = _reset(client, django_capture_on_commit_callbacks, "nobody@example.org")
@@ -78,12 +86,18 @@ def test_sign_ups_for_one_address_stop_at_its_limit_with_the_same_answer(
     ]
     assert {(answer.status_code, answer["Location"]) for answer in answers} == {(302, "/accounts/signup/done/")}
     assert [message.subject for message in mail.outbox] == ["Someone tried to sign up with your email address"] * 2
-    assert [row["context"] for row in events("auth.email_rate_limited")] == [{"purpose": "signup", "limit": "address"}] * 3
+    assert [row["context"] for row in events("auth.email_rate_limited")] == [
+        {"purpose": "signup", "limit": "address"}
+    ] * 3
 
 
-def test_sign_ups_from_one_ip_stop_at_its_limit_and_create_no_account(client, settings, django_capture_on_commit_callbacks):
+def test_sign_ups_from_one_ip_stop_at_its_limit_and_create_no_account(
+    client, settings, django_capture_on_commit_callbacks
+):
     settings.ACCOUNTS_SIGNUP_RATE_PER_IP = "2/h"
-    answers = [_sign_up(client, django_capture_on_commit_callbacks, f"carol{n}", f"carol{n}@example.org") for n in range(3)]
+    answers = [
+        _sign_up(client, django_capture_on_commit_callbacks, f"carol{n}", f"carol{n}@example.org") for n in range(3)
+    ]
     assert {(answer.status_code, answer["Location"]) for answer in answers} == {(302, "/accounts/signup/done/")}
     assert sorted(User.objects.values_list("username", flat=True)) == ["carol0", "carol1"]
     assert len(mail.outbox) == 2
@@ -100,7 +114,10 @@ def test_an_empty_rate_is_no_limit(client, user, settings, django_capture_on_com
 
 def test_the_counters_are_shared_through_redis(client, user, settings, django_capture_on_commit_callbacks):
     with redis_server() as url:
-        settings.CACHES = {**settings.CACHES, "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
+        settings.CACHES = {
+            **settings.CACHES,
+            "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url},
+        }
         settings.ACCOUNTS_RATE_LIMIT_CACHE_ALIAS = "shared"
         settings.ACCOUNTS_PASSWORD_RESET_RATE_PER_ADDRESS = "1/h"
         _reset(client, django_capture_on_commit_callbacks, "alice@example.org")

@@ -91,7 +91,7 @@ def test_query_strings_with_keys_and_tokens_are_masked_in_any_log_text():
     line = sanitise_text(f'"GET /api/v2/memories/?key={key}&page=2&token=t0k3n&sig=s HTTP/1.1" 400 120')
     assert "Q" * 20 not in line and "t0k3n" not in line
     assert "key=[MASKED]" in line and "page=2" in line and "sig=[MASKED]" in line
-    assert sanitise_text(f"presented {key} in a path") == f"presented nvk_abcdefghijkl_[MASKED] in a path"
+    assert sanitise_text(f"presented {key} in a path") == "presented nvk_abcdefghijkl_[MASKED] in a path"
 
 
 def _handlers_of(logger: logging.Logger) -> list[logging.Handler]:
@@ -99,7 +99,8 @@ def _handlers_of(logger: logging.Logger) -> list[logging.Handler]:
     handlers = []
     while logger is not None:
         handlers.extend(
-            h for h in logger.handlers
+            h
+            for h in logger.handlers
             if not type(h).__module__.startswith("_pytest") and not isinstance(h, logging.NullHandler)
         )
         logger = logger.parent if logger.propagate else None
@@ -109,7 +110,9 @@ def _handlers_of(logger: logging.Logger) -> list[logging.Handler]:
 @pytest.mark.parametrize("name", ["django.server", "django.request", "celery.worker", "gunicorn.error"])
 def test_every_handler_a_django_or_celery_line_reaches_sanitises_it(name):
     handlers = _handlers_of(logging.getLogger(name))
-    assert handlers and all(any(isinstance(f, SanitisingFilter) for f in h.filters) for h in handlers), [(h, h.filters) for h in handlers]
+    assert handlers and all(any(isinstance(f, SanitisingFilter) for f in h.filters) for h in handlers), [
+        (h, h.filters) for h in handlers
+    ]
 
 
 def test_a_celery_worker_keeps_the_project_logging():
