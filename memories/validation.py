@@ -84,10 +84,15 @@ def clean_name(value: Any, *, field: str = "name") -> str:
 
 
 def _metadata_problem(value: Any, depth: int) -> str | None:
-    if depth > METADATA_MAX_DEPTH:
-        return f"Nesting deeper than {METADATA_MAX_DEPTH} levels is not allowed."
+    """Why ``value``, an object or array at nesting level ``depth`` (the metadata itself: 1), is refused.
+
+    Levels are objects and arrays: a number or string inside the 20th object is within 20 levels
+    (counting the leaf as a level too refused 20 levels of objects with a value in the last one).
+    """
     if isinstance(value, str):
         return text_problem(value)
+    if isinstance(value, dict | list) and depth > METADATA_MAX_DEPTH:
+        return f"Nesting deeper than {METADATA_MAX_DEPTH} levels is not allowed."
     if isinstance(value, dict):
         for key, item in value.items():
             problem = text_problem(key) if isinstance(key, str) else "Object keys must be strings."
