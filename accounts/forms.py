@@ -189,3 +189,15 @@ class EmailForm(AccessibleFormMixin, forms.Form):
     email = forms.EmailField(
         max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
     )
+
+
+class PasswordChangeForm(SetPasswordForm):
+    """The new password twice, and whether the API keys go too (OWASP ASVS 4.0.3 V3.3.3: offered, on by default)."""
+
+    revoke_api_keys = forms.BooleanField(
+        label="Also revoke all my API keys",
+        required=False,
+        initial=True,
+        help_text="Scripts and tools using them stop working until you issue new keys. "
+        "Leave this on if someone else may have known your password.",
+    )

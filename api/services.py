@@ -277,6 +277,19 @@ def api_key_revoke(*, actor, api_key: ApiKey, reason: str = "") -> ApiKey:
     return current
 
 
+def api_keys_revoke_all(*, actor, user, reason: str) -> int:
+    """Revoke every usable key of ``user`` (each one audited as ``api_key_revoke`` does); return how many.
+
+    Called on a password change when the user asks for it, and always on a password reset (the
+    "this was not me" path of the security emails). Permission: as ``api_key_revoke``, per key.
+    """
+    count = 0
+    for api_key in ApiKey.objects.filter(user=user, revoked_at__isnull=True).order_by("pk"):
+        api_key_revoke(actor=actor, api_key=api_key, reason=reason)
+        count += 1
+    return count
+
+
 LEAKED_IN_URL_REASON = "leaked_in_url"
 
 

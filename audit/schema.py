@@ -113,9 +113,15 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     },
     Action.LOGOUT: {},
     Action.REAUTHENTICATED: {"method": ("str", "password, totp or backup_code")},
-    Action.PASSWORD_CHANGED: {"others_ended": ("int", "other sessions ended by the change")},
+    Action.PASSWORD_CHANGED: {
+        "others_ended": ("int", "other sessions ended by the change"),
+        "api_keys_revoked": ("int", "API keys revoked with it (the page's checkbox, on by default)"),
+    },
     Action.PASSWORD_RESET_REQUESTED: {"reason": ("str", "no_matching_account (the request was ignored)")},
-    Action.PASSWORD_RESET_COMPLETED: {"reason": ("str", "invalid_or_expired_link")},
+    Action.PASSWORD_RESET_COMPLETED: {
+        "reason": ("str", "invalid_or_expired_link"),
+        "api_keys_revoked": ("int", "API keys revoked with the reset (all of the user's)"),
+    },
     Action.MFA_DEVICE_ADDED: {**_DEVICE, "confirmed": ("bool", "whether it is confirmed yet")},
     Action.MFA_DEVICE_CONFIRMED: {**_DEVICE, "first_device": ("bool", "whether it is the user's first")},
     Action.MFA_DEVICE_REMOVED: {

@@ -22,6 +22,7 @@ from accounts.normalisation import normalise_email, normalise_username
 from accounts.services import lockout, rate_limits
 from accounts.services.notifications import notification_schedule
 from accounts.services.sessions import TRACKED_SESSION_KEY, session_revoke_all
+from accounts.signals import request_api_keys_revocation
 
 User = get_user_model()
 
@@ -183,7 +184,7 @@ def password_reset_user(*, uidb64: str, token: str):
 
 
 def password_reset_complete(*, user, token: str, new_password: str, base_url: str = "") -> None:
-    """Set a new password from a valid reset link: every session ends, locks are cleared, the user is told.
+    """Set a new password from a valid reset link: every session and API key ends, locks are cleared, the user is told.
 
     Raises ``AccountError`` if the token no longer holds (used meanwhile), ``ValidationError``
     for a refused password. Permission: possession of a valid reset token for ``user``.
@@ -197,7 +198,16 @@ def password_reset_complete(*, user, token: str, new_password: str, base_url: st
         user.save(update_fields=["password"])
         cleared = lockout.counters_clear(username=user.username)
         session_revoke_all(actor=user, user=user, reason=TrackedSession.EndReason.PASSWORD_RESET)
-        audit.record(action=audit.Action.PASSWORD_RESET_COMPLETED, actor=user, subject=user, target=user)
+        # A reset is the way back in for someone locked out or taken over (the "if this was not
+        # you" of every security email): no key made by the intruder may keep working.
+        keys_revoked = request_api_keys_revocation(user=user, actor=user, reason="password_reset")
+        audit.record(
+            action=audit.Action.PASSWORD_RESET_COMPLETED,
+            actor=user,
+            subject=user,
+            target=user,
+            context={"api_keys_revoked": keys_revoked},
+        )
         if cleared:
             audit.record(
                 action=audit.Action.ACCOUNT_UNLOCKED,
@@ -212,11 +222,13 @@ def password_reset_complete(*, user, token: str, new_password: str, base_url: st
 # --- password and email change (step-up required by the caller) --------------------------------
 
 
-def password_change(*, request, new_password: str) -> int:
+def password_change(*, request, new_password: str, revoke_api_keys: bool = True) -> int:
     """Change the request user's password; end every other session (ASVS 3.3.3); keep this one.
 
-    Returns how many other sessions ended. Raises ``ValidationError`` for a refused password.
-    Permission: the caller has checked a fresh step-up of the request's user.
+    With ``revoke_api_keys`` (the page's checkbox, on by default) every API key of the user is
+    revoked too (``accounts.signals``): a key made by whoever knew the old password would
+    outlive the change. Returns how many other sessions ended. Raises ``ValidationError`` for a
+    refused password. Permission: the caller has checked a fresh step-up of the request's user.
     """
     user = request.user
     validate_password(new_password, user=user)
@@ -227,12 +239,15 @@ def password_change(*, request, new_password: str) -> int:
         ended = session_revoke_all(
             actor=user, user=user, keep=current, reason=TrackedSession.EndReason.PASSWORD_CHANGED
         )
+        keys_revoked = (
+            request_api_keys_revocation(user=user, actor=user, reason="password_changed") if revoke_api_keys else 0
+        )
         audit.record(
             action=audit.Action.PASSWORD_CHANGED,
             actor=user,
             subject=user,
             target=user,
-            context={"others_ended": ended},
+            context={"others_ended": ended, "api_keys_revoked": keys_revoked},
         )
         notification_schedule(user=user, kind="password_changed", context={"how": "change"}, base_url=_base(request))
     update_session_auth_hash(request, user)  # keeps this session, rotates its key

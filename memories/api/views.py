@@ -361,7 +361,9 @@ def _memory_detail_schemas(*, output, write) -> dict:
     """The OpenAPI description of one memory, the same in every version but for its serializers."""
     return {
         "get": extend_schema(
-            operation_id="memories_retrieve", tags=["memories"], summary="Get a memory",
+            operation_id="memories_retrieve",
+            tags=["memories"],
+            summary="Get a memory",
             responses={200: output, **_errors(404)},
         ),
         "put": extend_schema(
@@ -585,7 +587,10 @@ class _MemberListView(_MembershipTargetMixin, MemoriesAPIView):
         data = self.validated(s.MembershipAddSerializer)
         target = self.target(kwargs)
         membership = services.membership_add(
-            actor=request.user, user=_user_field(data["user"], viewer=request.user), role=data["role"], **self.target_kwargs(target)
+            actor=request.user,
+            user=_user_field(data["user"], viewer=request.user),
+            role=data["role"],
+            **self.target_kwargs(target),
         )
         return Response(s.MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 

@@ -66,7 +66,9 @@ def test_organization_and_team_names_refuse_control_characters(world, client_for
     )  # fmt: skip
     assert_error(
         client.post(
-            url("team-list"), {"organization": world.organization.pk, "name": f"t{control}x", "slug": "t"}, format="json"
+            url("team-list"),
+            {"organization": world.organization.pk, "name": f"t{control}x", "slug": "t"},
+            format="json",
         ),
         400, "invalid", fields={"name"},
     )  # fmt: skip
@@ -90,7 +92,9 @@ def test_the_services_refuse_them_for_every_other_caller(world, control):
     with pytest.raises(ValidationError):
         services.organization_create(actor=world.owner, name=f"a{control}b", slug="ab")
     with pytest.raises(ValidationError) as raised:
-        api_services.api_key_issue(actor=world.owner, owner=world.owner, name=f"ci{control}job", scopes=["memories:read"])
+        api_services.api_key_issue(
+            actor=world.owner, owner=world.owner, name=f"ci{control}job", scopes=["memories:read"]
+        )
     assert raised.value.message_dict == {"name": [CONTROL_CHARACTERS_MESSAGE]}
     assert not ApiKey.objects.exists()
 
