@@ -70,4 +70,16 @@ def accounts_settings_check(app_configs, **kwargs):
             "E012",
             hint="Remove it from INSTALLED_APPS.",
         )
+    from accounts.services.rate_limits import PURPOSES, parse_rate
+
+    for name in [setting for pair in PURPOSES.values() for setting in pair]:
+        try:
+            parse_rate(conf.get(name))
+        except (TypeError, ValueError):
+            error(
+                f"{name} must be a rate like 3/h (count/period: s, m, h or d) or empty; it is {conf.get(name)!r}.",
+                "E013",
+            )
+    if conf.get("ACCOUNTS_RATE_LIMIT_CACHE_ALIAS") not in settings.CACHES:
+        error("ACCOUNTS_RATE_LIMIT_CACHE_ALIAS must name a cache in CACHES.", "E014")
     return errors

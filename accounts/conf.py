@@ -58,6 +58,14 @@ DEFAULTS = {
     "ACCOUNTS_EMAIL_CHANGE_MAX_AGE": 24 * 60 * 60,
     # Every password-reset request takes this long at least: timing shows no registered address (seconds).
     "ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR": 0.4,
+    # Sign-ups per client IP, and per address, before more are ignored (count/period: s, m, h, d; empty: no limit).
+    "ACCOUNTS_SIGNUP_RATE_PER_IP": "20/h",
+    "ACCOUNTS_SIGNUP_RATE_PER_ADDRESS": "3/h",
+    # Password-reset requests per client IP, and per address, before more are ignored (count/period; empty: no limit).
+    "ACCOUNTS_PASSWORD_RESET_RATE_PER_IP": "20/h",
+    "ACCOUNTS_PASSWORD_RESET_RATE_PER_ADDRESS": "3/h",
+    # The shared cache those counters live in (an alias in CACHES; "api" is Redis when API_CACHE_URL names one).
+    "ACCOUNTS_RATE_LIMIT_CACHE_ALIAS": "api",
     # Email the user when they sign in from a device and IP they never used before (switch).
     "ACCOUNTS_NOTIFY_NEW_LOGIN": True,
     # Audit events shown on /accounts/security/ (events).

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.auth import password_validation
 
 from accounts import totp
-from accounts.normalisation import normalise_username
+from accounts.normalisation import CONTROL_CHARACTERS_MESSAGE, contains_control_characters, normalise_username
 from accounts.services.authentication import USERNAME_MAX_LENGTH, username_is_acceptable
 
 PASSWORD_MAX_LENGTH = 4096
@@ -100,6 +100,12 @@ class DeviceNameForm(AccessibleFormMixin, forms.Form):
         help_text="So you can tell your devices apart, e.g. “Phone” or “Work laptop”.",
     )
 
+    def clean_name(self):
+        value = self.cleaned_data["name"]
+        if contains_control_characters(value):
+            raise forms.ValidationError(CONTROL_CHARACTERS_MESSAGE, code="control_characters")
+        return value
+
 
 class DeviceConfirmForm(AccessibleFormMixin, forms.Form):
     code = forms.CharField(
@@ -182,4 +188,16 @@ class SetPasswordForm(AccessibleFormMixin, forms.Form):
 class EmailForm(AccessibleFormMixin, forms.Form):
     email = forms.EmailField(
         max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
+    )
+
+
+class PasswordChangeForm(SetPasswordForm):
+    """The new password twice, and whether the API keys go too (OWASP ASVS 4.0.3 V3.3.3: offered, on by default)."""
+
+    revoke_api_keys = forms.BooleanField(
+        label="Also revoke all my API keys",
+        required=False,
+        initial=True,
+        help_text="Scripts and tools using them stop working until you issue new keys. "
+        "Leave this on if someone else may have known your password.",
     )

@@ -7,4 +7,4 @@ class ApiConfig(AppConfig):
     verbose_name = "API security"
 
     def ready(self) -> None:
-        from api import checks, schema  # noqa: F401  (system checks and the OpenAPI extension register themselves)
+        from api import checks, receivers, schema  # noqa: F401  (system checks, receivers, the OpenAPI extension)

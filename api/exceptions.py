@@ -62,6 +62,12 @@ class JSONLimitExceeded(exceptions.ParseError):
     audited = False
 
 
+class JSONDuplicateKey(JSONLimitExceeded):
+    """A JSON object with the same key twice (→ 400 ``invalid``): which value counts is ambiguous."""
+
+    reason = "json_duplicate_key"
+
+
 class KeyRefused(exceptions.AuthenticationFailed):
     """The API key is unknown, wrong, expired, revoked, or used from a network it may not use."""
 

@@ -11,6 +11,7 @@ headers are ``core.middleware``'s. Every code: docs/API_CHANGES.md.
 from __future__ import annotations
 
 import logging
+from urllib.parse import unquote_plus
 
 from django.urls import Resolver404, resolve
 from django.utils import timezone
@@ -87,13 +88,16 @@ class ApiRequestMiddleware:
         if offending is None:
             return None
         # The key may have leaked into proxy and access logs already: the event names the
-        # parameter and the key's public prefix so its owner can rotate it; never the secret.
-        return self._refuse(
+        # parameter and the key's public prefix, never the secret; a whole valid key is revoked
+        # and its owner told (services.api_key_revoke_leaked).
+        refusal = self._refuse(
             request,
             CredentialsInUrl(),
             action=audit.Action.API_KEY_REFUSED,
             context={"parameter": offending[:40], "key_prefix": keys.prefix_in(query) or ""},
         )
+        services.api_key_revoke_leaked(text=unquote_plus(query))
+        return refusal
 
     def _refuse_sunset(self, request):
         deprecation = versioning.deprecation_for(request.path_info, request.method)

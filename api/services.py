@@ -10,6 +10,7 @@ and the admin), because it is a property of the browser session, not of the use 
 from __future__ import annotations
 
 import datetime
+import hmac
 import ipaddress
 import random
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 import audit
+from accounts.normalisation import CONTROL_CHARACTERS_MESSAGE, contains_control_characters
 from api import conf, keys
 from api.models import ApiKey, DeprecatedCall, RequestNonce, ServiceAccount
 from api.scopes import unknown_scopes
@@ -73,7 +75,9 @@ def _clean_name(name) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ValidationError({"name": ["Give the key a name."]})
     name = name.strip()
-    if len(name) > NAME_MAX_LENGTH or any(ord(character) < 32 for character in name):
+    if contains_control_characters(name):
+        raise ValidationError({"name": [CONTROL_CHARACTERS_MESSAGE]})
+    if len(name) > NAME_MAX_LENGTH:
         raise ValidationError({"name": [f"At most {NAME_MAX_LENGTH} printable characters."]})
     return name
 
@@ -271,6 +275,63 @@ def api_key_revoke(*, actor, api_key: ApiKey, reason: str = "") -> ApiKey:
         )
     api_key.revoked_at, api_key.revoked_by, api_key.revocation_reason = current.revoked_at, actor, reason
     return current
+
+
+def api_keys_revoke_all(*, actor, user, reason: str) -> int:
+    """Revoke every usable key of ``user`` (each one audited as ``api_key_revoke`` does); return how many.
+
+    Called on a password change when the user asks for it, and always on a password reset (the
+    "this was not me" path of the security emails). Permission: as ``api_key_revoke``, per key.
+    """
+    count = 0
+    for api_key in ApiKey.objects.filter(user=user, revoked_at__isnull=True).order_by("pk"):
+        api_key_revoke(actor=actor, api_key=api_key, reason=reason)
+        count += 1
+    return count
+
+
+LEAKED_IN_URL_REASON = "leaked_in_url"
+
+
+def api_key_revoke_leaked(*, text: str) -> list[ApiKey]:
+    """Revoke every valid, unrevoked key whose *whole* secret appears in ``text`` (a URL's query).
+
+    A key sent in a URL is refused (OWASP ASVS 4.0.3 V13.1.3) and must be treated as leaked: it
+    sits in proxy logs, browser history and Referer headers. Each one is revoked by the system
+    (``actor=None``, reason ``leaked_in_url``: ``API_KEY_REVOKED``) and its owner is emailed after
+    commit (``accounts.services.notifications``, kind ``api_key_leaked``). Only a key whose
+    secret matches its stored hash is revoked, so knowing a public prefix is not enough to revoke
+    someone else's key. Permission: possession of the key (it was presented).
+    """
+    from accounts.services.notifications import notification_schedule
+
+    revoked: list[ApiKey] = []
+    for match in keys.KEY_PATTERN.finditer(text):
+        presented = match.group(0)
+        with transaction.atomic():
+            current = ApiKey.objects.select_for_update().select_related("user").filter(prefix=match.group(1)).first()
+            if current is None or current.revoked_at is not None:
+                continue
+            if not hmac.compare_digest(keys.hash_key(presented), current.secret_hash):
+                continue
+            current.revoked_at = timezone.now()
+            current.revoked_by = None
+            current.revocation_reason = LEAKED_IN_URL_REASON
+            current.save(update_fields=["revoked_at", "revoked_by", "revocation_reason"])
+            audit.record(
+                action=audit.Action.API_KEY_REVOKED,
+                subject=current.user,
+                target=current,
+                api_key_id=current.prefix,
+                context={"reason": LEAKED_IN_URL_REASON},
+            )
+            notification_schedule(
+                user=current.user,
+                kind="api_key_leaked",
+                context={"key_name": current.name, "key_prefix": current.prefix},
+            )
+            revoked.append(current)
+    return revoked
 
 
 def api_key_mark_used(*, api_key: ApiKey, client_ip: str | None) -> bool:

@@ -47,6 +47,8 @@ class Action(models.TextChoices):
     ACCOUNT_REACTIVATED = "auth.account_reactivated", "Account reactivated"
     ACCOUNT_DELETED = "auth.account_deleted", "Account deleted"
     SECURITY_NOTIFICATION_SENT = "auth.security_notification_sent", "Security notification sent"
+    # Sign-up or password reset over its per-IP or per-address limit (ASVS 4.0.3 V2.2.1).
+    EMAIL_RATE_LIMITED = "auth.email_rate_limited", "Sign-up or password-reset request rate limited"
 
     # --- API security ----------------------------------------------------------------------
     API_KEY_ISSUED = "api.key_issued", "API key issued"

@@ -131,9 +131,15 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     },
     Action.LOGOUT: {},
     Action.REAUTHENTICATED: {"method": ("str", "password, totp or backup_code")},
-    Action.PASSWORD_CHANGED: {"others_ended": ("int", "other sessions ended by the change")},
+    Action.PASSWORD_CHANGED: {
+        "others_ended": ("int", "other sessions ended by the change"),
+        "api_keys_revoked": ("int", "API keys revoked with it (the page's checkbox, on by default)"),
+    },
     Action.PASSWORD_RESET_REQUESTED: {"reason": ("str", "no_matching_account (the request was ignored)")},
-    Action.PASSWORD_RESET_COMPLETED: {"reason": ("str", "invalid_or_expired_link")},
+    Action.PASSWORD_RESET_COMPLETED: {
+        "reason": ("str", "invalid_or_expired_link"),
+        "api_keys_revoked": ("int", "API keys revoked with the reset (all of the user's)"),
+    },
     Action.MFA_DEVICE_ADDED: {**_DEVICE, "confirmed": ("bool", "whether it is confirmed yet")},
     Action.MFA_DEVICE_CONFIRMED: {**_DEVICE, "first_device": ("bool", "whether it is the user's first")},
     Action.MFA_DEVICE_REMOVED: {
@@ -194,6 +200,10 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     Action.ACCOUNT_DEACTIVATED: {},
     Action.ACCOUNT_REACTIVATED: {},
     Action.ACCOUNT_DELETED: {},
+    Action.EMAIL_RATE_LIMITED: {
+        "purpose": ("str", "signup or password_reset"),
+        "limit": ("str", "client_ip or address: the limit that was reached"),
+    },
     Action.SECURITY_NOTIFICATION_SENT: {
         "kind": ("str", "which notification (the email template's name)"),
         "recipient": ("str", "account, or other address (a new address being confirmed)"),

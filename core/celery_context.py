@@ -19,6 +19,22 @@ HEADER_USER_ID = "ninaivalaigal_user_id"
 _tokens: dict[str, object] = {}
 
 
+@signals.setup_logging.connect(weak=False)
+def keep_project_logging(**kwargs):
+    """Keep the logging Django configured from ``LOGGING`` in workers and beat (ASVS 4.0.3 V7.1.1).
+
+    Without a receiver here Celery replaces the root handlers with its own plain-text ones, and
+    every worker line (task arguments in error reports included) would bypass
+    ``core.logging.SanitisingFilter``. With one, Celery leaves logging as it is.
+    """
+    from django.conf import settings
+
+    if getattr(settings, "LOGGING", None):
+        import logging.config
+
+        logging.config.dictConfig(settings.LOGGING)
+
+
 @signals.before_task_publish.connect(weak=False)
 def add_request_context_headers(sender=None, headers=None, **kwargs):
     """Copy the current request context into the outgoing task message."""

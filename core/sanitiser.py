@@ -153,6 +153,13 @@ _VALUE_PATTERNS: list[tuple[re.Pattern, str]] = [
                 r"|refresh[_-]?token|api[_-]?key|session[_-]?id|session[_-]?key|csrftoken|csrfmiddlewaretoken"
                 r"|otp|otp[_-]?code)(\"?'?\s*[=:]\s*\"?'?)([^\s&;,\"']+)"), r"\1\2" + MASK),
     (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "[MASKED:aws-key]"),
+    # The project's API keys keep their public prefix (it names the key to rotate); signing
+    # secrets go whole. Formats: api/keys.py (not imported: core imports no app).
+    (re.compile(r"\bnvk_([a-z2-7]{12})_[A-Za-z0-9_-]+"), r"nvk_\1_" + MASK),
+    (re.compile(r"\bnvs_[A-Za-z0-9_-]{8,}"), "[MASKED:signing-secret]"),
+    # Query parameters that carry credentials, in a URL or a request line: ?key=..., &sig=...
+    (re.compile(r"(?i)([?&;](?:key|keys|api_?key|api-key|access_?token|token|auth|authorization|signature|sig"
+                r"|code|otp|password|secret)=)[^&\s#\"']*"), r"\1" + MASK),
 ]
 _LONG_HEX = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{32,}(?![0-9A-Za-z])")
 _BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/_=-])[A-Za-z0-9+/_-]{24,}={0,2}(?![A-Za-z0-9+/_=-])")
@@ -171,7 +178,7 @@ def _mask_base64_run(match: re.Match) -> str:
 # pattern above needs one of these (a 24+ run covers long hex, base64, JWT and Fernet bodies).
 _CANDIDATE = re.compile(
     r"(?i)-----BEGIN|cookie|authoriz|bearer|basic|digest|negotiate|token|api.?key|eyJ|gAAAAA|\$|://|pass|pwd"
-    r"|secret|session|csrf|otp|AKIA|[A-Za-z0-9+/_=-]{24,}"
+    r"|secret|session|csrf|otp|AKIA|nvk_|nvs_|[?&;][a-z_-]+=|[A-Za-z0-9+/_=-]{24,}"
 )
 
 

@@ -114,6 +114,37 @@ def active_user_by_username(*, username: str):
     return get_user_model().objects.filter(username=normalise_username(username), is_active=True).first()
 
 
+def _organization_ids_of(user) -> set[int]:
+    """The organizations ``user`` belongs to, directly or through one of its teams."""
+    rows = Membership.objects.filter(user=user).values_list("organization_id", "team__organization_id")
+    return {organization_id or team_organization_id for organization_id, team_organization_id in rows} - {None}
+
+
+def user_is_visible_to(*, user, viewer) -> bool:
+    """Whether ``viewer`` may know that ``user`` exists: themselves, or someone of a shared organization.
+
+    Membership of the organization or of one of its teams counts alike. Anyone else is answered
+    for exactly as a username nobody has (the pen-test's username oracle: share, transfer and
+    member endpoints must not tell an existing user of another tenant from an unknown one).
+    """
+    if user is None or viewer is None or not getattr(viewer, "is_authenticated", False):
+        return False
+    if user.pk == viewer.pk:
+        return True
+    organizations = _organization_ids_of(viewer)
+    return bool(organizations) and bool(organizations & _organization_ids_of(user))
+
+
+def active_user_visible_to(*, username: str, viewer):
+    """The active user with this username if ``viewer`` may see them (``user_is_visible_to``), else ``None``.
+
+    Both look-ups run whatever the first finds, so a hidden user and an unknown name cost the same.
+    """
+    user = active_user_by_username(username=username)
+    visible = user_is_visible_to(user=user if user is not None else viewer, viewer=viewer)
+    return user if user is not None and visible else None
+
+
 # ---------------------------------------------------------------------------------------------
 # Contexts
 # ---------------------------------------------------------------------------------------------

@@ -25,6 +25,9 @@ from memories.models import Context, ContextShare, Membership, Memory, MemoryTag
 from memories.permissions import Action, require
 
 SLUG_MAX_LENGTH = 60
+# The one answer for a username that is unknown, inactive, or (in the API, which resolves
+# usernames with ``selectors.active_user_visible_to``) of a user the actor may not see.
+NO_SUCH_USER = "No active user with this username."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,7 +348,7 @@ def context_share(
         if field == "team":
             require(actor, Action.READ, grantee)
         elif not grantee.is_active:
-            raise ValidationError({"user": ["No active user with this username."]})
+            raise ValidationError({"user": [NO_SUCH_USER]})
         share, _created = ContextShare.objects.update_or_create(
             context=context,
             **{field: grantee},
@@ -405,7 +408,7 @@ def context_transfer(
         field, new_owner = _exactly_one(user=user, team=team, organization=organization)
         if field == "user":
             if not new_owner.is_active:
-                raise ValidationError({"user": ["No active user with this username."]})
+                raise ValidationError({"user": [NO_SUCH_USER]})
             scope = Context.Scope.PERSONAL
         else:
             require(actor, Action.ADMINISTER, new_owner)
@@ -496,7 +499,7 @@ def membership_add(
         if Role(role).rank > actor_role.rank:
             raise PermissionDenied()
         if user is None or not user.is_active:
-            raise ValidationError({"user": ["No active user with this username."]})
+            raise ValidationError({"user": [NO_SUCH_USER]})
         field = "team" if isinstance(target, Team) else "organization"
         if Membership.objects.filter(user=user, **{field: target}).exists():
             raise ValidationError({"user": ["This user is already a member; change their role instead."]})

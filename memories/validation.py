@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from accounts.normalisation import CONTROL_CHARACTERS_MESSAGE, contains_control_characters
 from memories import conf
 
 TAGS_MAX_COUNT = 20
@@ -50,12 +51,16 @@ def text_problem(value: str) -> str | None:
     return None
 
 
-def _require_text(field: str, value: Any, *, max_length: int, allow_blank: bool) -> str:
+def _require_text(field: str, value: Any, *, max_length: int, allow_blank: bool, name_like: bool = False) -> str:
     if not isinstance(value, str):
         raise ValidationError({field: ["Must be a string."]})
     problem = text_problem(value)
     if problem:
         raise ValidationError({field: [problem]})
+    if name_like and contains_control_characters(value):
+        # The usernames' rule (accounts.normalisation): a name is shown in lists, emails, the
+        # console and terminals, where these characters forge lines or reverse text.
+        raise ValidationError({field: [CONTROL_CHARACTERS_MESSAGE]})
     if not allow_blank and not value.strip():
         raise ValidationError({field: ["This field may not be blank."]})
     if len(value) > max_length:
@@ -70,19 +75,24 @@ def clean_content(value: Any) -> str:
 
 def clean_source(value: Any) -> str:
     """Return a memory's source label (may be empty), stripped."""
-    return _require_text("source", value, max_length=SOURCE_MAX_LENGTH, allow_blank=True).strip()
+    return _require_text("source", value, max_length=SOURCE_MAX_LENGTH, allow_blank=True, name_like=True).strip()
 
 
 def clean_name(value: Any, *, field: str = "name") -> str:
-    """Return a context, team or organization name: non-blank, stripped, at most 200 characters."""
-    return _require_text(field, value, max_length=NAME_MAX_LENGTH, allow_blank=False).strip()
+    """Return a context, team or organization name: non-blank, stripped, at most 200 characters, no controls."""
+    return _require_text(field, value, max_length=NAME_MAX_LENGTH, allow_blank=False, name_like=True).strip()
 
 
 def _metadata_problem(value: Any, depth: int) -> str | None:
-    if depth > METADATA_MAX_DEPTH:
-        return f"Nesting deeper than {METADATA_MAX_DEPTH} levels is not allowed."
+    """Why ``value``, an object or array at nesting level ``depth`` (the metadata itself: 1), is refused.
+
+    Levels are objects and arrays: a number or string inside the 20th object is within 20 levels
+    (counting the leaf as a level too refused 20 levels of objects with a value in the last one).
+    """
     if isinstance(value, str):
         return text_problem(value)
+    if isinstance(value, dict | list) and depth > METADATA_MAX_DEPTH:
+        return f"Nesting deeper than {METADATA_MAX_DEPTH} levels is not allowed."
     if isinstance(value, dict):
         for key, item in value.items():
             problem = text_problem(key) if isinstance(key, str) else "Object keys must be strings."
@@ -135,7 +145,7 @@ def clean_tag(value: Any, *, field: str = "tag") -> str:
         raise ValidationError({field: ["A tag may not be blank."]})
     if len(tag) > TAG_MAX_LENGTH:
         raise ValidationError({field: [f"A tag has at most {TAG_MAX_LENGTH} characters."]})
-    if any(unicodedata.category(character).startswith("C") for character in tag):
+    if contains_control_characters(tag):
         raise ValidationError({field: ["A tag may not contain control characters."]})
     return tag
 

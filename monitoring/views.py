@@ -1,6 +1,8 @@
 """Health endpoints for load balancers and orchestrators, and the Prometheus metrics endpoint.
 
-``/healthz`` and ``/readyz`` need no authentication and show no secrets. ``/metrics`` is for
+``/healthz`` and ``/readyz`` need no authentication and show no secrets; ``/readyz`` shows
+anyone its status and the names of failing parts, and its details (each check, the process
+posture: versions, user, file system) only to whom ``/metrics`` answers. ``/metrics`` is for
 operators who run Prometheus: it answers only to a bearer token (``MONITORING_METRICS_TOKEN``)
 or to clients in ``MONITORING_METRICS_ALLOWED_NETWORKS``, and is 404 when neither is set.
 """
@@ -31,13 +33,19 @@ def healthz(request):
 def readyz(request):
     """Readiness: database, cache, broker, worker heartbeat, beat; 503 naming the failing parts.
 
-    The body also shows this process's runtime posture (``posture``), which never fails readiness.
+    Anyone (a load balancer, an orchestrator's probe) gets the status and the names of the failing
+    parts; the details — each check and this process's runtime posture (``posture``, which never
+    fails readiness) — go only to a caller ``/metrics`` would answer (``MONITORING_METRICS_TOKEN``
+    or ``MONITORING_METRICS_ALLOWED_NETWORKS``): they tell an attacker versions, users and paths.
     """
     checks = readiness()
     failing = failing_checks(checks)
-    body = {"status": "ok" if not failing else "unavailable", "checks": checks, "posture": process_posture()}
+    body = {"status": "ok" if not failing else "unavailable"}
     if failing:
         body["failing"] = failing
+    if _metrics_allowed(request):
+        body["checks"] = checks
+        body["posture"] = process_posture()
     return JsonResponse(body, status=503 if failing else 200)
 
 

@@ -11,7 +11,6 @@ import dataclasses
 import datetime
 import enum
 import functools
-import unicodedata
 
 from django.contrib import auth
 from django.contrib.auth import get_user_model
@@ -22,7 +21,7 @@ from django_otp.middleware import is_verified as otp_is_verified
 import audit
 from accounts import conf
 from accounts.models import TrackedSession
-from accounts.normalisation import normalise_username
+from accounts.normalisation import contains_control_characters, normalise_username
 from accounts.selectors import mfa_enabled
 from accounts.services import lockout
 from accounts.services.mfa import Outcome as MfaOutcome
@@ -59,7 +58,7 @@ def username_is_acceptable(raw: str) -> bool:
     """
     if not raw or len(raw) > USERNAME_MAX_LENGTH:
         return False
-    return not any(unicodedata.category(character) in {"Cc", "Cf", "Cs", "Co", "Cn"} for character in raw)
+    return not contains_control_characters(raw)
 
 
 def password_check(

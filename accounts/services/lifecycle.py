@@ -6,6 +6,7 @@ import time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model, update_session_auth_hash
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
@@ -18,9 +19,10 @@ import audit
 from accounts import conf, links
 from accounts.models import TrackedSession
 from accounts.normalisation import normalise_email, normalise_username
-from accounts.services import lockout
+from accounts.services import lockout, rate_limits
 from accounts.services.notifications import notification_schedule
 from accounts.services.sessions import TRACKED_SESSION_KEY, session_revoke_all
+from accounts.signals import request_api_keys_revocation
 
 User = get_user_model()
 
@@ -35,8 +37,13 @@ class AccountError(Exception):
 def user_sign_up(*, username: str, email: str, password: str, base_url: str = ""):
     """Create an unverified account and email it a verification link; return the user or ``None``.
 
-    An address already in use gets no second account and no error on the page (that would
-    reveal who is registered): its owner is emailed instead, and ``None`` is returned. A taken
+    Over the per-IP or per-address limit (``accounts.services.rate_limits``) nothing happens and
+    ``None`` is returned, as for a registered address. An address already in use gets no second
+    account and no error on the page (that would reveal who is registered): its owner is
+    emailed instead, and ``None`` is returned. Both
+    paths do the same expensive work — the password validators and one password hash (Argon2id
+    in production, about half a second) — so the time of the answer does not tell either
+    (OWASP ASVS 4.0.3 V2.2.1; ``bench/signup_timing_bench.py`` compares the two). A taken
     username is an error (the person must choose another). Raises ``ValidationError`` for a
     password the validators refuse. Permission: none (anonymous sign-up).
     """
@@ -44,7 +51,11 @@ def user_sign_up(*, username: str, email: str, password: str, base_url: str = ""
     candidate = User(username=username, email=email)
     validate_password(password, user=candidate)
     existing = User._default_manager.filter(email=email).first()
+    if not rate_limits.email_request_allowed(purpose="signup", email=email, subject=existing):
+        return None  # the caller shows the usual page: the limit tells nothing about the address
     if existing is not None:
+        # The hash a new account would store, made and thrown away: the work of the other path.
+        make_password(password)
         with transaction.atomic():
             audit.record(
                 action=audit.Action.SIGNUP,
@@ -125,13 +136,16 @@ def password_reset_request(*, email: str, base_url: str = "") -> None:
     The caller answers with one page whatever happens, and this takes at least
     ``ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR`` seconds both ways (the email itself is sent by
     Celery after commit), so neither the page nor its timing tells whether the address is
-    registered. Permission: none (anonymous).
+    registered. Over the per-IP or per-address limit (``accounts.services.rate_limits``) no
+    email is sent, with the same page and floor. Permission: none (anonymous).
     """
     started = time.monotonic()
     try:
         email = normalise_email(email)[:254]
         user = User._default_manager.filter(email=email, is_active=True).first() if email else None
         with transaction.atomic():
+            if not rate_limits.email_request_allowed(purpose="password_reset", email=email, subject=user):
+                return
             if user is not None and user.has_usable_password():
                 audit.record(action=audit.Action.PASSWORD_RESET_REQUESTED, subject=user, target=user)
                 notification_schedule(user=user, kind="password_reset", base_url=base_url)
@@ -170,7 +184,7 @@ def password_reset_user(*, uidb64: str, token: str):
 
 
 def password_reset_complete(*, user, token: str, new_password: str, base_url: str = "") -> None:
-    """Set a new password from a valid reset link: every session ends, locks are cleared, the user is told.
+    """Set a new password from a valid reset link: every session and API key ends, locks are cleared, the user is told.
 
     Raises ``AccountError`` if the token no longer holds (used meanwhile), ``ValidationError``
     for a refused password. Permission: possession of a valid reset token for ``user``.
@@ -184,7 +198,16 @@ def password_reset_complete(*, user, token: str, new_password: str, base_url: st
         user.save(update_fields=["password"])
         cleared = lockout.counters_clear(username=user.username)
         session_revoke_all(actor=user, user=user, reason=TrackedSession.EndReason.PASSWORD_RESET)
-        audit.record(action=audit.Action.PASSWORD_RESET_COMPLETED, actor=user, subject=user, target=user)
+        # A reset is the way back in for someone locked out or taken over (the "if this was not
+        # you" of every security email): no key made by the intruder may keep working.
+        keys_revoked = request_api_keys_revocation(user=user, actor=user, reason="password_reset")
+        audit.record(
+            action=audit.Action.PASSWORD_RESET_COMPLETED,
+            actor=user,
+            subject=user,
+            target=user,
+            context={"api_keys_revoked": keys_revoked},
+        )
         if cleared:
             audit.record(
                 action=audit.Action.ACCOUNT_UNLOCKED,
@@ -199,11 +222,13 @@ def password_reset_complete(*, user, token: str, new_password: str, base_url: st
 # --- password and email change (step-up required by the caller) --------------------------------
 
 
-def password_change(*, request, new_password: str) -> int:
+def password_change(*, request, new_password: str, revoke_api_keys: bool = True) -> int:
     """Change the request user's password; end every other session (ASVS 3.3.3); keep this one.
 
-    Returns how many other sessions ended. Raises ``ValidationError`` for a refused password.
-    Permission: the caller has checked a fresh step-up of the request's user.
+    With ``revoke_api_keys`` (the page's checkbox, on by default) every API key of the user is
+    revoked too (``accounts.signals``): a key made by whoever knew the old password would
+    outlive the change. Returns how many other sessions ended. Raises ``ValidationError`` for a
+    refused password. Permission: the caller has checked a fresh step-up of the request's user.
     """
     user = request.user
     validate_password(new_password, user=user)
@@ -214,12 +239,15 @@ def password_change(*, request, new_password: str) -> int:
         ended = session_revoke_all(
             actor=user, user=user, keep=current, reason=TrackedSession.EndReason.PASSWORD_CHANGED
         )
+        keys_revoked = (
+            request_api_keys_revocation(user=user, actor=user, reason="password_changed") if revoke_api_keys else 0
+        )
         audit.record(
             action=audit.Action.PASSWORD_CHANGED,
             actor=user,
             subject=user,
             target=user,
-            context={"others_ended": ended},
+            context={"others_ended": ended, "api_keys_revoked": keys_revoked},
         )
         notification_schedule(user=user, kind="password_changed", context={"how": "change"}, base_url=_base(request))
     update_session_auth_hash(request, user)  # keeps this session, rotates its key

@@ -15,6 +15,7 @@ import enum
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -22,6 +23,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 import audit
 from accounts import conf, totp
 from accounts.models import BackupCode, BackupCodeDevice, TOTPDevice
+from accounts.normalisation import CONTROL_CHARACTERS_MESSAGE, contains_control_characters
 from accounts.selectors import mfa_enabled, mfa_required_for
 from accounts.services import lockout
 from accounts.services.notifications import notification_schedule
@@ -63,9 +65,12 @@ def totp_device_create(*, actor, user, name: str) -> TOTPDevice:
     """Create an unconfirmed authenticator with a fresh key, expiring after ``ACCOUNTS_MFA_UNCONFIRMED_DEVICE_TTL``.
 
     Other pending (unconfirmed) devices of the user are discarded: one enrollment at a time.
+    A name with control characters is a ``ValidationError`` (the usernames' rule).
     Permission: the caller has checked that ``actor`` is ``user`` with a fresh step-up.
     """
     name = (name or "").strip()[:DEVICE_NAME_MAX_LENGTH] or "Authenticator app"
+    if contains_control_characters(name):
+        raise ValidationError({"name": [CONTROL_CHARACTERS_MESSAGE]})
     now = timezone.now()
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user, confirmed=False).delete()

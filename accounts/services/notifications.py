@@ -39,6 +39,7 @@ SUBJECTS = {
     "backup_code_used": "A backup code was used to sign in",
     "new_login": "New sign-in to your account",
     "account_locked": "Your account was locked after failed sign-in attempts",
+    "api_key_leaked": "Your API key was revoked: it was sent in a URL",
 }
 
 
@@ -81,6 +82,8 @@ def _links(kind: str, user, context: dict, base_url: str, to_email: str) -> dict
     if kind == "email_change_confirm":
         token = links.email_change_token(user, to_email)
         return {"action_url": link(reverse("accounts:email_change_confirm", args=[token]))}
+    if kind == "api_key_leaked":
+        return {"api_keys_url": link(reverse("api-keys:list")), "security_url": link(reverse("accounts:security"))}
     if kind in {"signup_existing_email", "account_locked", "backup_code_used", "new_login", "password_changed"}:
         return {
             "reset_url": link(reverse("accounts:password_reset")),

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from accounts import links
 from accounts.decorators import csrf_protect_audited, step_up_required
-from accounts.forms import EmailForm, SetPasswordForm
+from accounts.forms import EmailForm, PasswordChangeForm
 from accounts.models import TrackedSession
 from accounts.selectors import (
     backup_codes_remaining,
@@ -112,10 +112,14 @@ def sessions_revoke_others_view(request):
 @csrf_protect_audited
 @step_up_required
 def password_change_view(request):
-    form = SetPasswordForm(request.POST or None, user=request.user)
+    form = PasswordChangeForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         try:
-            ended = lifecycle.password_change(request=request, new_password=form.cleaned_data["new_password1"])
+            ended = lifecycle.password_change(
+                request=request,
+                new_password=form.cleaned_data["new_password1"],
+                revoke_api_keys=form.cleaned_data["revoke_api_keys"],
+            )
         except ValidationError as error:
             form.add_error("new_password1", error)
         else:

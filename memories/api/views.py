@@ -25,6 +25,7 @@ from memories.auditing import record_refusal
 from memories.exceptions import NotFound, PermissionDenied
 from memories.models import Organization, Team
 from memories.permissions import context_roles
+from memories.services import NO_SUCH_USER
 
 # ---------------------------------------------------------------------------------------------
 # Shared plumbing
@@ -122,13 +123,17 @@ def _context_data(user, context) -> dict:
     return s.ContextSerializer(context, context={"roles": context_roles(user, [context])}).data
 
 
-def _user_field(username: str | None, *, field: str = "user"):
-    """Resolve a username given in a body to an active user, or a 400 naming ``field``."""
+def _user_field(username: str | None, *, viewer, field: str = "user"):
+    """Resolve a username given in a body to an active user ``viewer`` may see, or a 400 naming ``field``.
+
+    An existing user of another tenant gets the very answer of a name nobody has (same status,
+    same body): the endpoints that take usernames are no directory of every tenant's users.
+    """
     if username is None:
         return None
-    user = selectors.active_user_by_username(username=username)
+    user = selectors.active_user_visible_to(username=username, viewer=viewer)
     if user is None:
-        raise exceptions.ValidationError({field: ["No active user with this username."]})
+        raise exceptions.ValidationError({field: [NO_SUCH_USER]})
     return user
 
 
@@ -254,7 +259,7 @@ class ContextShareListView(MemoriesAPIView):
             actor=request.user,
             context=context,
             permission=data["permission"],
-            user=_user_field(data.get("user")),
+            user=_user_field(data.get("user"), viewer=request.user),
             team=selectors.team_get(team_id=data["team"]) if "team" in data else None,
         )
         return Response(s.ShareSerializer(share).data, status=status.HTTP_201_CREATED)
@@ -297,7 +302,7 @@ class ContextTransferView(MemoriesAPIView):
         context = services.context_transfer(
             actor=request.user,
             context=context,
-            user=_user_field(data.get("user")),
+            user=_user_field(data.get("user"), viewer=request.user),
             team=selectors.team_get(team_id=data["team"]) if "team" in data else None,
             organization=(
                 selectors.organization_get(organization_id=data["organization"]) if "organization" in data else None
@@ -356,7 +361,9 @@ def _memory_detail_schemas(*, output, write) -> dict:
     """The OpenAPI description of one memory, the same in every version but for its serializers."""
     return {
         "get": extend_schema(
-            operation_id="memories_retrieve", tags=["memories"], summary="Get a memory",
+            operation_id="memories_retrieve",
+            tags=["memories"],
+            summary="Get a memory",
             responses={200: output, **_errors(404)},
         ),
         "put": extend_schema(
@@ -580,7 +587,10 @@ class _MemberListView(_MembershipTargetMixin, MemoriesAPIView):
         data = self.validated(s.MembershipAddSerializer)
         target = self.target(kwargs)
         membership = services.membership_add(
-            actor=request.user, user=_user_field(data["user"]), role=data["role"], **self.target_kwargs(target)
+            actor=request.user,
+            user=_user_field(data["user"], viewer=request.user),
+            role=data["role"],
+            **self.target_kwargs(target),
         )
         return Response(s.MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 

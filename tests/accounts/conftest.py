@@ -30,6 +30,18 @@ def _fast_settings(settings):
     settings.ACCOUNTS_SITE_URL = "http://testserver"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limit_counters():
+    """Each test starts with empty sign-up and password-reset counters (they live in a shared cache)."""
+    from django.core.cache import caches
+
+    from accounts import conf
+
+    caches[conf.get("ACCOUNTS_RATE_LIMIT_CACHE_ALIAS")].clear()
+    yield
+    caches[conf.get("ACCOUNTS_RATE_LIMIT_CACHE_ALIAS")].clear()
+
+
 @pytest.fixture
 def user(db):
     return User.objects.create_user(username="alice", email="alice@example.org", password=PASSWORD)

@@ -134,7 +134,7 @@ def test_password_change_ends_every_other_session(user, django_capture_on_commit
     assert TrackedSession.objects.get(ip_address="192.0.2.50").end_reason == "password_changed"
     assert "Your password was changed" in [message.subject for message in mail.outbox]
     changed = events("auth.password_changed")[0]
-    assert changed["context"] == {"others_ended": 1}
+    assert changed["context"] == {"others_ended": 1, "api_keys_revoked": 0}
 
 
 def test_privilege_change_rotates_the_session_key(user, staff_user):

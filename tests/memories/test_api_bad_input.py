@@ -82,10 +82,12 @@ class Setup:
 
 
 @pytest.fixture
-def setup(world, make_user, make_memory, client_for) -> Setup:
+def setup(world, make_user, make_memory, client_for, acquaint) -> Setup:
     member = make_user("mo.member")
     world.grant(member, "member", team=world.team)
     world.grant(member, "member", organization=world.organization)
+    friend = make_user("fred.friend")
+    acquaint(world.owner, friend)  # the API names only users one shares an organization with
     return Setup(
         client=client_for(world.owner),
         context=world.team_context,
@@ -93,7 +95,7 @@ def setup(world, make_user, make_memory, client_for) -> Setup:
         team=world.team,
         organization=world.organization,
         member=member,
-        friend=make_user("fred.friend"),
+        friend=friend,
     )
 
 

@@ -158,8 +158,9 @@ def test_delete(world, make_memory, client_for):
 # ---------------------------------------------------------------------------------------------
 # Shares
 # ---------------------------------------------------------------------------------------------
-def test_share_with_a_user_and_a_team_then_list_and_withdraw(world, make_user, client_for):
+def test_share_with_a_user_and_a_team_then_list_and_withdraw(world, make_user, client_for, acquaint):
     friend = make_user("Friend.Person")
+    acquaint(world.owner, friend)
     client = client_for(world.owner)
     path = url("context-share-list", context_id=world.team_context.pk)
 
@@ -188,8 +189,9 @@ def test_share_with_a_user_and_a_team_then_list_and_withdraw(world, make_user, c
     assert ContextShare.objects.count() == 1
 
 
-def test_sharing_again_replaces_the_grant(world, make_user, client_for):
+def test_sharing_again_replaces_the_grant(world, make_user, client_for, acquaint):
     friend = make_user()
+    acquaint(world.owner, friend)
     client = client_for(world.owner)
     path = url("context-share-list", context_id=world.team_context.pk)
     client.post(path, {"user": friend.username, "permission": "read"}, format="json")
@@ -248,8 +250,9 @@ def test_sharing_needs_the_share_right(world, make_user, make_share, client_for)
 # ---------------------------------------------------------------------------------------------
 # Transfer and export
 # ---------------------------------------------------------------------------------------------
-def test_transfer_to_a_user_a_team_and_an_organization(world, make_user, client_for):
+def test_transfer_to_a_user_a_team_and_an_organization(world, make_user, client_for, acquaint):
     heir = make_user()
+    acquaint(world.owner, heir)
     client = client_for(world.owner)
     path = url("context-transfer", context_id=world.personal_context.pk)
     response = client.post(path, {"team": world.team.pk}, format="json")

@@ -102,8 +102,9 @@ def test_members_list(world, make_user, client_for, kind):
 
 
 @pytest.mark.parametrize("kind", TARGETS)
-def test_member_add_set_role_remove(world, make_user, client_for, kind):
+def test_member_add_set_role_remove(world, make_user, client_for, kind, acquaint):
     newcomer = make_user("nina.new")
+    acquaint(world.owner, newcomer)
     client = client_for(world.owner)
     response = client.post(_members_url(world, kind), {"user": "Nina.New", "role": "member"}, format="json")
     assert response.status_code == 201, response.content
@@ -112,7 +113,7 @@ def test_member_add_set_role_remove(world, make_user, client_for, kind):
     assert response.status_code == 200
     assert response.json()["role"] == "maintainer"
     assert client.delete(_member_url(world, kind, newcomer.pk)).status_code == 204
-    assert not Membership.objects.filter(user=newcomer).exists()
+    assert not Membership.objects.filter(user=newcomer, **{kind: _target(world, kind)}).exists()
     assert_error(client.delete(_member_url(world, kind, newcomer.pk)), 404, "not_found")
 
 
@@ -129,20 +130,21 @@ def test_member_add_errors(world, make_user, client_for, kind):
         400, "invalid", fields={"user"},
     )
     assert_error(
-        client.post(_members_url(world, kind), {"user": make_user().username, "role": "emperor"}, format="json"),
+        client.post(_members_url(world, kind), {"user": world.owner.username, "role": "emperor"}, format="json"),
         400, "invalid", fields={"role"},
     )
     assert Membership.objects.count() == before
 
 
 @pytest.mark.parametrize("kind", TARGETS)
-def test_admins_manage_members_up_to_their_own_role(world, make_user, client_for, kind):
-    admin, member = make_user(), make_user()
+def test_admins_manage_members_up_to_their_own_role(world, make_user, client_for, kind, acquaint):
+    admin, member, newcomer = make_user(), make_user(), make_user()
     world.grant(admin, "admin", **{kind: _target(world, kind)})
     world.grant(member, "member", **{kind: _target(world, kind)})
+    acquaint(admin, newcomer)
     client = client_for(admin)
     assert_error(
-        client.post(_members_url(world, kind), {"user": make_user().username, "role": "owner"}, format="json"),
+        client.post(_members_url(world, kind), {"user": newcomer.username, "role": "owner"}, format="json"),
         403, "permission_denied",
     )
     assert_error(client.put(_member_url(world, kind, member.pk), {"role": "owner"}, format="json"),
@@ -154,13 +156,14 @@ def test_admins_manage_members_up_to_their_own_role(world, make_user, client_for
 
 
 @pytest.mark.parametrize("kind", TARGETS)
-def test_non_admins_cannot_manage_members_but_may_leave(world, make_user, client_for, kind):
-    maintainer, other = make_user(), make_user()
+def test_non_admins_cannot_manage_members_but_may_leave(world, make_user, client_for, kind, acquaint):
+    maintainer, other, newcomer = make_user(), make_user(), make_user()
     world.grant(maintainer, "maintainer", **{kind: _target(world, kind)})
     world.grant(other, "viewer", **{kind: _target(world, kind)})
+    acquaint(maintainer, newcomer)
     client = client_for(maintainer)
     assert_error(
-        client.post(_members_url(world, kind), {"user": make_user().username, "role": "viewer"}, format="json"),
+        client.post(_members_url(world, kind), {"user": newcomer.username, "role": "viewer"}, format="json"),
         403, "permission_denied",
     )
     assert_error(client.put(_member_url(world, kind, other.pk), {"role": "member"}, format="json"),

@@ -112,8 +112,9 @@ def test_a_hidden_context_in_the_url_is_recorded_as_denied(world, client_for, ma
 
 
 @pytest.mark.django_db
-def test_share_unshare_transfer_and_export_are_recorded(world, client_for, make_user, make_memory):
+def test_share_unshare_transfer_and_export_are_recorded(world, client_for, make_user, make_memory, acquaint):
     reader = make_user("rita.reader")
+    acquaint(world.owner, reader)
     make_memory(world.personal_context, content=SECRET_CONTENT)
     make_memory(world.personal_context, content="second")
     owner_client = client_for(world.owner)
@@ -149,8 +150,9 @@ def test_share_unshare_transfer_and_export_are_recorded(world, client_for, make_
 
 
 @pytest.mark.django_db
-def test_role_changes_are_recorded_with_previous_and_new_role(world, client_for, make_user):
+def test_role_changes_are_recorded_with_previous_and_new_role(world, client_for, make_user, acquaint):
     newcomer = make_user("nina.new")
+    acquaint(world.owner, newcomer)
     owner_client = client_for(world.owner)
     start = last_id()
     added = owner_client.post(
@@ -163,7 +165,7 @@ def test_role_changes_are_recorded_with_previous_and_new_role(world, client_for,
     assert promoted.status_code == 200, promoted.content
     removed = owner_client.delete(url("team-member-detail", team_id=world.team.pk, user_id=newcomer.pk))
     assert removed.status_code == 204
-    assert not Membership.objects.filter(user=newcomer).exists()
+    assert not Membership.objects.filter(user=newcomer, team=world.team).exists()
     events = list(AuditEvent.objects.filter(pk__gt=start).order_by("pk"))
     assert [(e.action, e.context["role"], e.context["previous_role"]) for e in events] == [
         ("membership.added", "member", None),

@@ -195,6 +195,7 @@ def test_readyz_shows_the_posture_of_the_answering_process(client, settings, mon
     mine = read_posture()
     baseline = mine.cap_effective[:1] if isinstance(mine.cap_effective, list) else []
     settings.MONITORING_POSTURE_CAPABILITY_BASELINE = baseline
+    settings.MONITORING_METRICS_ALLOWED_NETWORKS = ["127.0.0.1/32"]  # the details are for operators
     response = client.get("/readyz")
     assert response.status_code == 200, response.content
     posture = response.json()["posture"]
@@ -212,7 +213,8 @@ def test_readyz_shows_the_posture_of_the_answering_process(client, settings, mon
         assert baseline[0] not in posture["extra_capabilities"]  # the baseline is left out
 
 
-def test_a_root_posture_never_makes_readyz_fail(client, monkeypatch, tmp_path):
+def test_a_root_posture_never_makes_readyz_fail(client, monkeypatch, tmp_path, settings):
+    settings.MONITORING_METRICS_ALLOWED_NETWORKS = ["127.0.0.1/32"]  # the details are for operators
     proc, root = fake_proc(tmp_path, status=status_text(effective="000001ffffffffff"), mountinfo=READ_ONLY_ROOT)
     monkeypatch.setattr(monitoring_posture, "read_posture", functools.partial(read_posture, proc=proc, root=root))
     response = client.get("/readyz")
