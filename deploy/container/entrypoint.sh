@@ -24,6 +24,8 @@ var_dir=${VAR_DIR:-/var/lib/ninaivalaigal}
 # The embedded default keeps its broker, task results and mail under VAR_DIR, which must then be a
 # writable volume shared by web, worker and beat. Nothing is written when Redis is the broker.
 prepare_var_dir() {
+  # A broker URL in a mounted file (the compose stack) is Redis's: nothing to prepare.
+  [ -z "${CELERY_BROKER_URL_FILE:-}" ] || return 0
   case "${CELERY_BROKER_URL:-filesystem://}" in
     filesystem://*)
       mkdir -p "$var_dir/celery/broker" "$var_dir/celery/processed" "$var_dir/celery/control" \
