@@ -61,7 +61,8 @@ def other(slot: str) -> str:
 class Stack:
     def __init__(self, arguments: argparse.Namespace):
         self.podman = shlex.split(arguments.podman)
-        self.compose = [*shlex.split(arguments.compose), "-p", arguments.project, "-f", str(arguments.file)]
+        files = [item for path in (arguments.file or [DEPLOY_DIR / "compose.yaml"]) for item in ("-f", str(path))]
+        self.compose = [*shlex.split(arguments.compose), "-p", arguments.project, *files]
         self.project = arguments.project
         self.timeout = arguments.timeout
         self.verbose = arguments.verbose
@@ -304,7 +305,8 @@ def command_down(stack: Stack, arguments) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--file", type=Path, default=DEPLOY_DIR / "compose.yaml", help="the compose file")
+    parser.add_argument("--file", type=Path, action="append",
+                        help="a compose file; repeat to add overrides (default deploy/compose.yaml)")
     parser.add_argument("--project", default="ninaivalaigal", help="the compose project (default ninaivalaigal)")
     parser.add_argument("--env-file", action="append", help="NAME=VALUE lines added to the environment")
     parser.add_argument("--podman", default="podman", help="the podman command (default podman)")
