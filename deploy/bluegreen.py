@@ -40,7 +40,7 @@ from pathlib import Path
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 SLOTS = ("blue", "green")
-SLOT_MAP = "/tmp/slot.map"
+SLOT_MAP = "/run/haproxy/slot.map"
 BACKING_SERVICES = ("postgres", "redis")
 SHARED_SERVICES = ("worker-1", "worker-2", "beat")
 REVISION_LABEL = "org.opencontainers.image.revision"
@@ -76,7 +76,7 @@ class Stack:
         if self.verbose:
             print("+ " + " ".join(command[:12]), file=sys.stderr)
         try:
-            result = subprocess.run(
+            result = subprocess.run(  # noqa: S603 (the operator's own podman and podman-compose commands)
                 command, capture_output=True, text=True, env=environment or self.environment,
                 timeout=timeout or self.timeout, check=False,
             )  # fmt: skip
@@ -131,7 +131,8 @@ class Stack:
             return True
         state = self.inspect(name)["State"]
         if state.get("Status") == "exited" or int(state.get("RestartCount") or 0) >= 3:
-            last = (self.run([*self.podman, "logs", "--tail", "1", name], check=False).stderr.strip().splitlines() or [""])
+            logs = self.run([*self.podman, "logs", "--tail", "1", name], check=False)
+            last = logs.stderr.strip().splitlines() or [""]
             raise Failure(f"{service} exited ({state.get('ExitCode')}): {last[-1][:300]}")
         return False
 
@@ -166,9 +167,11 @@ class Stack:
         up = []
         for row in rows[1:]:
             fields = dict(zip(header, row.split(","), strict=False))
-            if fields.get("pxname") == slot and fields.get("svname") not in ("FRONTEND", "BACKEND"):
-                if fields.get("status", "").startswith("UP") or fields.get("status") == "DRAIN":
-                    up.append(fields["svname"])
+            status = fields.get("status", "")
+            if fields.get("pxname") == slot and fields.get("svname") not in ("FRONTEND", "BACKEND") and (
+                status.startswith("UP") or status == "DRAIN"
+            ):
+                up.append(fields["svname"])
         return up
 
     def set_slot_state(self, slot: str, state: str) -> None:
@@ -270,7 +273,7 @@ def command_deploy(stack: Stack, arguments) -> None:
     stack.start_slot(idle, arguments.image)
     print(f"{idle} is ready")
     seconds = stack.switch(idle)
-    print(f"switched the proxy from {active} to {idle} in {seconds * 1000:.1f} ms; {active} drained and kept for rollback")
+    print(f"switched the proxy from {active} to {idle} in {seconds * 1000:.1f} ms; {active} drained, kept for rollback")
     stack.record("deploy", idle, running[1], new_revision)
 
 
@@ -310,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", default="ninaivalaigal", help="the compose project (default ninaivalaigal)")
     parser.add_argument("--env-file", action="append", help="NAME=VALUE lines added to the environment")
     parser.add_argument("--podman", default="podman", help="the podman command (default podman)")
-    parser.add_argument("--compose", default="podman-compose", help="the podman-compose command (default podman-compose)")
-    parser.add_argument("--timeout", type=float, default=300, help="the longest wait of any one step (seconds, default 300)")
+    parser.add_argument("--compose", default="podman-compose", help="the compose command (default podman-compose)")
+    parser.add_argument("--timeout", type=float, default=300, help="longest wait of one step (s, default 300)")
     parser.add_argument("--verbose", action="store_true", help="print each command run")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="bring the stack up in order")

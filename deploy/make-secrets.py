@@ -65,9 +65,9 @@ def certificate(host: str, scratch: Path) -> str:
     """A self-signed certificate and its key for ``host`` (openssl), as one PEM text."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        raise SystemExit("make-secrets: the openssl program is needed for the proxy's certificate (apt-get install openssl)")
+        raise SystemExit("make-secrets: the openssl program is needed for the proxy's certificate (Debian: openssl)")
     key, cert = scratch / "key.pem", scratch / "cert.pem"
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: S603 (openssl found on PATH, fixed arguments)
         [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
          "-days", "365", "-subj", f"/CN={host}", "-addext", f"subjectAltName=DNS:{host}",
          "-keyout", str(key), "-out", str(cert)],
@@ -91,7 +91,7 @@ def write(folder: Path, name: str, content: str, uid: int, as_root: bool) -> Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="where to write the secrets (must not exist)")
-    parser.add_argument("--site-host", default="localhost", help="the proxy certificate's host name (default localhost)")
+    parser.add_argument("--site-host", default="localhost", help="the certificate's host name (default localhost)")
     arguments = parser.parse_args(argv)
     folder: Path = arguments.folder
     if not HOST_PATTERN.fullmatch(arguments.site_host):

@@ -243,7 +243,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(VAR_DIR / "celery" / "control"),
         "store_processed": False,
     }
-    CELERY_RESULT_BACKEND = secret_from_environment("CELERY_RESULT_BACKEND") or f"file://{VAR_DIR / 'celery' / 'results'}"
+    _results_folder = VAR_DIR / "celery" / "results"
+    CELERY_RESULT_BACKEND = secret_from_environment("CELERY_RESULT_BACKEND") or f"file://{_results_folder}"
 else:
     CELERY_RESULT_BACKEND = secret_from_environment("CELERY_RESULT_BACKEND") or CELERY_BROKER_URL
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
