@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs, when missing: PostgreSQL, Redis, Chromium,
 # and podman, runc and mmdebstrap for the container image test (and podman's DNS plugin and openssl
-# for the compose stack). With the argument "image", only the container tools (make image). Runs apt-get only as root and only if something is missing;
-# otherwise says what to install.
+# for the compose stack). With the argument "image", only the container tools (make image). Runs
+# apt-get only as root and only if something is missing; otherwise says what to install.
 set -euo pipefail
 
 missing=()
