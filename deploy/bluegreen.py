@@ -40,7 +40,7 @@ from pathlib import Path
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 SLOTS = ("blue", "green")
-SLOT_MAP = "/run/haproxy/slot.map"
+SLOT_MAP = "/tmp/slot.map"  # noqa: S108 (in the proxy container, on its tmpfs)
 BACKING_SERVICES = ("postgres", "redis")
 SHARED_SERVICES = ("worker-1", "worker-2", "beat")
 REVISION_LABEL = "org.opencontainers.image.revision"
@@ -71,6 +71,15 @@ class Stack:
             self.environment.update(read_env_file(path))
 
     # --- running things ---------------------------------------------------------------------
+    def remove_leftovers(self) -> None:
+        """Containers of the project that compose down left (one caught restarting), and its network."""
+        label = f"label=io.podman.compose.project={self.project}"
+        listed = self.run([*self.podman, "ps", "-a", "--format", "{{.Names}}", "--filter", label], check=False)
+        names = listed.stdout.split()
+        if names:
+            self.run([*self.podman, "rm", "--force", *names], check=False)
+        self.run([*self.podman, "network", "rm", f"{self.project}_default"], check=False)
+
     def run(self, command: list[str], *, environment: dict | None = None, timeout: float | None = None,
             check: bool = True) -> subprocess.CompletedProcess:  # fmt: skip
         if self.verbose:
@@ -303,6 +312,7 @@ def command_status(stack: Stack, arguments) -> None:
 def command_down(stack: Stack, arguments) -> None:
     stack.environment.setdefault("BLUE_IMAGE", stack.environment.get("APP_IMAGE", ""))
     stack.run([*stack.compose, "--profile", "green", "down", "-v", "-t", "10"], check=False)
+    stack.remove_leftovers()
     print(f"project {stack.project} is down")
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""One command to HAProxy's runtime API (the socket /run/haproxy/admin.sock); prints the answer.
+"""One command to HAProxy's runtime API (the socket /tmp/haproxy.sock, on the container's tmpfs); prints the answer.
 
-    haproxy-runtime "set map /run/haproxy/slot.map active green"
+    haproxy-runtime "set map /tmp/slot.map active green"
 
 Exit 1 with one line when the socket does not answer or HAProxy refuses the command.
 """
@@ -9,7 +9,7 @@ Exit 1 with one line when the socket does not answer or HAProxy refuses the comm
 import socket
 import sys
 
-SOCKET = "/run/haproxy/admin.sock"
+SOCKET = "/tmp/haproxy.sock"  # noqa: S108 (the container's own tmpfs, mode 0600)
 
 
 def main() -> int:
