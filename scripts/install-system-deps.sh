@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs, when missing: PostgreSQL, Redis, Chromium,
-# and podman, runc and mmdebstrap for the container image test. With the argument "image", only
-# the last three (make image). Runs apt-get only as root and only if something is missing;
-# otherwise says what to install.
+# and podman, runc and mmdebstrap for the container image test (and podman's DNS plugin and openssl
+# for the compose stack). With the argument "image", only the container tools (make image). Runs
+# apt-get only as root and only if something is missing; otherwise says what to install.
 set -euo pipefail
 
 missing=()
@@ -16,6 +16,12 @@ fi
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+# The compose stack (deploy/compose.yaml): podman's DNS plugin for CNI networks, so containers find
+# each other by service name; openssl for deploy/make-secrets.py's proxy certificate. podman-compose
+# itself comes from requirements-dev.txt (Debian's 1.0.3 cannot start chosen services without
+# their dependencies).
+[ -x /usr/lib/cni/dnsname ] || missing+=(golang-github-containernetworking-plugin-dnsname)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

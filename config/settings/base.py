@@ -230,7 +230,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="security@ninaivalaig
 # ---------------------------------------------------------------------------------------------
 # Celery: kombu's filesystem broker under var/ by default; CELERY_BROKER_URL=redis://... scales out.
 # ---------------------------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# A Redis URL may carry Redis's password: a deployment secret (the variable, CELERY_BROKER_URL_FILE or
+# SECRETS_PROVIDER), like the result backend's and the caches' URLs below.
+CELERY_BROKER_URL = secret_from_environment("CELERY_BROKER_URL") or "filesystem://"
 CELERY_BROKER_DIR = VAR_DIR / "celery" / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -241,9 +243,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(VAR_DIR / "celery" / "control"),
         "store_processed": False,
     }
-    CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=f"file://{VAR_DIR / 'celery' / 'results'}")
+    _results_folder = VAR_DIR / "celery" / "results"
+    CELERY_RESULT_BACKEND = secret_from_environment("CELERY_RESULT_BACKEND") or f"file://{_results_folder}"
 else:
-    CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL)
+    CELERY_RESULT_BACKEND = secret_from_environment("CELERY_RESULT_BACKEND") or CELERY_BROKER_URL
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # django-celery-beat saves when it last sent each job only every 3 minutes by default; saving after
 # every job it sends lets /readyz see beat alive within a minute of the start (a few writes a minute).
@@ -299,10 +302,13 @@ SPECTACULAR_SETTINGS = {
 
 # Django's caches: the API's throttle counters (and nonces with the cache store) live in "api"; a Redis
 # URL in API_CACHE_URL shares them between processes and machines (default locmemcache://api: this
-# process only, enough for the one-process embedded default).
+# process only, enough for the one-process embedded default). CACHE_URL is the default cache (the
+# readiness probe's cache check, the detectors' baselines; default locmemcache://): Redis there too
+# when several web replicas serve one site (deploy/compose.yaml). Both URLs may carry Redis's
+# password, so both are deployment secrets (the variable, *_FILE or SECRETS_PROVIDER).
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "api": env.cache_url_config(env.str("API_CACHE_URL", default="locmemcache://api")),
+    "default": env.cache_url_config(secret_from_environment("CACHE_URL") or "locmemcache://"),
+    "api": env.cache_url_config(secret_from_environment("API_CACHE_URL") or "locmemcache://api"),
 }
 # Where browsers report CSP violations: API_CSP_REPORT_URI (default empty: no reports).
 _csp_report_uri = env.str("API_CSP_REPORT_URI", default="")
@@ -376,6 +382,7 @@ vars().update(
     settings_from_environment(
         API_KEY_HASH_KEY=env.str,
         API_SIGNATURE_NONCE_STORE=env.str,
+        API_THROTTLE_RATES=env.json,
         API_CHANGES_URL=env.str,
     )
 )

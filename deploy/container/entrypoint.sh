@@ -6,7 +6,11 @@
 #   web       gunicorn with deploy/gunicorn.conf.py (the default)
 #   worker    the Celery worker
 #   beat      Celery beat (the schedule lives in the database: django-celery-beat)
-#   migrate   the one-shot migration job: manage.py migrate --noinput, then exit
+#   migrate   the one-shot migration job: manage.py migrate --noinput, then exit. With
+#             DATABASE_ADMIN_URL_FILE (a PostgreSQL superuser's URL, the compose stack), first wait
+#             for the database, then manage.py db_roles --apply before and after the migration:
+#             the owner and runtime roles (passwords from DATABASE_OWNER_PASSWORD_FILE and
+#             DATABASE_APP_PASSWORD_FILE), then the grants on the tables the migration made.
 #   manage    any other management command: manage ARGS...  (e.g. manage ensure_admin)
 set -eu
 
@@ -20,6 +24,8 @@ var_dir=${VAR_DIR:-/var/lib/ninaivalaigal}
 # The embedded default keeps its broker, task results and mail under VAR_DIR, which must then be a
 # writable volume shared by web, worker and beat. Nothing is written when Redis is the broker.
 prepare_var_dir() {
+  # A broker URL in a mounted file (the compose stack) is Redis's: nothing to prepare.
+  [ -z "${CELERY_BROKER_URL_FILE:-}" ] || return 0
   case "${CELERY_BROKER_URL:-filesystem://}" in
     filesystem://*)
       mkdir -p "$var_dir/celery/broker" "$var_dir/celery/processed" "$var_dir/celery/control" \
@@ -30,6 +36,37 @@ prepare_var_dir() {
       }
       ;;
   esac
+}
+
+# Wait until the database named by DATABASE_URL_FILE (or DATABASE_URL) accepts TCP connections,
+# at most DATABASE_WAIT_SECONDS (default 60): the one-shot jobs may start with the database.
+wait_for_database() {
+  python3 - <<'PYTHON'
+import os, socket, sys, time, urllib.parse
+path = os.environ.get("DATABASE_URL_FILE")
+url = open(path).read().strip() if path else os.environ.get("DATABASE_URL", "")
+address = urllib.parse.urlsplit(url)
+if not address.scheme.startswith("postgres"):
+    sys.exit(0)
+deadline = time.monotonic() + float(os.environ.get("DATABASE_WAIT_SECONDS", "60"))
+while True:
+    try:
+        socket.create_connection((address.hostname, address.port or 5432), timeout=2).close()
+        sys.exit(0)
+    except OSError:
+        if time.monotonic() > deadline:
+            sys.exit(f"the database at {address.hostname}:{address.port or 5432} did not accept connections in time")
+        time.sleep(1)
+PYTHON
+}
+
+# manage.py db_roles --apply, its superuser URL and the roles' passwords read from the mounted files
+# into this one process's environment (db_roles takes them from the environment only).
+db_roles_apply() {
+  DATABASE_ADMIN_URL=$(cat "$DATABASE_ADMIN_URL_FILE") \
+  DATABASE_OWNER_PASSWORD=$(cat "${DATABASE_OWNER_PASSWORD_FILE:-/dev/null}") \
+  DATABASE_APP_PASSWORD=$(cat "${DATABASE_APP_PASSWORD_FILE:-/dev/null}") \
+    python3 /app/manage.py db_roles --apply
 }
 
 command=${1:-web}
@@ -49,6 +86,13 @@ case "$command" in
     exec celery -A config beat --loglevel="${LOG_LEVEL:-INFO}" --schedule="$var_dir/celery/beat-schedule" "$@"
     ;;
   migrate)
+    if [ -n "${DATABASE_ADMIN_URL_FILE:-}" ]; then
+      wait_for_database
+      db_roles_apply
+      python3 /app/manage.py migrate --noinput "$@"
+      db_roles_apply
+      exit 0
+    fi
     exec python3 /app/manage.py migrate --noinput "$@"
     ;;
   manage)
