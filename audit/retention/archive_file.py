@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
 import os
 import zlib
 from collections.abc import Iterator
@@ -88,25 +87,25 @@ class ArchiveWriter:
             self.path.unlink()
 
 
-class _Prefixed(io.RawIOBase):
-    """``prefix`` followed by the rest of ``file``: a file read from its start, without seeking."""
+class _Prefixed:
+    """``prefix`` followed by the rest of ``file``: a file read from its start, without seeking.
+
+    ``read(n)`` returns ``n`` bytes unless the file ends, as a buffered file's does, and adds no
+    buffer of its own (the reader's memory stays a few frames).
+    """
 
     def __init__(self, prefix: bytes, file: IO[bytes]) -> None:
         self._prefix = prefix
         self._file = file
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        if self._prefix:
-            count = min(len(buffer), len(self._prefix))
-            buffer[:count] = self._prefix[:count]
-            self._prefix = self._prefix[count:]
-            return count
-        data = self._file.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+    def read(self, size: int = -1) -> bytes:
+        if not self._prefix:
+            return self._file.read(size)
+        if size is None or size < 0:
+            head, self._prefix = self._prefix, b""
+            return head + self._file.read()
+        head, self._prefix = self._prefix[:size], self._prefix[size:]
+        return head + (self._file.read(size - len(head)) if size > len(head) else b"")
 
 
 class ArchiveReader:
@@ -139,7 +138,7 @@ class ArchiveReader:
             magic = self._file.read(len(ARCHIVE_MAGIC))
             # A pipe (``--read -``, a process substitution) cannot seek back: the bytes read to
             # tell the kind apart are put back in front of the rest instead.
-            source: IO[bytes] = io.BufferedReader(_Prefixed(magic, self._file))
+            source: IO[bytes] = _Prefixed(magic, self._file)  # type: ignore[assignment]
             if magic == ARCHIVE_MAGIC:
                 try:
                     self._stream = StreamReader(source, stream_format=ARCHIVE_STREAM_FORMAT, name=self.name)

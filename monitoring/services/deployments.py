@@ -26,7 +26,8 @@ KINDS = {"deploy": Action.DEPLOYED, "rollback": Action.ROLLED_BACK}
 REVISION_MAX_LENGTH = 64  # characters: a SHA-256 object name, or a tag of that length at most
 NOTE_MAX_LENGTH = 200  # characters of the operator's note
 # A git object name, abbreviated (7 hex digits, git's default) or full (40 SHA-1, 64 SHA-256),
-GIT_HASH = re.compile(r"[0-9a-f]{7,40}|[0-9a-f]{64}")
+# with "-dirty" when the image was built from a working tree with changes (scripts/build-image.sh),
+GIT_HASH = re.compile(r"(?:[0-9a-f]{7,40}|[0-9a-f]{64})(?:-dirty)?")
 # or a version tag: an optional v, numbers separated by dots, an optional pre-release or build
 # suffix (v1.4.0, 2026.12.1, v2.0.0-rc.1, 1.4.0+build.7).
 VERSION_TAG = re.compile(r"v?\d+(?:\.\d+){0,3}(?:[-+][0-9A-Za-z]+(?:[.-][0-9A-Za-z]+)*)?")

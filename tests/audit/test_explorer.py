@@ -271,8 +271,9 @@ def test_rows_and_event_pages_link_to_the_four_pivots_and_to_the_users_security_
     assert f'href="{CHANGELIST}?subject_id={granted.subject_id}"' in content
     assert f'href="{CHANGELIST}?client_ip=203.0.113.5"' in content
     assert f'href="{CHANGELIST}?request_id=admin-request-004"' in content
-    # No per-user page installed under that name: no link to it, and no error.
-    assert "audit-user-page" not in content
+    # The per-user security page (accounts) is linked by its URL name.
+    security_page = reverse("admin:accounts_user_security", args=[granted.subject_id])
+    assert f'class="audit-user-page" href="{security_page}"' in content
     page = console.get(reverse("admin:audit_auditevent_change", args=[granted.pk])).content.decode()
     for label in ("everything this request caused", "everything rootadmin did", "everything done to alice",
                   "everything from 203.0.113.5"):

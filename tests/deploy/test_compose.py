@@ -385,7 +385,7 @@ class LoadLoop:
 def green_image(stack):
     """The same code under another revision label (and IMAGE_REVISION): the new version to deploy."""
     reference = f"localhost/ninaivalaigal:{stack.project}-green"
-    revision = f"green-{secrets.token_hex(6)}"
+    revision = secrets.token_hex(20)  # a commit hash of its own: record_deployment accepts only revisions
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "Containerfile").write_text(
             f"FROM {stack.environment['APP_IMAGE']}\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 
@@ -25,6 +26,10 @@ def browser():
     # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
     # synchronous and safe, so Django's async-safety guard is relaxed for the browser tests only.
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    # An earlier test of the run can leave this thread marked as running an event loop, which
+    # Playwright's sync API refuses; no loop runs here between tests, so the mark is cleared.
+    if asyncio.events._get_running_loop() is not None:
+        asyncio.events._set_running_loop(None)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -71,13 +71,23 @@ def previous_release(root: Path = ROOT) -> Release:
         tag = run("describe", "--tags", "--abbrev=0", "--match", RELEASE_TAG, "HEAD^1", check=False)
         if tag:
             return Release(run("rev-parse", f"{tag}^{{commit}}"), f"the newest release tag, {tag}")
-    changed = run("log", "--first-parent", "-1", "--format=%H", "HEAD", "--", MIGRATION_FILES)
-    if not changed:
+    changes = run("log", "--first-parent", "--format=%H", "HEAD", "--", MIGRATION_FILES).split()
+    if not changes:
         raise NoHistory("no commit has changed a migration")
-    parent = run("rev-parse", "--verify", "--quiet", f"{changed}^1", check=False)
-    if not parent:
-        raise NoHistory("the only migration change is the first commit: there is no release before it")
-    return Release(parent, f"the parent of {changed[:12]}, the newest commit that changed a migration")
+    for changed in changes:
+        parent = run("rev-parse", "--verify", "--quiet", f"{changed}^1", check=False)
+        if not parent:
+            raise NoHistory("the only migration change is the first commit: there is no release before it")
+        # A state with two migrations of one number in an app (branches merged, their
+        # migrations not yet re-chained) was never releasable: look further back.
+        if not _numbers_repeat(git("ls-tree", "-r", "--name-only", parent, root=root).splitlines()):
+            return Release(parent, f"the parent of {changed[:12]}, the newest commit that changed a migration")
+    raise NoHistory("no earlier state has one migration per number")
+
+
+def _numbers_repeat(names: list[str]) -> bool:
+    numbers = [(m["app"], m["name"][:4]) for m in map(MIGRATION_PATH.fullmatch, names) if m]
+    return len(numbers) != len(set(numbers))
 
 
 def migrations_at(commit: str) -> set[tuple[str, str]]:
