@@ -185,6 +185,8 @@ def stack(image, secrets_dir, database_url, tmp_path_factory):
     environment = {
         "DATABASE_URL": url,
         "ALLOWED_HOSTS": HOST,
+        # The test reads /readyz's details (checks, posture), shown only to /metrics' callers.
+        "MONITORING_METRICS_ALLOWED_NETWORKS": "0.0.0.0/0,::/0",
         "SECRET_KEY_FILE": f"{SECRETS_IN_CONTAINER}/secret_key",
         "API_KEY_HASH_KEY_FILE": f"{SECRETS_IN_CONTAINER}/api_key_hash_key",
         "ENCRYPTION_KEY_PROVIDER": "file",

@@ -71,7 +71,8 @@ def test_a_rollback_records_system_rolled_back_in_the_default_environment(settin
 
 
 @pytest.mark.parametrize(
-    "revision", ["abc1234", "ABCDEF0123", "abc1234-dirty", "0" * 40, "f" * 64, "v1", "1.4.0", "v2.0.0-rc.1", "2026.12.2+build.7"]
+    "revision",
+    ["abc1234", "ABCDEF0123", "abc1234-dirty", "0" * 40, "f" * 64, "v1", "1.4.0", "v2.0.0-rc.1", "2026.12.2+build.7"],
 )
 def test_revisions_are_git_hashes_or_version_tags(revision):
     assert revision_normalise(revision, label="r") == (revision.lower() if "." not in revision else revision)
