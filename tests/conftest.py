@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from django.db import connection
 from rest_framework.test import APIClient
@@ -44,3 +46,26 @@ def _celery_join_flag_reset():
 
     yield
     _set_task_join_will_block(False)
+
+
+_acquaintances = itertools.count(1)
+
+
+@pytest.fixture
+def acquaint():
+    """Make users visible to each other with an organization of their own (``acquaint(alice, bob)``).
+
+    The API answers about a username only to someone who shares an organization with that user
+    (``memories.selectors.user_is_visible_to``); tests that name a user use this.
+    """
+
+    from memories.models import Membership, Organization, Role
+
+    def make(*users) -> Organization:
+        number = next(_acquaintances)
+        organization = Organization.objects.create(name=f"Acquaintances {number}", slug=f"acquaintances-{number}")
+        for user in users:
+            Membership.objects.create(user=user, organization=organization, role=Role.VIEWER)
+        return organization
+
+    return make

@@ -73,15 +73,12 @@ def server_settings(using: str = DEFAULT_DB_ALIAS, *, for_verification: bool = F
         source = environ.Env.db_url_config(url)
     else:
         source = connections[using].settings_dict
-    options = source.get("OPTIONS") or {}
-    return {
-        "NAME": source.get("NAME") or "",
-        "USER": source.get("USER") or "",
-        "PASSWORD": source.get("PASSWORD") or "",
-        "HOST": source.get("HOST") or "",
-        "PORT": str(source.get("PORT") or ""),
-        "SSL": {name: options[name] for name in ("sslmode", "sslrootcert", "sslcert", "sslkey") if options.get(name)},
-    }
+    return _server(source)
+
+
+def _server(config: dict) -> dict:
+    """The parts of a Django database entry that ``pg_dump``/``pg_restore``/psycopg need."""
+    return _server(config)
 
 
 def _pgpass_escape(value: str) -> str:

@@ -76,34 +76,7 @@ def verify(
     manifest = reader.manifest
     result.manifest = manifest
     check_dump(manifest, size, sha256)
-    try:
-        database = sqlite3.connect(f"{scratch.as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as error:
-        raise BackupError(f"The restored SQLite file does not open: {error}.", stage="restore") from None
-    try:
-        try:
-            (check,) = database.execute("PRAGMA quick_check").fetchone()
-            if check != "ok":
-                raise BackupError(f"The restored SQLite file fails its integrity check: {check}.", stage="restore")
-            restored = table_row_counts(database)
-        except sqlite3.DatabaseError as error:
-            raise BackupError(f"The restored SQLite file is not a usable database: {error}.", stage="restore") from None
-        result.rows_checked = check_row_counts(manifest, restored)
-        result.tables_checked = len(restored)
-
-        def fetch(table: str, columns: list[str], limit: int) -> list[tuple]:
-            quoted = ", ".join('"' + column.replace('"', '""') + '"' for column in columns)
-            where = " OR ".join('"' + column.replace('"', '""') + '" IS NOT NULL' for column in columns)
-            name = '"' + table.replace('"', '""') + '"'
-            return database.execute(
-                f"SELECT {quoted} FROM {name} WHERE {where} ORDER BY random() LIMIT ?",  # noqa: S608 - quoted names
-                [limit],
-            ).fetchall()
-
-        emit(progress, "check", 0, None)
-        check_encrypted_values(fetch, set(restored), result)
-    finally:
-        database.close()
+    _check_restored_file(scratch, manifest, result, progress=progress)
 
 
 def target_table_count(path: Path) -> int:
@@ -177,7 +150,8 @@ def restore(
     _check_restored_file(target, manifest, result)
 
 
-def _check_restored_file(path: Path, manifest: dict, result: VerificationResult) -> None:
+def _check_restored_file(path: Path, manifest: dict, result: VerificationResult, *, progress=None) -> None:
+    """The restored file opens, passes ``quick_check``, holds the manifest's rows, and decrypts."""
     try:
         database = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as error:
@@ -204,6 +178,7 @@ def _check_restored_file(path: Path, manifest: dict, result: VerificationResult)
 
         result.values_decrypted.clear()
         result.models_absent.clear()
+        emit(progress, "check", 0, None)
         check_encrypted_values(fetch, set(restored), result)
     finally:
         database.close()

@@ -28,9 +28,9 @@ def test_the_reference_client_reads_creates_and_signs_a_delete(live_server, alic
     assert not Memory.objects.filter(pk=created["id"]).exists()
 
 
-def test_the_reference_client_signs_bodies_and_queries(live_server, alice, space, issue_key, make_user):
+def test_the_reference_client_signs_bodies_and_queries(live_server, alice, space, issue_key, make_user, acquaint):
     friend = make_user("friend")
-    _acquainted(alice, friend)  # the API names only users who share an organization with the caller
+    acquaint(alice, friend)  # the API names only users who share an organization with the caller
     issued = issue_key(alice)
     client = Client(live_server.url, key=issued.key, signing_secret=issued.signing_secret)
     share = client.request(
@@ -49,11 +49,3 @@ def test_errors_come_back_as_the_envelope(live_server, db):
         client.request("GET", "/api/v2/memories/")
     assert refused.value.status == 401
     assert refused.value.error["code"] == "invalid_api_key" and refused.value.error["request_id"]
-
-
-def _acquainted(*users) -> None:
-    from memories.models import Membership, Organization, Role
-
-    organization = Organization.objects.create(name="Acquaintances", slug="acquaintances")
-    for user in users:
-        Membership.objects.create(user=user, organization=organization, role=Role.VIEWER)

@@ -94,9 +94,9 @@ def test_a_signature_for_another_request_is_refused(alice, memory, space, issue_
     assert Memory.objects.count() == 2
 
 
-def test_the_body_is_signed(alice, space, issue_key, key_client, make_user):
+def test_the_body_is_signed(alice, space, issue_key, key_client, make_user, acquaint):
     friend = make_user("friend")
-    _acquainted(alice, friend)  # the API names only users who share an organization with the caller
+    acquaint(alice, friend)  # the API names only users who share an organization with the caller
     issued = issue_key(alice)
     path = f"/api/v2/contexts/{space.context.pk}/shares/"
     body = json.dumps({"user": "friend", "permission": "read"}).encode()
@@ -294,11 +294,3 @@ def test_the_canonical_form_is_the_documented_one():
         b"NV1-HMAC-SHA256\nDELETE\n/api/v2/memories/42/\na=0&a=1&b=2&s=x%20y\n1764338000\n"
         b"q0D1r0v6mYx0Yk3tJ8dH4w\nk3x9q2mwa7bd\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     )
-
-
-def _acquainted(*users) -> None:
-    from memories.models import Membership, Organization, Role
-
-    organization = Organization.objects.create(name="Acquaintances", slug="acquaintances")
-    for user in users:
-        Membership.objects.create(user=user, organization=organization, role=Role.VIEWER)

@@ -22,14 +22,14 @@ CONSOLE_PAGES = (
     "/admin/",
     "/admin/apps/",
     "/admin/monitoring/alert/",
-    "/admin/monitoring/alert/1/change/",
+    "/admin/monitoring/alert/{alert}/change/",
     "/admin/monitoring/report/",
     "/admin/monitoring/jobrun/",
     "/admin/audit/auditevent/",
-    "/admin/audit/auditevent/1/change/",
+    "/admin/audit/auditevent/{event}/change/",
     "/admin/audit/auditevent/?last=24h&outcome=success",
     "/admin/monitoring/suppressionrule/",
-    "/admin/accounts/user/1/security/",
+    "/admin/accounts/user/{root}/security/",
     "/admin/encryption/keys/",
     "/admin/accounts/user/",
     "/admin/accounts/trackedsession/",
@@ -67,7 +67,16 @@ def _findings(page, url: str) -> list[str]:
 
 
 def test_console_pages_are_accessible_and_fit(signed_in_page, live_server):
-    report = {path: _findings(signed_in_page, live_server.url + path) for path in CONSOLE_PAGES}
+    from audit.models import AuditEvent
+    from monitoring.models import Alert
+
+    ids = {
+        "root": get_user_model().objects.get(username="root").pk,
+        "alert": Alert.objects.order_by("pk").values_list("pk", flat=True).first(),
+        "event": AuditEvent.objects.order_by("pk").values_list("pk", flat=True).first(),
+    }
+    paths = [path.format(**ids) for path in CONSOLE_PAGES]
+    report = {path: _findings(signed_in_page, live_server.url + path) for path in paths}
     assert {path: found for path, found in report.items() if found} == {}
 
 

@@ -87,24 +87,6 @@ def world(make_user) -> World:
 
 
 @pytest.fixture
-def acquaint():
-    """Make users visible to each other with an organization of their own (``acquaint(alice, bob)``).
-
-    The API answers about a username only to someone who shares an organization with that user
-    (``memories.selectors.user_is_visible_to``); tests that name a user use this.
-    """
-
-    def make(*users) -> Organization:
-        number = next(_numbers)
-        organization = Organization.objects.create(name=f"Acquaintances {number}", slug=f"acquaintances-{number}")
-        for user in users:
-            Membership.objects.create(user=user, organization=organization, role=Role.VIEWER)
-        return organization
-
-    return make
-
-
-@pytest.fixture
 def make_memory():
     """Create a memory directly (with tags), bypassing the services."""
 
