@@ -23,7 +23,7 @@ from django.utils.html import format_html
 
 from accounts import admin_views
 from accounts.decorators import step_up_redirect
-from accounts.models import FailureCounter, TOTPDevice, TrackedSession, User
+from accounts.models import FailureCounter, SecurityEmail, TOTPDevice, TrackedSession, User
 from accounts.roles import REMOVE_AUTHENTICATOR_PERMISSION, REVOKE_SESSION_PERMISSION, UNLOCK_PERMISSION
 from accounts.selectors import step_up_is_fresh, user_list_filter, user_security_summaries
 from accounts.services.lifecycle import account_unlock
@@ -348,3 +348,15 @@ class TOTPDeviceAdmin(ReadOnlyStepUpActionsAdmin):
             except Exception as error:
                 self.message_user(request, f"{device.user}: {error}", level=messages.WARNING)
         self.message_user(request, f"Removed {removed} authenticator(s).")
+
+
+@admin.register(SecurityEmail)
+class SecurityEmailAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The security-email outbox: what waits (and why), what was sent. Rows change only by delivery."""
+
+    list_display = ("kind", "user", "status", "attempts", "last_error", "next_attempt_at", "created_at", "sent_at")
+    list_filter = ("status", "kind")
+    search_fields = ("user__username", "kind")
+    list_select_related = ("user",)
+    date_hierarchy = "created_at"
+    exclude = ("context", "base_url")  # plain facts, but nothing an operator needs to read here

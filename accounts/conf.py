@@ -56,6 +56,12 @@ DEFAULTS = {
     "ACCOUNTS_EMAIL_VERIFICATION_RESEND_INTERVAL": 5 * 60,
     # Email-change confirmation links expire after this (seconds).
     "ACCOUNTS_EMAIL_CHANGE_MAX_AGE": 24 * 60 * 60,
+    # First retry of a security email that could not be sent, doubling per failure (seconds).
+    "ACCOUNTS_EMAIL_RETRY_BASE_SECONDS": 30,
+    # The bound of that growing wait (seconds).
+    "ACCOUNTS_EMAIL_RETRY_MAX_SECONDS": 60 * 60,
+    # Sent security emails are kept this long in the outbox, then deleted (days).
+    "ACCOUNTS_EMAIL_KEEP_SENT_DAYS": 7,
     # Every password-reset request takes this long at least: timing shows no registered address (seconds).
     "ACCOUNTS_PASSWORD_RESET_RESPONSE_FLOOR": 0.4,
     # Sign-ups per client IP, and per address, before more are ignored (count/period: s, m, h, d; empty: no limit).

@@ -19,6 +19,9 @@ DEFAULTS = {
         "midi=(), payment=(), picture-in-picture=(), publickey-credentials-get=(self), "
         "screen-wake-lock=(), sync-xhr=(), usb=(), xr-spatial-tracking=()"
     ),
+    # After a failed hand-off to Celery, publishing is skipped this long in that process; the
+    # scheduled runs catch up (seconds; core/handoff.py).
+    "CORE_HANDOFF_PAUSE_SECONDS": 30,
     # What these settings relax of production's policy, by name from RELAXATIONS below; only
     # config.settings.staging sets it, never the environment (names).
     "SECURITY_RELAXATIONS": (),

@@ -12,6 +12,7 @@ from functools import partial
 
 from django.db import transaction
 
+from core.handoff import hand_off
 from monitoring.detectors import watched_actions
 from monitoring.schedule import scheduled_task_names
 
@@ -22,10 +23,7 @@ logger = logging.getLogger("monitoring.receivers")
 def _enqueue_detection(event_id: int) -> None:
     from monitoring.tasks import detect_event
 
-    try:
-        detect_event.delay(event_id)
-    except Exception as error:  # broker down: the sweep finds it within a minute
-        logger.warning("could not queue detection for audit event %s (%s)", event_id, type(error).__name__)
+    hand_off(detect_event, event_id)  # broker down: the sweep finds it within a minute
 
 
 def audit_event_recorded(sender, event=None, **kwargs) -> None:

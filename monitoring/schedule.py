@@ -37,6 +37,12 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": timedelta(minutes=15),
         "description": "Delete TOTP enrolments never confirmed within ACCOUNTS_MFA_UNCONFIRMED_DEVICE_TTL.",
     },
+    "accounts: deliver security emails": {
+        "task": "accounts.security_emails_deliver",
+        "schedule": timedelta(minutes=1),
+        "description": "Send due security emails of the outbox (locked account, new sign-in, reset links) "
+        "with retries and backoff.",
+    },
     "api: purge expired request nonces": {
         "task": "api.request_nonces_purge",
         "schedule": timedelta(minutes=10),

@@ -48,6 +48,16 @@ def _celery_join_flag_reset():
     _set_task_join_will_block(False)
 
 
+@pytest.fixture(autouse=True)
+def _handoff_resumed():
+    """Each test starts trying the broker: a broker-outage test leaves no pause behind."""
+    from core import handoff
+
+    handoff.resume()
+    yield
+    handoff.resume()
+
+
 _acquaintances = itertools.count(1)
 
 

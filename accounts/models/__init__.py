@@ -2,6 +2,7 @@
 
 from accounts.models.lockout import FailureCounter
 from accounts.models.mfa import BackupCode, BackupCodeDevice, TOTPDevice
+from accounts.models.outbox import SecurityEmail, SecurityEmailStatus
 from accounts.models.sessions import TrackedSession
 from accounts.models.user import NormalisingUserManager, User, UserQuerySet
 
@@ -10,6 +11,8 @@ __all__ = [
     "BackupCodeDevice",
     "FailureCounter",
     "NormalisingUserManager",
+    "SecurityEmail",
+    "SecurityEmailStatus",
     "TOTPDevice",
     "TrackedSession",
     "User",

@@ -1,29 +1,35 @@
-"""Security notification emails (OWASP ASVS 4.0.3 V2.2.3, V2.5.5): rendered and sent by Celery after commit.
+"""Security notification emails (OWASP ASVS 4.0.3 V2.2.3, V2.5.5), sent through an outbox.
 
-Callers use ``notification_schedule``: nothing is sent unless the transaction that caused the
-notification commits. The task receives ids and names only; anything secret that a message
-needs (a reset token, a signed link) is made inside the task at sending time, so it never sits
-in the broker.
+Callers use ``notification_schedule``: it writes a ``SecurityEmail`` row in the current
+transaction, so nothing is sent unless the change that caused it commits, and a broker or SMTP
+outage only delays the email (``security_emails_deliver`` retries with backoff, every minute from
+beat). A row holds ids, names and plain facts only; anything secret that a message needs (a reset
+token, a signed link) is made at sending time, so it never sits in the database or the broker.
 """
 
 from __future__ import annotations
 
-from functools import partial
+import datetime
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 import audit
 from accounts import conf, links
+from accounts.models import SecurityEmail, SecurityEmailStatus
 from core.emails import absolute_url, site_url
+from core.handoff import hand_off
 
 # kind -> subject line. Templates: templates/emails/accounts/<kind>.txt and .html.
 SUBJECTS = {
@@ -43,10 +49,16 @@ SUBJECTS = {
 }
 
 
+logger = logging.getLogger("accounts.notifications")
+
+# A row claimed this long ago by a worker that never finished is due again (at-least-once).
+CLAIM_TIMEOUT = datetime.timedelta(minutes=5)
+
+
 def notification_schedule(
     *, user: Any, kind: str, context: dict | None = None, to_email: str | None = None, base_url: str = ""
-) -> None:
-    """Send the ``kind`` email to ``user`` (or ``to_email``) after the current transaction commits.
+) -> SecurityEmail:
+    """Queue the ``kind`` email to ``user`` (or ``to_email``): sent after the current transaction commits.
 
     ``context`` holds plain facts for the template (names, counts, times as ISO text): no secret.
     ``base_url`` is the ``scheme://host`` of the request that caused the email, if any: links use
@@ -54,18 +66,79 @@ def notification_schedule(
     """
     if kind not in SUBJECTS:
         raise ValueError(f"unknown notification kind {kind!r}")
-    from accounts.tasks import security_notification_send
-
-    transaction.on_commit(
-        partial(
-            security_notification_send.delay,
-            user_id=user.pk,
-            kind=kind,
-            context=context or {},
-            to_email=to_email,
-            base_url=site_url(request_base_url=base_url),
-        )
+    now = timezone.now()
+    email = SecurityEmail.objects.create(
+        user=user,
+        kind=kind,
+        context=context or {},
+        to_email=to_email or "",
+        base_url=site_url(request_base_url=base_url),
+        next_attempt_at=now,
+        created_at=now,
     )
+    transaction.on_commit(_hand_off, robust=True)
+    return email
+
+
+def _hand_off() -> None:
+    """Ask a worker to deliver now; if the broker is down, beat's run every minute will."""
+    from accounts.tasks import security_emails_deliver
+
+    hand_off(security_emails_deliver)
+
+
+def email_backoff(attempts: int) -> datetime.timedelta:
+    """Delay before retry number ``attempts`` (1, 2, ...): base x 2^(attempts-1), capped."""
+    base = conf.get("ACCOUNTS_EMAIL_RETRY_BASE_SECONDS")
+    seconds = min(base * (2 ** max(attempts - 1, 0)), conf.get("ACCOUNTS_EMAIL_RETRY_MAX_SECONDS"))
+    return datetime.timedelta(seconds=seconds)
+
+
+def _claim(now: datetime.datetime, limit: int) -> list[SecurityEmail]:
+    with transaction.atomic():
+        due = SecurityEmail.objects.filter(
+            Q(status=SecurityEmailStatus.PENDING, next_attempt_at__lte=now)
+            | Q(status=SecurityEmailStatus.SENDING, claimed_at__lt=now - CLAIM_TIMEOUT)
+        ).order_by("next_attempt_at", "id")
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        batch = list(due[:limit])
+        SecurityEmail.objects.filter(pk__in=[row.pk for row in batch]).update(
+            status=SecurityEmailStatus.SENDING, claimed_at=now
+        )
+    return batch
+
+
+def security_emails_deliver(*, limit: int = 100) -> dict[str, int]:
+    """Send every due security email; a failure is retried later with backoff, never dropped.
+
+    Sent rows older than ``ACCOUNTS_EMAIL_KEEP_SENT_DAYS`` are deleted. Permission: none — the
+    system sends them (called by the Celery task).
+    """
+    now = timezone.now()
+    sent = failed = 0
+    for email in _claim(now, limit):
+        try:
+            security_notification_send(
+                user_id=email.user_id, kind=email.kind, context=email.context,
+                to_email=email.to_email or None, base_url=email.base_url,
+            )
+        except Exception as error:  # SMTP down, refused, timed out: try again later
+            failed += 1
+            attempts = email.attempts + 1
+            SecurityEmail.objects.filter(pk=email.pk).update(
+                status=SecurityEmailStatus.PENDING, attempts=attempts, claimed_at=None,
+                next_attempt_at=timezone.now() + email_backoff(attempts), last_error=type(error).__name__[:200],
+            )
+            logger.warning("security email %s not sent (%s); retry %s later", email.pk, type(error).__name__, attempts)
+            continue
+        sent += 1
+        SecurityEmail.objects.filter(pk=email.pk).update(
+            status=SecurityEmailStatus.SENT, attempts=email.attempts + 1, sent_at=timezone.now(), last_error=""
+        )
+    keep = datetime.timedelta(days=conf.get("ACCOUNTS_EMAIL_KEEP_SENT_DAYS"))
+    pruned, _ = SecurityEmail.objects.filter(status=SecurityEmailStatus.SENT, sent_at__lt=now - keep).delete()
+    return {"sent": sent, "failed": failed, "pruned": pruned}
 
 
 def _links(kind: str, user, context: dict, base_url: str, to_email: str) -> dict:
@@ -97,7 +170,7 @@ def security_notification_send(
 ) -> bool:
     """Render and send one notification now; record that it was sent. Returns False if nobody to send to.
 
-    Permission: none — the system sends it (called by the Celery task).
+    Raises what the mail backend raises (``security_emails_deliver`` retries). Permission: none.
     """
     user = get_user_model().objects.filter(pk=user_id).first()
     if user is None:

@@ -27,6 +27,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from core.emails import absolute_url
+from core.handoff import hand_off
 from monitoring import conf, webhooks
 from monitoring.models import (
     Alert,
@@ -158,15 +159,12 @@ def _alert_subject(alert: Alert, event_type: str) -> str:
 def schedule_delivery_after_commit() -> None:
     """After commit, ask a worker to deliver now; if the broker is down the beat sweep will."""
 
-    def hand_off() -> None:
+    def deliver_now() -> None:
         from monitoring.tasks import notifications_deliver
 
-        try:
-            notifications_deliver.delay()
-        except Exception as error:  # the outbox keeps the rows; the scheduled run delivers them
-            logger.warning("could not queue notification delivery (%s); the scheduled run will", type(error).__name__)
+        hand_off(notifications_deliver)  # the outbox keeps the rows; the scheduled run delivers them
 
-    transaction.on_commit(hand_off, robust=True)
+    transaction.on_commit(deliver_now, robust=True)
 
 
 # --- delivering ------------------------------------------------------------------------------

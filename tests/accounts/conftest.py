@@ -15,7 +15,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts import totp
-from accounts.services import mfa
+from accounts.services import mfa, notifications
 from audit.models import AuditEvent
 
 PASSWORD = "correct horse battery staple 42"
@@ -78,6 +78,7 @@ def enroll(user) -> tuple[Authenticator, list[str]]:
     device = mfa.totp_device_create(actor=user, user=user, name="Phone")
     app = Authenticator(totp.key_to_base32(device.bin_key))
     codes = mfa.totp_device_confirm(actor=user, device=device, code=app.now())
+    notifications.security_emails_deliver()  # what the worker does once the enrolment commits
     return app, codes
 
 
