@@ -5,13 +5,19 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
+import kombu.pools
 import redis
 
 from config.celery import app as celery_app
 
 
 def _reset_pools() -> None:
-    """Forget the connections and the result backend built for the previous configuration."""
+    """Forget the connections and the result backend built for the previous configuration.
+
+    kombu's process-wide pool registry goes too: a closed producer pool left in it would make every
+    later eager ``.delay()`` of the process fail with "Acquire on closed pool".
+    """
+    kombu.pools.reset()
     if celery_app._pool is not None:
         celery_app._pool.force_close_all()
     celery_app._pool = None
