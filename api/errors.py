@@ -12,7 +12,9 @@ unexpected exception becomes a 500 and one full server-side log line with the re
 from __future__ import annotations
 
 import logging
+import sqlite3
 
+from django import db
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
@@ -38,6 +40,7 @@ CODES = {
     415: "unsupported_media_type",
     429: "throttled",
     500: "server_error",
+    503: "unavailable",
 }
 MESSAGES = {
     400: "The request is invalid.",
@@ -53,7 +56,45 @@ MESSAGES = {
     415: "Unsupported content type.",
     429: "Too many requests.",
     500: "An unexpected error occurred.",
+    503: "The service is unavailable right now (its database refused the request). Try again later.",
 }
+
+# What a client is told to wait when the database refuses work (a full disk, a restart).
+UNAVAILABLE_RETRY_AFTER_SECONDS = 30
+
+
+# SQLite's result codes of a database that cannot take work now (a full or read-only disk, a lock).
+_SQLITE_UNAVAILABLE = ("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR",
+                       "SQLITE_CANTOPEN", "SQLITE_NOMEM")
+
+
+def database_unavailable(exc) -> bool:
+    """Whether ``exc`` is the database refusing work now (disk full, connection lost, restarting).
+
+    A 503 with ``Retry-After`` says "try again", where a 500 would suggest a bug. The request's
+    open transaction is rolled back; one that had already committed stays (the connection can die
+    just after a ``COMMIT``), so a client that must not write twice checks before it retries.
+    """
+    if isinstance(exc, db.InterfaceError):
+        return True
+    if not isinstance(exc, db.OperationalError):
+        return False
+    cause = exc.__cause__
+    if isinstance(cause, sqlite3.Error):  # SQLite's OperationalError also covers bad SQL (SQLITE_ERROR)
+        return getattr(cause, "sqlite_errorname", "").startswith(_SQLITE_UNAVAILABLE)
+    return True  # psycopg: connection lost, server shutting down, disk full, timeouts
+
+
+def log_database_unavailable(request, exc) -> None:
+    """One server-side line with the request id and the traceback; the client sees only the envelope."""
+    current = request_context.current()
+    request_id = current.request_id if current else getattr(request, "request_id", None)
+    logger.error(
+        "Database unavailable in %s %s (request_id=%s): %s",
+        getattr(request, "method", "?"), getattr(request, "path", "?"), request_id, type(exc).__name__,
+        exc_info=(type(exc), exc, exc.__traceback__),
+        extra={"request_id": request_id},
+    )
 
 
 def error_body(
@@ -182,6 +223,13 @@ def exception_handler(exc, context):
         _record(exc, request, status_code, fields)
         return Response(body, status=status_code, headers=headers)
 
+    if database_unavailable(exc):
+        log_database_unavailable(request, exc)
+        set_rollback()
+        return Response(
+            error_body(503), status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
+        )
     view = context.get("view")
     current = request_context.current()
     logger.error(

@@ -13,12 +13,19 @@ from __future__ import annotations
 import logging
 from urllib.parse import unquote_plus
 
+from django.shortcuts import render
 from django.urls import Resolver404, resolve
 from django.utils import timezone
 
 import audit
 from api import conf, keys, services, versioning
-from api.errors import error_response, refusal_response
+from api.errors import (
+    UNAVAILABLE_RETRY_AFTER_SECONDS,
+    database_unavailable,
+    error_response,
+    log_database_unavailable,
+    refusal_response,
+)
 from api.exceptions import CredentialsInUrl, Gone, LengthRequired, PayloadTooLarge, UnsupportedContentType
 from api.refusals import record_refusal
 from core.middleware import is_api_request
@@ -167,7 +174,21 @@ class ApiRequestMiddleware:
         )
 
     def process_exception(self, request, exception):
-        """An exception no view turned into a response: the 500 envelope, one full log line."""
+        """An exception no view turned into a response: the 500 envelope, one full log line.
+
+        The database refusing work (``api.errors.database_unavailable``) is a 503 with
+        ``Retry-After`` everywhere, the envelope under ``/api/`` and a plain page elsewhere.
+        """
+        if database_unavailable(exception):
+            log_database_unavailable(request, exception)
+            headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)}
+            if is_api_request(request):
+                return error_response(503, headers=headers)
+            response = render(
+                request, "errors/503.html", {"request_id": getattr(request, "request_id", None)}, status=503
+            )
+            response["Retry-After"] = headers["Retry-After"]
+            return response
         if not is_api_request(request):
             return None
         request_id = getattr(request, "request_id", None)
