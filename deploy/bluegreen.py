@@ -66,6 +66,7 @@ class Stack:
         self.project = arguments.project
         self.timeout = arguments.timeout
         self.verbose = arguments.verbose
+        self.started = time.monotonic()
         self.environment = dict(os.environ)
         for path in arguments.env_file or []:
             self.environment.update(read_env_file(path))
@@ -83,10 +84,10 @@ class Stack:
     def run(self, command: list[str], *, environment: dict | None = None, timeout: float | None = None,
             check: bool = True) -> subprocess.CompletedProcess:  # fmt: skip
         if self.verbose:
-            print("+ " + " ".join(command[:12]), file=sys.stderr)
+            print(f"+ {time.monotonic() - self.started:7.2f} s  " + " ".join(command[:12]), file=sys.stderr)
         try:
             result = subprocess.run(  # noqa: S603 (the operator's own podman and podman-compose commands)
-                command, capture_output=True, text=True, env=environment or self.environment,
+                command, capture_output=True, text=True, env=environment or self.environment, stdin=subprocess.DEVNULL,
                 timeout=timeout or self.timeout, check=False,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
@@ -153,11 +154,6 @@ class Stack:
             time.sleep(2)
         raise Failure(f"gave up waiting {seconds or self.timeout:.0f} s for {what}")
 
-    def wait_for_exit(self, service: str) -> int:
-        name = self.require(service)
-        self.run([*self.podman, "wait", name], timeout=self.timeout)
-        return int(self.inspect(name)["State"]["ExitCode"])
-
     # --- the proxy's runtime API --------------------------------------------------------------
     def runtime(self, command: str) -> str:
         return self.run([*self.podman, "exec", self.require("proxy"), "haproxy-runtime", command]).stdout
@@ -189,10 +185,20 @@ class Stack:
 
     # --- the steps ----------------------------------------------------------------------------
     def migrate(self, image: str) -> None:
-        self.compose_up(["migrate"], images={"APP_IMAGE": image}, recreate=True)
-        status = self.wait_for_exit("migrate")
-        if status != 0:
-            raise Failure(f"the migration job with {image} exited {status} (podman logs {self.container('migrate')})")
+        """The migration job as a one-off container (``compose run --rm --no-deps migrate``).
+
+        Never ``up --force-recreate migrate``: podman-compose recreates a service's running
+        dependents with it, and every app container and the proxy depend on the migration job,
+        so that would stop and recreate the serving slot and the proxy (whose map then starts
+        over at ACTIVE_SLOT) in the middle of a deployment.
+        """
+        environment = {**self.environment, "APP_IMAGE": image}
+        result = self.run([*self.compose, "run", "--rm", "--no-deps", "migrate"], environment=environment,
+                          check=False)  # fmt: skip
+        if result.returncode != 0:
+            lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+            last = lines[-1][:300] if lines else ""
+            raise Failure(f"the migration job with {image} exited {result.returncode}: {last}")
 
     def slot_images(self) -> dict[str, str]:
         """BLUE_IMAGE and GREEN_IMAGE as the running slots have them, so recreating one keeps the other."""
@@ -214,7 +220,7 @@ class Stack:
         result = self.run(
             [*self.podman, "exec", self.require(slot_services(slot)[0]), "/app/deploy/container/entrypoint.sh",
              "manage", "record_deployment", "--kind", kind, "--from-revision", from_revision,
-             "--to-revision", to_revision],
+             "--to-revision", to_revision, "--tool", "bluegreen"],
             check=False,
         )  # fmt: skip
         if result.returncode != 0:
