@@ -30,9 +30,11 @@ one line on stderr and a non-zero status; nothing secret is printed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -62,7 +64,7 @@ class Stack:
     def __init__(self, arguments: argparse.Namespace):
         self.podman = shlex.split(arguments.podman)
         files = [item for path in (arguments.file or [DEPLOY_DIR / "compose.yaml"]) for item in ("-f", str(path))]
-        self.compose = [*shlex.split(arguments.compose), "-p", arguments.project, *files]
+        self.compose = [*shlex.split(arguments.compose or default_compose()), "-p", arguments.project, *files]
         self.project = arguments.project
         self.timeout = arguments.timeout
         self.verbose = arguments.verbose
@@ -242,6 +244,13 @@ class Stack:
         return seconds
 
 
+def default_compose() -> str:
+    """podman-compose on the PATH, else the one installed beside this interpreter (make venv's)."""
+    if shutil.which("podman-compose") is None and importlib.util.find_spec("podman_compose") is not None:
+        return f"{shlex.quote(sys.executable)} -m podman_compose"
+    return "podman-compose"
+
+
 def read_env_file(path: str) -> dict[str, str]:
     values = {}
     try:
@@ -329,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", default="ninaivalaigal", help="the compose project (default ninaivalaigal)")
     parser.add_argument("--env-file", action="append", help="NAME=VALUE lines added to the environment")
     parser.add_argument("--podman", default="podman", help="the podman command (default podman)")
-    parser.add_argument("--compose", default="podman-compose", help="the compose command (default podman-compose)")
+    parser.add_argument("--compose", help="the compose command (default podman-compose, from the PATH or else "
+                        "the one installed for this Python)")
     parser.add_argument("--timeout", type=float, default=300, help="longest wait of one step (s, default 300)")
     parser.add_argument("--verbose", action="store_true", help="print each command run")
     commands = parser.add_subparsers(dest="command", required=True)
