@@ -11,9 +11,12 @@ command, so a switch is atomic and drops no connection.
                                                  then the proxy once the web replicas are ready
     deploy/bluegreen.py deploy --image IMAGE     migrations with IMAGE, the idle slot on IMAGE, wait
                                                  for its /readyz, switch the proxy, drain the old slot
-                                                 (kept running for a rollback), record the deployment
+                                                 (kept running for a rollback), record the deployment,
+                                                 then workers and beat onto IMAGE one at a time
     deploy/bluegreen.py rollback                 switch back to the previous slot, in one command
-    deploy/bluegreen.py status                   the active slot and each slot's image and revision
+                                                 (then workers and beat back onto its image)
+    deploy/bluegreen.py status                   the active slot, each slot's image and revision, and
+                                                 the image workers and beat run
     deploy/bluegreen.py down                     stop and remove the stack and its volumes
 
 The images and secrets come from the environment, as deploy/compose.yaml reads them (APP_IMAGE,
@@ -217,6 +220,22 @@ class Stack:
         for service in slot_services(slot):
             self.wait(lambda service=service: self.healthy(service), f"{service}'s /readyz")
 
+    def move_shared(self, image: str) -> None:
+        """Workers and beat onto ``image`` (the active slot's), one at a time, once the proxy has switched.
+
+        Each is recreated alone (``up --no-deps --force-recreate``: nothing depends on them, so
+        compose touches nothing else) and must be running before the next one stops, so a worker
+        is always there; the web replicas' /readyz checks the workers' shared heartbeat, which a
+        restart does not make stale.
+        """
+        images = {**self.slot_images(), "APP_IMAGE": image}
+        for service in SHARED_SERVICES:
+            running = self.image_of(service)
+            if running and running[0] == image:
+                continue
+            self.compose_up([service], images=images, recreate=True)
+            self.wait(lambda service=service: self.healthy(service), f"{service} to run on {image}", 120)
+
     def record(self, kind: str, slot: str, from_revision: str, to_revision: str) -> None:
         """Record the deploy or rollback through the image's manage command in the new active slot."""
         result = self.run(
@@ -299,6 +318,8 @@ def command_deploy(stack: Stack, arguments) -> None:
     seconds = stack.switch(idle)
     print(f"switched the proxy from {active} to {idle} in {seconds * 1000:.1f} ms; {active} drained, kept for rollback")
     stack.record("deploy", idle, running[1], new_revision)
+    stack.move_shared(arguments.image)
+    print(f"workers and beat run {arguments.image}")
 
 
 def command_rollback(stack: Stack, arguments) -> None:
@@ -313,6 +334,8 @@ def command_rollback(stack: Stack, arguments) -> None:
     seconds = stack.switch(previous)
     print(f"rolled back: switched the proxy from {active} to {previous} in {seconds * 1000:.1f} ms")
     stack.record("rollback", previous, current[1] if current else "unknown", earlier[1])
+    stack.move_shared(earlier[0])
+    print(f"workers and beat run {earlier[0]}")
 
 
 def command_status(stack: Stack, arguments) -> None:
@@ -322,6 +345,9 @@ def command_status(stack: Stack, arguments) -> None:
         state = "active" if slot == active else "idle"
         image = f"{running[0]} ({running[1]})" if running else "not running"
         print(f"{slot}: {state}, {image}, up behind the proxy: {', '.join(stack.servers_up(slot)) or 'none'}")
+    for service in SHARED_SERVICES:
+        running = stack.image_of(service)
+        print(f"{service}: {f'{running[0]} ({running[1]})' if running else 'not running'}")
 
 
 def command_down(stack: Stack, arguments) -> None:

@@ -431,8 +431,7 @@ def _switch_ms(output: str) -> float:
 def test_blue_green_deploy_and_rollback_under_load_fail_no_request(stack, green_image):
     image, green_revision = green_image
     blue_revision = _revision(stack.environment["APP_IMAGE"])
-    blue_containers = {service: _container_id(stack, service) for service in (
-        "web-blue-1", "web-blue-2", "proxy", "worker-1", "worker-2", "beat")}  # fmt: skip
+    blue_containers = {service: _container_id(stack, service) for service in ("web-blue-1", "web-blue-2", "proxy")}
 
     deployed, deploy_load, deploy_started = _under_load(stack, "deploy", "--image", image)
     _assert_done_and_recorded(deployed, "deploy")
@@ -444,8 +443,11 @@ def test_blue_green_deploy_and_rollback_under_load_fail_no_request(stack, green_
     status = stack.tool("status").stdout
     assert f"green: active, {image} ({green_revision})" in status
     assert f"blue: idle, {stack.environment['APP_IMAGE']} ({blue_revision})" in status
-    # The deploy started green beside blue: the blue replicas, the proxy, the workers and beat are
-    # the very containers that ran before it (none stopped or recreated), and no migration container is left.
+    # The workers and beat moved to the new version after the switch (under the same load loop).
+    for service in ("worker-1", "worker-2", "beat"):
+        assert f"{service}: {image} ({green_revision})" in status, status
+    # The deploy started green beside blue: the blue replicas and the proxy are the very
+    # containers that ran before it (none stopped or recreated), and no migration container is left.
     assert {service: _container_id(stack, service) for service in blue_containers} == blue_containers
     assert not _containers(stack, "migrate")
 
@@ -456,6 +458,11 @@ def test_blue_green_deploy_and_rollback_under_load_fail_no_request(stack, green_
     assert {proxy(stack).request("GET", "/healthz")[0].getheader("X-Served-By") for _ in range(6)} <= {
         "web-blue-1", "web-blue-2"
     }  # fmt: skip
+    status = stack.tool("status").stdout
+    assert f"blue: active, {stack.environment['APP_IMAGE']} ({blue_revision})" in status
+    for service in ("worker-1", "worker-2", "beat"):
+        assert f"{service}: {stack.environment['APP_IMAGE']} ({blue_revision})" in status, status
+    assert {service: _container_id(stack, service) for service in blue_containers} == blue_containers
 
     for step, load, result in (("deploy", deploy_load, deployed), ("rollback", rollback_load, rolled)):
         sys.stderr.write(
