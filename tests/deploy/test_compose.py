@@ -12,7 +12,10 @@ deploys a green image of the same code with another revision label, and rolls it
 threads send requests through the proxy, and asserts none failed. Everything is torn down, even on
 failure.
 
-It runs once per ``make test``: in the PostgreSQL half only (the stack has its own PostgreSQL; the
+One test needs no container: it reads the compose file with podman-compose's own dependency code
+and checks that nothing the tool recreates has a dependent (which compose would recreate with it).
+
+The stack runs once per ``make test``: in the PostgreSQL half only (the stack has its own PostgreSQL; the
 SQLite half would only run it a second time). Skipped, with the reason, where podman cannot run.
 """
 
@@ -312,6 +315,26 @@ def test_no_secret_is_in_the_compose_file_or_the_environment_of_a_container(stac
                 assert line not in compose and line not in environment
     assert state["HostConfig"]["ReadonlyRootfs"] is True
     assert state["HostConfig"]["CapDrop"] and state["Config"]["User"] == "10001:10001"
+
+
+def test_recreating_a_web_slot_the_proxy_a_worker_or_beat_recreates_nothing_else():
+    """podman-compose recreates a service's running dependents (transitively) with it: no service
+    the tool recreates may have one, or a deploy would restart what serves. Read by podman-compose's
+    own dependency code; no container needed. The migration job has dependents, which is why the
+    tool runs it as a one-off container (``compose run --rm``) and never recreates it."""
+    import podman_compose
+    import yaml
+
+    services = yaml.safe_load((PROJECT_DIR / "deploy" / "compose.yaml").read_text())["services"]
+    services = {name: podman_compose.normalize_service(dict(service)) for name, service in services.items()}
+    podman_compose.flat_deps(services)
+
+    def dependents(name: str) -> set[str]:
+        return {dependency.name for dependency in services[name].get(podman_compose.DependField.DEPENDENTS, ())}
+
+    for name in ("web-blue-1", "web-blue-2", "web-green-1", "web-green-2", "proxy", "worker-1", "worker-2", "beat"):
+        assert dependents(name) == set(), name
+    assert {"web-blue-1", "worker-1", "beat"} <= dependents("migrate")
 
 
 # --- blue-green deployment and rollback ----------------------------------------------------------
