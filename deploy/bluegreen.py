@@ -11,9 +11,12 @@ command, so a switch is atomic and drops no connection.
                                                  then the proxy once the web replicas are ready
     deploy/bluegreen.py deploy --image IMAGE     migrations with IMAGE, the idle slot on IMAGE, wait
                                                  for its /readyz, switch the proxy, drain the old slot
-                                                 (kept running for a rollback), record the deployment
+                                                 (kept running for a rollback), record the deployment,
+                                                 then workers and beat onto IMAGE one at a time
     deploy/bluegreen.py rollback                 switch back to the previous slot, in one command
-    deploy/bluegreen.py status                   the active slot and each slot's image and revision
+                                                 (then workers and beat back onto its image)
+    deploy/bluegreen.py status                   the active slot, each slot's image and revision, and
+                                                 the image workers and beat run
     deploy/bluegreen.py down                     stop and remove the stack and its volumes
 
 The images and secrets come from the environment, as deploy/compose.yaml reads them (APP_IMAGE,
@@ -30,9 +33,11 @@ one line on stderr and a non-zero status; nothing secret is printed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -62,10 +67,11 @@ class Stack:
     def __init__(self, arguments: argparse.Namespace):
         self.podman = shlex.split(arguments.podman)
         files = [item for path in (arguments.file or [DEPLOY_DIR / "compose.yaml"]) for item in ("-f", str(path))]
-        self.compose = [*shlex.split(arguments.compose), "-p", arguments.project, *files]
+        self.compose = [*shlex.split(arguments.compose or default_compose()), "-p", arguments.project, *files]
         self.project = arguments.project
         self.timeout = arguments.timeout
         self.verbose = arguments.verbose
+        self.started = time.monotonic()
         self.environment = dict(os.environ)
         for path in arguments.env_file or []:
             self.environment.update(read_env_file(path))
@@ -83,10 +89,10 @@ class Stack:
     def run(self, command: list[str], *, environment: dict | None = None, timeout: float | None = None,
             check: bool = True) -> subprocess.CompletedProcess:  # fmt: skip
         if self.verbose:
-            print("+ " + " ".join(command[:12]), file=sys.stderr)
+            print(f"+ {time.monotonic() - self.started:7.2f} s  " + " ".join(command[:12]), file=sys.stderr)
         try:
             result = subprocess.run(  # noqa: S603 (the operator's own podman and podman-compose commands)
-                command, capture_output=True, text=True, env=environment or self.environment,
+                command, capture_output=True, text=True, env=environment or self.environment, stdin=subprocess.DEVNULL,
                 timeout=timeout or self.timeout, check=False,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
@@ -153,11 +159,6 @@ class Stack:
             time.sleep(2)
         raise Failure(f"gave up waiting {seconds or self.timeout:.0f} s for {what}")
 
-    def wait_for_exit(self, service: str) -> int:
-        name = self.require(service)
-        self.run([*self.podman, "wait", name], timeout=self.timeout)
-        return int(self.inspect(name)["State"]["ExitCode"])
-
     # --- the proxy's runtime API --------------------------------------------------------------
     def runtime(self, command: str) -> str:
         return self.run([*self.podman, "exec", self.require("proxy"), "haproxy-runtime", command]).stdout
@@ -189,10 +190,20 @@ class Stack:
 
     # --- the steps ----------------------------------------------------------------------------
     def migrate(self, image: str) -> None:
-        self.compose_up(["migrate"], images={"APP_IMAGE": image}, recreate=True)
-        status = self.wait_for_exit("migrate")
-        if status != 0:
-            raise Failure(f"the migration job with {image} exited {status} (podman logs {self.container('migrate')})")
+        """The migration job as a one-off container (``compose run --rm --no-deps migrate``).
+
+        Never ``up --force-recreate migrate``: podman-compose recreates a service's running
+        dependents with it, and every app container and the proxy depend on the migration job,
+        so that would stop and recreate the serving slot and the proxy (whose map then starts
+        over at ACTIVE_SLOT) in the middle of a deployment.
+        """
+        environment = {**self.environment, "APP_IMAGE": image}
+        result = self.run([*self.compose, "run", "--rm", "--no-deps", "migrate"], environment=environment,
+                          check=False)  # fmt: skip
+        if result.returncode != 0:
+            lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+            last = lines[-1][:300] if lines else ""
+            raise Failure(f"the migration job with {image} exited {result.returncode}: {last}")
 
     def slot_images(self) -> dict[str, str]:
         """BLUE_IMAGE and GREEN_IMAGE as the running slots have them, so recreating one keeps the other."""
@@ -209,12 +220,28 @@ class Stack:
         for service in slot_services(slot):
             self.wait(lambda service=service: self.healthy(service), f"{service}'s /readyz")
 
+    def move_shared(self, image: str) -> None:
+        """Workers and beat onto ``image`` (the active slot's), one at a time, once the proxy has switched.
+
+        Each is recreated alone (``up --no-deps --force-recreate``: nothing depends on them, so
+        compose touches nothing else) and must be running before the next one stops, so a worker
+        is always there; the web replicas' /readyz checks the workers' shared heartbeat, which a
+        restart does not make stale.
+        """
+        images = {**self.slot_images(), "APP_IMAGE": image}
+        for service in SHARED_SERVICES:
+            running = self.image_of(service)
+            if running and running[0] == image:
+                continue
+            self.compose_up([service], images=images, recreate=True)
+            self.wait(lambda service=service: self.healthy(service), f"{service} to run on {image}", 120)
+
     def record(self, kind: str, slot: str, from_revision: str, to_revision: str) -> None:
         """Record the deploy or rollback through the image's manage command in the new active slot."""
         result = self.run(
             [*self.podman, "exec", self.require(slot_services(slot)[0]), "/app/deploy/container/entrypoint.sh",
              "manage", "record_deployment", "--kind", kind, "--from-revision", from_revision,
-             "--to-revision", to_revision],
+             "--to-revision", to_revision, "--tool", "bluegreen"],
             check=False,
         )  # fmt: skip
         if result.returncode != 0:
@@ -234,6 +261,13 @@ class Stack:
         # Requests already on the old slot finish; it receives no new ones and stays running.
         self.set_slot_state(other(to_slot), "drain")
         return seconds
+
+
+def default_compose() -> str:
+    """podman-compose on the PATH, else the one installed beside this interpreter (make venv's)."""
+    if shutil.which("podman-compose") is None and importlib.util.find_spec("podman_compose") is not None:
+        return f"{shlex.quote(sys.executable)} -m podman_compose"
+    return "podman-compose"
 
 
 def read_env_file(path: str) -> dict[str, str]:
@@ -284,6 +318,8 @@ def command_deploy(stack: Stack, arguments) -> None:
     seconds = stack.switch(idle)
     print(f"switched the proxy from {active} to {idle} in {seconds * 1000:.1f} ms; {active} drained, kept for rollback")
     stack.record("deploy", idle, running[1], new_revision)
+    stack.move_shared(arguments.image)
+    print(f"workers and beat run {arguments.image}")
 
 
 def command_rollback(stack: Stack, arguments) -> None:
@@ -298,6 +334,8 @@ def command_rollback(stack: Stack, arguments) -> None:
     seconds = stack.switch(previous)
     print(f"rolled back: switched the proxy from {active} to {previous} in {seconds * 1000:.1f} ms")
     stack.record("rollback", previous, current[1] if current else "unknown", earlier[1])
+    stack.move_shared(earlier[0])
+    print(f"workers and beat run {earlier[0]}")
 
 
 def command_status(stack: Stack, arguments) -> None:
@@ -307,6 +345,9 @@ def command_status(stack: Stack, arguments) -> None:
         state = "active" if slot == active else "idle"
         image = f"{running[0]} ({running[1]})" if running else "not running"
         print(f"{slot}: {state}, {image}, up behind the proxy: {', '.join(stack.servers_up(slot)) or 'none'}")
+    for service in SHARED_SERVICES:
+        running = stack.image_of(service)
+        print(f"{service}: {f'{running[0]} ({running[1]})' if running else 'not running'}")
 
 
 def command_down(stack: Stack, arguments) -> None:
@@ -323,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", default="ninaivalaigal", help="the compose project (default ninaivalaigal)")
     parser.add_argument("--env-file", action="append", help="NAME=VALUE lines added to the environment")
     parser.add_argument("--podman", default="podman", help="the podman command (default podman)")
-    parser.add_argument("--compose", default="podman-compose", help="the compose command (default podman-compose)")
+    parser.add_argument("--compose", help="the compose command (default podman-compose, from the PATH or else "
+                        "the one installed for this Python)")
     parser.add_argument("--timeout", type=float, default=300, help="longest wait of one step (s, default 300)")
     parser.add_argument("--verbose", action="store_true", help="print each command run")
     commands = parser.add_subparsers(dest="command", required=True)
