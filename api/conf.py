@@ -29,6 +29,10 @@ DEFAULTS = {
     # --- Signed requests ---
     # Accepted difference from the server clock, either way (seconds).
     "API_SIGNATURE_MAX_SKEW_SECONDS": 300,
+    # Used nonces are kept at least this long, and never less than twice the skew: a server clock
+    # stepped back by up to this much (less one window) still meets the nonces of requests it
+    # already accepted, so a replay is refused (seconds).
+    "API_SIGNATURE_NONCE_RETENTION_SECONDS": 2 * 60 * 60,
     # Where used nonces are kept: "database" or "cache" (only when the API cache is Redis).
     "API_SIGNATURE_NONCE_STORE": "database",
     # --- Request limits ---

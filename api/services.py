@@ -406,12 +406,12 @@ def request_nonce_consume(*, api_key: ApiKey, nonce: str, now: datetime.datetime
     memory would let a replay through on any other worker.
     """
     now = now or timezone.now()
-    window = conf.get("API_SIGNATURE_MAX_SKEW_SECONDS")
     if conf.get("API_SIGNATURE_NONCE_STORE") == "cache":
         from django.core.cache import caches
 
-        # Kept twice the window: a timestamp may be up to one window old or ahead.
-        return caches[conf.get("API_CACHE_ALIAS")].add(f"api:nonce:{api_key.pk}:{nonce}", 1, timeout=2 * window + 1)
+        return caches[conf.get("API_CACHE_ALIAS")].add(
+            f"api:nonce:{api_key.pk}:{nonce}", 1, timeout=nonce_retention_seconds() + 1
+        )
     try:
         with transaction.atomic():
             RequestNonce.objects.create(api_key=api_key, nonce=nonce, seen_at=now)
@@ -422,10 +422,17 @@ def request_nonce_consume(*, api_key: ApiKey, nonce: str, now: datetime.datetime
     return True
 
 
+def nonce_retention_seconds() -> int:
+    """How long a used nonce is kept: twice the window (a timestamp may be a window old or ahead),
+    or ``API_SIGNATURE_NONCE_RETENTION_SECONDS`` if longer, so that a server clock stepped back
+    (after running ahead) still finds the nonces of requests it accepted."""
+    return max(2 * conf.get("API_SIGNATURE_MAX_SKEW_SECONDS"), conf.get("API_SIGNATURE_NONCE_RETENTION_SECONDS"))
+
+
 def request_nonces_purge(*, now: datetime.datetime | None = None) -> int:
-    """Delete nonces older than twice the signature window (they can no longer be replayed)."""
+    """Delete nonces older than ``nonce_retention_seconds()``: they can no longer be replayed."""
     now = now or timezone.now()
-    horizon = now - datetime.timedelta(seconds=2 * conf.get("API_SIGNATURE_MAX_SKEW_SECONDS"))
+    horizon = now - datetime.timedelta(seconds=nonce_retention_seconds())
     deleted, _ = RequestNonce.objects.filter(seen_at__lt=horizon).delete()
     return deleted
 

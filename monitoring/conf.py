@@ -132,6 +132,9 @@ DEFAULTS = {
     # Outbox retries back off exponentially from the base up to the cap; never dropped (seconds; seconds).
     "MONITORING_NOTIFICATION_RETRY_BASE_SECONDS": 30,
     "MONITORING_NOTIFICATION_RETRY_MAX_SECONDS": 3600,
+    # A delivery claimed this long ago by a worker that never finished is due again: at-least-once,
+    # so receivers deduplicate on the delivery id (seconds).
+    "MONITORING_NOTIFICATION_CLAIM_TIMEOUT_SECONDS": 300,
     # Per destination at most this many deliveries per window; the rest wait (deliveries; seconds).
     "MONITORING_NOTIFICATION_RATE_LIMIT": 20,
     "MONITORING_NOTIFICATION_RATE_WINDOW_SECONDS": 600,

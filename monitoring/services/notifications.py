@@ -40,7 +40,6 @@ from monitoring.models import (
 
 logger = logging.getLogger("monitoring.notifications")
 
-CLAIM_TIMEOUT = datetime.timedelta(minutes=5)
 EMAIL_TIMEOUT_SECONDS = 30
 USER_AGENT = "Ninaivalaigal-Webhook/1"
 
@@ -169,10 +168,11 @@ def schedule_delivery_after_commit() -> None:
 
 # --- delivering ------------------------------------------------------------------------------
 def _claim(now: datetime.datetime, limit: int) -> list[Notification]:
+    abandoned = now - conf.seconds("MONITORING_NOTIFICATION_CLAIM_TIMEOUT_SECONDS")
     with transaction.atomic():
         due = Notification.objects.filter(
             Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now)
-            | Q(status=NotificationStatus.SENDING, claimed_at__lt=now - CLAIM_TIMEOUT)
+            | Q(status=NotificationStatus.SENDING, claimed_at__lt=abandoned)
         ).order_by("next_attempt_at", "id")
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)

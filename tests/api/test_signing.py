@@ -225,10 +225,20 @@ def test_old_nonces_are_purged(alice, issue_key, time_machine):
     time_machine.move_to(timezone.now(), tick=False)
     issued = issue_key(alice)
     services.request_nonce_consume(api_key=issued.api_key, nonce="old-nonce-000001")
-    time_machine.shift(601)
+    time_machine.shift(2 * 60 * 60 - 1)  # kept 2 h (API_SIGNATURE_NONCE_RETENTION_SECONDS): not yet
+    assert services.request_nonces_purge() == 0
+    time_machine.shift(2)
     services.request_nonce_consume(api_key=issued.api_key, nonce="new-nonce-000001")
     assert services.request_nonces_purge() == 1
     assert list(RequestNonce.objects.values_list("nonce", flat=True)) == ["new-nonce-000001"]
+
+
+def test_nonces_are_kept_twice_the_window_when_that_is_longer_than_the_retention(settings):
+    settings.API_SIGNATURE_NONCE_RETENTION_SECONDS = 60
+    settings.API_SIGNATURE_MAX_SKEW_SECONDS = 300
+    assert services.nonce_retention_seconds() == 600
+    settings.API_SIGNATURE_NONCE_RETENTION_SECONDS = 7200
+    assert services.nonce_retention_seconds() == 7200
 
 
 # --- the reference client and the server agree on the canonical form -------------------------

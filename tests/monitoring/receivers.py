@@ -23,6 +23,10 @@ class WebhookReceiver:
         self.port = port
         self.received: list[dict] = []
         self.status_override: int | None = None
+        # When set, the first request is kept unanswered until ``release`` is set (a slow receiver).
+        self.hold_first = False
+        self.first_arrived = threading.Event()
+        self.release = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -51,6 +55,9 @@ class WebhookReceiver:
                         "verified": verified,
                     }
                 )
+                if receiver.hold_first and len(receiver.received) == 1:
+                    receiver.first_arrived.set()
+                    receiver.release.wait(timeout=60)
                 status = receiver.status_override or (204 if verified else 401)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
