@@ -23,7 +23,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from accounts.selectors import locked_account_list, mfa_adoption_counts
+from accounts.selectors import locked_account_list, may_unlock_accounts, mfa_adoption_counts
 from audit.actions import Action, Outcome
 from audit.heads import last_published_head
 from audit.models import AuditEvent
@@ -349,6 +349,7 @@ def dashboard_view(request, sections: Mapping[str, Section] | None = None):
         "dashboard": dashboard_context(now=now, sections=sections),
         "apps_link": _link("admin-apps"),
         "unlock_link": _link("admin-account-unlock"),
-        "can_unlock": request.user.has_perm("accounts.view_failurecounter"),
+        # The button only for whoever the unlock view lets through; the auditor sees the locks only.
+        "can_unlock": may_unlock_accounts(request.user),
     }
     return TemplateResponse(request, "monitoring/dashboard.html", context)

@@ -4,15 +4,19 @@ bounded queries, and the idempotent rollup behind it."""
 from __future__ import annotations
 
 import datetime
+import importlib
 import re
 
 import pytest
+from django.apps import apps as global_apps
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 import audit
+from accounts import roles
 from accounts.models import FailureCounter
 from accounts.services.sessions import REAUTHENTICATED_AT_KEY
 from accounts.testing import login_with_mfa
@@ -24,6 +28,7 @@ from tests.monitoring.conftest import bulk, events_of, record
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "correct horse battery staple"
+ROLE_MIGRATION = importlib.import_module("accounts.migrations.0004_security_roles")
 
 
 @pytest.fixture
@@ -177,6 +182,29 @@ def test_unlock_refuses_staff_without_the_permission(make_user):
     response = client.post(reverse("admin-account-unlock"), {"username": "victim"})
     assert response.status_code == 403
     assert events_of(audit.Action.ACCOUNT_UNLOCKED) == []
+
+
+@pytest.mark.parametrize(
+    ("role", "offered"), [(roles.SECURITY_AUDITOR, False), (roles.SECURITY_ADMINISTRATOR, True)]
+)
+def test_the_unlock_button_is_offered_only_to_whoever_may_unlock(role, offered, make_user):
+    """Both roles see the locked account; only the administrator, who may unlock, gets the button."""
+    ROLE_MIGRATION.create_roles(global_apps, None)
+    member = make_user(f"member-{role.split()[-1]}", is_staff=True)
+    member.groups.add(Group.objects.get(name=role))
+    client = Client()
+    login_with_mfa(client, member)
+    make_user("victim")
+    _lock("victim")
+
+    locked = section(client.get("/admin/").content.decode(), "locked")
+    assert "Locked accounts: 1" in locked and "victim" in locked
+    assert ("Unlock victim" in locked) is offered
+    assert (reverse("admin-account-unlock") in locked) is offered
+    # What the button would do is what the page promised: the view agrees with the template.
+    response = client.post(reverse("admin-account-unlock"), {"username": "victim"})
+    assert response.status_code == (302 if offered else 403)
+    assert FailureCounter.objects.filter(username="victim", locked_until__gt=timezone.now()).exists() is not offered
 
 
 def test_query_count_is_bounded_and_does_not_grow_with_events(console, django_assert_max_num_queries):
