@@ -57,6 +57,22 @@ CHART_SERIES = (
 ADMIN_ACTIONS = (Action.ADMIN_ADDED, Action.ADMIN_CHANGED, Action.ADMIN_DELETED)
 
 Section = Callable[[datetime.datetime], object]
+# Each section is shown only to whoever may see what it shows (its source's view permission), so
+# staff in no security role see an empty console (docs/PERMISSIONS.md); both roles see every part.
+SECTION_PERMISSIONS = {
+    "metrics": "monitoring.view_report",  # the daily report's own figures
+    "alerts": "monitoring.view_alert",
+    "locked": "accounts.view_failurecounter",
+    "charts": "audit.view_auditevent",
+    "top": "audit.view_auditevent",
+    "api-keys": "api.view_apikey",
+    "audit-chain": "audit.view_auditevent",
+    "backup": "audit.view_auditevent",
+    "key-rings": "encryption.view_key_usage",
+    "security-gate": "monitoring.view_report",
+    "deployments": "audit.view_auditevent",
+    "jobs": "monitoring.view_jobrun",
+}
 
 
 def _percent(part: float, whole: float) -> float | None:
@@ -343,9 +359,12 @@ def dashboard_context(*, now: datetime.datetime, sections: Mapping[str, Section]
 def dashboard_view(request, sections: Mapping[str, Section] | None = None):
     """The console's home page. Mounted behind ``admin.site.admin_view`` (staff who passed MFA)."""
     now = timezone.now()
+    may = {name.replace("-", "_"): request.user.has_perm(perm) for name, perm in SECTION_PERMISSIONS.items()}
     context = {
         **admin.site.each_context(request),
         "title": "Security dashboard",
+        "may": may,
+        "may_see_any": any(may.values()),
         "dashboard": dashboard_context(now=now, sections=sections),
         "apps_link": _link("admin-apps"),
         "unlock_link": _link("admin-account-unlock"),

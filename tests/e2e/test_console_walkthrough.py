@@ -97,11 +97,11 @@ def _current_code(key: bytes) -> str:
 
 
 def test_an_administrator_walks_the_console_from_an_alert_to_an_export(browser, live_server, tmp_path):
+    started = timezone.now().replace(microsecond=0) - datetime.timedelta(minutes=1)
     root, key, backup_codes, target = _world()
     tracked = TrackedSession.objects.get(user=target, ended_at__isnull=True)
     assert FailureCounter.objects.filter(username="casey", locked_until__gt=timezone.now()).exists()
     alert = Alert.objects.get(detector="lockout", subject="casey")
-    started = timezone.now().replace(microsecond=0) - datetime.timedelta(minutes=1)
 
     context = browser.new_context(viewport={"width": 1366, "height": 768}, accept_downloads=True)
     page = context.new_page()

@@ -10,7 +10,7 @@ import re
 import pytest
 from django.apps import apps as global_apps
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -182,6 +182,40 @@ def test_unlock_refuses_staff_without_the_permission(make_user):
     response = client.post(reverse("admin-account-unlock"), {"username": "victim"})
     assert response.status_code == 403
     assert events_of(audit.Action.ACCOUNT_UNLOCKED) == []
+
+
+SECTIONS = ("metrics", "alerts", "locked", "charts", "top", "api-keys", "audit-chain", "backup", "key-rings",
+            "security-gate", "deployments", "jobs")
+
+
+def _sections_shown(client) -> set[str]:
+    return set(re.findall(r'<section[^>]*id="dash-([a-z-]+)"', client.get("/admin/").content.decode()))
+
+
+@pytest.mark.parametrize("role", [roles.SECURITY_AUDITOR, roles.SECURITY_ADMINISTRATOR])
+def test_both_security_roles_see_every_section(role, make_user):
+    ROLE_MIGRATION.create_roles(global_apps, None)
+    member = make_user("member", is_staff=True)
+    member.groups.add(Group.objects.get(name=role))
+    client = Client()
+    login_with_mfa(client, member)
+    assert _sections_shown(client) == set(SECTIONS)
+
+
+def test_staff_in_no_role_see_no_section_and_each_permission_opens_its_own(make_user):
+    """Staff in neither role see an empty console (docs/PERMISSIONS.md): no alert, lock, key or job."""
+    make_user("victim")
+    _lock("victim")
+    staffer = make_user("staffer", is_staff=True)
+    client = Client()
+    login_with_mfa(client, staffer)
+    html = client.get("/admin/").content.decode()
+    assert _sections_shown(client) == set()
+    assert "victim" not in html and "Open alerts" not in html
+    assert "No part of the security dashboard is open to your account" in html
+
+    staffer.user_permissions.add(Permission.objects.get(codename="view_alert", content_type__app_label="monitoring"))
+    assert _sections_shown(client) == {"alerts"}
 
 
 @pytest.mark.parametrize(
