@@ -23,7 +23,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from accounts.selectors import locked_account_list, may_unlock_accounts, mfa_adoption_counts
+from accounts.selectors import locked_account_list, may_unlock_accounts, mfa_adoption_counts, user_ids_by_username
 from audit.actions import Action, Outcome
 from audit.heads import last_published_head
 from audit.models import AuditEvent
@@ -34,6 +34,7 @@ from monitoring.models import ACTIVE_STATUSES, Alert, DailySecurityCount, Securi
 from monitoring.security_gate import security_gate_result
 from monitoring.selectors import deployment_list, job_status_list, open_alert_counts
 from monitoring.services.rollup import FAILED_LOGINS_SNAPSHOT, OBSERVED_ADMIN_LOG
+from monitoring.subjects import user_security_link
 
 DAYS = 14  # the period of the charts and of the success metrics (days)
 NEWEST_ALERTS = 5  # open alerts listed under the counts
@@ -330,6 +331,15 @@ def dashboard_context(*, now: datetime.datetime, sections: Mapping[str, Section]
         charts.append(daily_count_chart(key=key, title=title, series=series, pattern=pattern))
 
     snapshot = SecuritySnapshot.objects.filter(name=FAILED_LOGINS_SNAPSHOT).first()
+    top_accounts = [dict(row) for row in snapshot.data.get("accounts", [])] if snapshot else []
+    locked = locked_account_list(now=now, limit=LOCKED_ACCOUNTS_SHOWN)
+    # Each account named here links to its user's security page (one query for all of them).
+    named = [row["username"] for row in locked["accounts"]] + [row.get("account") for row in top_accounts]
+    user_ids = user_ids_by_username(named)
+    for row in locked["accounts"]:
+        row["link"] = user_security_link(user_ids.get(row["username"]))
+    for row in top_accounts:
+        row["link"] = user_security_link(user_ids.get(row.get("account")))
     return {
         "now": now,
         "days": DAYS,
@@ -340,9 +350,9 @@ def dashboard_context(*, now: datetime.datetime, sections: Mapping[str, Section]
         "top": {
             "computed_at": snapshot.computed_at if snapshot else None,
             "ips": snapshot.data.get("ips", []) if snapshot else [],
-            "accounts": snapshot.data.get("accounts", []) if snapshot else [],
+            "accounts": top_accounts,
         },
-        "locked": locked_account_list(now=now, limit=LOCKED_ACCOUNTS_SHOWN),
+        "locked": locked,
         "api_keys": _section(sections, "api_keys", now),
         "key_rings": _section(sections, "key_rings", now),
         "audit_chain": _audit_chain(now=now, jobs=jobs),
