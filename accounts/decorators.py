@@ -39,6 +39,22 @@ def step_up_required(view):
     return wrapped
 
 
+def step_up_required_to_change(view):
+    """Like ``step_up_required``, for the POSTs of a page that anyone with the permission may read.
+
+    Reading stays free; a change (any method but GET and HEAD) on a stale session is sent to
+    re-authenticate and comes back to the page as a GET, so the POST is never replayed.
+    """
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if request.method not in ("GET", "HEAD") and request.user.is_authenticated and not step_up_is_fresh(request):
+            return step_up_redirect(request, next_url=request.path)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
 class _CsrfCheck(CsrfViewMiddleware):
     """Django's CSRF check, returning the reason instead of the failure view."""
 

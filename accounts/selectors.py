@@ -15,6 +15,7 @@ from django_otp import device_classes
 
 from accounts import conf
 from accounts.models import BackupCode, FailureCounter, TOTPDevice, TrackedSession
+from accounts.roles import UNLOCK_PERMISSION
 from accounts.services.sessions import REAUTHENTICATED_AT_KEY, TRACKED_SESSION_KEY
 
 
@@ -117,6 +118,11 @@ def mfa_adoption_counts() -> dict[str, int]:
 def tracked_session_active_count() -> int:
     """Tracked sessions not yet ended."""
     return TrackedSession.objects.filter(ended_at__isnull=True).count()
+
+
+def may_unlock_accounts(user) -> bool:
+    """Whether ``user`` may clear lockout counters (``accounts.unlock_user``): seeing them is not enough."""
+    return user.has_perm(UNLOCK_PERMISSION)
 
 
 def locked_account_list(*, now: datetime.datetime, limit: int = 20) -> dict:

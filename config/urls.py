@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from accounts import admin_views as accounts_admin_views
+from accounts.decorators import step_up_required_to_change
 from accounts.models import User
 from accounts.views.account import home_view
 from api import views as api_views
@@ -17,8 +18,14 @@ from monitoring import views as health_views
 urlpatterns = [
     # "/": staff to the console, everyone else to their account page (a visitor signs in first).
     path("", home_view, name="home"),
-    # A console page of the encryption app (key usage, rotation), behind the admin's MFA check.
-    path("admin/encryption/keys/", admin.site.admin_view(encryption_admin_views.key_ring_view), name="encryption-keys"),
+    # A console page of the encryption app (key usage, rotation), behind the admin's MFA check;
+    # starting a rotation needs a fresh sign-in like the console's other security operations
+    # (encryption may not import accounts, so the top floor adds the step-up).
+    path(
+        "admin/encryption/keys/",
+        admin.site.admin_view(step_up_required_to_change(encryption_admin_views.key_ring_view)),
+        name="encryption-keys",
+    ),
     # The console's home is the security dashboard (monitoring), with the sections of the apps
     # monitoring may not read; reverse("admin:index") is this same /admin/, so every "Home" leads
     # here. Django's list of apps and models moves to /admin/apps/.

@@ -25,10 +25,17 @@ control_socket_disable = True
 
 # Loopback unless told otherwise: a deployment puts a reverse proxy (TLS) in front.
 bind = [address.strip() for address in os.environ.get("WEB_BIND", "127.0.0.1:8000").split(",") if address.strip()]
-# Synchronous workers, gunicorn's advice of 2 x CPUs + 1.
+# Threaded workers: gunicorn's advice of 2 x CPUs + 1 processes, each answering WEB_THREADS
+# requests at once. Not the synchronous worker: its heartbeat to the master stops while it
+# answers, so a response that streams longer than the timeout (the audit explorer's export of a
+# million events takes about a minute) is killed halfway. A threaded worker's main loop keeps
+# beating while its threads stream (tests/deploy/test_gunicorn.py proves both). What bounds a
+# request now is the database's statement timeout and the reverse proxy's, not the worker's.
+worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * _cpu_count() + 1)
-# A worker silent this long is killed and replaced; on SIGTERM or SIGHUP workers get this long
-# to finish their requests (seconds).
+threads = int(os.environ.get("WEB_THREADS", "4"))
+# A worker process silent this long (its main loop stuck, not one slow request) is killed and
+# replaced; on SIGTERM or SIGHUP workers get this long to finish their requests (seconds).
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "30"))
 # gunicorn does not count what sendfile() sends: the access log would say 0 bytes for every

@@ -23,7 +23,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from accounts.selectors import locked_account_list, mfa_adoption_counts
+from accounts.selectors import locked_account_list, may_unlock_accounts, mfa_adoption_counts, user_ids_by_username
 from audit.actions import Action, Outcome
 from audit.heads import last_published_head
 from audit.models import AuditEvent
@@ -34,6 +34,7 @@ from monitoring.models import ACTIVE_STATUSES, Alert, DailySecurityCount, Securi
 from monitoring.security_gate import security_gate_result
 from monitoring.selectors import deployment_list, job_status_list, open_alert_counts
 from monitoring.services.rollup import FAILED_LOGINS_SNAPSHOT, OBSERVED_ADMIN_LOG
+from monitoring.subjects import user_security_link
 
 DAYS = 14  # the period of the charts and of the success metrics (days)
 NEWEST_ALERTS = 5  # open alerts listed under the counts
@@ -57,6 +58,22 @@ CHART_SERIES = (
 ADMIN_ACTIONS = (Action.ADMIN_ADDED, Action.ADMIN_CHANGED, Action.ADMIN_DELETED)
 
 Section = Callable[[datetime.datetime], object]
+# Each section is shown only to whoever may see what it shows (its source's view permission), so
+# staff in no security role see an empty console (docs/PERMISSIONS.md); both roles see every part.
+SECTION_PERMISSIONS = {
+    "metrics": "monitoring.view_report",  # the daily report's own figures
+    "alerts": "monitoring.view_alert",
+    "locked": "accounts.view_failurecounter",
+    "charts": "audit.view_auditevent",
+    "top": "audit.view_auditevent",
+    "api-keys": "api.view_apikey",
+    "audit-chain": "audit.view_auditevent",
+    "backup": "audit.view_auditevent",
+    "key-rings": "encryption.view_key_usage",
+    "security-gate": "monitoring.view_report",
+    "deployments": "audit.view_auditevent",
+    "jobs": "monitoring.view_jobrun",
+}
 
 
 def _percent(part: float, whole: float) -> float | None:
@@ -314,6 +331,15 @@ def dashboard_context(*, now: datetime.datetime, sections: Mapping[str, Section]
         charts.append(daily_count_chart(key=key, title=title, series=series, pattern=pattern))
 
     snapshot = SecuritySnapshot.objects.filter(name=FAILED_LOGINS_SNAPSHOT).first()
+    top_accounts = [dict(row) for row in snapshot.data.get("accounts", [])] if snapshot else []
+    locked = locked_account_list(now=now, limit=LOCKED_ACCOUNTS_SHOWN)
+    # Each account named here links to its user's security page (one query for all of them).
+    named = [row["username"] for row in locked["accounts"]] + [row.get("account") for row in top_accounts]
+    user_ids = user_ids_by_username(named)
+    for row in locked["accounts"]:
+        row["link"] = user_security_link(user_ids.get(row["username"]))
+    for row in top_accounts:
+        row["link"] = user_security_link(user_ids.get(row.get("account")))
     return {
         "now": now,
         "days": DAYS,
@@ -324,9 +350,9 @@ def dashboard_context(*, now: datetime.datetime, sections: Mapping[str, Section]
         "top": {
             "computed_at": snapshot.computed_at if snapshot else None,
             "ips": snapshot.data.get("ips", []) if snapshot else [],
-            "accounts": snapshot.data.get("accounts", []) if snapshot else [],
+            "accounts": top_accounts,
         },
-        "locked": locked_account_list(now=now, limit=LOCKED_ACCOUNTS_SHOWN),
+        "locked": locked,
         "api_keys": _section(sections, "api_keys", now),
         "key_rings": _section(sections, "key_rings", now),
         "audit_chain": _audit_chain(now=now, jobs=jobs),
@@ -343,12 +369,16 @@ def dashboard_context(*, now: datetime.datetime, sections: Mapping[str, Section]
 def dashboard_view(request, sections: Mapping[str, Section] | None = None):
     """The console's home page. Mounted behind ``admin.site.admin_view`` (staff who passed MFA)."""
     now = timezone.now()
+    may = {name.replace("-", "_"): request.user.has_perm(perm) for name, perm in SECTION_PERMISSIONS.items()}
     context = {
         **admin.site.each_context(request),
         "title": "Security dashboard",
+        "may": may,
+        "may_see_any": any(may.values()),
         "dashboard": dashboard_context(now=now, sections=sections),
         "apps_link": _link("admin-apps"),
         "unlock_link": _link("admin-account-unlock"),
-        "can_unlock": request.user.has_perm("accounts.view_failurecounter"),
+        # The button only for whoever the unlock view lets through; the auditor sees the locks only.
+        "can_unlock": may_unlock_accounts(request.user),
     }
     return TemplateResponse(request, "monitoring/dashboard.html", context)

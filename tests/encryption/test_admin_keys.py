@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
 
+from accounts.services.sessions import REAUTHENTICATED_AT_KEY
 from accounts.testing import login_with_mfa
 from audit.models import AuditEvent
 
@@ -32,6 +37,19 @@ def test_a_superuser_sees_rows_per_key_and_starts_a_rotation_that_is_audited(sup
         ("system.key_rotation_finished", "keeper"),
         ("system.key_rotation_started", "keeper"),
     ]
+
+
+def test_starting_a_rotation_needs_a_fresh_sign_in_and_the_post_is_not_replayed(superuser):
+    client = Client()
+    login_with_mfa(client, superuser)
+    session = client.session
+    session[REAUTHENTICATED_AT_KEY] = timezone.now().timestamp() - 3600
+    session.save()
+    assert client.get(URL).status_code == 200  # reading needs no step-up
+    refused = client.post(URL)
+    assert refused.status_code == 302
+    assert refused["Location"] == f"{reverse('accounts:reauthenticate')}?{urlencode({'next': URL})}"
+    assert not AuditEvent.objects.filter(action="system.key_rotation_started").exists()
 
 
 def test_staff_who_are_not_superusers_are_refused(django_user_model):

@@ -4,15 +4,19 @@ bounded queries, and the idempotent rollup behind it."""
 from __future__ import annotations
 
 import datetime
+import importlib
 import re
 
 import pytest
+from django.apps import apps as global_apps
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 import audit
+from accounts import roles
 from accounts.models import FailureCounter
 from accounts.services.sessions import REAUTHENTICATED_AT_KEY
 from accounts.testing import login_with_mfa
@@ -24,6 +28,7 @@ from tests.monitoring.conftest import bulk, events_of, record
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "correct horse battery staple"
+ROLE_MIGRATION = importlib.import_module("accounts.migrations.0004_security_roles")
 
 
 @pytest.fixture
@@ -91,6 +96,10 @@ def test_dashboard_shows_every_section_with_real_data(console, make_user):
 
     top = section(html, "top")
     assert "198.51.100.7" in top and "victim" in top
+    # Every account the dashboard names leads to its user's security page.
+    security_page = reverse("admin:accounts_user_security", args=[victim.pk])
+    assert f'<a href="{security_page}">victim</a>' in top
+    assert f'<a href="{security_page}">victim</a>' in section(html, "locked")
 
     locked = section(html, "locked")
     assert "Locked accounts: 1" in locked
@@ -179,6 +188,63 @@ def test_unlock_refuses_staff_without_the_permission(make_user):
     assert events_of(audit.Action.ACCOUNT_UNLOCKED) == []
 
 
+SECTIONS = ("metrics", "alerts", "locked", "charts", "top", "api-keys", "audit-chain", "backup", "key-rings",
+            "security-gate", "deployments", "jobs")
+
+
+def _sections_shown(client) -> set[str]:
+    return set(re.findall(r'<section[^>]*id="dash-([a-z-]+)"', client.get("/admin/").content.decode()))
+
+
+@pytest.mark.parametrize("role", [roles.SECURITY_AUDITOR, roles.SECURITY_ADMINISTRATOR])
+def test_both_security_roles_see_every_section(role, make_user):
+    ROLE_MIGRATION.create_roles(global_apps, None)
+    member = make_user("member", is_staff=True)
+    member.groups.add(Group.objects.get(name=role))
+    client = Client()
+    login_with_mfa(client, member)
+    assert _sections_shown(client) == set(SECTIONS)
+
+
+def test_staff_in_no_role_see_no_section_and_each_permission_opens_its_own(make_user):
+    """Staff in neither role see an empty console (docs/PERMISSIONS.md): no alert, lock, key or job."""
+    make_user("victim")
+    _lock("victim")
+    staffer = make_user("staffer", is_staff=True)
+    client = Client()
+    login_with_mfa(client, staffer)
+    html = client.get("/admin/").content.decode()
+    assert _sections_shown(client) == set()
+    assert "victim" not in html and "Open alerts" not in html
+    assert "No part of the security dashboard is open to your account" in html
+
+    staffer.user_permissions.add(Permission.objects.get(codename="view_alert", content_type__app_label="monitoring"))
+    assert _sections_shown(client) == {"alerts"}
+
+
+@pytest.mark.parametrize(
+    ("role", "offered"), [(roles.SECURITY_AUDITOR, False), (roles.SECURITY_ADMINISTRATOR, True)]
+)
+def test_the_unlock_button_is_offered_only_to_whoever_may_unlock(role, offered, make_user):
+    """Both roles see the locked account; only the administrator, who may unlock, gets the button."""
+    ROLE_MIGRATION.create_roles(global_apps, None)
+    member = make_user(f"member-{role.split()[-1]}", is_staff=True)
+    member.groups.add(Group.objects.get(name=role))
+    client = Client()
+    login_with_mfa(client, member)
+    make_user("victim")
+    _lock("victim")
+
+    locked = section(client.get("/admin/").content.decode(), "locked")
+    assert "Locked accounts: 1" in locked and "victim" in locked
+    assert ("Unlock victim" in locked) is offered
+    assert (reverse("admin-account-unlock") in locked) is offered
+    # What the button would do is what the page promised: the view agrees with the template.
+    response = client.post(reverse("admin-account-unlock"), {"username": "victim"})
+    assert response.status_code == (302 if offered else 403)
+    assert FailureCounter.objects.filter(username="victim", locked_until__gt=timezone.now()).exists() is not offered
+
+
 def test_query_count_is_bounded_and_does_not_grow_with_events(console, django_assert_max_num_queries):
     def render() -> int:
         from django.db import connection
@@ -188,9 +254,11 @@ def test_query_count_is_bounded_and_does_not_grow_with_events(console, django_as
             assert console.get("/admin/").status_code == 200
         return len(queries)
 
+    now = timezone.now()
+    # One failed login first: an account named on the page costs one lookup of its user's id.
+    bulk(audit.Action.LOGIN_FAILED, times=[now], ip="203.0.113.9", subject="target")
     security_counts_rollup()
     few = render()
-    now = timezone.now()
     bulk(audit.Action.LOGIN_FAILED, times=[now - datetime.timedelta(minutes=minute) for minute in range(3000)],
          ip="203.0.113.9", subject="target")
     bulk(audit.Action.LOGIN_SUCCEEDED, times=[now - datetime.timedelta(hours=hour) for hour in range(300)])

@@ -124,7 +124,8 @@ def test_a_passed_result_meets_the_target_and_lists_each_check(console, result_f
     write_gate_result(result_file)
     html = console.get("/admin/").content.decode()
     row = metric_row(html)
-    assert "<td>0</td>" in row and "✔ met" in row and "on revision 94e7e0200000" in row and "every check passed" in row
+    assert '<td class="dash-figure">0</td>' in row and "✔ met" in row
+    assert "on revision 94e7e0200000" in row and "every check passed" in row
     card = section(html, "security-gate")
     assert "<strong>passed</strong>, 0 open finding(s)" in card and "2 h 0 min ago" in card
     assert "<tr><td>detect-secrets</td><td>passed</td>" in card and "<td>3</td></tr>" in card
@@ -141,7 +142,7 @@ def test_a_failed_result_shows_the_open_findings_by_check_and_severity_and_no_fi
     }
     html = console.get("/admin/").content.decode()
     row = metric_row(html)
-    assert "<td>1</td>" in row and "✘ not met" in row and "failed checks: bandit" in row
+    assert '<td class="dash-figure">1</td>' in row and "✘ not met" in row and "failed checks: bandit" in row
     card = section(html, "security-gate")
     assert "<strong>FAILED</strong>, 1 open finding(s)" in card
     assert "<tr><td>bandit</td><td><strong>failed</strong></td>\n        <td>1 (1 high)</td>" in card
