@@ -78,7 +78,15 @@ def server_settings(using: str = DEFAULT_DB_ALIAS, *, for_verification: bool = F
 
 def _server(config: dict) -> dict:
     """The parts of a Django database entry that ``pg_dump``/``pg_restore``/psycopg need."""
-    return _server(config)
+    options = config.get("OPTIONS") or {}
+    return {
+        "NAME": config.get("NAME") or "",
+        "USER": config.get("USER") or "",
+        "PASSWORD": config.get("PASSWORD") or "",
+        "HOST": config.get("HOST") or "",
+        "PORT": str(config.get("PORT") or ""),
+        "SSL": {name: options[name] for name in ("sslmode", "sslrootcert", "sslcert", "sslkey") if options.get(name)},
+    }
 
 
 def _pgpass_escape(value: str) -> str:
@@ -371,15 +379,7 @@ def target_server(url: str | None, *, using: str = DEFAULT_DB_ALIAS) -> dict:
         raise BackupError("This is a PostgreSQL backup: the target URL must be postgres://...", stage="target")
     if not config.get("NAME"):
         raise BackupError("The target database URL names no database.", stage="target")
-    options = config.get("OPTIONS") or {}
-    return {
-        "NAME": config.get("NAME") or "",
-        "USER": config.get("USER") or "",
-        "PASSWORD": config.get("PASSWORD") or "",
-        "HOST": config.get("HOST") or "",
-        "PORT": str(config.get("PORT") or ""),
-        "SSL": {name: options[name] for name in ("sslmode", "sslrootcert", "sslcert", "sslkey") if options.get(name)},
-    }
+    return _server(config)
 
 
 def describe_target(server: dict) -> str:
