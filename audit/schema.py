@@ -44,6 +44,15 @@ _PRIVILEGE_FLAG: Keys = {
     "old": ("bool", "its value before"),
     "new": ("bool", "its value after"),
 }
+_ACTIVE_FLAG: Keys = {
+    "field": ("str", "the flag: is_active"),
+    "old": ("bool", "its value before"),
+    "new": ("bool", "its value after"),
+}
+_ACCESS_ENDED: Keys = {
+    "ended": ("int", "sessions of the account ended with it (one auth.session_revoked_all)"),
+    "api_keys_revoked": ("int", "API keys of the account revoked with it (each its own api.key_revoked)"),
+}
 _NAMES_CHANGED: Keys = {
     "added": ("list[str]", "names added (groups, or permissions as app_label.codename)"),
     "removed": ("list[str]", "names removed (same form)"),
@@ -197,9 +206,13 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     Action.EMAIL_VERIFIED: _LINK_FAILURE,
     Action.EMAIL_CHANGED: _LINK_FAILURE,
     Action.SIGNUP: {"reason": ("str", "email_in_use (the owner of the address is told instead)")},
-    Action.ACCOUNT_DEACTIVATED: {},
-    Action.ACCOUNT_REACTIVATED: {},
-    Action.ACCOUNT_DELETED: {},
+    Action.ACCOUNT_DEACTIVATED: {**_ACCESS_ENDED, **_ACTIVE_FLAG},
+    Action.ACCOUNT_REACTIVATED: _ACTIVE_FLAG,
+    Action.ACCOUNT_DELETED: {
+        **_ACCESS_ENDED,
+        "was_staff": ("bool", "whether the account was staff when deleted"),
+        "was_superuser": ("bool", "whether the account was a superuser when deleted"),
+    },
     Action.EMAIL_RATE_LIMITED: {
         "purpose": ("str", "signup or password_reset"),
         "limit": ("str", "client_ip or address: the limit that was reached"),
