@@ -20,15 +20,17 @@ from api.models import ApiKey
 from audit.models import AuditEvent
 from audit.services import write_held_events
 from memories.models import Context
-from tests.accounts.test_user_security_page import (  # noqa: F401 (the fixture)
+from tests.accounts import test_user_security_page as security_page
+from tests.accounts.test_user_security_page import (
     PASSWORD,
     console_client,
     last_event_id,
     new_events,
     page_url,
     stale_step_up,
-    world,
 )
+
+world = security_page.world  # the security page's fixture: carol with sessions, an API key and events
 
 pytestmark = pytest.mark.django_db
 
