@@ -278,7 +278,6 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     Action.GROUP_MEMBERSHIP_CHANGED: _NAMES_CHANGED,
     Action.USER_PERMISSIONS_CHANGED: _NAMES_CHANGED,
     Action.GROUP_PERMISSIONS_CHANGED: {**_NAMES_CHANGED, "group": ("str", "the group whose permissions changed")},
-    Action.ROLE_CHANGED: _ROLE,
     # --- Memories and contexts -------------------------------------------------------------
     Action.MEMORY_READ: _IN_CONTEXT,
     Action.MEMORY_LIST: {
@@ -294,12 +293,12 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     },
     Action.MEMORY_UPDATED: {**_IN_CONTEXT, "fields": ("list[str]", "names of the fields changed")},
     Action.MEMORY_DELETED: _IN_CONTEXT,
-    Action.MEMORY_SHARED: {},
-    Action.MEMORY_UNSHARED: {},
-    Action.MEMORY_TRANSFERRED: {},
-    Action.MEMORY_EXPORTED: {"count": ("int", "memories exported")},
-    Action.CONTEXT_READ: {},
-    Action.CONTEXT_LIST: {},
+    Action.CONTEXT_READ: {"scope": ("str", "personal, team or organization")},
+    Action.CONTEXT_LIST: {
+        "count": ("int", "contexts on the page shown"),
+        "total": ("int | None", "contexts the caller can see"),
+        "context_ids": ("list[int]", "the contexts shown"),
+    },
     Action.CONTEXT_CREATED: {"scope": ("str", "personal, team or organization")},
     Action.CONTEXT_UPDATED: {"fields": ("list[str]", "names of the fields changed")},
     Action.CONTEXT_DELETED: {"memory_count": ("int", "memories deleted with it")},

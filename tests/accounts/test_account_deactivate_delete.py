@@ -55,6 +55,7 @@ def summary(events: list[AuditEvent]) -> list[tuple[str, str, str, str]]:
     return [(e.action, e.outcome, e.actor_username, e.subject_username) for e in events]
 
 
+@pytest.mark.audit_coverage("auth.account_deactivated", "auth.session_revoked_all", "api.key_revoked")
 def test_deactivating_ends_sessions_revokes_keys_and_records_old_and_new(world):
     client = root_console(world)
     assert carol_state(world)["sessions"] == 2 and carol_state(world)["keys"] == 1
@@ -79,6 +80,7 @@ def test_deactivating_ends_sessions_revokes_keys_and_records_old_and_new(world):
     assert Client().get("/api/v2/memories/", HTTP_AUTHORIZATION=f"Bearer {world.secrets[-4]}").status_code == 401
 
 
+@pytest.mark.audit_coverage("auth.account_reactivated")
 def test_reactivating_lets_the_account_in_again_and_is_recorded(world):
     client = root_console(world)
     client.post(page_url(world.carol.pk) + "deactivate/")
@@ -91,6 +93,7 @@ def test_reactivating_lets_the_account_in_again_and_is_recorded(world):
     assert recorded[0].context == {"field": "is_active", "old": False, "new": True}
 
 
+@pytest.mark.audit_coverage("auth.account_deleted")
 def test_deleting_asks_first_then_deletes_and_the_events_keep_the_account(world):
     client = root_console(world)
     before, before_id = carol_state(world), last_event_id()
@@ -147,6 +150,7 @@ def test_deactivating_twice_is_refused_clearly(world):
 
 @pytest.mark.parametrize("role", ["auditor", "administrator"])
 @pytest.mark.parametrize("path", ["deactivate/", "reactivate/", "delete/"])
+@pytest.mark.audit_coverage("authz.permission_denied")
 def test_without_the_permission_the_action_is_refused_recorded_and_changes_nothing(world, role, path):
     client, user = console_client(role)
     before, before_id = carol_state(world), last_event_id()

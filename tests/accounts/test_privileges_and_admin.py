@@ -105,6 +105,7 @@ def test_admin_after_mfa(staff_user):
         assert client.get("/admin/accounts/failurecounter/").status_code == 200
 
 
+@pytest.mark.audit_coverage("authz.staff_granted")
 def test_admin_privilege_change_needs_step_up_and_is_audited(staff_user, user):
     with time_machine.travel(START, tick=False) as machine:
         client, app = _staff_client(staff_user, machine)
@@ -135,6 +136,7 @@ def test_admin_privilege_change_needs_step_up_and_is_audited(staff_user, user):
     assert ("authz.staff_granted", "alice", "root-admin") in _flag_events()
 
 
+@pytest.mark.audit_coverage("authz.staff_revoked")
 def test_admin_bulk_action_revoking_staff_is_audited_per_user(staff_user, user, other_user):
     User.objects.filter(pk__in=[user.pk, other_user.pk]).update(is_staff=True)
     with time_machine.travel(START, tick=False) as machine:
@@ -189,6 +191,7 @@ def test_mfa_for_all_with_a_grace_period(user, settings):
         assert client.get("/accounts/sessions/")["Location"].startswith("/accounts/mfa/setup/")
 
 
+@pytest.mark.audit_coverage("auth.mfa_device_added", "auth.mfa_device_confirmed", "auth.backup_codes_generated")
 def test_enrollment_page_shows_qr_svg_and_key_and_activates(user):
     with time_machine.travel(START, tick=False) as machine:
         client = Client()

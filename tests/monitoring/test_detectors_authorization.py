@@ -39,7 +39,7 @@ def grantee(make_user):
         (Action.GROUP_MEMBERSHIP_CHANGED, {}, Severity.MEDIUM, "groups not recorded"),
         (Action.MEMBERSHIP_ROLE_SET, {"role": "owner"}, Severity.HIGH, "role owner"),
         (Action.MEMBERSHIP_ADDED, {"role": "admin"}, Severity.HIGH, "role admin"),
-        (Action.ROLE_CHANGED, {"previous_role": "member", "role": "admin"}, Severity.HIGH, "role admin"),
+        (Action.MEMBERSHIP_ROLE_SET, {"previous_role": "member", "role": "admin"}, Severity.HIGH, "role admin"),
         (Action.USER_PERMISSIONS_CHANGED, {"added": ["memories.delete_memory"]}, Severity.MEDIUM, "permissions"),
     ],
 )
