@@ -56,6 +56,8 @@ _ACCESS_ENDED: Keys = {
 _NAMES_CHANGED: Keys = {
     "added": ("list[str]", "names added (groups, or permissions as app_label.codename)"),
     "removed": ("list[str]", "names removed (same form)"),
+    "old": ("list[str]", "every name held before the change (same form)"),
+    "new": ("list[str]", "every name held after the change (same form)"),
 }
 _ROLE: Keys = {
     "role": ("str | None", "the role now: viewer, member, maintainer, admin, owner (None once removed)"),

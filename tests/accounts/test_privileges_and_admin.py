@@ -46,7 +46,9 @@ def test_save_queryset_update_and_bulk_update_are_all_audited(user, other_user, 
 
 
 def test_group_and_permission_changes_are_audited_in_both_directions(user, other_user):
+    """Each event names what changed and the whole set before and after (``old``, ``new``)."""
     editors = Group.objects.create(name="editors")
+    Group.objects.create(name="auditors").user_set.add(user)
     permission = Permission.objects.get(codename="view_user")
     user.groups.add(editors)
     editors.user_set.add(other_user)
@@ -55,11 +57,16 @@ def test_group_and_permission_changes_are_audited_in_both_directions(user, other
     editors.permissions.add(permission)
     rows = events("authz.group_membership_changed", "authz.user_permissions_changed", "authz.group_permissions_changed")
     assert [(row["action"], row["subject_username"], row["context"]) for row in rows] == [
-        ("authz.group_membership_changed", "alice", {"added": ["editors"]}),
-        ("authz.group_membership_changed", "bob", {"added": ["editors"]}),
-        ("authz.group_membership_changed", "alice", {"removed": ["editors"]}),
-        ("authz.user_permissions_changed", "alice", {"added": ["accounts.view_user"]}),
-        ("authz.group_permissions_changed", "", {"added": ["accounts.view_user"], "group": "editors"}),
+        ("authz.group_membership_changed", "alice", {"added": ["auditors"], "old": [], "new": ["auditors"]}),
+        ("authz.group_membership_changed", "alice",
+         {"added": ["editors"], "old": ["auditors"], "new": ["auditors", "editors"]}),
+        ("authz.group_membership_changed", "bob", {"added": ["editors"], "old": [], "new": ["editors"]}),
+        ("authz.group_membership_changed", "alice",
+         {"removed": ["auditors", "editors"], "old": ["auditors", "editors"], "new": []}),
+        ("authz.user_permissions_changed", "alice",
+         {"added": ["accounts.view_user"], "old": [], "new": ["accounts.view_user"]}),
+        ("authz.group_permissions_changed", "",
+         {"added": ["accounts.view_user"], "group": "editors", "old": [], "new": ["accounts.view_user"]}),
     ]
 
 
