@@ -47,7 +47,8 @@ def trail(settings, tmp_path):
     for _ in range(3):  # auth.login_failed x3, then the sweep raises brute_force
         Client().post("/accounts/login/", {"username": "alice", "password": WRONG_PASSWORD})
     user_model.objects.filter(pk=alice.pk).update(is_staff=True)  # authz.staff_granted
-    client.post("/api/v2/memories/", {"context_id": context.pk, "content": SECRET_CONTENT}, content_type="application/json")
+    memory = {"context_id": context.pk, "content": SECRET_CONTENT}
+    client.post("/api/v2/memories/", memory, content_type="application/json")
     issued = api_services.api_key_issue(actor=alice, owner=alice, name="ci", scopes=["memories:read"])
     write_held_events()
     from monitoring.tasks import detection_sweep

@@ -31,11 +31,15 @@ def read_cursor(path: Path, schema: str) -> int:
         data = json.loads(path.read_text(encoding="utf-8"))
         sequence, saved_schema = data["sequence"], data["schema"]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CommandError(f"The cursor file {path} is not a cursor of audit_siem_export ({type(error).__name__}).")
+        raise CommandError(
+            f"The cursor file {path} is not a cursor of audit_siem_export ({type(error).__name__})."
+        ) from None
     if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
         raise CommandError(f"The cursor file {path} holds no valid sequence.")
     if saved_schema != schema:
-        raise CommandError(f"The cursor file {path} belongs to a {saved_schema} export, not {schema}: use another file.")
+        raise CommandError(
+            f"The cursor file {path} belongs to a {saved_schema} export, not {schema}: use another file."
+        )
     return sequence
 
 
@@ -93,7 +97,7 @@ class Command(BaseCommand):
                 with path.open("a", encoding="utf-8") as output:
                     result = siem_export(output=output, schema=schema, after_sequence=after, limit=limit, on_flush=save)
             except OSError as error:
-                raise CommandError(f"Cannot write {path}: {error.strerror}.")
+                raise CommandError(f"Cannot write {path}: {error.strerror}.") from None
         self.stderr.write(
             f"Exported {result.exported} event(s) as {schema}"
             + (f", sequences {result.first_sequence}-{result.last_sequence}" if result.exported else "")
