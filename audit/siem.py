@@ -16,6 +16,7 @@ passed the sanitiser when recorded, so no password, token, key or memory content
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -283,3 +284,79 @@ def siem_export(
     if on_flush is not None and exported:
         on_flush(last)
     return ExportResult(exported=exported, first_sequence=first, last_sequence=last)
+
+
+# --- syslog over TCP with TLS (RFC 5424 messages, RFC 5425 transport) ---------------------------
+SYSLOG_FACILITY = 13  # log audit (RFC 5424 §6.2.1)
+# RFC 5424 §7.2.2's example enterprise number, used until the project registers its own.
+SYSLOG_SD_ID = "ninaivalaigal@32473"
+SYSLOG_SEVERITY = {Outcome.SUCCESS: 6, Outcome.FAILURE: 4, Outcome.DENIED: 4, Outcome.ERROR: 3}  # info, warning, error
+
+
+def _sd_value(value: object) -> str:
+    """An SD-PARAM value with ``"``, ``\\`` and ``]`` escaped (RFC 5424 §6.3.3)."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+
+
+def syslog_message(record: dict, *, schema: str, hostname: str, procid: str) -> bytes:
+    """One exported record as an RFC 5424 message: the JSON record is the MSG, after a UTF-8 BOM."""
+    if schema == "ocsf":
+        sequence, action, millis = record["metadata"]["sequence"], record["metadata"]["event_code"], record["time"]
+        outcome = {1: Outcome.SUCCESS}.get(record["status_id"], Outcome.FAILURE)
+        stamp = datetime.datetime.fromtimestamp(millis / 1000, tz=datetime.UTC).isoformat(timespec="milliseconds")
+    else:
+        sequence, action = record["event"]["sequence"], record["event"]["action"]
+        outcome = Outcome.SUCCESS if record["event"]["outcome"] == "success" else Outcome.FAILURE
+        stamp = record["@timestamp"]
+    priority = SYSLOG_FACILITY * 8 + SYSLOG_SEVERITY[outcome]
+    header = (
+        f"<{priority}>1 {stamp.replace('+00:00', 'Z')} {hostname[:255] or '-'} ninaivalaigal {procid[:128] or '-'} "
+        f"{action[:32]} [{SYSLOG_SD_ID} sequence=\"{_sd_value(sequence)}\" schema=\"{schema}\"] "
+    )
+    body = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+    return header.encode("ascii", "replace") + b"\xef\xbb\xbf" + body.encode("utf-8")
+
+
+class SyslogTlsOutput:
+    """A text output for ``siem_export`` that sends each line as one RFC 5425 frame over TLS.
+
+    The server's certificate is verified against ``cafile`` (or the system's store) and its host
+    name: an audit trail is never sent to a server that cannot prove who it is.
+    """
+
+    def __init__(self, *, host: str, port: int, schema: str, cafile: str | None = None, timeout: float = 10.0):
+        import os
+        import socket
+        import ssl
+
+        self.schema = schema
+        self.hostname = socket.gethostname()
+        self.procid = str(os.getpid())
+        context = ssl.create_default_context(cafile=cafile)
+        raw = socket.create_connection((host, port), timeout=timeout)
+        try:
+            self.connection = context.wrap_socket(raw, server_hostname=host)
+        except BaseException:
+            raw.close()
+            raise
+        self._pending = ""
+
+    def write(self, text: str) -> None:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            if line:
+                message = syslog_message(json.loads(line), schema=self.schema, hostname=self.hostname,
+                                         procid=self.procid)
+                # RFC 5425 §4.3: octet counting, MSG-LEN SP SYSLOG-MSG.
+                self.connection.sendall(str(len(message)).encode("ascii") + b" " + message)
+
+    def flush(self) -> None:
+        """Everything written has been handed to TLS (``sendall`` returns once it is)."""
+
+    def close(self) -> None:
+        """End the TLS session cleanly (close_notify), so the server knows the stream is complete."""
+        try:
+            self.connection.unwrap().close()
+        except OSError:
+            self.connection.close()

@@ -8,8 +8,13 @@ a cursor that, resumed, neither repeats nor skips; bad input answered with one c
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
+import re
+import socket
+import ssl
+import threading
 from pathlib import Path
 
 import pytest
@@ -184,3 +189,122 @@ def test_every_action_has_an_ocsf_class_and_the_documented_mapping_is_current():
     }
     document = (Path(__file__).resolve().parents[2] / "docs" / "siem.md").read_text(encoding="utf-8")
     assert siem.mapping_table() in document
+
+
+# --- syslog over TCP with TLS, against a local listener with a self-signed certificate -------------
+SYSLOG_LINE = re.compile(
+    rb"<(?P<pri>\d{1,3})>1 (?P<stamp>\S+) (?P<host>\S+) ninaivalaigal (?P<procid>\S+) (?P<msgid>\S+) "
+    rb'\[ninaivalaigal@32473 sequence="(?P<sequence>\d+)" schema="(?P<schema>\w+)"\] \xef\xbb\xbf(?P<msg>.*)',
+    re.S,
+)
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "server.pem", folder / "server.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+class TlsListener:
+    """A syslog-over-TLS receiver (RFC 5425 octet counting) on a free local port, in a thread."""
+
+    def __init__(self, cert: Path, key: Path):
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.frames: list[bytes] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self.server.accept()
+            except OSError:
+                return
+            data = b""
+            try:
+                with self.context.wrap_socket(raw, server_side=True) as connection:
+                    while chunk := connection.recv(65536):
+                        data += chunk
+            except (ssl.SSLError, OSError):
+                pass  # a refused handshake (nothing received) or the end of the stream
+            while data:
+                length, _, rest = data.partition(b" ")
+                self.frames.append(rest[: int(length)])
+                data = rest[int(length):]
+
+    def close(self) -> None:
+        self.server.close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def listener(tmp_path):
+    cert, key = _self_signed(tmp_path)
+    running = TlsListener(cert, key)
+    yield running, cert
+    running.close()
+
+
+def test_syslog_over_tls_sends_one_rfc5424_message_per_event_with_its_sequence(trail, listener, tmp_path):
+    server, cert = listener
+    cursor = tmp_path / "syslog.cursor"
+    call_command(
+        "audit_siem_export", "--format", "ocsf", "--syslog", f"localhost:{server.port}", "--syslog-ca", str(cert),
+        "--cursor", str(cursor), stderr=io.StringIO(),
+    )
+    server.close()
+    events = list(AuditEvent.objects.order_by("sequence"))
+    assert len(server.frames) == len(events)
+    for frame, event in zip(server.frames, events, strict=True):
+        match = SYSLOG_LINE.fullmatch(frame)
+        assert match, frame[:200]
+        assert int(match["sequence"]) == event.sequence and match["msgid"].decode() == event.action
+        assert int(match["pri"]) == 13 * 8 + (6 if event.outcome == "success" else 4)  # log audit, info/warning
+        record = json.loads(match["msg"])
+        assert record["metadata"]["sequence"] == event.sequence and record["class_uid"] == siem.ocsf_class(
+            event.action
+        )[0]
+    assert json.loads(cursor.read_text())["sequence"] == events[-1].sequence
+    for secret in trail:
+        assert secret.encode() not in b"".join(server.frames)
+
+
+def test_a_syslog_server_whose_certificate_is_not_trusted_gets_nothing_and_the_cursor_stays(
+    trail, listener, tmp_path
+):
+    server, _cert = listener
+    cursor = tmp_path / "syslog.cursor"
+    with pytest.raises(CommandError, match="Cannot reach the syslog server localhost:.* over TLS"):
+        call_command(
+            "audit_siem_export", "--format", "ocsf", "--syslog", f"localhost:{server.port}", "--cursor", str(cursor),
+            stderr=io.StringIO(),
+        )
+    assert server.frames == [] and not cursor.exists()
+
+
+@pytest.mark.parametrize("target", ["localhost", "localhost:http", ":6514", "localhost:70000"])
+def test_a_malformed_syslog_address_is_one_clear_error(trail, target):
+    with pytest.raises(CommandError, match="--syslog takes HOST:PORT"):
+        call_command("audit_siem_export", "--format", "ocsf", "--syslog", target, stderr=io.StringIO())

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.siem import FORMATS, siem_export
+from audit.siem import FORMATS, SyslogTlsOutput, siem_export
 
 CURSOR_VERSION = 1
 
@@ -66,6 +66,8 @@ class Command(BaseCommand):
         parser.add_argument("--cursor", help="file holding the last exported sequence (read, then updated)")
         parser.add_argument("--after", type=int, help="export events after this sequence (instead of a cursor)")
         parser.add_argument("--limit", type=int, help="export at most this many events")
+        parser.add_argument("--syslog", metavar="HOST:PORT", help="send RFC 5424 messages over TCP with TLS instead")
+        parser.add_argument("--syslog-ca", metavar="FILE", help="CA certificates that sign the syslog server's")
 
     def handle(self, *args, **options):
         schema = options["format"]
@@ -87,7 +89,23 @@ class Command(BaseCommand):
             if cursor is not None:
                 write_cursor(cursor, schema, sequence)
 
-        if options["output"] == "-":
+        if options["syslog"]:
+            host, _, port = options["syslog"].rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise CommandError("--syslog takes HOST:PORT, for example siem.example.org:6514.")
+            if options["syslog_ca"] and not Path(options["syslog_ca"]).is_file():
+                raise CommandError(f"The CA file {options['syslog_ca']} does not exist.")
+            try:
+                sender = SyslogTlsOutput(host=host, port=int(port), schema=schema, cafile=options["syslog_ca"])
+            except OSError as error:  # ssl.SSLError is an OSError
+                raise CommandError(f"Cannot reach the syslog server {host}:{port} over TLS: {error}.") from None
+            try:
+                result = siem_export(output=sender, schema=schema, after_sequence=after, limit=limit, on_flush=save)
+            except OSError as error:
+                raise CommandError(f"The syslog server {host}:{port} stopped taking messages: {error}.") from None
+            finally:
+                sender.close()
+        elif options["output"] == "-":
             result = siem_export(output=self.stdout, schema=schema, after_sequence=after, limit=limit, on_flush=save)
         else:
             path = Path(options["output"])
