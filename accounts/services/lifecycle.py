@@ -358,8 +358,12 @@ def _end_access(*, actor, user, reason: str) -> dict[str, int]:
 
 
 def _refuse_own_account(*, actor, user, what: str) -> None:
+    """One's own account, and a superuser's account unless by a superuser, are refused (no lock-out
+    of the last administrator, no way for a lesser role to remove a greater one)."""
     if actor is not None and actor.pk == user.pk:
         raise AccountError(f"You cannot {what} your own account; another administrator must do it.")
+    if user.is_superuser and actor is not None and not actor.is_superuser:
+        raise AccountError(f"Only a superuser may {what} the superuser {user.username}; nothing was changed.")
 
 
 def account_deactivate(*, actor, user) -> dict[str, int]:
@@ -390,9 +394,11 @@ def account_deactivate(*, actor, user) -> dict[str, int]:
 def account_reactivate(*, actor, user) -> None:
     """Let ``user`` sign in again (sessions and API keys ended at deactivation stay ended).
 
-    Records ``auth.account_reactivated``. Raises ``AccountError`` for an active account.
+    Records ``auth.account_reactivated``. Raises ``AccountError`` for an active account, and for a
+    superuser's account unless ``actor`` is a superuser.
     Permission: the caller has checked ``accounts.deactivate_user`` and a fresh step-up.
     """
+    _refuse_own_account(actor=actor, user=user, what="reactivate")
     with transaction.atomic():
         user = User._default_manager.select_for_update().get(pk=user.pk)
         if user.is_active:

@@ -180,3 +180,21 @@ def test_the_page_offers_the_buttons_to_whoever_holds_the_permissions(world):
     assert reverse("admin:accounts_user_security_delete", args=[world.carol.pk]) in html
     own = root_console(world).get(page_url(world.root.pk)).content.decode()
     assert "security/deactivate/" not in own and "security/delete/" not in own
+
+
+@pytest.mark.parametrize("path", ["deactivate/", "delete/"])
+def test_only_a_superuser_may_deactivate_or_delete_a_superuser(world, path):
+    """Whoever is granted the permissions without being a superuser cannot remove a superuser."""
+    from django.contrib.auth.models import Permission
+
+    client, user = console_client("administrator")
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["deactivate_user", "delete_user"]))
+    other_root = User.objects.create_superuser("root-two", "root2@example.org", PASSWORD)
+    before_id = last_event_id()
+    response = client.post(page_url(other_root.pk) + path, {"confirm": "yes"})
+    assert response.status_code == 409 and "Only a superuser may" in response.content.decode()
+    assert User.objects.filter(pk=other_root.pk, is_active=True).exists()
+    assert [e.action for e in new_events(before_id) if e.action != "authz.user_permissions_changed"] == []
+    # The same holder may act on an ordinary account.
+    assert client.post(page_url(world.dave.pk) + "deactivate/").status_code == 302
+    assert not User.objects.get(pk=world.dave.pk).is_active
