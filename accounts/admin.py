@@ -160,6 +160,17 @@ class UserAdmin(SecurityActionPermissions, PermittedActionsMixin, DjangoUserAdmi
             path(prefix, page(admin_views.user_security_view), name="accounts_user_security"),
             path(f"{prefix}unlock/", page(admin_views.user_security_unlock_view), name="accounts_user_security_unlock"),
             path(
+                f"{prefix}deactivate/",
+                page(admin_views.user_security_deactivate_view),
+                name="accounts_user_security_deactivate",
+            ),
+            path(
+                f"{prefix}reactivate/",
+                page(admin_views.user_security_reactivate_view),
+                name="accounts_user_security_reactivate",
+            ),
+            path(f"{prefix}delete/", page(admin_views.user_security_delete_view), name="accounts_user_security_delete"),
+            path(
                 f"{prefix}sessions/revoke/",
                 page(admin_views.user_security_session_revoke_view),
                 name="accounts_user_security_session_revoke",

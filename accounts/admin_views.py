@@ -44,7 +44,15 @@ from accounts.selectors import (
     user_privilege_grants,
     user_recent_events,
 )
-from accounts.services.lifecycle import account_unlock
+from accounts.services.lifecycle import (
+    DEACTIVATE_PERMISSION,
+    DELETE_PERMISSION,
+    AccountError,
+    account_deactivate,
+    account_delete,
+    account_reactivate,
+    account_unlock,
+)
 from accounts.services.sessions import session_revoke, session_revoke_all
 from audit.actions import Action
 
@@ -193,13 +201,24 @@ def _action_guard(request, model_admin, object_id, *, may_act: bool):
     return user, None
 
 
-def _confirm(request, model_admin, *, user, question: str, fields: dict) -> TemplateResponse:
-    """Ask before ending the acting administrator's own session: the same POST again, confirmed."""
+def _confirm(
+    request,
+    model_admin,
+    *,
+    user,
+    question: str,
+    fields: dict,
+    title: str = "Confirm: this ends your own session",
+    answer: str = "Yes, end it and sign me out",
+) -> TemplateResponse:
+    """Ask before an action that cannot be taken back (ending one's own session, deleting an
+    account): the same POST again, confirmed."""
     context = {
-        **_base_context(request, model_admin, user=user, title="Confirm: this ends your own session"),
+        **_base_context(request, model_admin, user=user, title=title),
         "question": question,
         "fields": fields,
         "action_url": request.path,
+        "answer": answer,
     }
     return TemplateResponse(request, "admin/accounts/user_security_confirm.html", context)
 
@@ -228,6 +247,56 @@ def user_security_unlock_view(request, object_id, *, model_admin):
     cleared = account_unlock(actor=request.user, username=user.username)
     messages.success(request, f"Unlocked {user.username}: {cleared} active lock(s) cleared, every counter reset.")
     return redirect(user_security_url(user.pk))
+
+
+def user_security_deactivate_view(request, object_id, *, model_admin):
+    """Deactivate the account: sign-ins refused, sessions ended, API keys revoked (``account_deactivate``)."""
+    user, refusal = _action_guard(request, model_admin, object_id, may_act=request.user.has_perm(DEACTIVATE_PERMISSION))
+    if refusal is not None:
+        return refusal
+    try:
+        ended = account_deactivate(actor=request.user, user=user)
+    except AccountError as error:
+        return _refusal(request, model_admin, status=409, user=user, message=str(error))
+    messages.success(
+        request,
+        f"Deactivated {user.username}: {ended['ended']} session(s) ended, "
+        f"{ended['api_keys_revoked']} API key(s) revoked.",
+    )
+    return redirect(user_security_url(user.pk))
+
+
+def user_security_reactivate_view(request, object_id, *, model_admin):
+    """Let a deactivated account sign in again (``account_reactivate``)."""
+    user, refusal = _action_guard(request, model_admin, object_id, may_act=request.user.has_perm(DEACTIVATE_PERMISSION))
+    if refusal is not None:
+        return refusal
+    try:
+        account_reactivate(actor=request.user, user=user)
+    except AccountError as error:
+        return _refusal(request, model_admin, status=409, user=user, message=str(error))
+    messages.success(request, f"Reactivated {user.username}: they can sign in again.")
+    return redirect(user_security_url(user.pk))
+
+
+def user_security_delete_view(request, object_id, *, model_admin):
+    """Delete the account after ending its sessions and API keys (``account_delete``), once confirmed."""
+    user, refusal = _action_guard(request, model_admin, object_id, may_act=request.user.has_perm(DELETE_PERMISSION))
+    if refusal is not None:
+        return refusal
+    if not _confirmed(request):
+        return _confirm(
+            request, model_admin, user=user,
+            question=f"Delete the account {user.username}? Its sessions end, its API keys are revoked and "
+            "the account is gone for good (its audit events stay).",
+            fields={}, title=f"Confirm: delete {user.username}", answer="Yes, delete the account",
+        )
+    try:
+        account_delete(actor=request.user, user=user)
+    except AccountError as error:
+        return _refusal(request, model_admin, status=409, user=user, message=str(error))
+    messages.success(request, f"Deleted the account {user.username}.")
+    return redirect(reverse("admin:accounts_user_changelist"))
 
 
 def user_security_session_revoke_view(request, object_id, *, model_admin):
@@ -397,6 +466,8 @@ def user_security_context(request, user, *, sections: Mapping[str, UserSecurityS
         "may": may,
         "can_unlock": viewer.has_perm(UNLOCK_PERMISSION),
         "can_revoke_sessions": viewer.has_perm(REVOKE_SESSION_PERMISSION),
+        "can_deactivate": viewer.has_perm(DEACTIVATE_PERMISSION) and user.pk != viewer.pk,
+        "can_delete": viewer.has_perm(DELETE_PERMISSION) and user.pk != viewer.pk,
         "is_self": user.pk == viewer.pk,
         "identity": {
             "staff": _grant_text(privileges["staff"]) if user.is_staff else None,

@@ -70,7 +70,9 @@ class Action(models.TextChoices):
     GROUP_MEMBERSHIP_CHANGED = "authz.group_membership_changed", "Group membership changed"
     USER_PERMISSIONS_CHANGED = "authz.user_permissions_changed", "User permissions changed"
     GROUP_PERMISSIONS_CHANGED = "authz.group_permissions_changed", "Group permissions changed"
-    ROLE_CHANGED = "authz.role_changed", "Team or organization role changed"
+    # Team and organization roles are recorded as membership.added / role_set / removed (below),
+    # with the role before and after; ``authz.role_changed`` was a second name for the same
+    # change that nothing recorded (issue #15, provable coverage) and is gone.
 
     # --- Memories and contexts (ASVS V8.3.5: audit access to sensitive data) ------------------
     MEMORY_READ = "memory.read", "Memory read"
@@ -78,10 +80,10 @@ class Action(models.TextChoices):
     MEMORY_CREATED = "memory.created", "Memory created"
     MEMORY_UPDATED = "memory.updated", "Memory updated"
     MEMORY_DELETED = "memory.deleted", "Memory deleted"
-    MEMORY_SHARED = "memory.shared", "Memory shared"
-    MEMORY_UNSHARED = "memory.unshared", "Memory unshared"
-    MEMORY_TRANSFERRED = "memory.transferred", "Memory transferred"
-    MEMORY_EXPORTED = "memory.exported", "Memories exported"
+    # Memories are shared, transferred and exported with their context (context.shared,
+    # context.transferred, context.exported): a memory never moves on its own (memory_update).
+    # memory.shared/unshared/transferred/exported named operations that do not exist and were
+    # never recorded (issue #15, provable coverage), so they are gone; never reuse the values.
     CONTEXT_READ = "context.read", "Context read"
     CONTEXT_LIST = "context.list", "Contexts listed"
     CONTEXT_CREATED = "context.created", "Context created"
@@ -160,7 +162,6 @@ PRIVILEGE_ACTIONS = frozenset(
         Action.GROUP_MEMBERSHIP_CHANGED.value,
         Action.USER_PERMISSIONS_CHANGED.value,
         Action.GROUP_PERMISSIONS_CHANGED.value,
-        Action.ROLE_CHANGED.value,
         Action.MEMBERSHIP_ADDED.value,
         Action.MEMBERSHIP_REMOVED.value,
         Action.MEMBERSHIP_ROLE_SET.value,

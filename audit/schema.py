@@ -44,9 +44,20 @@ _PRIVILEGE_FLAG: Keys = {
     "old": ("bool", "its value before"),
     "new": ("bool", "its value after"),
 }
+_ACTIVE_FLAG: Keys = {
+    "field": ("str", "the flag: is_active"),
+    "old": ("bool", "its value before"),
+    "new": ("bool", "its value after"),
+}
+_ACCESS_ENDED: Keys = {
+    "ended": ("int", "sessions of the account ended with it (one auth.session_revoked_all)"),
+    "api_keys_revoked": ("int", "API keys of the account revoked with it (each its own api.key_revoked)"),
+}
 _NAMES_CHANGED: Keys = {
     "added": ("list[str]", "names added (groups, or permissions as app_label.codename)"),
     "removed": ("list[str]", "names removed (same form)"),
+    "old": ("list[str]", "every name held before the change (same form)"),
+    "new": ("list[str]", "every name held after the change (same form)"),
 }
 _ROLE: Keys = {
     "role": ("str | None", "the role now: viewer, member, maintainer, admin, owner (None once removed)"),
@@ -197,9 +208,13 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     Action.EMAIL_VERIFIED: _LINK_FAILURE,
     Action.EMAIL_CHANGED: _LINK_FAILURE,
     Action.SIGNUP: {"reason": ("str", "email_in_use (the owner of the address is told instead)")},
-    Action.ACCOUNT_DEACTIVATED: {},
-    Action.ACCOUNT_REACTIVATED: {},
-    Action.ACCOUNT_DELETED: {},
+    Action.ACCOUNT_DEACTIVATED: {**_ACCESS_ENDED, **_ACTIVE_FLAG},
+    Action.ACCOUNT_REACTIVATED: _ACTIVE_FLAG,
+    Action.ACCOUNT_DELETED: {
+        **_ACCESS_ENDED,
+        "was_staff": ("bool", "whether the account was staff when deleted"),
+        "was_superuser": ("bool", "whether the account was a superuser when deleted"),
+    },
     Action.EMAIL_RATE_LIMITED: {
         "purpose": ("str", "signup or password_reset"),
         "limit": ("str", "client_ip or address: the limit that was reached"),
@@ -265,7 +280,6 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     Action.GROUP_MEMBERSHIP_CHANGED: _NAMES_CHANGED,
     Action.USER_PERMISSIONS_CHANGED: _NAMES_CHANGED,
     Action.GROUP_PERMISSIONS_CHANGED: {**_NAMES_CHANGED, "group": ("str", "the group whose permissions changed")},
-    Action.ROLE_CHANGED: _ROLE,
     # --- Memories and contexts -------------------------------------------------------------
     Action.MEMORY_READ: _IN_CONTEXT,
     Action.MEMORY_LIST: {
@@ -281,12 +295,12 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     },
     Action.MEMORY_UPDATED: {**_IN_CONTEXT, "fields": ("list[str]", "names of the fields changed")},
     Action.MEMORY_DELETED: _IN_CONTEXT,
-    Action.MEMORY_SHARED: {},
-    Action.MEMORY_UNSHARED: {},
-    Action.MEMORY_TRANSFERRED: {},
-    Action.MEMORY_EXPORTED: {"count": ("int", "memories exported")},
-    Action.CONTEXT_READ: {},
-    Action.CONTEXT_LIST: {},
+    Action.CONTEXT_READ: {"scope": ("str", "personal, team or organization")},
+    Action.CONTEXT_LIST: {
+        "count": ("int", "contexts on the page shown"),
+        "total": ("int | None", "contexts the caller can see"),
+        "context_ids": ("list[int]", "the contexts shown"),
+    },
     Action.CONTEXT_CREATED: {"scope": ("str", "personal, team or organization")},
     Action.CONTEXT_UPDATED: {"fields": ("list[str]", "names of the fields changed")},
     Action.CONTEXT_DELETED: {"memory_count": ("int", "memories deleted with it")},

@@ -118,7 +118,7 @@ MIX = [  # (action, share, outcome)
     (Action.API_KEY_REFUSED, 0.02, Outcome.DENIED),
     (Action.RATE_LIMITED, 0.02, Outcome.DENIED),
     (Action.DEPRECATED_ENDPOINT_CALLED, 0.01, Outcome.SUCCESS),
-    (Action.MEMORY_EXPORTED, 0.01, Outcome.SUCCESS),
+    (Action.CONTEXT_EXPORTED, 0.01, Outcome.SUCCESS),
     (Action.MFA_VERIFY_FAILED, 0.01, Outcome.FAILURE),
 ]
 USERS, KEYS = 2000, 300

@@ -590,6 +590,30 @@ def memory_list_record(*, actor, memories: list[Memory], total: int | None, filt
     )
 
 
+@audit_refusals("context.read")
+def context_read(*, actor, context_id: int) -> Context:
+    """Return the context ``context_id`` for ``actor`` and record the read (``context.read``).
+
+    Checks permission itself (through ``selectors.context_get_for_user``): ``NotFound`` if the
+    actor may not read it.
+    """
+    context = selectors.context_get_for_user(user=actor, context_id=context_id)
+    audit.record(action=audit.Action.CONTEXT_READ, actor=actor, target=context, context={"scope": context.scope})
+    return context
+
+
+def context_list_record(*, actor, contexts: list[Context], total: int | None) -> None:
+    """Record that ``actor`` was shown ``contexts`` (one page of a list) out of ``total``.
+
+    The caller got ``contexts`` from ``selectors.contexts_visible_to``, which checked permission.
+    """
+    audit.record(
+        action=audit.Action.CONTEXT_LIST,
+        actor=actor,
+        context={"count": len(contexts), "total": total, "context_ids": sorted(context.pk for context in contexts)},
+    )
+
+
 @audit_refusals("context.export", target_argument="context")
 def context_export(*, actor, context: Context) -> list[Memory]:
     """Return every memory of ``context`` for export and record the export with its size.

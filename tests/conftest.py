@@ -22,6 +22,30 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "audit_coverage(*actions): the test records each audit action named through a real entry point "
+        "(checked while it runs; tests/support/audit_coverage.py)",
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """Hold a test marked ``audit_coverage`` to its promise: each action it names was recorded while it ran."""
+    marks = list(item.iter_markers("audit_coverage"))
+    if not marks:
+        return (yield)
+    from tests.support.audit_coverage import actions_recorded_since, last_event_id
+
+    start = last_event_id()
+    result = yield
+    promised = {action for mark in marks for action in mark.args}
+    missing = promised - actions_recorded_since(start)
+    assert not missing, f"marked audit_coverage but recorded none of: {sorted(missing)}"
+    return result
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     """An unauthenticated DRF test client."""

@@ -73,7 +73,12 @@ class User(AbstractUser):
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
         # The security administrator role (accounts/roles.py, docs/PERMISSIONS.md).
-        permissions = [("unlock_user", "Can unlock accounts (clear lockout counters)")]
+        # Deactivating and reactivating accounts: the console's security page (superusers, or
+        # whoever is granted it); deleting uses Django's own ``delete_user``.
+        permissions = [
+            ("unlock_user", "Can unlock accounts (clear lockout counters)"),
+            ("deactivate_user", "Can deactivate and reactivate accounts"),
+        ]
         constraints = [
             models.UniqueConstraint(Lower("username"), name="accounts_user_username_ci_unique"),
             models.UniqueConstraint(

@@ -1,4 +1,5 @@
-"""Account lifecycle: sign-up and email verification, password reset and change, email change, unlock."""
+"""Account lifecycle: sign-up and email verification, password reset and change, email change, unlock,
+deactivation, reactivation and deletion."""
 
 from __future__ import annotations
 
@@ -342,8 +343,115 @@ def account_unlock(*, actor, username: str) -> int:
     return cleared
 
 
+# --- deactivation, reactivation and deletion (the console's security page) -------------------
+# The permissions these need (docs/PERMISSIONS.md); deletion is Django's own delete permission.
+DEACTIVATE_PERMISSION = "accounts.deactivate_user"
+DELETE_PERMISSION = "accounts.delete_user"
+
+
+def _end_access(*, actor, user, reason: str) -> dict[str, int]:
+    """End every session and revoke every API key of ``user``: a deactivated or deleted account
+    keeps no way in (OWASP ASVS 4.0.3 V3.3: sessions end when the account does)."""
+    sessions_ended = session_revoke_all(actor=actor, user=user, reason=TrackedSession.EndReason.REVOKED_BY_ADMIN)
+    api_keys_revoked = request_api_keys_revocation(user=user, actor=actor, reason=reason)
+    return {"ended": sessions_ended, "api_keys_revoked": api_keys_revoked}
+
+
+def _refuse_own_account(*, actor, user, what: str) -> None:
+    """One's own account, and a superuser's account unless by a superuser, are refused (no lock-out
+    of the last administrator, no way for a lesser role to remove a greater one)."""
+    if actor is not None and actor.pk == user.pk:
+        raise AccountError(f"You cannot {what} your own account; another administrator must do it.")
+    if user.is_superuser and actor is not None and not actor.is_superuser:
+        raise AccountError(f"Only a superuser may {what} the superuser {user.username}; nothing was changed.")
+
+
+def account_deactivate(*, actor, user) -> dict[str, int]:
+    """Deactivate ``user``: no more sign-ins, every session ended, every API key revoked.
+
+    Records ``auth.account_deactivated`` with what ended and the ``is_active`` value before and
+    after (``old``, ``new``). Raises ``AccountError`` for one's own account or one already deactivated.
+    Permission: the caller has checked ``accounts.deactivate_user`` and a fresh step-up.
+    """
+    _refuse_own_account(actor=actor, user=user, what="deactivate")
+    with transaction.atomic():
+        user = User._default_manager.select_for_update().get(pk=user.pk)
+        if not user.is_active:
+            raise AccountError(f"{user.username} is already deactivated; nothing was changed.")
+        user.is_active = False
+        user.save(update_fields=["is_active"])
+        ended = _end_access(actor=actor, user=user, reason="account_deactivated")
+        audit.record(
+            action=audit.Action.ACCOUNT_DEACTIVATED,
+            actor=actor,
+            subject=user,
+            target=user,
+            context={**ended, "field": "is_active", "old": True, "new": False},
+        )
+    return ended
+
+
+def account_reactivate(*, actor, user) -> None:
+    """Let ``user`` sign in again (sessions and API keys ended at deactivation stay ended).
+
+    Records ``auth.account_reactivated``. Raises ``AccountError`` for an active account, and for a
+    superuser's account unless ``actor`` is a superuser.
+    Permission: the caller has checked ``accounts.deactivate_user`` and a fresh step-up.
+    """
+    _refuse_own_account(actor=actor, user=user, what="reactivate")
+    with transaction.atomic():
+        user = User._default_manager.select_for_update().get(pk=user.pk)
+        if user.is_active:
+            raise AccountError(f"{user.username} is active already; nothing was changed.")
+        user.is_active = True
+        user.save(update_fields=["is_active"])
+        audit.record(
+            action=audit.Action.ACCOUNT_REACTIVATED,
+            actor=actor,
+            subject=user,
+            target=user,
+            context={"field": "is_active", "old": False, "new": True},
+        )
+
+
+def account_delete(*, actor, user) -> dict[str, int]:
+    """Delete ``user`` after ending their sessions and revoking their API keys (each audited).
+
+    Records ``auth.account_deleted`` first, in the same transaction, so the event keeps the
+    account's snapshot (id and username) once the row is gone. Refused with ``AccountError``,
+    nothing changed, for one's own account and for an account that still owns contexts or is a
+    service account (their owner must be settled first: the rows are protected).
+    Permission: the caller has checked ``accounts.delete_user`` and a fresh step-up.
+    """
+    from django.db.models import ProtectedError
+
+    _refuse_own_account(actor=actor, user=user, what="delete")
+    username = user.username
+    try:
+        with transaction.atomic():
+            user = User._default_manager.select_for_update().get(pk=user.pk)
+            ended = _end_access(actor=actor, user=user, reason="account_deleted")
+            audit.record(
+                action=audit.Action.ACCOUNT_DELETED,
+                actor=actor,
+                subject=user,
+                target=user,
+                context={**ended, "was_staff": user.is_staff, "was_superuser": user.is_superuser},
+            )
+            user.delete()
+    except ProtectedError as error:
+        kinds = sorted({str(protected._meta.verbose_name_plural) for protected in error.protected_objects})
+        raise AccountError(
+            f"{username} still owns {', '.join(kinds)}: transfer or delete them first; nothing was changed."
+        ) from None
+    return ended
+
+
 __all__ = [
     "AccountError",
+    "account_deactivate",
+    "account_delete",
+    "account_reactivate",
     "account_unlock",
     "email_change_confirm",
     "email_change_request",

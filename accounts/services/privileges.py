@@ -115,6 +115,22 @@ def _names(model, pks) -> list[str]:
     return sorted(f"{app}.{codename}" for app, codename in rows)
 
 
+def _names_now(relation: str, owner) -> list[str]:
+    """The names ``owner`` holds after the change: a user's groups or permissions, a group's permissions."""
+    if relation == "groups":
+        return sorted(owner.groups.values_list("name", flat=True))
+    permissions = owner.user_permissions if relation == "user_permissions" else owner.permissions
+    rows = permissions.values_list("content_type__app_label", "codename")
+    return sorted(f"{app}.{codename}" for app, codename in rows)
+
+
+def _old_and_new(relation: str, owner, key: str, changed: list[str]) -> dict[str, list[str]]:
+    """The whole set before and after (authentik#7439: an auditor wants both, not only the difference)."""
+    new = _names_now(relation, owner)
+    old = sorted(set(new) - set(changed)) if key == "added" else sorted(set(new) | set(changed))
+    return {"old": old, "new": new}
+
+
 def m2m_changed_record(*, relation: str, instance, action: str, reverse: bool, model, pk_set) -> None:
     """Record a change of a user's groups or permissions, or of a group's permissions (m2m hand-off).
 
@@ -147,7 +163,11 @@ def m2m_changed_record(*, relation: str, instance, action: str, reverse: bool, m
                 "action": audit.Action.GROUP_PERMISSIONS_CHANGED,
                 "actor": actor,
                 "target": each,
-                "context": {key: _names(Permission, pks), "group": each.name},
+                "context": {
+                    key: (names := _names(Permission, pks)),
+                    "group": each.name,
+                    **_old_and_new("group_permissions", each, key, names),
+                },
             }
             for each, pks in targets
         ]
@@ -169,7 +189,7 @@ def m2m_changed_record(*, relation: str, instance, action: str, reverse: bool, m
                 "actor": actor,
                 "subject": user,
                 "target": user,
-                "context": {key: _names(related_model, pks)},
+                "context": {key: (names := _names(related_model, pks)), **_old_and_new(relation, user, key, names)},
             }
             for user, pks in pairs
         ]

@@ -153,6 +153,7 @@ class ContextListView(MemoriesAPIView):
     )
     def get(self, request):
         page = self.paginate_queryset(selectors.contexts_visible_to(user=request.user))
+        services.context_list_record(actor=request.user, contexts=page, total=self.paginator.page.paginator.count)
         data = s.ContextSerializer(page, many=True, context={"roles": context_roles(request.user, page)}).data
         return self.get_paginated_response(data)
 
@@ -188,7 +189,7 @@ class ContextDetailView(MemoriesAPIView):
         responses={200: s.ContextSerializer, **_errors(404)},
     )
     def get(self, request, context_id: int):
-        context = selectors.context_get_for_user(user=request.user, context_id=context_id)
+        context = services.context_read(actor=request.user, context_id=context_id)
         return Response(_context_data(request.user, context))
 
     @extend_schema(

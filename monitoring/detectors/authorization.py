@@ -11,7 +11,7 @@ from monitoring.models import Severity, SubjectType
 
 GROUP_ACTIONS = (Action.GROUP_MEMBERSHIP_CHANGED,)
 PERMISSION_ACTIONS = (Action.USER_PERMISSIONS_CHANGED, Action.GROUP_PERMISSIONS_CHANGED)
-ROLE_ACTIONS = (Action.ROLE_CHANGED, Action.MEMBERSHIP_ADDED, Action.MEMBERSHIP_ROLE_SET)
+ROLE_ACTIONS = (Action.MEMBERSHIP_ADDED, Action.MEMBERSHIP_ROLE_SET)
 # The context keys read here, as audit/schema.py declares them for these actions.
 ADDED = declared_key("added", *GROUP_ACTIONS, *PERMISSION_ACTIONS)
 REMOVED = declared_key("removed", *GROUP_ACTIONS, *PERMISSION_ACTIONS)

@@ -186,7 +186,7 @@ class ApiKeyRateDetector(BaselineRateDetector):
     noun = "requests"
 
 
-EXPORT_ACTIONS = (Action.MEMORY_EXPORTED.value, Action.CONTEXT_EXPORTED.value)
+EXPORT_ACTIONS = (Action.CONTEXT_EXPORTED.value,)
 
 
 class BulkReadDetector(BaselineRateDetector):
@@ -202,7 +202,6 @@ class BulkReadDetector(BaselineRateDetector):
         {
             Action.MEMORY_READ.value,
             Action.MEMORY_LIST.value,
-            Action.MEMORY_EXPORTED.value,
             Action.CONTEXT_READ.value,
             Action.CONTEXT_LIST.value,
             Action.CONTEXT_EXPORTED.value,

@@ -33,6 +33,7 @@ def _reset(client, capture, email, ip="127.0.0.1"):
         return client.post("/accounts/password/reset/", {"email": email}, REMOTE_ADDR=ip)
 
 
+@pytest.mark.audit_coverage("auth.email_rate_limited")
 def test_resets_for_one_address_stop_at_its_limit_with_the_same_answer(
     client, user, settings, django_capture_on_commit_callbacks
 ):

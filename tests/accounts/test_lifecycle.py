@@ -28,6 +28,7 @@ def _sign_up(client, capture, username="carol", email="carol@example.org"):
         )
 
 
+@pytest.mark.audit_coverage("auth.signup", "auth.email_verification_sent", "auth.email_verified")
 def test_sign_up_verify_then_log_in(client, django_capture_on_commit_callbacks):
     response = _sign_up(client, django_capture_on_commit_callbacks, username="Carol ")
     assert response.status_code == 302 and response["Location"] == "/accounts/signup/done/"
@@ -80,6 +81,7 @@ def test_sign_up_with_a_taken_username_is_a_field_error(client, user, django_cap
     assert response.status_code == 400 and b"already exists" in response.content
 
 
+@pytest.mark.audit_coverage("auth.password_reset_requested", "auth.password_reset_completed")
 def test_password_reset_same_answer_either_way_and_link_works_once(
     client, user, settings, django_capture_on_commit_callbacks
 ):
@@ -135,6 +137,7 @@ def test_reset_link_expires_within_an_hour(client, user, django_capture_on_commi
         assert client.get(_link(mail.outbox[0])).status_code == 400
 
 
+@pytest.mark.audit_coverage("auth.email_changed")
 def test_email_change_confirms_at_the_new_address_and_notifies_both(client, user, django_capture_on_commit_callbacks):
     login(client, "alice")
     with django_capture_on_commit_callbacks(execute=True):

@@ -24,6 +24,7 @@ def _fail(client, username="alice", times=1, address="198.51.100.1"):
     return response
 
 
+@pytest.mark.audit_coverage("auth.account_locked")
 def test_username_variants_share_one_counter_and_lock_at_the_threshold(
     client, user, django_capture_on_commit_callbacks
 ):
@@ -121,6 +122,7 @@ def test_the_client_ip_comes_from_the_trusted_proxy_setting(client, user, settin
     assert sorted(FailureCounter.objects.values_list("address", flat=True)) == ["", "198.51.100.77"]
 
 
+@pytest.mark.audit_coverage("auth.account_unlocked")
 def test_admin_unlock_command_clears_the_lock_and_is_recorded(client, user, capsys):
     with time_machine.travel(START, tick=False):
         _fail(client, times=5)

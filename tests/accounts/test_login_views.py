@@ -14,6 +14,7 @@ from tests.accounts.conftest import PASSWORD, START, actions, audit_dump, enroll
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.audit_coverage("auth.session_created", "auth.login_succeeded")
 def test_password_only_login_creates_a_tracked_session_and_records_it(client, user):
     response = login(client, " ALICE ")
     assert response.status_code == 302 and response["Location"] == "/accounts/security/"
@@ -33,6 +34,7 @@ def test_login_rotates_the_session_key(client, user):
     assert client.cookies["sessionid"].value != "attacker-fixed-session-key-000000"
 
 
+@pytest.mark.audit_coverage("auth.login_failed")
 def test_wrong_password_is_refused_recorded_and_counted(client, user):
     response = login(client, "Alice", "wrong password")
     assert response.status_code == 200
@@ -82,6 +84,7 @@ def test_login_post_without_csrf_token_is_refused_with_a_clear_page_and_recorded
     assert response.status_code == 302
 
 
+@pytest.mark.audit_coverage("auth.mfa_verify_succeeded")
 def test_two_step_login_with_mfa(client, user):
     with time_machine.travel(START, tick=False):
         app, _ = enroll(user)
@@ -100,6 +103,7 @@ def test_two_step_login_with_mfa(client, user):
     assert "auth.mfa_verify_succeeded" in actions()
 
 
+@pytest.mark.audit_coverage("auth.mfa_verify_failed")
 def test_mfa_step_rejects_bad_codes_with_clear_messages(client, user):
     with time_machine.travel(START, tick=False) as machine:
         app, _ = enroll(user)
@@ -128,6 +132,7 @@ def test_the_code_step_times_out(client, user):
         assert not TrackedSession.objects.exists()
 
 
+@pytest.mark.audit_coverage("auth.backup_code_used")
 def test_backup_code_login_shows_how_many_remain(client, user):
     with time_machine.travel(START, tick=False):
         _app, codes = enroll(user)
@@ -151,6 +156,7 @@ def test_unverified_email_cannot_log_in_and_gets_a_new_link(client, user, django
     assert denied["outcome"] == "denied" and denied["context"]["reason"] == "email_unverified"
 
 
+@pytest.mark.audit_coverage("auth.logout")
 def test_logout_ends_the_tracked_session_and_records_it(client, user):
     login(client, "alice")
     response = client.post("/accounts/logout/")
@@ -160,6 +166,7 @@ def test_logout_ends_the_tracked_session_and_records_it(client, user):
     assert client.get("/accounts/security/").status_code == 302
 
 
+@pytest.mark.audit_coverage("auth.reauthenticated")
 def test_step_up_is_required_for_sensitive_pages_and_expires(client, user):
     with time_machine.travel(START, tick=False) as machine:
         login(client, "alice")

@@ -39,6 +39,7 @@ def test_the_page_offers_revocation_ticked(client, user):
     assert 'type="checkbox"' in checkbox and "checked" in checkbox
 
 
+@pytest.mark.audit_coverage("auth.password_changed", "api.key_revoked")
 def test_with_the_box_ticked_every_key_of_the_user_is_revoked(
     client, user, other_user, django_capture_on_commit_callbacks
 ):

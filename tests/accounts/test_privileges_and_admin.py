@@ -46,7 +46,9 @@ def test_save_queryset_update_and_bulk_update_are_all_audited(user, other_user, 
 
 
 def test_group_and_permission_changes_are_audited_in_both_directions(user, other_user):
+    """Each event names what changed and the whole set before and after (``old``, ``new``)."""
     editors = Group.objects.create(name="editors")
+    Group.objects.create(name="auditors").user_set.add(user)
     permission = Permission.objects.get(codename="view_user")
     user.groups.add(editors)
     editors.user_set.add(other_user)
@@ -55,11 +57,16 @@ def test_group_and_permission_changes_are_audited_in_both_directions(user, other
     editors.permissions.add(permission)
     rows = events("authz.group_membership_changed", "authz.user_permissions_changed", "authz.group_permissions_changed")
     assert [(row["action"], row["subject_username"], row["context"]) for row in rows] == [
-        ("authz.group_membership_changed", "alice", {"added": ["editors"]}),
-        ("authz.group_membership_changed", "bob", {"added": ["editors"]}),
-        ("authz.group_membership_changed", "alice", {"removed": ["editors"]}),
-        ("authz.user_permissions_changed", "alice", {"added": ["accounts.view_user"]}),
-        ("authz.group_permissions_changed", "", {"added": ["accounts.view_user"], "group": "editors"}),
+        ("authz.group_membership_changed", "alice", {"added": ["auditors"], "old": [], "new": ["auditors"]}),
+        ("authz.group_membership_changed", "alice",
+         {"added": ["editors"], "old": ["auditors"], "new": ["auditors", "editors"]}),
+        ("authz.group_membership_changed", "bob", {"added": ["editors"], "old": [], "new": ["editors"]}),
+        ("authz.group_membership_changed", "alice",
+         {"removed": ["auditors", "editors"], "old": ["auditors", "editors"], "new": []}),
+        ("authz.user_permissions_changed", "alice",
+         {"added": ["accounts.view_user"], "old": [], "new": ["accounts.view_user"]}),
+        ("authz.group_permissions_changed", "",
+         {"added": ["accounts.view_user"], "group": "editors", "old": [], "new": ["accounts.view_user"]}),
     ]
 
 
@@ -105,6 +112,7 @@ def test_admin_after_mfa(staff_user):
         assert client.get("/admin/accounts/failurecounter/").status_code == 200
 
 
+@pytest.mark.audit_coverage("authz.staff_granted")
 def test_admin_privilege_change_needs_step_up_and_is_audited(staff_user, user):
     with time_machine.travel(START, tick=False) as machine:
         client, app = _staff_client(staff_user, machine)
@@ -135,6 +143,7 @@ def test_admin_privilege_change_needs_step_up_and_is_audited(staff_user, user):
     assert ("authz.staff_granted", "alice", "root-admin") in _flag_events()
 
 
+@pytest.mark.audit_coverage("authz.staff_revoked")
 def test_admin_bulk_action_revoking_staff_is_audited_per_user(staff_user, user, other_user):
     User.objects.filter(pk__in=[user.pk, other_user.pk]).update(is_staff=True)
     with time_machine.travel(START, tick=False) as machine:
@@ -189,6 +198,7 @@ def test_mfa_for_all_with_a_grace_period(user, settings):
         assert client.get("/accounts/sessions/")["Location"].startswith("/accounts/mfa/setup/")
 
 
+@pytest.mark.audit_coverage("auth.mfa_device_added", "auth.mfa_device_confirmed", "auth.backup_codes_generated")
 def test_enrollment_page_shows_qr_svg_and_key_and_activates(user):
     with time_machine.travel(START, tick=False) as machine:
         client = Client()

@@ -377,7 +377,9 @@ def test_joining_a_role_is_audited_and_alerts_as_privilege_escalation(world, gro
     world.mallory.groups.add(Group.objects.get(name=group_name))
     write_held_events()
     event = AuditEvent.objects.filter(action="authz.group_membership_changed").latest("id")
-    assert (event.subject_username, event.context) == ("mallory", {"added": [group_name]})
+    assert (event.subject_username, event.context) == (
+        "mallory", {"added": [group_name], "old": [], "new": [group_name]}
+    )
     [finding] = detector_get("privilege_escalation").on_event(event)
     assert finding.severity == Severity.HIGH
     assert f"security group {group_name.casefold()}" in finding.summary

@@ -36,6 +36,7 @@ def test_sessions_page_lists_sessions_by_opaque_id_and_marks_the_current_one(use
         assert len(tracked.public_id) >= 22
 
 
+@pytest.mark.audit_coverage("auth.session_revoked")
 def test_revoking_a_session_refuses_its_very_next_request(user):
     phone, laptop = _client(address="192.0.2.7"), _client()
     login(phone, "alice")
@@ -65,6 +66,7 @@ def test_a_session_id_of_another_user_or_a_revoked_one_is_refused(user, other_us
     assert bob.get("/accounts/security/").status_code == 200
 
 
+@pytest.mark.audit_coverage("auth.session_revoked_all")
 def test_log_out_all_other_sessions_needs_step_up_and_keeps_this_one(user):
     with time_machine.travel(START, tick=False) as machine:
         others = [_client(address=f"192.0.2.{index}") for index in range(10, 13)]
@@ -82,6 +84,7 @@ def test_log_out_all_other_sessions_needs_step_up_and_keeps_this_one(user):
     assert events("auth.session_revoked_all")[0]["context"]["ended"] == 3
 
 
+@pytest.mark.audit_coverage("auth.session_expired")
 def test_idle_and_absolute_timeouts(user):
     with time_machine.travel(START, tick=False) as machine:
         client = _client()

@@ -143,6 +143,7 @@ def test_unknown_or_malformed_keys_are_401_and_recorded(api_client, alice, heade
     assert "A" * 43 not in json.dumps(event.context)
 
 
+@pytest.mark.audit_coverage("api.key_refused")
 def test_a_wrong_secret_is_refused_like_an_unknown_key(api_client, alice, issue_key):
     issued = issue_key(alice)
     wrong = issued.key[:-4] + ("AAAA" if not issued.key.endswith("AAAA") else "BBBB")
@@ -196,6 +197,7 @@ def test_the_ip_allowlist_is_enforced_with_the_one_client_ip(alice, issue_key, k
     assert proxied.status_code == 200
 
 
+@pytest.mark.audit_coverage("api.key_used")
 def test_last_use_is_written_at_most_once_per_interval(alice, issue_key, key_client, time_machine):
     time_machine.move_to(timezone.now(), tick=False)
     issued = issue_key(alice, scopes=["memories:read"])
@@ -269,6 +271,7 @@ def client_for_user():
 
 
 # --- rotation and revocation -------------------------------------------------------------------
+@pytest.mark.audit_coverage("api.key_rotated")
 def test_rotation_issues_a_successor_and_keeps_the_old_key_for_the_overlap(alice, issue_key, key_client, time_machine):
     time_machine.move_to(timezone.now(), tick=False)
     old = issue_key(alice, scopes=["memories:read"], allowed_networks=["192.0.2.0/24"])

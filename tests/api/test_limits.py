@@ -148,6 +148,7 @@ def test_each_user_is_limited_across_keys_and_sessions(alice, issue_key, key_cli
     assert last_event("api.rate_limited").context["scope"] == "user"
 
 
+@pytest.mark.audit_coverage("api.rate_limited")
 def test_each_client_ip_is_limited(api_client, alice, settings):
     settings.API_THROTTLE_RATES = {"ip": "2/min"}
     api_client.force_authenticate(alice)

@@ -53,6 +53,7 @@ def test_the_page_needs_a_login_and_a_fresh_step_up(alice, client):
     assert not ApiKey.objects.exists()
 
 
+@pytest.mark.audit_coverage("api.key_issued")
 def test_issuing_shows_both_secrets_once_and_the_list_never(alice):
     client = logged_in(alice)
     with allow_secrets("api_key", "signing_secret"):

@@ -48,6 +48,7 @@ def test_a_signed_delete_from_the_reference_client_succeeds(alice, memory, issue
     assert RequestNonce.objects.filter(api_key=issued.api_key).count() == 1
 
 
+@pytest.mark.audit_coverage("api.request_signature_failed")
 def test_an_unsigned_critical_request_is_refused_and_changes_nothing(alice, memory, issue_key, key_client):
     issued = issue_key(alice)
     response = key_client(issued).delete(path_of(memory))

@@ -86,6 +86,7 @@ def test_deprecated_endpoints_announce_it_with_rfc_headers(alice, memory, key_cl
     assert "Deprecation" not in key_client(issue_key(alice, name="b")).get("/api/v2/memories/")
 
 
+@pytest.mark.audit_coverage("api.deprecated_endpoint_called")
 def test_deprecated_calls_are_counted_per_key_and_audited_once_a_day(alice, memory, key_client, issue_key, settings):
     settings.API_DEPRECATIONS = deprecation()
     first = issue_key(alice, name="first")

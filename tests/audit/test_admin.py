@@ -43,7 +43,7 @@ def events(console, user):
     """Three events of an incident (the console's own set-up may have recorded others before)."""
     with request_context.bound(request_id="incident-request-01", client_ip="198.51.100.9"):
         failed = audit.record(action=audit.Action.LOGIN_FAILED, outcome=audit.Outcome.FAILURE, subject="mallory")
-        exported = audit.record(action=audit.Action.MEMORY_EXPORTED, actor=user, context={"count": 3})
+        exported = audit.record(action=audit.Action.CONTEXT_EXPORTED, actor=user, context={"count": 3})
     with request_context.bound(request_id="other-request-0002", client_ip="2001:db8::7"):
         succeeded = audit.record(action=audit.Action.LOGIN_SUCCEEDED, actor=user)
     seal_pending()
@@ -62,17 +62,17 @@ def test_changelist_shows_events_newest_first(console, events):
 def test_filters_on_action_and_outcome(console, events):
     response = console.get(CHANGELIST, {"outcome": "failure"})
     assert [event.action for event in response.context["cl"].result_list] == ["auth.login_failed"]
-    response = console.get(CHANGELIST, {"action": "memory.exported"})
-    assert [event.action for event in response.context["cl"].result_list] == ["memory.exported"]
+    response = console.get(CHANGELIST, {"action": "context.exported"})
+    assert [event.action for event in response.context["cl"].result_list] == ["context.exported"]
 
 
 @pytest.mark.parametrize(
     ("term", "expected"),
     [
-        ("198.51.100.9", {"auth.login_failed", "memory.exported"}),
+        ("198.51.100.9", {"auth.login_failed", "context.exported"}),
         ("2001:DB8:0::7", {"auth.login_succeeded"}),
-        ("incident-request-01", {"auth.login_failed", "memory.exported"}),
-        ("ALI", {"memory.exported", "auth.login_succeeded"}),
+        ("incident-request-01", {"auth.login_failed", "context.exported"}),
+        ("ALI", {"context.exported", "auth.login_succeeded"}),
         ("mall", {"auth.login_failed"}),
         ("nobody", set()),
         ("%", set()),
@@ -92,7 +92,8 @@ def test_links_from_an_event_to_the_incident_views(console, events):
     response = console.get(CHANGELIST, {"request_id": "incident-request-01"})
     assert len(response.context["cl"].result_list) == 2
     response = console.get(CHANGELIST, {"actor_id": exported.actor_id})
-    assert {event.action for event in response.context["cl"].result_list} == {"memory.exported", "auth.login_succeeded"}
+    shown = {event.action for event in response.context["cl"].result_list}
+    assert shown == {"context.exported", "auth.login_succeeded"}
 
 
 def test_the_console_is_read_only(console, events):

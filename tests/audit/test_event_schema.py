@@ -31,15 +31,15 @@ def test_every_action_declares_its_context_keys_with_a_type_and_a_meaning():
 
 @pytest.mark.django_db
 def test_a_declared_key_is_recorded():
-    event = audit.record(action=Action.MEMORY_EXPORTED, context={"count": 3})
+    event = audit.record(action=Action.CONTEXT_EXPORTED, context={"count": 3})
     write_held_events()
     assert AuditEvent.objects.get(pk=event.pk).context == {"count": 3}
 
 
 @pytest.mark.django_db
 def test_under_the_strict_setting_an_undeclared_key_raises_naming_the_action_and_the_key():
-    with pytest.raises(UndeclaredContextKey, match=r"memory\.exported .*'rows'"):
-        audit.record(action=Action.MEMORY_EXPORTED, context={"count": 3, "rows": 3})
+    with pytest.raises(UndeclaredContextKey, match=r"context\.exported .*'rows'"):
+        audit.record(action=Action.CONTEXT_EXPORTED, context={"count": 3, "rows": 3})
     with pytest.raises(UndeclaredContextKey, match=r"auth\.logout .*'reason'"):
         audit.record_many([{"action": Action.LOGIN_FAILED}, {"action": Action.LOGOUT, "context": {"reason": "x"}}])
     write_held_events()
@@ -51,14 +51,14 @@ def test_otherwise_an_undeclared_key_is_kept_and_logged_once_without_its_value(s
     settings.AUDIT_STRICT_CONTEXT = False
     monkeypatch.setattr(schema, "_reported", set())
     with caplog.at_level(logging.WARNING, logger="audit.schema"):
-        first = audit.record(action=Action.MEMORY_EXPORTED, context={"count": 3, "destination": "tape-42-offsite"})
-        second = audit.record(action=Action.MEMORY_EXPORTED, context={"destination": "tape-43-offsite"})
+        first = audit.record(action=Action.CONTEXT_EXPORTED, context={"count": 3, "destination": "tape-42-offsite"})
+        second = audit.record(action=Action.CONTEXT_EXPORTED, context={"destination": "tape-43-offsite"})
     write_held_events()
     assert AuditEvent.objects.get(pk=first.pk).context == {"count": 3, "destination": "tape-42-offsite"}
     assert AuditEvent.objects.get(pk=second.pk).context == {"destination": "tape-43-offsite"}
     [warning] = [record for record in caplog.records if record.name == "audit.schema"]
     assert warning.levelno == logging.WARNING
-    assert "memory.exported" in warning.getMessage() and "'destination'" in warning.getMessage()
+    assert "context.exported" in warning.getMessage() and "'destination'" in warning.getMessage()
     assert "tape-4" not in caplog.text
 
 

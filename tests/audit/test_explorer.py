@@ -89,7 +89,7 @@ def trail(console, people, now):
                           action=audit.Action.LOGIN_FAILED, outcome=audit.Outcome.FAILURE, subject="mallory",
                           context={"reason": "bad_credentials"}),
         "exported": _record(now - 30 * minute, request_id="incident-request-01", client_ip="198.51.100.9",
-                            action=audit.Action.MEMORY_EXPORTED, actor=alice, context={"count": 3}),
+                            action=audit.Action.CONTEXT_EXPORTED, actor=alice, context={"count": 3}),
         "login": _record(now - 180 * minute, request_id="other-request-0002", client_ip="2001:db8::7",
                          action=audit.Action.LOGIN_SUCCEEDED, actor=alice, context={"method": "password+totp"}),
         "api": _record(now - datetime.timedelta(days=2), request_id="api-request-00003", client_ip="198.51.100.200",
@@ -133,7 +133,7 @@ CASES = [
     ({"action": "auth.login_failed"}, {"failed"}),
     ({"action": "auth.*"}, {"failed", "login"}),
     ({"action": "authz.*"}, {"granted", "denied"}),
-    ({"action": "memory.*"}, {"exported"}),
+    ({"action": "context.*"}, {"exported"}),
     ({"outcome": "failure"}, {"failed"}),
     ({"outcome": "denied"}, {"denied"}),
     ({"client_ip": "198.51.100.9"}, {"failed", "exported"}),
@@ -372,7 +372,7 @@ def test_jsonl_export_parses_back_to_the_filtered_events(console, trail, people)
         row["timestamp"] = _as_text(row["timestamp"])
         row["uuid"] = str(row["uuid"])
     assert parsed == expected  # oldest first, as a log reads
-    assert [row["action"] for row in parsed] == ["auth.login_succeeded", "memory.exported"]
+    assert [row["action"] for row in parsed] == ["auth.login_succeeded", "context.exported"]
 
 
 def test_the_export_follows_the_search_box_too(console, trail):
@@ -540,6 +540,7 @@ def _member_of(role: str | None, *, permissions: tuple[str, ...] = ()) -> tuple[
 
 
 @pytest.mark.parametrize("role", [roles.SECURITY_AUDITOR, roles.SECURITY_ADMINISTRATOR])
+@pytest.mark.audit_coverage("audit.searched", "audit.exported")
 def test_both_security_roles_filter_and_export(trail, role):
     client, user = _member_of(role)
     assert client.get(CHANGELIST, {"last": "7d"}).status_code == 200

@@ -38,6 +38,7 @@ def _plan(*keys: tuple[str, str], backwards: bool = False) -> list:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.audit_coverage("system.migration_applied")
 def test_migrate_records_each_migration_it_applies_and_unapplies(settings):
     settings.AUDIT_RECORD_MIGRATIONS = True
     try:

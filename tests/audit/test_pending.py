@@ -79,15 +79,15 @@ def test_a_rolled_back_savepoint_drops_only_its_own_events():
 
 def test_a_transaction_reads_its_own_events_through_the_orm_and_raw_sql():
     with transaction.atomic():
-        event = audit.record(action=audit.Action.MEMORY_EXPORTED, context={"count": 3})
-        assert AuditEvent.objects.filter(action="memory.exported").count() == 1
+        event = audit.record(action=audit.Action.CONTEXT_EXPORTED, context={"count": 3})
+        assert AuditEvent.objects.filter(action="context.exported").count() == 1
         assert event.pk is not None  # the read wrote it first
         with connection.cursor() as cursor:
             cursor.execute("SELECT action FROM audit_auditevent WHERE id = %s", [event.pk])
-            assert cursor.fetchone() == ("memory.exported",)
+            assert cursor.fetchone() == ("context.exported",)
         later = audit.record(action=audit.Action.MEMORY_READ)
     assert later.pk > event.pk
-    assert _actions() == ["memory.exported", "memory.read"]
+    assert _actions() == ["context.exported", "memory.read"]
 
 
 def test_an_event_that_cannot_be_written_fails_the_commit_and_rolls_back_the_change():

@@ -33,6 +33,7 @@ def _events(count: int) -> None:
         record(action=Action.MIGRATION_APPLIED, context={"app": "x", "migration": str(index)})
 
 
+@pytest.mark.audit_coverage("system.audit_reconciled")
 def test_a_restore_then_reconcile_makes_verification_and_publication_work_again(tmp_path):
     if connection.vendor != "sqlite":
         pytest.skip("restores over the configured database: done on SQLite (a file swap)")

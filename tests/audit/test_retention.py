@@ -185,6 +185,7 @@ def test_archived_events_can_be_read_back(history):
     assert verify_archive(archive.manifest_path)["count"] == 5
 
 
+@pytest.mark.audit_coverage("system.audit_archived", "system.audit_purged")
 def test_archive_command_and_dry_run(history, capsys):
     call_command("audit_archive", "--dry-run")
     assert "5 event(s) are past retention" in capsys.readouterr().out

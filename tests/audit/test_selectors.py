@@ -38,7 +38,7 @@ def incident(user, staff_user):
         audit.record(action=audit.Action.STAFF_GRANTED, actor=staff_user, subject=user)
         audit.record(action=audit.Action.ADMIN_CHANGED, actor=staff_user, target=user, context={"fields": ["is_staff"]})
     audit.record(action=audit.Action.MEMORY_READ, actor=user, target=("memories.memory", 5))
-    audit.record(action=audit.Action.MEMORY_EXPORTED, actor=user, context={"count": 40})
+    audit.record(action=audit.Action.CONTEXT_EXPORTED, actor=user, context={"count": 40})
     audit.record(action=audit.Action.MEMORY_READ, actor=staff_user, target=("memories.memory", 6))
     return now
 
@@ -68,9 +68,9 @@ def test_timeline_of_one_user(incident, user):
         "auth.login_succeeded",
         "authz.staff_granted",
         "memory.read",
-        "memory.exported",
+        "context.exported",
     ]
-    assert [event.action for event in selectors.user_timeline(user="alice")][-1] == "memory.exported"
+    assert [event.action for event in selectors.user_timeline(user="alice")][-1] == "context.exported"
 
 
 def test_everything_one_request_caused(incident):
@@ -91,7 +91,7 @@ def test_privilege_changes_in_a_period(incident):
 
 def test_memory_access_by_a_user(incident, user):
     rows = selectors.memory_access(user=user)
-    assert [(event.action, event.target_id) for event in rows] == [("memory.read", "5"), ("memory.exported", "")]
+    assert [(event.action, event.target_id) for event in rows] == [("memory.read", "5"), ("context.exported", "")]
 
 
 def _query(*args) -> str:
@@ -117,7 +117,7 @@ def test_audit_query_reports(incident):
     assert "192.0.2.66" in _query("--report", "failed-logins-by-ip", "--since", "7d")
     assert "alice" in _query("--report", "failed-logins-by-account", "--min-count", "2")
     assert "authz.staff_granted" in _query("--report", "privilege-changes")
-    assert "memory.exported" in _query("--report", "memory-access", "--user", "alice")
+    assert "context.exported" in _query("--report", "memory-access", "--user", "alice")
     assert "admin.changed" in _query("--report", "request", "--request-id", "admin-request-01")
     assert "auth.login_succeeded" in _query("--report", "timeline", "--user", "alice")
 

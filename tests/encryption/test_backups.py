@@ -457,6 +457,7 @@ def test_no_password_on_the_command_line(seeded, tmp_path, settings):
 
 
 # --- Commands ------------------------------------------------------------------------------
+@pytest.mark.audit_coverage("system.backup_created", "system.backup_verified")
 def test_commands_back_up_and_verify(seeded, tmp_path):
     out = io.StringIO()
     path = tmp_path / "cli.nvbak"
@@ -468,6 +469,7 @@ def test_commands_back_up_and_verify(seeded, tmp_path):
     assert "testapp.SecretRecord:" in out.getvalue()
 
 
+@pytest.mark.audit_coverage("system.backup_failed")
 def test_verify_command_fails_with_a_clear_message(backup_file):
     backup_file.write_bytes(backup_file.read_bytes()[:-7])
     with pytest.raises(CommandError, match="Backup verification failed: good.nvbak is truncated"):

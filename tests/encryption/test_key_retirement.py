@@ -118,6 +118,7 @@ def test_the_primary_key_is_never_retired():
         call_command("encryption_keys", "retire", "field", "dev-field", "--force")
 
 
+@pytest.mark.audit_coverage("system.key_retired")
 def test_a_key_nothing_needs_is_retired_and_removed_from_its_file(settings, tmp_path):
     keys_dir = tmp_path / "keys"
     keys_dir.mkdir()

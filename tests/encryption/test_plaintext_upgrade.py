@@ -66,6 +66,7 @@ def test_migrating_forward_encrypts_the_old_plaintext_rows(old_install):
         assert memory.metadata == {"index": index, "tags": ["a"]}
 
 
+@pytest.mark.audit_coverage("system.plaintext_encrypted")
 def test_the_command_encrypts_plaintext_left_in_place_and_is_resumable(old_install):
     MigrationExecutor(connection).migrate(_latest())
     # Plaintext written after the migration ran (an old process still writing, a restored copy).

@@ -139,6 +139,7 @@ def _source_sqlite() -> Path:
 
 
 # --- the round trip ------------------------------------------------------------------------------
+@pytest.mark.audit_coverage("system.backup_restored")
 def test_round_trip_on_sqlite(seeded, tmp_path):
     if connection.vendor != "sqlite":
         pytest.skip("the SQLite round trip (the PostgreSQL one is below)")
@@ -207,6 +208,7 @@ def test_round_trip_on_postgresql(seeded, tmp_path):
 
 
 @pytest.mark.postgresql
+@pytest.mark.audit_coverage("system.backup_failed")
 def test_an_unreachable_postgresql_target_is_one_clear_error(seeded, tmp_path):
     backup = tmp_path / "b.nvbak"
     backup_create(output=backup)

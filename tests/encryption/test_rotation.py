@@ -224,6 +224,25 @@ def test_rotation_and_decryption_failures_become_audit_events(new_rings):
     assert events[3][2]["field_key_id"] == "field-2"
 
 
+@pytest.mark.django_db
+@pytest.mark.audit_coverage("system.decryption_failed", "system.key_rotation_failed")
+def test_the_command_records_a_value_that_does_not_decrypt_and_the_failed_rotation(new_rings):
+    from audit.models import AuditEvent
+
+    _seed(2)
+    victim = SecretRecord.objects.order_by("pk").first()
+    set_raw_value(SecretRecord, victim.pk, "title", raw_value(SecretRecord, victim.pk, "note"))
+    new_rings()
+    with pytest.raises(CommandError, match="1 values left as they were"):
+        call_command("rotate_encryption_keys", "--no-progress", stdout=StringIO(), stderr=StringIO())
+    assert list(AuditEvent.objects.order_by("id").values_list("action", "outcome")) == [
+        (Action.KEY_ROTATION_STARTED, Outcome.SUCCESS),
+        (Action.DECRYPTION_FAILED, Outcome.FAILURE),
+        (Action.KEY_ROTATION_FINISHED, Outcome.FAILURE),
+        (Action.KEY_ROTATION_FAILED, Outcome.FAILURE),
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # kill -9 in the middle, then run again
 # ---------------------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ def _assert_posture_alert(role: str, host: str) -> None:
     assert alert.evidence["counts"]["problems"] == problems
 
 
+@pytest.mark.audit_coverage("system.process_started")
 def test_a_web_process_records_its_start_once_when_config_wsgi_builds_the_application():
     script = (
         "import json, os, config.wsgi; from django.db import connection; "

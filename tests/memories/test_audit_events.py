@@ -41,6 +41,7 @@ def member(world, make_user):
 
 
 @pytest.mark.django_db
+@pytest.mark.audit_coverage("memory.read", "memory.list", "memory.created", "memory.updated", "memory.deleted")
 def test_create_read_update_list_and_delete_record_one_event_each(world, client_for, member):
     owner_client = client_for(world.owner)
     start = last_id()
@@ -112,6 +113,7 @@ def test_a_hidden_context_in_the_url_is_recorded_as_denied(world, client_for, ma
 
 
 @pytest.mark.django_db
+@pytest.mark.audit_coverage("context.shared", "context.unshared", "context.transferred", "context.exported")
 def test_share_unshare_transfer_and_export_are_recorded(world, client_for, make_user, make_memory, acquaint):
     reader = make_user("rita.reader")
     acquaint(world.owner, reader)
@@ -150,6 +152,7 @@ def test_share_unshare_transfer_and_export_are_recorded(world, client_for, make_
 
 
 @pytest.mark.django_db
+@pytest.mark.audit_coverage("membership.added", "membership.removed", "membership.role_set")
 def test_role_changes_are_recorded_with_previous_and_new_role(world, client_for, make_user, acquaint):
     newcomer = make_user("nina.new")
     acquaint(world.owner, newcomer)

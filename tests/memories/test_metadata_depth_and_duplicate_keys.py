@@ -57,6 +57,7 @@ def test_through_the_api_twenty_levels_are_stored_and_twenty_one_are_a_400(world
     ],
     ids=["top-level", "last-wins-would-change-the-scope"],
 )
+@pytest.mark.audit_coverage("api.request_rejected")
 def test_a_body_with_a_key_twice_is_a_400_and_recorded(world, client_for, raw):
     before = Context.objects.count()
     response = client_for(world.owner).post(url("context-list"), raw, content_type="application/json")

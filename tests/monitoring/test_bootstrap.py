@@ -33,6 +33,7 @@ def fresh_install(monkeypatch, settings, tmp_path):
     settings.MONITORING_ALERT_EMAILS = ["soc@example.org"]
 
 
+@pytest.mark.audit_coverage("system.bootstrap_started", "monitoring.alert_raised")
 def test_ensure_admin_and_the_demo_data_leave_no_open_alert(fresh_install):
     call_command("ensure_admin", stdout=io.StringIO())
     call_command("load_demo_data", stdout=io.StringIO())

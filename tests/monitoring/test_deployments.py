@@ -35,6 +35,7 @@ def record_deployment(*args: str) -> str:
     return out.getvalue()
 
 
+@pytest.mark.audit_coverage("system.deployed")
 def test_a_deploy_records_system_deployed_with_both_revisions_who_and_where():
     assert len(LONG_HASH) == 40
     output = record_deployment(
@@ -58,6 +59,7 @@ def test_a_deploy_records_system_deployed_with_both_revisions_who_and_where():
     assert AuditEvent.objects.count() == 1
 
 
+@pytest.mark.audit_coverage("system.rolled_back")
 def test_a_rollback_records_system_rolled_back_in_the_default_environment(settings):
     settings.MONITORING_DEPLOYMENT_ENVIRONMENT = "production-eu"
     record_deployment("--kind", "rollback", "--from-revision", "5a7cb64", "--to-revision", "94e7e02")

@@ -131,7 +131,7 @@ def test_bulk_read_at_floor_and_factor(reader):
 
 def test_an_export_weighs_like_many_reads(reader, now):
     bulk(Action.MEMORY_READ, times=spread(19, end=NOW - MINUTE, span=30 * MINUTE), actor=reader)
-    export = record(Action.MEMORY_EXPORTED, at=NOW - MINUTE / 2, actor=reader)  # 19 + 10 = 29
+    export = record(Action.CONTEXT_EXPORTED, at=NOW - MINUTE / 2, actor=reader)  # 19 + 10 = 29
     assert detector_get("bulk_read").on_event(export) == []
     context_export = record(Action.CONTEXT_EXPORTED, at=NOW - MINUTE / 3, actor=reader)  # 39
     assert detector_get("bulk_read").on_event(context_export)[0].counts["volume"] == 39

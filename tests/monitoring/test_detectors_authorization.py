@@ -39,7 +39,7 @@ def grantee(make_user):
         (Action.GROUP_MEMBERSHIP_CHANGED, {}, Severity.MEDIUM, "groups not recorded"),
         (Action.MEMBERSHIP_ROLE_SET, {"role": "owner"}, Severity.HIGH, "role owner"),
         (Action.MEMBERSHIP_ADDED, {"role": "admin"}, Severity.HIGH, "role admin"),
-        (Action.ROLE_CHANGED, {"previous_role": "member", "role": "admin"}, Severity.HIGH, "role admin"),
+        (Action.MEMBERSHIP_ROLE_SET, {"previous_role": "member", "role": "admin"}, Severity.HIGH, "role admin"),
         (Action.USER_PERMISSIONS_CHANGED, {"added": ["memories.delete_memory"]}, Severity.MEDIUM, "permissions"),
     ],
 )
@@ -74,14 +74,17 @@ def test_changes_that_grant_nothing_privileged_are_quiet(granter, grantee, actio
 
 
 def test_joining_a_security_group_alerts_and_leaving_it_does_not(settings, grantee):
-    """Through the real producer (the groups m2m receiver), which names only what changed."""
+    """Through the real producer (the groups m2m receiver), which names what changed and the sets around it."""
     settings.MONITORING_PRIVILEGED_GROUPS = ["security"]
     group = Group.objects.create(name="Security")
     grantee.groups.add(group)
     grantee.groups.remove(group)
     write_held_events()
     added, removed = AuditEvent.objects.filter(action=Action.GROUP_MEMBERSHIP_CHANGED).order_by("id")
-    assert (added.context, removed.context) == ({"added": ["Security"]}, {"removed": ["Security"]})
+    assert (added.context, removed.context) == (
+        {"added": ["Security"], "old": [], "new": ["Security"]},
+        {"removed": ["Security"], "old": ["Security"], "new": []},
+    )
     detector = detector_get("privilege_escalation")
     [finding] = detector.on_event(added)
     assert finding.severity == Severity.HIGH and "security group security" in finding.summary

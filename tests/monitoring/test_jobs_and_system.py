@@ -37,6 +37,7 @@ def test_a_task_outside_the_schedule_is_not_a_job():
     assert not JobRun.objects.exists()
 
 
+@pytest.mark.audit_coverage("system.scheduled_job_failed")
 def test_a_failed_job_is_recorded_audited_and_alerted(monkeypatch, django_capture_on_commit_callbacks, now):
     def broken(**kwargs):
         raise ZeroDivisionError("secret detail that must not be stored")

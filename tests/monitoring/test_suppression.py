@@ -62,6 +62,7 @@ def rule_for(actor, *, detector="brute_force", subject="alice", days=3, **extra)
     )
 
 
+@pytest.mark.audit_coverage("monitoring.suppression_created")
 def test_a_rule_made_from_the_alert_page_silences_that_detector_for_that_subject_until_its_date(now, administrator):
     client, sam = administrator
     alert, _ = alert_record_finding(finding=a_finding(last_event_id=10))
@@ -197,6 +198,7 @@ def test_only_administrators_may_make_rules(now, make_user):
     assert not SuppressionRule.objects.exists()
 
 
+@pytest.mark.audit_coverage("monitoring.suppression_ended", "monitoring.suppression_deleted")
 def test_the_rules_list_ends_and_deletes_through_the_services_after_step_up(now, administrator):
     client, sam = administrator
     rule = rule_for(sam)

@@ -81,6 +81,7 @@ def messages_of(response) -> list[str]:
 
 
 # --- steps with notes -----------------------------------------------------------------------------
+@pytest.mark.audit_coverage("monitoring.alert_acknowledged", "monitoring.alert_resolved")
 def test_acknowledge_then_resolve_from_the_page_writes_the_history_newest_first(alert, administrator):
     client, user = administrator
     response = client.post(triage_url(alert), {"to": "acknowledged", "note": "looking at the sign-in log"})
@@ -104,6 +105,7 @@ def test_acknowledge_then_resolve_from_the_page_writes_the_history_newest_first(
     assert all("sign-in log" not in str(event.context) for event in events)
 
 
+@pytest.mark.audit_coverage("monitoring.alert_dismissed")
 def test_a_false_positive_without_a_note_is_refused_with_a_clear_message(alert, administrator):
     client, _ = administrator
     response = client.post(triage_url(alert), {"to": "false_positive", "note": "  "}, follow=True)
@@ -194,6 +196,7 @@ def test_the_actions_are_posts_with_a_csrf_token(alert, administrator):
 
 
 # --- assignment ---------------------------------------------------------------------------------------
+@pytest.mark.audit_coverage("monitoring.alert_assigned")
 def test_assign_to_an_administrator_audited_shown_and_filtered(alert, administrator, now):
     client, sam = administrator
     other, _ = alert_record_finding(finding=finding(key="brute_force:subject_username:bob", last_event_id=11))
