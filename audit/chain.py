@@ -264,6 +264,11 @@ def content_mac(
     return (mac, key.id) if with_key_id else mac
 
 
+def content_mac_of_canonical(content: bytes, *, key: ChainKey) -> str:
+    """``content_mac`` from already serialised canonical content (the sealer also hashes it into the tree)."""
+    return key.hmac_sha256_hex(_CONTENT_LABEL + content)
+
+
 def link_hash(*, sequence: int, previous_hash: str, content_mac_value: str, key: ChainKey | None = None) -> str:
     """Return the chain hash of the event at ``sequence`` following ``previous_hash``."""
     message = f"{sequence}\n{previous_hash}\n{content_mac_value}".encode("ascii")

@@ -43,13 +43,22 @@ Exit status of the command line: 0 verified, 1 not verified (one line saying why
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__" and sys.path and sys.path[0]:
+    # Run as a script from the repository, this file's folder would come first on the path and its
+    # neighbours (audit/selectors.py, audit/signals.py) would shadow the standard library's modules.
+    import os.path
+
+    if os.path.samefile(sys.path[0], os.path.dirname(os.path.abspath(__file__))):
+        _script_folder = sys.path.pop(0)
+
 import argparse
 import base64
 import datetime
 import hashlib
 import ipaddress
 import json
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,9 +282,7 @@ def consistency_proof(old_size: int, new_size: int, subtree: SubtreeHasher) -> l
     return proof
 
 
-def frontier_hasher(
-    old_size: int, old_frontier: Sequence[bytes], new_leaves: Sequence[bytes]
-) -> SubtreeHasher:
+def frontier_hasher(old_size: int, old_frontier: Sequence[bytes], new_leaves: Sequence[bytes]) -> SubtreeHasher:
     """A ``SubtreeHasher`` for consistency proofs from the old frontier and the leaves added since."""
     nodes = dict(zip(frontier_ranges(old_size), old_frontier, strict=True))
 
@@ -321,9 +328,7 @@ def verify_inclusion(index: int, size: int, value: bytes, proof: Sequence[bytes]
         raise VerificationError(f"leaf {index} is not in the tree of size {size} with this root (inclusion)")
 
 
-def verify_consistency(
-    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
-) -> None:
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> None:
     """RFC 9162 §2.1.4.2: raise ``VerificationError`` unless the new tree extends the old one."""
     if not 0 <= old_size <= new_size:
         raise VerificationError(f"tree size went from {old_size} down to {new_size} (the log shrank)")
