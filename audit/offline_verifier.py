@@ -565,8 +565,12 @@ def verify_consistency_document(document: dict[str, Any], verifier: Verifier) ->
     return old, new
 
 
-def verify_event_set(events: Iterable[dict[str, Any]], checkpoint: Checkpoint) -> int:
-    """Recompute the tree from exported events (sequence 1 onwards) and compare with ``checkpoint``."""
+def verify_event_set(events: Iterable[dict[str, Any]], checkpoint: Checkpoint, *, tree_base: int = 0) -> int:
+    """Recompute the tree from exported events and compare with ``checkpoint``; return the events checked.
+
+    ``tree_base``: the sequence before the tree's first leaf (0 unless the tree was added to an
+    existing chain; ``AuditCheckpoint.tree_base``). Events after the checkpoint's size are ignored.
+    """
     frontier: list[bytes] = []
     size = 0
     for event in events:
@@ -576,8 +580,12 @@ def verify_event_set(events: Iterable[dict[str, Any]], checkpoint: Checkpoint) -
             sequence = int(event["sequence"])
         except (KeyError, TypeError, ValueError):
             raise VerificationError(f"event {size + 1} of the export has no sequence") from None
-        if sequence != size + 1:
-            raise VerificationError(f"the export skips from #{size} to #{sequence}: event #{size + 1} is missing")
+        if sequence <= tree_base:
+            continue
+        if sequence != tree_base + size + 1:
+            raise VerificationError(
+                f"the export skips from #{tree_base + size} to #{sequence}: event #{tree_base + size + 1} is missing"
+            )
         try:
             value = event_leaf_hash(sequence, event)
         except (KeyError, TypeError, ValueError) as error:
@@ -585,10 +593,13 @@ def verify_event_set(events: Iterable[dict[str, Any]], checkpoint: Checkpoint) -
         frontier_append(frontier, size, value)
         size += 1
     if size < checkpoint.size:
-        raise VerificationError(f"the export ends at #{size} but the checkpoint covers {checkpoint.size} events")
+        raise VerificationError(
+            f"the export ends at #{tree_base + size} but the checkpoint covers {checkpoint.size} events"
+        )
     if frontier_root(frontier) != checkpoint.root:
         raise VerificationError(
-            f"the exported events #1..#{size} do not hash to the checkpoint's root (changed, removed or reordered)"
+            f"the exported events #{tree_base + 1}..#{tree_base + size} do not hash to the checkpoint's root "
+            "(changed, removed or reordered)"
         )
     return size
 
@@ -618,14 +629,20 @@ def _read_json(path: str) -> dict[str, Any]:
     return document
 
 
-def _events(path: str) -> Iterable[dict[str, Any]]:
+def _events(path: str) -> list[dict[str, Any]]:
+    """The events of a JSON Lines export, in sequence order (the console exports them by time)."""
+    events = []
     for number, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            yield json.loads(line)
+            event = json.loads(line)
         except json.JSONDecodeError:
             raise VerificationError(f"line {number} of {path} is not JSON") from None
+        if not isinstance(event, dict) or not isinstance(event.get("sequence"), int):
+            raise VerificationError(f"line {number} of {path} is not a sealed event (no sequence)")
+        events.append(event)
+    return sorted(events, key=lambda event: event["sequence"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -642,8 +659,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     consistency_parser = commands.add_parser("consistency", help="Check a consistency proof between two checkpoints.")
     consistency_parser.add_argument("proof", help="The JSON document of audit_proof --consistency OLD NEW.")
     events_parser = commands.add_parser("events", help="Check exported events (JSON lines) against a checkpoint.")
-    events_parser.add_argument("events", help="JSON lines, one event per line, from sequence 1, in order.")
+    events_parser.add_argument("events", help="JSON lines, one event per line (the console's export), from #1.")
     events_parser.add_argument("--checkpoint", required=True, help="The checkpoint note the events must reach.")
+    events_parser.add_argument("--tree-base", type=int, default=0, help="The sequence before the first leaf (0).")
     arguments = parser.parse_args(argv)
     try:
         verifier = _read_key(arguments.key)
@@ -659,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"OK: the log at size {new.size} extends the log at size {old.size}.")
         else:
             checkpoint = open_checkpoint(_read_text(arguments.checkpoint), verifier)
-            count = verify_event_set(_events(arguments.events), checkpoint)
+            count = verify_event_set(_events(arguments.events), checkpoint, tree_base=arguments.tree_base)
             print(f"OK: the {count} exported events are exactly the log at size {checkpoint.size}.")
     except VerificationError as error:
         print(f"NOT VERIFIED: {error}", file=sys.stderr)

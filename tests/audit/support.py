@@ -50,3 +50,14 @@ def record_legacy(count: int, **kwargs) -> list[AuditEvent]:
     AuditEvent.objects.bulk_create(events)
     ChainHead.objects.filter(pk=1).update(sequence=sequence, hash=previous)
     return events
+
+
+def public_key() -> str:
+    """The verifier key of the audit checkpoints, as ``audit_checkpoint --public-key`` prints it."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("audit_checkpoint", "--public-key", stdout=out)
+    return out.getvalue().splitlines()[0]

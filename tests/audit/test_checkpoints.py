@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import subprocess
-import sys
 import urllib.request
 from io import StringIO
 from pathlib import Path
@@ -22,12 +20,11 @@ from audit import offline_verifier as tlog
 from audit.chain import CONTENT_FIELDS
 from audit.models import AuditCheckpoint, AuditEvent, ChainHead
 from audit.sealing import seal_pending
-from tests.audit.support import tamper
+from tests.audit.support import public_key, tamper
 from tests.encryption.helpers import make_key
 
 pytestmark = pytest.mark.django_db
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 def record(count: int, user=None, start: int = 0) -> None:
@@ -41,12 +38,6 @@ def tree_of_the_events() -> tuple[int, bytes]:
     rows = AuditEvent.objects.filter(sequence__isnull=False).order_by("sequence").values("sequence", *CONTENT_FIELDS)
     leaves = [tlog.event_leaf_hash(row["sequence"], row) for row in rows]
     return len(leaves), tlog.root_of(leaves)
-
-
-def public_key() -> str:
-    out = StringIO()
-    call_command("audit_checkpoint", "--public-key", stdout=out)
-    return out.getvalue().splitlines()[0]
 
 
 def publish(*args) -> str:
@@ -137,35 +128,6 @@ def test_a_failing_sink_never_stops_sealing(user, settings):
     assert AuditCheckpoint.objects.count() == 1
     with pytest.raises(CommandError, match="not published to: witness"):
         publish()
-
-
-@pytest.fixture
-def witness(tmp_path, settings):
-    """The witness of audit/witness.py, run as its own process, trusting the log's public key."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(PROJECT_DIR / "audit" / "witness.py"),
-            "--key",
-            public_key(),
-            "--state",
-            str(tmp_path / "witness"),
-            "--port",
-            "0",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = process.stderr.readline()
-        assert "listening on" in line, line
-        url = f"http://127.0.0.1:{line.rsplit(':', 1)[1].strip()}"
-        settings.AUDIT_CHECKPOINT_SINKS = ["file", "witness"]
-        settings.AUDIT_WITNESS_URL = url
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def witness_size(url: str) -> int:
