@@ -148,9 +148,7 @@ def _check_overdue(report, *, interval: float) -> None:
     head = ChainHead.objects.filter(pk=1).first()
     if head is None or head.tree_size == 0:
         return
-    first = (
-        AuditEvent.objects.filter(sequence=head.tree_base + 1).values_list("timestamp", flat=True).first()
-    )
+    first = AuditEvent.objects.filter(sequence=head.tree_base + 1).values_list("timestamp", flat=True).first()
     grace = datetime.timedelta(seconds=interval + float(conf.get("AUDIT_SEAL_GRACE_SECONDS")))
     if first is not None and timezone.now() - first > grace:
         report.add(

@@ -26,7 +26,6 @@ from tests.encryption.helpers import make_key
 pytestmark = pytest.mark.django_db
 
 
-
 def record(count: int, user=None, start: int = 0) -> None:
     for number in range(start, start + count):
         audit.record(action=audit.Action.MEMORY_READ, actor=user, target=("memories.memory", number))
