@@ -163,8 +163,10 @@ def _check_overdue(report, *, interval: float) -> None:
 
 def check_published_checkpoints(report, *, tree) -> None:
     """Compare each published checkpoint with the tree the walk recomputed (see the module docstring)."""
+    from audit.models import ChainHead
     from audit.verification import Problem
 
+    _check_tree_state(report, tree=tree, head=ChainHead.objects.filter(pk=1).first())
     matched = 0
     for size in sorted(tree.expected):
         for entry in tree.expected[size]:
@@ -198,3 +200,31 @@ def check_published_checkpoints(report, *, tree) -> None:
                 )
             else:
                 matched = max(matched, size)
+
+
+def _check_tree_state(report, *, tree, head) -> None:
+    """The sealer's tree state must end at the chain head and hold the root of the events (``tree_state``)."""
+    from audit.merkle import parse_frontier
+    from audit.verification import Problem
+
+    if head is None or tree.broken:
+        return
+    if head.tree_base + head.tree_size != head.sequence:
+        report.add(
+            Problem(
+                "tree_state",
+                head.tree_base + head.tree_size + 1,
+                f"the Merkle tree ends at #{head.tree_base + head.tree_size} but the chain at #{head.sequence}: "
+                "events were sealed outside the sealer, and no checkpoint is signed until this is resolved",
+            )
+        )
+    elif head.tree_size == tree.size and tlog.frontier_root(parse_frontier(head.tree_frontier)) != (
+        tlog.frontier_root(tree.frontier)
+    ):
+        report.add(
+            Problem(
+                "tree_state",
+                head.tree_base + 1,
+                "the stored frontier of the Merkle tree is not the events' (edited in the database)",
+            )
+        )

@@ -37,17 +37,21 @@ def kinds(report) -> set[str]:
     return {problem.kind for problem in report.problems}
 
 
-def rewind_to(sequence: int) -> None:
-    """Delete the events after ``sequence`` and rewrite the head and the tree to match, as a database owner can."""
+def frontier_of(sequence: int) -> str:
+    """The tree's frontier over the events #1..``sequence`` as they now are, as the attacker recomputes it."""
     frontier: list[bytes] = []
     rows = AuditEvent.objects.filter(sequence__lte=sequence).order_by("sequence").values("sequence", *CONTENT_FIELDS)
     for size, row in enumerate(rows):
         tlog.frontier_append(frontier, size, tlog.event_leaf_hash(row["sequence"], row))
+    return " ".join(value.hex() for value in frontier)
+
+
+def rewind_to(sequence: int) -> None:
+    """Delete the events after ``sequence`` and rewrite the head and the tree to match, as a database owner can."""
     kept = AuditEvent.objects.get(sequence=sequence)
+    frontier = frontier_of(sequence)
     tamper("DELETE FROM {table} WHERE sequence > %s", [sequence])
-    ChainHead.objects.filter(pk=1).update(
-        sequence=sequence, hash=kept.hash, tree_size=sequence, tree_frontier=" ".join(v.hex() for v in frontier)
-    )
+    ChainHead.objects.filter(pk=1).update(sequence=sequence, hash=kept.hash, tree_size=sequence, tree_frontier=frontier)
 
 
 @pytest.fixture
@@ -108,7 +112,7 @@ def test_a_history_rewritten_with_the_chain_key_is_caught_by_the_signed_checkpoi
             [json.dumps(row["context"]), mac, previous, hash_value, row["id"]],
         )
         previous = hash_value
-    ChainHead.objects.filter(pk=1).update(hash=previous)
+    ChainHead.objects.filter(pk=1).update(hash=previous, tree_frontier=frontier_of(8))
     report = verify_chain(check_published=False)
     assert report.ok, "the HMAC chain alone cannot tell"
     report = verify_chain()
@@ -201,3 +205,13 @@ def test_a_cut_heads_file_is_reported(user):
     call_command("audit_verify", "--no-progress", stdout=StringIO(), stderr=StringIO())
     heads_path().write_text(first_line)
     assert kinds(verify_chain()) == {"heads_shortened"}
+
+
+def test_a_tree_left_behind_or_an_edited_frontier_is_reported(user):
+    record(3, user)
+    head = ChainHead.objects.get(pk=1)
+    ChainHead.objects.filter(pk=1).update(tree_frontier=head.tree_frontier.replace(head.tree_frontier[:2], "00", 1))
+    assert kinds(verify_chain()) == {"tree_state"}
+    ChainHead.objects.filter(pk=1).update(tree_size=2, tree_frontier=head.tree_frontier)
+    report = verify_chain()
+    assert kinds(report) == {"tree_state"} and report.first_bad_sequence == 3
