@@ -166,16 +166,25 @@ def _seal_one_batch(
         sequence, previous = head.sequence, head.hash
         # The Merkle tree grows with the chain: leaf i is the event tree_base + 1 + i (audit/merkle.py).
         tree_size = head.tree_size
-        grow_tree = head.tree_base + tree_size == sequence
+        try:
+            frontier = parse_frontier(head.tree_frontier)
+        except ValueError:
+            frontier = None
+        # An edited tree state must never stop sealing: the tree stops growing and audit_verify says so.
+        grow_tree = (
+            head.tree_base + tree_size == sequence
+            and frontier is not None
+            and len(frontier) == tree_size.bit_count()
+        )
         if not grow_tree:
             logger.error(
-                "audit sealer: the Merkle tree (base %s, size %s) does not end at the chain head #%s; "
-                "the tree is not extended (audit_verify reports it)",
+                "audit sealer: the Merkle tree (base %s, size %s) does not end at the chain head #%s or its "
+                "frontier is malformed; the tree is not extended (audit_verify reports it)",
                 head.tree_base,
                 tree_size,
                 sequence,
             )
-        frontier = parse_frontier(head.tree_frontier) if grow_tree else []
+        frontier = frontier if grow_tree else []
         updates: list[tuple[int, int, str, str, str]] = []
         for row in rows:
             if row["content_key_id"] in (None, LEGACY_KEY_ID):

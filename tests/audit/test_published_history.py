@@ -215,3 +215,13 @@ def test_a_tree_left_behind_or_an_edited_frontier_is_reported(user):
     ChainHead.objects.filter(pk=1).update(tree_size=2, tree_frontier=head.tree_frontier)
     report = verify_chain()
     assert kinds(report) == {"tree_state"} and report.first_bad_sequence == 3
+
+
+def test_a_malformed_frontier_never_stops_sealing(user):
+    """The tree stops growing (and audit_verify says so); the chain goes on."""
+    record(3, user)
+    ChainHead.objects.filter(pk=1).update(tree_frontier="")
+    record(2, user, start=10)
+    head = ChainHead.objects.get(pk=1)
+    assert (head.sequence, head.tree_size) == (5, 3)
+    assert "tree_state" in kinds(verify_chain())
