@@ -52,26 +52,13 @@ from audit.chain import (
 from audit.heads import PublishedHead, heads_path, last_published_head
 from audit.merkle import event_leaf
 from audit.offline_verifier import frontier_append, frontier_root
+from audit.problems import Problem
 
 MAX_PROBLEMS_KEPT = 100
 UNSEALED_SCAN_LIMIT = 10000
 _ROW_HEAD = ("id", "sequence", "previous_hash", "hash", "content_mac", "content_key_id", "chain_key_id")
 _ROW_FIELDS = (*_ROW_HEAD, *CONTENT_FIELDS)
 _ROW_CONTENT_START = len(_ROW_HEAD)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One integrity failure. ``sequence`` is ``None`` only for an unsealed (never chained) row."""
-
-    kind: str
-    sequence: int | None
-    message: str
-    event_id: int | None = None
-
-    def __str__(self) -> str:
-        where = f"sequence {self.sequence}" if self.sequence is not None else f"unsealed event id {self.event_id}"
-        return f"{where}: {self.kind}: {self.message}"
 
 
 @dataclass

@@ -48,7 +48,9 @@ def record_legacy(count: int, **kwargs) -> list[AuditEvent]:
         previous = event.hash
         events.append(event)
     AuditEvent.objects.bulk_create(events)
-    ChainHead.objects.filter(pk=1).update(sequence=sequence, hash=previous)
+    # Events before the key ring are also before the Merkle tree: it starts after them (migration 0009).
+    tree = {"tree_base": sequence} if head.tree_size == 0 else {}
+    ChainHead.objects.filter(pk=1).update(sequence=sequence, hash=previous, **tree)
     return events
 
 
