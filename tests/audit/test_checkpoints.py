@@ -188,3 +188,20 @@ def test_the_witness_body_is_the_tlog_witness_request():
     body = checkpoints.witness_body(old_size=4, proof=proof, note="origin\n8\nroot\n\n\u2014 sig\n")
     encoded = [base64.b64encode(value).decode() for value in proof]
     assert body.split("\n")[:4] == ["old 4", *encoded, ""]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "check_id"),
+    [
+        ("AUDIT_CHECKPOINT_ORIGIN", "has a space", "audit.E008"),
+        ("AUDIT_CHECKPOINT_ORIGIN", "a+b", "audit.E008"),
+        ("AUDIT_CHECKPOINT_SINKS", ["file", "email"], "audit.E009"),
+        ("AUDIT_CHECKPOINT_SINKS", ["witness"], "audit.E010"),
+        ("AUDIT_CHECKPOINT_INTERVAL", -1, "audit.E011"),
+    ],
+)
+def test_bad_checkpoint_settings_are_refused_by_the_system_checks(settings, setting, value, check_id):
+    from audit.checks import check_audit_settings
+
+    setattr(settings, setting, value)
+    assert check_id in [message.id for message in check_audit_settings()]
