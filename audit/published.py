@@ -30,6 +30,7 @@ false whoever wrote it.
 from __future__ import annotations
 
 import datetime
+import json
 
 from django.utils import timezone
 
@@ -40,18 +41,41 @@ from audit.problems import Problem
 
 
 class _Entry:
-    """One published checkpoint: where it comes from, and its note (verified when it matters)."""
+    """One published checkpoint: where it comes from, and its note (verified when it matters).
 
-    __slots__ = ("checkpoint", "note", "source", "verified")
+    A line of the file keeps only its size and root in memory (a year of checkpoints is half a
+    million lines); its note is read again from the file when its signature must be checked.
+    """
 
-    def __init__(self, *, source: str, checkpoint: tlog.Checkpoint, note: str, verified: bool) -> None:
+    __slots__ = ("checkpoint", "line", "note", "path", "source", "verified")
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        checkpoint: tlog.Checkpoint,
+        verified: bool,
+        note: str | None = None,
+        path=None,
+        line: int = 0,
+    ) -> None:
         self.source, self.checkpoint, self.note, self.verified = source, checkpoint, note, verified
+        self.path, self.line = path, line
+
+    def note_text(self) -> str:
+        if self.note is None and self.path is not None:
+            with open(self.path, encoding="utf-8") as handle:
+                for number, raw in enumerate(handle, start=1):
+                    if number == self.line:
+                        self.note = str(json.loads(raw)["note"])
+                        break
+        return self.note or ""
 
     def signature_problem(self) -> str:
         if self.verified:
             return ""
         try:
-            open_checkpoint(self.note)
+            open_checkpoint(self.note_text())
         except tlog.VerificationError as error:
             return str(error)
         self.verified = True
@@ -67,8 +91,6 @@ def _unverified(note: str) -> tlog.Checkpoint:
 
 def published_checkpoints(report) -> dict[int, list[_Entry]]:
     """The checkpoints published outside the database, by tree size; problems with the files go to ``report``."""
-    import json
-
     from audit.models import AuditCheckpoint
 
     sinks = conf.get("AUDIT_CHECKPOINT_SINKS") or []
@@ -77,10 +99,10 @@ def published_checkpoints(report) -> dict[int, list[_Entry]]:
     path = checkpoints_path()
     entries: list[_Entry] = []
     try:
-        text = path.read_text(encoding="utf-8")
+        handle = open(path, encoding="utf-8")  # noqa: SIM115 (closed below, after the streaming loop)
     except FileNotFoundError:
-        text = None
-    if text is None:
+        handle = None
+    if handle is None:
         if recorded is not None and "file" in sinks:
             report.add(
                 Problem(
@@ -92,16 +114,12 @@ def published_checkpoints(report) -> dict[int, list[_Entry]]:
             )
     else:
         previous_size = -1
-        for number, raw in enumerate(text.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                note = str(json.loads(raw)["note"])
-                checkpoint = _unverified(note)
-            except (ValueError, KeyError, TypeError, tlog.VerificationError):
-                report.add(Problem("checkpoint_signature", None, f"line {number} of {path.name} is not a checkpoint"))
-                continue
-            entry = _Entry(source=f"{path.name} line {number}", checkpoint=checkpoint, note=note, verified=False)
+        with handle:
+            lines = list(_checkpoint_lines(handle, path, report))
+        for number, checkpoint in lines:
+            entry = _Entry(
+                source=f"{path.name} line {number}", checkpoint=checkpoint, verified=False, path=path, line=number
+            )
             if checkpoint.size < previous_size:
                 report.add(
                     Problem(
@@ -134,11 +152,22 @@ def published_checkpoints(report) -> dict[int, list[_Entry]]:
             if recorded is not None or "no checkpoint" not in reason:
                 report.add(Problem("witness", None, reason))
         else:
-            entries.append(_Entry(source="the witness", checkpoint=checkpoint, note="", verified=True))
+            entries.append(_Entry(source="the witness", checkpoint=checkpoint, verified=True))
     for entry in entries:
         by_size.setdefault(entry.checkpoint.size, []).append(entry)
     report.checkpoints_compared = len(entries)
     return by_size
+
+
+def _checkpoint_lines(handle, path, report):
+    """(line number, unverified checkpoint) of each line of ``checkpoints.log``, streamed."""
+    for number, raw in enumerate(handle, start=1):
+        if not raw.strip():
+            continue
+        try:
+            yield number, _unverified(str(json.loads(raw)["note"]))
+        except (ValueError, KeyError, TypeError, tlog.VerificationError):
+            report.add(Problem("checkpoint_signature", None, f"line {number} of {path.name} is not a checkpoint"))
 
 
 def _check_overdue(report, *, interval: float) -> None:
@@ -220,6 +249,4 @@ def _check_tree_state(report, *, tree, head) -> None:
         and head.tree_size == tree.size
         and tlog.frontier_root(parse_frontier(head.tree_frontier)) != tlog.frontier_root(tree.frontier)
     ):
-        report.add(
-            Problem("tree_state", None, "the stored frontier of the Merkle tree is not the events' (edited)")
-        )
+        report.add(Problem("tree_state", None, "the stored frontier of the Merkle tree is not the events' (edited)"))
