@@ -42,10 +42,8 @@ what it can still verify and when to retire it: docs/decisions/audit-chain-keys.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import hmac
-import ipaddress
 import json
 from pathlib import Path
 from typing import Any, Literal, Protocol, overload
@@ -55,11 +53,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from audit import conf
+from audit.offline_verifier import CANONICAL_VERSION, canonical_content  # noqa: F401 (re-exported)
 from encryption.errors import KeyConfigurationError, UnknownKeyError
 from encryption.keyring import Key, get_key_ring
 
+# canonical_content lives with the offline verifier, which must compute the same bytes without Django.
 GENESIS_HASH = "0" * 64
-CANONICAL_VERSION = 1
 # The key ring purpose of the chain (encryption.keyring.PURPOSES).
 KEY_PURPOSE = "audit_chain"
 # The key id that names the legacy key (AUDIT_CHAIN_KEY); a stored NULL means the same.
@@ -241,71 +240,6 @@ class ChainKeys:
         return found
 
 
-def _canonical_number(value: Any) -> Any:
-    # PostgreSQL's jsonb stores numbers as numeric: 1e20 comes back as the integer
-    # 100000000000000000000 and 1.0 may come back as 1.0 or 1. Integral floats are written as
-    # integers so the canonical form is the same before and after the round trip.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _canonical_json_value(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _canonical_json_value(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_canonical_json_value(item) for item in value]
-    return _canonical_number(value)
-
-
-def _canonical_timestamp(value: Any) -> str:
-    if isinstance(value, str):
-        value = datetime.datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        raise ValueError("audit timestamps must be timezone-aware")
-    return value.astimezone(datetime.UTC).isoformat(timespec="microseconds")
-
-
-def _canonical_ip(value: Any) -> str | None:
-    if not value:
-        return None
-    # The database may render an address differently (PostgreSQL inet, IPv4-mapped IPv6).
-    return ipaddress.ip_address(str(value)).compressed
-
-
-def canonical_content(values: dict[str, Any]) -> bytes:
-    """Return the canonical JSON bytes of an event's content (``CONTENT_FIELDS`` of ``values``).
-
-    Sorted keys, no whitespace, ASCII only, UTC timestamps with microseconds, compressed IP
-    addresses, strings for ids: identical whether the values come from ``record()``, from
-    SQLite, from PostgreSQL or from an archive line.
-    """
-    document = {
-        "v": CANONICAL_VERSION,
-        "uuid": str(values["uuid"]),
-        "timestamp": _canonical_timestamp(values["timestamp"]),
-        "action": str(values["action"]),
-        "outcome": str(values["outcome"]),
-        "actor_id": values["actor_id"] or "",
-        "actor_username": values["actor_username"] or "",
-        "actor_is_staff": values["actor_is_staff"],
-        "subject_id": values["subject_id"] or "",
-        "subject_username": values["subject_username"] or "",
-        "subject_is_staff": values["subject_is_staff"],
-        "target_type": values["target_type"] or "",
-        "target_id": values["target_id"] or "",
-        "target_repr": values["target_repr"] or "",
-        "request_id": values["request_id"] or "",
-        "client_ip": _canonical_ip(values["client_ip"]),
-        "user_agent": values["user_agent"] or "",
-        "api_key_id": values["api_key_id"],
-        "context": _canonical_json_value(values["context"] or {}),
-    }
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode(
-        "ascii"
-    )
-
-
 @overload
 def content_mac(values: dict[str, Any], *, key: ChainKey | None = None) -> str: ...
 
@@ -328,6 +262,11 @@ def content_mac(
     key = key or signing_key()
     mac = key.hmac_sha256_hex(_CONTENT_LABEL + canonical_content(values))
     return (mac, key.id) if with_key_id else mac
+
+
+def content_mac_of_canonical(content: bytes, *, key: ChainKey) -> str:
+    """``content_mac`` from already serialised canonical content (the sealer also hashes it into the tree)."""
+    return key.hmac_sha256_hex(_CONTENT_LABEL + content)
 
 
 def link_hash(*, sequence: int, previous_hash: str, content_mac_value: str, key: ChainKey | None = None) -> str:

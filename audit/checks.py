@@ -39,9 +39,7 @@ def check_audit_settings(app_configs=None, **kwargs):
             )
         )
     if conf.get("AUDIT_SEAL_MODE") not in SEAL_MODES:
-        messages.append(
-            Error(f"AUDIT_SEAL_MODE must be one of {', '.join(SEAL_MODES)}.", id="audit.E002")
-        )
+        messages.append(Error(f"AUDIT_SEAL_MODE must be one of {', '.join(SEAL_MODES)}.", id="audit.E002"))
     if core_conf.get("AUDIT_TRUSTED_PROXY_COUNT") < 0:
         messages.append(Error("AUDIT_TRUSTED_PROXY_COUNT cannot be negative.", id="audit.E003"))
     if conf.get("AUDIT_RETENTION_DAYS") < 1:
@@ -50,4 +48,37 @@ def check_audit_settings(app_configs=None, **kwargs):
         messages.append(Error(problem, id="audit.E005"))
     if conf.get("AUDIT_SEAL_BATCH_SIZE") < 1 or conf.get("AUDIT_ARCHIVE_BATCH_SIZE") < 1:
         messages.append(Error("AUDIT_SEAL_BATCH_SIZE and AUDIT_ARCHIVE_BATCH_SIZE must be positive.", id="audit.E006"))
+    messages.extend(_checkpoint_problems())
+    return messages
+
+
+def _checkpoint_problems() -> list[Error]:
+    """The checkpoint settings: an origin the signed-note format allows, known sinks, a witness URL if used."""
+    from audit.checkpoints import SINKS
+
+    messages = []
+    origin = str(conf.get("AUDIT_CHECKPOINT_ORIGIN") or "")
+    if not origin or any(character.isspace() or character == "+" for character in origin):
+        messages.append(
+            Error(
+                "AUDIT_CHECKPOINT_ORIGIN must be non-empty, without spaces or '+' (C2SP signed-note key name).",
+                hint="For example console.example.org/audit: unique to this deployment.",
+                id="audit.E008",
+            )
+        )
+    sinks = conf.get("AUDIT_CHECKPOINT_SINKS") or []
+    unknown = [sink for sink in sinks if sink not in SINKS]
+    if unknown:
+        messages.append(
+            Error(f"AUDIT_CHECKPOINT_SINKS: unknown sink(s) {', '.join(map(str, unknown))}.", id="audit.E009")
+        )
+    url = str(conf.get("AUDIT_WITNESS_URL") or "")
+    if "witness" in sinks and not url.startswith(("https://", "http://")):
+        messages.append(
+            Error(
+                "AUDIT_CHECKPOINT_SINKS names the witness but AUDIT_WITNESS_URL is not an http(s) URL.", id="audit.E010"
+            )
+        )
+    if conf.get("AUDIT_CHECKPOINT_INTERVAL") < 0:
+        messages.append(Error("AUDIT_CHECKPOINT_INTERVAL cannot be negative (0: only on demand).", id="audit.E011"))
     return messages

@@ -38,6 +38,18 @@ DEFAULTS = {
     "AUDIT_EXPLORER_SQLITE_RANGE_LIMIT": 4096,
     # Record each migration migrate applies or unapplies as a system.migration_applied event (switch).
     "AUDIT_RECORD_MIGRATIONS": True,
+    # The sealer signs and publishes a checkpoint of the Merkle tree this often when it has grown;
+    # 0: only on demand (manage.py audit_checkpoint) (seconds).
+    "AUDIT_CHECKPOINT_INTERVAL": 60,
+    # The checkpoints' origin line and signing key name: unique to this deployment, no spaces or
+    # "+" (C2SP tlog-checkpoint) (text).
+    "AUDIT_CHECKPOINT_ORIGIN": "ninaivalaigal.local/audit",
+    # Where checkpoints are published: "file" (AUDIT_DIR/checkpoints.log), "witness" (AUDIT_WITNESS_URL) (list).
+    "AUDIT_CHECKPOINT_SINKS": ["file"],
+    # The witness's base URL (audit/witness.py); it must run on another host to be worth having (URL).
+    "AUDIT_WITNESS_URL": "",
+    # How long a checkpoint submission to the witness may take (seconds).
+    "AUDIT_WITNESS_TIMEOUT": 5.0,
     # A context key its action does not declare (audit/schema.py) raises in record() instead of
     # being kept and logged once (switch; the test settings turn it on).
     "AUDIT_STRICT_CONTEXT": False,

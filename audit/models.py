@@ -17,7 +17,7 @@ from django.db import models
 
 from audit.actions import Action, Outcome
 
-__all__ = ["Action", "AuditEvent", "AuditEventImmutable", "AuditTombstone", "ChainHead", "Outcome"]
+__all__ = ["Action", "AuditCheckpoint", "AuditEvent", "AuditEventImmutable", "AuditTombstone", "ChainHead", "Outcome"]
 
 # Field sizes (characters). Values are truncated with a marker by the sanitiser to fit.
 ACTION_MAX_LENGTH = 64
@@ -171,6 +171,13 @@ class ChainHead(models.Model):
     anchor_mac = models.CharField(max_length=HASH_LENGTH, blank=True, default="")
     # The audit_chain key that made anchor_mac; NULL: the legacy key.
     anchor_key_id = models.CharField(max_length=KEY_ID_MAX_LENGTH, null=True, blank=True)
+    # The RFC 6962 Merkle tree over sealed events (audit/merkle.py): leaf i is the event with
+    # sequence tree_base + 1 + i; tree_base is the chain's length when the tree began (0 on a new
+    # installation, the head at the upgrade that added the tree). The frontier (one hex hash per
+    # set bit of tree_size, largest subtree first) is all the sealer keeps to grow it.
+    tree_base = models.BigIntegerField(default=0)
+    tree_size = models.BigIntegerField(default=0)
+    tree_frontier = models.TextField(blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -201,3 +208,28 @@ class AuditTombstone(models.Model):
 
     def __str__(self) -> str:
         return f"tombstone #{self.sequence}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed checkpoint of the Merkle tree (audit/checkpoints.py), kept with its frontier.
+
+    ``note`` is the C2SP signed note exactly as published; ``frontier`` the tree's frontier at
+    ``tree_size``, so a consistency proof from this checkpoint to a later one needs only the
+    events sealed since (never the whole table). Append-only: the runtime role may only insert.
+    """
+
+    tree_size = models.BigIntegerField(unique=True)
+    tree_base = models.BigIntegerField(default=0)
+    root_hash = models.CharField(max_length=HASH_LENGTH)
+    frontier = models.TextField(blank=True, default="")
+    note = models.TextField()
+    # The audit_checkpoint key that signed the note.
+    key_id = models.CharField(max_length=KEY_ID_MAX_LENGTH)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-tree_size"]
+        verbose_name = "audit checkpoint"
+
+    def __str__(self) -> str:
+        return f"checkpoint at {self.tree_size}"

@@ -69,11 +69,14 @@ from audit.chain import (
     ChainKey,
     ChainKeyError,
     ChainKeys,
-    content_mac,
+    canonical_content,
+    content_mac_of_canonical,
     link_hash,
     macs_equal,
     signing_key,
 )
+from audit.merkle import event_leaf, format_frontier, parse_frontier
+from audit.offline_verifier import frontier_append
 
 logger = logging.getLogger("audit.chain")
 
@@ -122,6 +125,10 @@ def seal_pending(*, batch_size: int | None = None) -> SealResult:
         # The lock is released: look again for events committed by writers that found it busy.
         if not AuditEvent.objects.unsealed().exclude(id__in=refused).exists():
             break
+    if not result.busy:
+        from audit.checkpoints import publish_if_due
+
+        publish_if_due()  # a signed checkpoint every AUDIT_CHECKPOINT_INTERVAL (audit/checkpoints.py)
     if refused:
         result.refused_ids = sorted(refused)
         logger.error(
@@ -157,6 +164,27 @@ def _seal_one_batch(
         if not rows:
             return True, 0, False
         sequence, previous = head.sequence, head.hash
+        # The Merkle tree grows with the chain: leaf i is the event tree_base + 1 + i (audit/merkle.py).
+        tree_size = head.tree_size
+        try:
+            frontier = parse_frontier(head.tree_frontier)
+        except ValueError:
+            frontier = None
+        # An edited tree state must never stop sealing: the tree stops growing and audit_verify says so.
+        grow_tree = (
+            head.tree_base + tree_size == sequence
+            and frontier is not None
+            and len(frontier) == tree_size.bit_count()
+        )
+        if not grow_tree:
+            logger.error(
+                "audit sealer: the Merkle tree (base %s, size %s) does not end at the chain head #%s or its "
+                "frontier is malformed; the tree is not extended (audit_verify reports it)",
+                head.tree_base,
+                tree_size,
+                sequence,
+            )
+        frontier = frontier if grow_tree else []
         updates: list[tuple[int, int, str, str, str]] = []
         for row in rows:
             if row["content_key_id"] in (None, LEGACY_KEY_ID):
@@ -170,10 +198,14 @@ def _seal_one_batch(
                 logger.error("audit sealer refused event id %s: %s", row["id"], error)
                 refused.add(row["id"])
                 continue
-            if not macs_equal(content_mac(row, key=content_key), row["content_mac"]):
+            content = canonical_content(row)
+            if not macs_equal(content_mac_of_canonical(content, key=content_key), row["content_mac"]):
                 refused.add(row["id"])
                 continue
             sequence += 1
+            if grow_tree:
+                frontier_append(frontier, tree_size, event_leaf(sequence, content))
+                tree_size += 1
             hash_value = link_hash(
                 sequence=sequence, previous_hash=previous, content_mac_value=row["content_mac"], key=key
             )
@@ -181,7 +213,8 @@ def _seal_one_batch(
             previous = hash_value
         if updates:
             _write_seals(updates)
-            ChainHead.objects.filter(pk=1).update(sequence=sequence, hash=previous, updated_at=timezone.now())
+            tree = {"tree_size": tree_size, "tree_frontier": format_frontier(frontier)} if grow_tree else {}
+            ChainHead.objects.filter(pk=1).update(sequence=sequence, hash=previous, updated_at=timezone.now(), **tree)
         return True, len(updates), len(rows) == batch_size
 
 

@@ -42,32 +42,23 @@ from audit.chain import (
     ChainKeyError,
     ChainKeys,
     anchor_mac,
+    canonical_content,
     content_mac,
+    content_mac_of_canonical,
     link_hash,
     macs_equal,
     tombstone_mac,
 )
-from audit.heads import PublishedHead, last_published_head
+from audit.heads import PublishedHead, heads_path, last_published_head
+from audit.merkle import event_leaf
+from audit.offline_verifier import frontier_append, frontier_root
+from audit.problems import Problem
 
 MAX_PROBLEMS_KEPT = 100
 UNSEALED_SCAN_LIMIT = 10000
 _ROW_HEAD = ("id", "sequence", "previous_hash", "hash", "content_mac", "content_key_id", "chain_key_id")
 _ROW_FIELDS = (*_ROW_HEAD, *CONTENT_FIELDS)
 _ROW_CONTENT_START = len(_ROW_HEAD)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One integrity failure. ``sequence`` is ``None`` only for an unsealed (never chained) row."""
-
-    kind: str
-    sequence: int | None
-    message: str
-    event_id: int | None = None
-
-    def __str__(self) -> str:
-        where = f"sequence {self.sequence}" if self.sequence is not None else f"unsealed event id {self.event_id}"
-        return f"{where}: {self.kind}: {self.message}"
 
 
 @dataclass
@@ -89,6 +80,9 @@ class VerificationReport:
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
     elapsed_seconds: float = 0.0
+    # The Merkle tree recomputed from the events (full runs) and the published checkpoints compared with it.
+    tree_size: int = 0
+    checkpoints_compared: int = 0
 
     @property
     def ok(self) -> bool:
@@ -199,12 +193,20 @@ def _verify(
 ) -> VerificationReport:
     started = time.perf_counter()
     walk = _ChainWalk(from_sequence=from_sequence, to_sequence=to_sequence)
+    if walk.tree is not None and check_published:
+        from audit.published import published_checkpoints
+
+        walk.tree.expect(published_checkpoints(walk.report))
     walk.check_anchor()
     walk.check_start()
     walk.check_events(chunk_size=chunk_size, progress=progress)
     walk.check_end()
     if check_published:
         _check_published_head(walk.report, anchor_sequence=walk.anchor_sequence)
+        if walk.tree is not None:
+            from audit.published import check_published_checkpoints
+
+            check_published_checkpoints(walk.report, tree=walk.tree)
     _check_unsealed(walk.report, keys=walk.keys)
     walk.report.elapsed_seconds = time.perf_counter() - started
     return walk.report
@@ -227,6 +229,7 @@ class _ChainWalk:
         "report",
         "ring_chained",
         "stop",
+        "tree",
     )
 
     def __init__(self, *, from_sequence: int | None, to_sequence: int | None) -> None:
@@ -250,6 +253,10 @@ class _ChainWalk:
         self.previous: str | None = None
         # Seen a link made by the key ring: no legacy link may follow.
         self.ring_chained = False
+        # The Merkle tree is recomputed on full runs that start where the tree starts.
+        self.tree: TreeCheck | None = None
+        if self.report.full and start <= self.head.tree_base + 1:
+            self.tree = TreeCheck(base=self.head.tree_base)
 
     def check_anchor(self) -> None:
         """The purge anchor the walk starts from must be authentic (once anything was purged)."""
@@ -304,6 +311,9 @@ class _ChainWalk:
             if sequence > self.expected:
                 self._report_missing(until=sequence)
         legacy_misuse = self._legacy_misuse(content_key_id, chain_key_id)
+        content = canonical_content(dict(zip(CONTENT_FIELDS, row[_ROW_CONTENT_START:], strict=True)))
+        if self.tree is not None:
+            self.tree.add(sequence, content, self.report)
         if legacy_misuse:
             self.report.add(
                 Problem(
@@ -311,7 +321,7 @@ class _ChainWalk:
                 )
             )
         else:
-            self._check_content(row, event_id, sequence, content_key_id, stored_mac)
+            self._check_content(content, event_id, sequence, content_key_id, stored_mac)
         if self.previous is not None and stored_previous != self.previous:
             self.report.add(
                 Problem(
@@ -371,7 +381,7 @@ class _ChainWalk:
         return misuse
 
     def _check_content(
-        self, row: tuple, event_id: int, sequence: int, content_key_id: str | None, stored_mac: str
+        self, content: bytes, event_id: int, sequence: int, content_key_id: str | None, stored_mac: str
     ) -> None:
         """Check an event's content MAC with the key named by its ``content_key_id``."""
         try:
@@ -379,8 +389,7 @@ class _ChainWalk:
         except ChainKeyError as error:
             self.report.add(Problem("unknown_key", sequence, f"its content MAC cannot be checked: {error}", event_id))
             return
-        values = dict(zip(CONTENT_FIELDS, row[_ROW_CONTENT_START:], strict=True))
-        if not macs_equal(content_mac(values, key=content_key), stored_mac):
+        if not macs_equal(content_mac_of_canonical(content, key=content_key), stored_mac):
             self.report.add(Problem("modified", sequence, "the content does not match its MAC (modified)", event_id))
 
     def _check_chain_hash(self, link: tuple) -> None:
@@ -442,12 +451,46 @@ class _ChainWalk:
             self.report.add(Problem("beyond_head", head_now + 1, f"events after the recorded head #{head_now}"))
 
 
+class TreeCheck:
+    """The Merkle tree recomputed along the walk, and its root at each published checkpoint's size.
+
+    ``expected`` maps a tree size to the published checkpoints of that size (source, root, entry);
+    ``roots`` keeps the recomputed root at each of those sizes for the comparison afterwards.
+    """
+
+    __slots__ = ("base", "broken", "expected", "frontier", "roots", "size")
+
+    def __init__(self, *, base: int) -> None:
+        self.base = base
+        self.size = 0
+        self.frontier: list[bytes] = []
+        self.expected: dict[int, list] = {}
+        self.roots: dict[int, bytes] = {}
+        self.broken = False
+
+    def expect(self, published: dict[int, list]) -> None:
+        self.expected = published
+
+    def add(self, sequence: int, content: bytes, report: VerificationReport) -> None:
+        if self.broken or sequence <= self.base:
+            return
+        if sequence != self.base + self.size + 1:
+            self.broken = True  # a missing event: reported by the chain; the tree stops here
+            return
+        frontier_append(self.frontier, self.size, event_leaf(sequence, content))
+        self.size += 1
+        report.tree_size = self.size
+        if self.size in self.expected:
+            self.roots[self.size] = frontier_root(self.frontier)
+
+
 def _check_published_head(report: VerificationReport, *, anchor_sequence: int) -> None:
     """Compare with the last head published outside the database (truncation of the tail)."""
     from audit.models import AuditEvent, AuditTombstone
 
     published = last_published_head()
     report.published_head = published
+    _check_heads_history(report, published)
     if published is None:
         return
     if published.key_problem:
@@ -484,6 +527,46 @@ def _check_published_head(report: VerificationReport, *, anchor_sequence: int) -
                 "published_head",
                 published.sequence,
                 f"event #{published.sequence} differs from the head published on {published.published_at}",
+            )
+        )
+
+
+def _check_heads_history(report: VerificationReport, published: PublishedHead | None) -> None:
+    """The heads file must hold at least the last head the trail says was published (deleted or cut)."""
+    from audit.actions import Action
+    from audit.models import AuditEvent
+
+    recorded = (
+        AuditEvent.objects.filter(
+            action__in=[Action.AUDIT_VERIFIED, Action.AUDIT_HEAD_PUBLISHED], context__has_key="published_sequence"
+        )
+        .order_by("-id")
+        .values_list("context", "timestamp")
+        .first()
+    )
+    if recorded is None:
+        return
+    context, when = recorded
+    try:
+        sequence = int(context["published_sequence"])
+    except (KeyError, TypeError, ValueError):
+        return
+    if published is None:
+        report.add(
+            Problem(
+                "heads_missing",
+                None,
+                f"{heads_path().name} is missing, but head #{sequence} was published on {when.isoformat()} "
+                "(the file was deleted)",
+            )
+        )
+    elif published.mac_valid and published.sequence < sequence:
+        report.add(
+            Problem(
+                "heads_shortened",
+                None,
+                f"the last line of {heads_path().name} is head #{published.sequence}, but head #{sequence} was "
+                f"published on {when.isoformat()} (the file was cut)",
             )
         )
 

@@ -29,7 +29,7 @@ from pathlib import Path
 # The containers' fixed uids (deploy/Containerfile, deploy/services/*.Containerfile).
 APP_UID, POSTGRES_UID, REDIS_UID, PROXY_UID = 10001, 10002, 10003, 10004
 # encryption.keyring.PURPOSES, and its key text "id:BASE64" of 32 random bytes.
-ENCRYPTION_PURPOSES = ("field", "blind_index", "audit_chain", "backup", "audit_archive")
+ENCRYPTION_PURPOSES = ("field", "blind_index", "audit_chain", "backup", "audit_archive", "audit_checkpoint")
 OWNER_ROLE, APP_ROLE, DATABASE = "ninaivalaigal_owner", "ninaivalaigal_app", "ninaivalaigal"
 HOST_PATTERN = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 

@@ -33,6 +33,7 @@ PROTECTS = {
     "audit_chain": "MACs of the audit chain; each event names its key (checked by manage.py audit_verify)",
     "backup": "encrypted backup files; each file names its key (manage.py verify_backup)",
     "audit_archive": "encrypted audit archive files; each file names its key",
+    "audit_checkpoint": "Ed25519 signatures of the audit checkpoints (manage.py audit_checkpoint --public-key)",
 }
 
 

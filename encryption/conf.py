@@ -19,6 +19,7 @@ DEFAULTS = {
     "ENCRYPTION_AUDIT_CHAIN_KEYS": "",
     "ENCRYPTION_BACKUP_KEYS": "",
     "ENCRYPTION_AUDIT_ARCHIVE_KEYS": "",
+    "ENCRYPTION_AUDIT_CHECKPOINT_KEYS": "",
     # Folder of the file provider: one key-ring file per purpose (path).
     "ENCRYPTION_KEYS_DIR": "",
     # HashiCorp Vault KV v2 provider: the server (URL).

@@ -34,7 +34,7 @@ class NarrowGrant:
 
 def narrow_grants() -> list[NarrowGrant]:
     """The tables of the audit trail (and Django's migration history), named from the models."""
-    from audit.models import AuditEvent, AuditTombstone, ChainHead
+    from audit.models import AuditCheckpoint, AuditEvent, AuditTombstone, ChainHead
 
     def columns(model, *names: str) -> tuple[str, ...]:
         return tuple(model._meta.get_field(name).column for name in names)
@@ -49,8 +49,15 @@ def narrow_grants() -> list[NarrowGrant]:
         NarrowGrant(
             ChainHead._meta.db_table,
             ("SELECT", "INSERT"),
-            columns(ChainHead, "sequence", "hash", "updated_at"),
-            "the sealer creates and moves the head; the anchor is moved only by the purge (owner)",
+            columns(ChainHead, "sequence", "hash", "tree_size", "tree_frontier", "updated_at"),
+            "the sealer creates and moves the head and grows the Merkle tree; the anchor is moved only by the "
+            "purge (owner)",
+        ),
+        NarrowGrant(
+            AuditCheckpoint._meta.db_table,
+            ("SELECT", "INSERT"),
+            (),
+            "signed checkpoints are appended, never changed",
         ),
         NarrowGrant(AuditTombstone._meta.db_table, ("SELECT",), (), "written only by the retention purge (owner)"),
         NarrowGrant("django_migrations", ("SELECT",), (), "only migrate (the owner) records migrations"),

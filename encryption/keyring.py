@@ -35,9 +35,10 @@ from encryption.errors import KeyConfigurationError, KeyProviderError, UnknownKe
 
 logger = logging.getLogger(__name__)
 
-PURPOSES = ("field", "blind_index", "audit_chain", "backup", "audit_archive")
+PURPOSES = ("field", "blind_index", "audit_chain", "backup", "audit_archive", "audit_checkpoint")
 PROVIDERS = ("environment", "file", "vault", "aws")
-# AES-256-GCM and HMAC-SHA256 keys: 32 random bytes (NIST SP 800-38D, RFC 2104 §3).
+# AES-256-GCM and HMAC-SHA256 keys: 32 random bytes (NIST SP 800-38D, RFC 2104 §3); an
+# audit_checkpoint key is the 32-byte seed of an Ed25519 signing key (RFC 8032 §5.1.5).
 KEY_LENGTH = 32
 KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # The key id under which ``encryption_keys status`` counts django-encrypted-model-fields tokens.

@@ -411,6 +411,7 @@ def production_env() -> dict:
         "ENCRYPTION_AUDIT_CHAIN_KEYS": key("chain"),
         "ENCRYPTION_BACKUP_KEYS": key("backup"),
         "ENCRYPTION_AUDIT_ARCHIVE_KEYS": key("archive"),
+        "ENCRYPTION_AUDIT_CHECKPOINT_KEYS": key("checkpoint"),
     }
 
 

@@ -398,6 +398,11 @@ vars().update(
         AUDIT_RETENTION_DAYS=env.int,
         AUDIT_RETENTION_OVERRIDES=env.json,
         AUDIT_RECORD_MIGRATIONS=env.bool,
+        AUDIT_CHECKPOINT_INTERVAL=env.int,
+        AUDIT_CHECKPOINT_ORIGIN=env.str,
+        AUDIT_CHECKPOINT_SINKS=env.list,
+        AUDIT_WITNESS_URL=env.str,
+        AUDIT_WITNESS_TIMEOUT=env.float,
     )
 )
 
@@ -423,6 +428,7 @@ vars().update(
         ENCRYPTION_AUDIT_CHAIN_KEYS=env.str,
         ENCRYPTION_BACKUP_KEYS=env.str,
         ENCRYPTION_AUDIT_ARCHIVE_KEYS=env.str,
+        ENCRYPTION_AUDIT_CHECKPOINT_KEYS=env.str,
         ENCRYPTION_KEYS_DIR=env.str,
         ENCRYPTION_VAULT_URL=env.str,
         ENCRYPTION_VAULT_TOKEN=env.str,

@@ -14,7 +14,7 @@ SECRET_KEY = env.str("SECRET_KEY", default="") or load_or_create_secret(VAR_DIR 
 ENCRYPTION_KEY_PROVIDER = env.str("ENCRYPTION_KEY_PROVIDER", default="file")
 ENCRYPTION_KEYS_DIR = env.str("ENCRYPTION_KEYS_DIR", default="") or str(VAR_DIR / "secrets" / "encryption")
 if ENCRYPTION_KEY_PROVIDER == "file" and not env.str("ENCRYPTION_KEYS_DIR", default=""):
-    for _purpose in ("field", "blind_index", "audit_chain", "backup", "audit_archive"):
+    for _purpose in ("field", "blind_index", "audit_chain", "backup", "audit_archive", "audit_checkpoint"):
         load_or_create_key_file(Path(ENCRYPTION_KEYS_DIR), _purpose)
 
 # A developer's processes run as themselves or as root, on a writable disk: the process_posture

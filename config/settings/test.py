@@ -59,6 +59,9 @@ ENCRYPTION_BACKUP_KEYS = env.str(
 ENCRYPTION_AUDIT_ARCHIVE_KEYS = env.str(
     "ENCRYPTION_AUDIT_ARCHIVE_KEYS", default="dev-audit-archive:8z6D35J1b3mQfqdDJW2xzwK/EqYWy2TrFfnOHyK73Kg="
 )
+ENCRYPTION_AUDIT_CHECKPOINT_KEYS = env.str(
+    "ENCRYPTION_AUDIT_CHECKPOINT_KEYS", default="dev-audit-checkpoint:cb8/aJmfxRlfKKmdRM7bVai6muZLMwI4suxoJ9MWc+Q="
+)
 ENCRYPTION_DEVELOPMENT_KEYS_ALLOWED = True
 
 # Audit: a fixed legacy chain key (docs/decisions/audit-chain-keys.md) and sealing right after
@@ -70,6 +73,8 @@ AUDIT_SEAL_MODE = env.str("AUDIT_SEAL_MODE", default="inline")
 AUDIT_RECORD_MIGRATIONS = env.bool("AUDIT_RECORD_MIGRATIONS", default=False)
 # Every producer in the suite records only the context keys its action declares (audit/schema.py).
 AUDIT_STRICT_CONTEXT = True
+# Checkpoints only on demand: the tests of the interval publisher turn it on themselves.
+AUDIT_CHECKPOINT_INTERVAL = env.int("AUDIT_CHECKPOINT_INTERVAL", default=0)
 
 # The suite's workers run as whoever runs it, often root on a writable disk: as on the embedded
 # default their posture alert is low, so it notifies no one (tests of the detector set high).

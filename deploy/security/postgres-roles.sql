@@ -94,13 +94,23 @@ BEGIN
 END
 $$;
 
--- audit_chainhead: the sealer creates and moves the head; the anchor is moved only by the purge (owner).
+-- audit_chainhead: the sealer creates and moves the head and grows the Merkle tree; the anchor is moved only by the purge (owner).
 DO $$
 BEGIN
     IF to_regclass('public.audit_chainhead') IS NOT NULL THEN
         REVOKE ALL ON public.audit_chainhead FROM ninaivalaigal_app;
         GRANT SELECT, INSERT ON public.audit_chainhead TO ninaivalaigal_app;
-        GRANT UPDATE (sequence, hash, updated_at) ON public.audit_chainhead TO ninaivalaigal_app;
+        GRANT UPDATE (sequence, hash, tree_size, tree_frontier, updated_at) ON public.audit_chainhead TO ninaivalaigal_app;
+    END IF;
+END
+$$;
+
+-- audit_auditcheckpoint: signed checkpoints are appended, never changed.
+DO $$
+BEGIN
+    IF to_regclass('public.audit_auditcheckpoint') IS NOT NULL THEN
+        REVOKE ALL ON public.audit_auditcheckpoint FROM ninaivalaigal_app;
+        GRANT SELECT, INSERT ON public.audit_auditcheckpoint TO ninaivalaigal_app;
     END IF;
 END
 $$;

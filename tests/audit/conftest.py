@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
 from audit.models import AuditEvent, AuditTombstone, ChainHead
 from core import context as request_context
+from tests.audit.support import public_key
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +74,32 @@ def bound_request():
         request_id="req-0123456789", client_ip="203.0.113.7", user_agent="pytest-agent/1.0"
     ) as bound:
         yield bound
+
+
+@pytest.fixture
+def witness(tmp_path, settings):
+    """The witness of audit/witness.py, run as its own process, trusting the log's public key."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(PROJECT_DIR / "audit" / "witness.py"),
+            "--key",
+            public_key(),
+            "--state",
+            str(tmp_path / "witness"),
+            "--port",
+            "0",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stderr.readline()
+        assert "listening on" in line, line
+        url = f"http://127.0.0.1:{line.rsplit(':', 1)[1].strip()}"
+        settings.AUDIT_CHECKPOINT_SINKS = ["file", "witness"]
+        settings.AUDIT_WITNESS_URL = url
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -48,5 +48,18 @@ def record_legacy(count: int, **kwargs) -> list[AuditEvent]:
         previous = event.hash
         events.append(event)
     AuditEvent.objects.bulk_create(events)
-    ChainHead.objects.filter(pk=1).update(sequence=sequence, hash=previous)
+    # Events before the key ring are also before the Merkle tree: it starts after them (migration 0009).
+    tree = {"tree_base": sequence} if head.tree_size == 0 else {}
+    ChainHead.objects.filter(pk=1).update(sequence=sequence, hash=previous, **tree)
     return events
+
+
+def public_key() -> str:
+    """The verifier key of the audit checkpoints, as ``audit_checkpoint --public-key`` prints it."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("audit_checkpoint", "--public-key", stdout=out)
+    return out.getvalue().splitlines()[0]

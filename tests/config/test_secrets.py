@@ -95,7 +95,7 @@ def test_production_reads_every_deployment_secret_from_aws_secrets_manager(store
 def test_check_deploy_is_clean_with_secrets_and_key_rings_from_aws(store, moto_url, tmp_path):
     """Both providers on AWS: the deployment secrets at start, the key rings (their own secret) at use."""
     keys = {purpose: _key(purpose.replace("_", "-")) for purpose in
-            ("field", "blind_index", "audit_chain", "backup", "audit_archive")}
+            ("field", "blind_index", "audit_chain", "backup", "audit_archive", "audit_checkpoint")}
     store.create_secret(Name="prod/ninaivalaigal-keys", SecretString=json.dumps(keys))
     env = aws_env(
         moto_url,

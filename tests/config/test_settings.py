@@ -33,6 +33,7 @@ PRODUCTION_ENV = {
     "ENCRYPTION_AUDIT_CHAIN_KEYS": _key("chain"),
     "ENCRYPTION_BACKUP_KEYS": _key("backup"),
     "ENCRYPTION_AUDIT_ARCHIVE_KEYS": _key("archive"),
+    "ENCRYPTION_AUDIT_CHECKPOINT_KEYS": _key("checkpoint"),
     "ACCOUNTS_SITE_URL": "https://console.example.org",
 }
 

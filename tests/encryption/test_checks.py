@@ -102,6 +102,7 @@ def _manage_check_with_production_settings(tmp_path, field_keys: str) -> subproc
         "ENCRYPTION_AUDIT_CHAIN_KEYS": make_key("ac-1"),
         "ENCRYPTION_BACKUP_KEYS": make_key("bk-1"),
         "ENCRYPTION_AUDIT_ARCHIVE_KEYS": make_key("aa-1"),
+        "ENCRYPTION_AUDIT_CHECKPOINT_KEYS": make_key("cp-1"),
     }
     return subprocess.run(
         [sys.executable, "manage.py", "check"],

@@ -30,6 +30,7 @@ PURPOSE_SETTINGS = {
     "audit_chain": "ENCRYPTION_AUDIT_CHAIN_KEYS",
     "backup": "ENCRYPTION_BACKUP_KEYS",
     "audit_archive": "ENCRYPTION_AUDIT_ARCHIVE_KEYS",
+    "audit_checkpoint": "ENCRYPTION_AUDIT_CHECKPOINT_KEYS",
 }
 
 

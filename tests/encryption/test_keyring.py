@@ -122,6 +122,7 @@ def test_file_provider_reads_one_file_per_purpose(settings, tmp_path):
         "audit_chain": ["audit-chain"],
         "backup": ["backup"],
         "audit_archive": ["audit-archive"],
+        "audit_checkpoint": ["audit-checkpoint"],
     }
 
 

@@ -64,6 +64,11 @@ class Command(BaseCommand):
             f"{report.tombstones} purged-event tombstones, in {report.elapsed_seconds:.2f} s "
             f"({report.events_per_second:,.0f} events/s)."
         )
+        if report.full and report.tree_size:
+            self.stdout.write(
+                f"Merkle tree of {report.tree_size} events recomputed; {report.checkpoints_compared} published "
+                "checkpoint(s) compared with it."
+            )
         if report.anchor_sequence:
             self.stdout.write(f"Verification starts after the purge anchor #{report.anchor_sequence}.")
         if report.published_head is not None and report.published_head.mac_valid:
