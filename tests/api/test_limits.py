@@ -191,7 +191,8 @@ for _ in range(int(sys.argv[1])):
     request.client_ip = "198.51.100.7"
     drf_request = Request(request)
     drf_request._user, drf_request._auth = None, None
-    allowed.append(all(t().allow_request(drf_request, MemoryListV2View) for t in (ApiKeyThrottle, UserThrottle, IPThrottle)))
+    throttles = (ApiKeyThrottle, UserThrottle, IPThrottle)
+    allowed.append(all(t().allow_request(drf_request, MemoryListV2View) for t in throttles))
 print(",".join("allowed" if value else "refused" for value in allowed))
 """
 
