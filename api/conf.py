@@ -29,8 +29,11 @@ DEFAULTS = {
     # --- Signed requests ---
     # Accepted difference from the server clock, either way (seconds).
     "API_SIGNATURE_MAX_SKEW_SECONDS": 300,
-    # Where used nonces are kept: "database" or "cache" (only when the API cache is Redis).
-    "API_SIGNATURE_NONCE_STORE": "database",
+    # Where used nonces are kept: "auto" (Redis when the API cache is Redis, else the database),
+    # "database", or "cache" (only when the API cache is Redis).
+    "API_SIGNATURE_NONCE_STORE": "auto",
+    # A key's decrypted signing secret is kept in process memory this long; 0: loaded every time (seconds).
+    "API_SIGNATURE_SECRET_CACHE_SECONDS": 60,
     # --- Request limits ---
     # Largest request body on any endpoint not listed in API_BODY_LIMITS (bytes).
     "API_MAX_BODY_BYTES": 64 * 1024,

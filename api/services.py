@@ -407,15 +407,20 @@ def request_nonce_consume(*, api_key: ApiKey, nonce: str, now: datetime.datetime
 
     Works across processes and machines: the database store relies on a unique constraint (the
     insert is the check), the cache store on Redis's atomic ``SET NX`` (``cache.add``). Process
-    memory would let a replay through on any other worker.
+    memory would let a replay through on any other worker, so the default store, ``auto``, is
+    Redis only when the API cache is Redis (one round trip instead of a committed INSERT) and the
+    database otherwise.
     """
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
     now = now or timezone.now()
     window = conf.get("API_SIGNATURE_MAX_SKEW_SECONDS")
-    if conf.get("API_SIGNATURE_NONCE_STORE") == "cache":
-        from django.core.cache import caches
-
+    store = conf.get("API_SIGNATURE_NONCE_STORE")
+    cache = caches[conf.get("API_CACHE_ALIAS")]
+    if store == "cache" or (store == "auto" and isinstance(cache, RedisCache)):
         # Kept twice the window: a timestamp may be up to one window old or ahead.
-        return caches[conf.get("API_CACHE_ALIAS")].add(f"api:nonce:{api_key.pk}:{nonce}", 1, timeout=2 * window + 1)
+        return cache.add(f"api:nonce:{api_key.pk}:{nonce}", 1, timeout=2 * window + 1)
     try:
         with transaction.atomic():
             RequestNonce.objects.create(api_key=api_key, nonce=nonce, seen_at=now)
