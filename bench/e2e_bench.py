@@ -241,6 +241,8 @@ def platform(database_url: str, redis_url: str, workdir: Path, overrides: dict, 
     port = free_port()
     folder = workdir / label
     folder.mkdir()
+    overrides = dict(overrides)
+    start_worker = not overrides.pop("_NO_WORKER", "")
     environment = platform_env(database_url, redis_url, port, folder, overrides)
     # One set of secrets for every platform run of the benchmark: the seeded key and memory need them.
     environment.update(json.loads((workdir / "platform-secrets.json").read_text()))
@@ -251,10 +253,10 @@ def platform(database_url: str, redis_url: str, workdir: Path, overrides: dict, 
         seeded_file.write_text(_run([PYTHON, "-m", "bench.e2e_seed"], env=environment).strip().splitlines()[-1])
     seed = json.loads(seeded_file.read_text())
     with ExitStack() as processes:
-        worker = processes.enter_context(
-            _process([PYTHON, "-m", "celery", "-A", "config", "worker", "--loglevel=WARNING"], env=environment,
-                     log=folder / "worker.log")
-        )  # fmt: skip
+        worker = None
+        if start_worker:
+            command = [PYTHON, "-m", "celery", "-A", "config", "worker", "--loglevel=WARNING"]
+            worker = processes.enter_context(_process(command, env=environment, log=folder / "worker.log"))
         processes.enter_context(
             _process([PYTHON, "-m", "celery", "-A", "config", "beat", "--loglevel=WARNING",
                       f"--schedule={folder / 'beat-schedule'}"], env=environment, log=folder / "beat.log")
@@ -264,7 +266,7 @@ def platform(database_url: str, redis_url: str, workdir: Path, overrides: dict, 
                      env=environment, log=folder / "web.log")
         )  # fmt: skip
         wait_for_port(port, process=web)
-        if worker.poll() is not None:
+        if worker is not None and worker.poll() is not None:
             raise BenchError(f"the Celery worker exited: {(folder / 'worker.log').read_text()[-2000:]}")
         yield App(label, port, seed["key"], seed["memory_id"], seed["context_id"])
 
@@ -416,6 +418,9 @@ def summarise(table: dict, base: str, names: list[str]) -> None:
 PARTS = {
     "throttles": {"API_THROTTLE_RATES": "{}"},
     "background sealer": {"AUDIT_SEAL_MODE": "periodic"},
+    # Not a setting: the Celery worker is not started, so detections are published (LPUSH) but
+    # nobody runs them on this machine's CPUs. Shows what real-time detection costs the web tier.
+    "the detection worker": {"_NO_WORKER": "1"},
 }
 
 
@@ -489,7 +494,7 @@ def run(arguments, workdir: Path, connection_levels: list[int], operations: list
 
 
 def measure_parts(arguments, base: App, database_url: str, redis_url: str, workdir: Path, connection_levels) -> None:
-    print("\nthe platform's GET (v2) with each switchable part off in turn")
+    print("\nthe platform's GET (v2) with each switchable part off in turn (beat keeps running)")
     all_off = {key: value for part in PARTS.values() for key, value in part.items()}
     variants = {
         "platform": {},
