@@ -239,8 +239,7 @@ class App:
 @contextmanager
 def platform(database_url: str, redis_url: str, workdir: Path, overrides: dict, label: str):
     port = free_port()
-    folder = workdir / label
-    folder.mkdir()
+    folder = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=workdir))
     overrides = dict(overrides)
     start_worker = not overrides.pop("_NO_WORKER", "")
     environment = platform_env(database_url, redis_url, port, folder, overrides)
@@ -432,6 +431,7 @@ def main() -> None:
     parser.add_argument("--operations", default="get-v2,get-v1,post-v2", help="Of get-v2, get-v1, post-v2.")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3 s (a smoke run; noisier).")
     parser.add_argument("--parts", action="store_true", help="Then the GET with each switchable part off in turn.")
+    parser.add_argument("--parts-only", action="store_true", help="Only the --parts runs (skip the main table).")
     parser.add_argument("--keep", action="store_true", help="Keep the work folder (logs) after the run.")
     arguments = parser.parse_args()
     if arguments.quick:
@@ -485,11 +485,14 @@ def run(arguments, workdir: Path, connection_levels: list[int], operations: list
         ]
         secrets_file.write_text(json.dumps({name: first[name] for name in shared_names}))
         base = stack.enter_context(baseline(database_url, workdir))
-        with ExitStack() as platform_stack:
-            full = platform_stack.enter_context(platform(database_url, redis_url, workdir, {}, "platform"))
-            table = measure([base, full], operations, connection_levels, arguments.rounds, arguments.duration, workdir)
-        summarise(table, "baseline", ["platform"])
-        if arguments.parts:
+        if not arguments.parts_only:
+            with ExitStack() as platform_stack:
+                full = platform_stack.enter_context(platform(database_url, redis_url, workdir, {}, "platform"))
+                table = measure(
+                    [base, full], operations, connection_levels, arguments.rounds, arguments.duration, workdir
+                )
+            summarise(table, "baseline", ["platform"])
+        if arguments.parts or arguments.parts_only:
             measure_parts(arguments, base, database_url, redis_url, workdir, connection_levels)
 
 
