@@ -483,6 +483,7 @@ def run(arguments, workdir: Path, connection_levels: list[int], operations: list
         shared_names = ["SECRET_KEY", "API_KEY_HASH_KEY"] + [
             f"ENCRYPTION_{p.upper()}_KEYS" for p in ENCRYPTION_PURPOSES
         ]
+        secrets_file.touch(mode=0o600)
         secrets_file.write_text(json.dumps({name: first[name] for name in shared_names}))
         base = stack.enter_context(baseline(database_url, workdir))
         if not arguments.parts_only:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.core.cache import caches
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
@@ -229,9 +230,11 @@ def test_on_redis_the_three_throttles_cost_one_round_trip_and_still_refuse(
     settings.API_THROTTLE_RATES = {"api_key": "3/min", "user": "100/min", "ip": "100/min"}
     client = key_client(issue_key(alice, scopes=["memories:read"]))
     assert client.get(MEMORIES).status_code == 200  # loads the script once (EVALSHA, then EVAL)
+    kept = caches["api"]._api_throttle_counters
     before = _command_calls(redis_api_cache)
     assert client.get(MEMORIES).status_code == 200
     after = _command_calls(redis_api_cache)
+    assert caches["api"]._api_throttle_counters is kept  # one client for the cache's life, not one per call
     issued = {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
     # One script call per request; inside it one INCR and one GET per throttle. Django's own
     # incr() would have sent EXISTS + INCRBY and a GET: 9 round trips.
