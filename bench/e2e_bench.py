@@ -323,6 +323,11 @@ def run_wrk(url: str, script: Path, connections: int, duration: float) -> dict:
     seconds = f"{max(1, round(duration))}s"
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", seconds, "--latency", "-s", str(script), url]
     output = subprocess.run(command, capture_output=True, text=True, check=False, timeout=duration + 60).stdout
+    return parse_wrk(output)
+
+
+def parse_wrk(output: str) -> dict:
+    """Throughput, p50, p99 (seconds), non-2xx responses and socket errors from wrk's ``--latency`` output."""
     match = re.search(r"Requests/sec:\s+([\d.]+)", output)
     if match is None:
         raise BenchError(f"wrk printed no throughput:\n{output}")
@@ -396,6 +401,9 @@ def _print_round(number: int, op: str, connections: int, results: dict, names: l
             f"| {name} {r['rps']:8.1f}/s p50 {r['p50'] * 1e3:6.2f} ms p99 {r['p99'] * 1e3:7.2f} ms"
             f" | throughput {r['rps'] / b['rps']:5.3f}x p50 {r['p50'] / b['p50']:5.2f}x p99 {r['p99'] / b['p99']:5.2f}x"
         )
+    errors = [f"{name}: {results[name]['socket_errors']}" for name in names if results[name]["socket_errors"]]
+    if errors:
+        parts.append(f"(socket errors, {'; '.join(errors)})")
     print("  ".join(parts), flush=True)
 
 
