@@ -49,6 +49,9 @@ DEFAULTS = {
     "API_THROTTLE_RATES": {"api_key": "1200/min", "user": "600/min", "ip": "1800/min"},
     # The cache of throttle counters, and of nonces with the cache store (alias in CACHES).
     "API_CACHE_ALIAS": "api",
+    # --- Lists ---
+    # A list page counts at most this many matching items (or as many as the page needs) (items).
+    "API_LIST_COUNT_CAP": 10_000,
     # --- Versioning ---
     # The deprecation registry; None: the one in api/versioning.py, a list replaces it (entries).
     "API_DEPRECATIONS": None,

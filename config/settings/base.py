@@ -388,6 +388,7 @@ vars().update(
         API_KEY_HASH_KEY=env.str,
         API_SIGNATURE_NONCE_STORE=env.str,
         API_THROTTLE_RATES=env.json,
+        API_LIST_COUNT_CAP=env.int,
         API_CHANGES_URL=env.str,
     )
 )
