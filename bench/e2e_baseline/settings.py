@@ -1,11 +1,13 @@
 """Settings of the baseline app: DATABASE_URL only (the same PostgreSQL server as the platform)."""
 
 import os
+import secrets
 
 import environ
 
 DEBUG = False
-SECRET_KEY = os.environ.get("BASELINE_SECRET_KEY", "baseline-bench-only-not-a-secret-0123456789abcdef")
+# Nothing of the baseline is signed (no sessions, no CSRF): a new key per process will do.
+SECRET_KEY = secrets.token_urlsafe(50)
 ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = ["rest_framework", "bench.e2e_baseline"]
 MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
