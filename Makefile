@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test demo venv system-deps lint bench migrate image clean
+.PHONY: run test demo venv system-deps lint bench bench-e2e migrate image clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ lint: venv
 
 bench: system-deps venv
 	bash scripts/run-benchmarks.sh
+
+# The end-to-end benchmark (docs/benchmarks.md, "End to end"): gunicorn, durable PostgreSQL, Redis
+# and wrk, the platform against a minimal app. Not part of make test or make bench. Options:
+# make bench-e2e ARGS="--quick".
+bench-e2e: venv
+	bash scripts/install-system-deps.sh bench-e2e
+	$(PY) bench/e2e_bench.py $(ARGS)
 
 migrate: venv
 	$(PY) manage.py migrate --noinput

@@ -75,10 +75,12 @@ def check_content_security_policy(app_configs=None, **kwargs):
 @register("security")
 def check_nonce_store(app_configs=None, **kwargs):
     store = conf.get("API_SIGNATURE_NONCE_STORE")
-    if store == "database":
+    if store in ("database", "auto"):
         return []
     if store != "cache":
-        return [Error(f"API_SIGNATURE_NONCE_STORE must be 'database' or 'cache', not {store!r}.", id="api.E006")]
+        return [
+            Error(f"API_SIGNATURE_NONCE_STORE must be 'auto', 'database' or 'cache', not {store!r}.", id="api.E006")
+        ]
     alias = conf.get("API_CACHE_ALIAS")
     backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
     if not backend.endswith("RedisCache"):

@@ -33,8 +33,11 @@ DEFAULTS = {
     # stepped back by up to this much (less one window) still meets the nonces of requests it
     # already accepted, so a replay is refused (seconds).
     "API_SIGNATURE_NONCE_RETENTION_SECONDS": 2 * 60 * 60,
-    # Where used nonces are kept: "database" or "cache" (only when the API cache is Redis).
-    "API_SIGNATURE_NONCE_STORE": "database",
+    # Where used nonces are kept: "auto" (Redis when the API cache is Redis, else the database),
+    # "database", or "cache" (only when the API cache is Redis).
+    "API_SIGNATURE_NONCE_STORE": "auto",
+    # A key's decrypted signing secret is kept in process memory this long; 0: loaded every time (seconds).
+    "API_SIGNATURE_SECRET_CACHE_SECONDS": 60,
     # --- Request limits ---
     # Largest request body on any endpoint not listed in API_BODY_LIMITS (bytes).
     "API_MAX_BODY_BYTES": 64 * 1024,
@@ -50,6 +53,9 @@ DEFAULTS = {
     "API_THROTTLE_RATES": {"api_key": "1200/min", "user": "600/min", "ip": "1800/min"},
     # The cache of throttle counters, and of nonces with the cache store (alias in CACHES).
     "API_CACHE_ALIAS": "api",
+    # --- Lists ---
+    # A list page counts at most this many matching items (or as many as the page needs) (items).
+    "API_LIST_COUNT_CAP": 10_000,
     # --- Versioning ---
     # The deprecation registry; None: the one in api/versioning.py, a list replaces it (entries).
     "API_DEPRECATIONS": None,

@@ -54,9 +54,11 @@ def api_keys_needing_attention(
         | Q(last_used_at__isnull=True, created_at__lt=unused_before)
     )
     rows = []
-    for key in keys.select_related("user").only(
-        "pk", "prefix", "name", "expires_at", "last_used_at", "created_at", "user__username"
-    ).order_by("expires_at", "pk")[:limit]:
+    for key in (
+        keys.select_related("user")
+        .only("pk", "prefix", "name", "expires_at", "last_used_at", "created_at", "user__username")
+        .order_by("expires_at", "pk")[:limit]
+    ):
         reasons = []
         if key.expires_at <= now + expiring_within:
             reasons.append("expires soon")
@@ -122,9 +124,7 @@ class _KeyLookup:
         self.key_names = [field.attname for field in self.key_fields]
         self.user_names = [field.attname for field in self.user_fields]
         key_pk, prefix_column = quote(ApiKey._meta.pk.column), quote(ApiKey._meta.get_field("prefix").column)
-        self.sql += (
-            f" OR k.{key_pk} = %s ORDER BY CASE WHEN k.{prefix_column} = %s THEN 0 ELSE 1 END LIMIT 1"
-        )
+        self.sql += f" OR k.{key_pk} = %s ORDER BY CASE WHEN k.{prefix_column} = %s THEN 0 ELSE 1 END LIMIT 1"
         self.first_key_sql = f"SELECT MIN({key_pk}) FROM {quote(key_table)}"  # noqa: S608 - names from the models
         self.stand_in_id: int | None = None
         self.primed = False

@@ -9,10 +9,13 @@ and the admin), because it is a property of the browser session, not of the use 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hmac
 import ipaddress
+import json
 import random
+import secrets
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
@@ -20,6 +23,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
+from redis.exceptions import LockError
 
 import audit
 from accounts.normalisation import CONTROL_CHARACTERS_MESSAGE, contains_control_characters
@@ -403,15 +407,18 @@ def request_nonce_consume(*, api_key: ApiKey, nonce: str, now: datetime.datetime
 
     Works across processes and machines: the database store relies on a unique constraint (the
     insert is the check), the cache store on Redis's atomic ``SET NX`` (``cache.add``). Process
-    memory would let a replay through on any other worker.
+    memory would let a replay through on any other worker, so the default store, ``auto``, is
+    Redis only when the API cache is Redis (one round trip instead of a committed INSERT) and the
+    database otherwise.
     """
-    now = now or timezone.now()
-    if conf.get("API_SIGNATURE_NONCE_STORE") == "cache":
-        from django.core.cache import caches
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
 
-        return caches[conf.get("API_CACHE_ALIAS")].add(
-            f"api:nonce:{api_key.pk}:{nonce}", 1, timeout=nonce_retention_seconds() + 1
-        )
+    now = now or timezone.now()
+    store = conf.get("API_SIGNATURE_NONCE_STORE")
+    cache = caches[conf.get("API_CACHE_ALIAS")]
+    if store == "cache" or (store == "auto" and isinstance(cache, RedisCache)):
+        return cache.add(f"api:nonce:{api_key.pk}:{nonce}", 1, timeout=nonce_retention_seconds() + 1)
     try:
         with transaction.atomic():
             RequestNonce.objects.create(api_key=api_key, nonce=nonce, seen_at=now)
@@ -440,46 +447,185 @@ def request_nonces_purge(*, now: datetime.datetime | None = None) -> int:
 # ---------------------------------------------------------------------------------------------
 # Deprecated endpoints
 # ---------------------------------------------------------------------------------------------
+def _caller_of(api_key: ApiKey | None, user, client_ip: str | None) -> str:
+    if api_key is not None:
+        return f"key:{api_key.pk}"
+    if user is not None:
+        return f"user:{user.pk}"
+    return f"ip:{client_ip or 'unknown'}"
+
+
+def _deprecated_calls_redis():
+    """The API cache's Redis client and key maker when the API cache is Redis, else None."""
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    cache = caches[conf.get("API_CACHE_ALIAS")]
+    if not isinstance(cache, RedisCache):
+        return None
+    client = getattr(cache, "_api_deprecated_client", None)
+    if client is None:
+        client = cache._api_deprecated_client = cache._cache.get_client(write=True)
+    return client, cache.make_and_validate_key
+
+
+# Redis keys of the pending counts (hash: field → calls) and last call times (field → ISO time);
+# the first call time of each field per day (HSETNX: 1 for the day's first call, which is audited).
+_PENDING_COUNTS, _PENDING_LAST, _FIRST_SEEN = "api:deprecated:counts", "api:deprecated:last", "api:deprecated:first"
+# Take the pending hashes aside under one batch name, atomically (a call after this counts in the next batch).
+_TAKE_BATCH = """
+for index = 1, 2 do
+  if redis.call('EXISTS', KEYS[index]) == 1 then redis.call('RENAME', KEYS[index], KEYS[index + 2]) end
+end
+return 1
+"""
+
+
 def deprecated_call_record(*, endpoint: str, api_key: ApiKey | None, user, client_ip: str | None) -> int:
     """Count one call of a deprecated endpoint for its caller (key, else user, else IP) today.
 
-    One statement (``INSERT … ON CONFLICT DO UPDATE SET count = count + 1 … RETURNING count``,
-    PostgreSQL and SQLite ≥ 3.35), atomic under concurrency. The first call of a caller on a day
-    also records ``DEPRECATED_ENDPOINT_CALLED`` (the count carries the rest), so owners can be told
-    without an audit event per request. Returns the count so far today.
+    With the API cache on Redis (production): one pipelined round trip adds the call to a pending
+    count in Redis, and ``deprecated_calls_flush`` (beat, every minute) adds the pending counts to
+    the ``DeprecatedCall`` rows in one transaction. No row lock per call: before, every call of a
+    key ran ``BEGIN; INSERT … ON CONFLICT DO UPDATE; COMMIT`` on one row (issue #17). Durability:
+    the rows lag by at most a flush interval; pending counts live in Redis (lost only with Redis's
+    own data). Without Redis (the embedded default): one statement, ``INSERT … ON CONFLICT DO
+    UPDATE SET count = count + 1 … RETURNING count``, atomic under concurrency.
+
+    The first call of a caller on a day also records ``DEPRECATED_ENDPOINT_CALLED`` (the count
+    carries the rest), so owners can be told without an audit event per request. Returns the
+    number of calls counted so far: today's count (database), or the pending count (Redis).
     """
     now = timezone.now()
-    if api_key is not None:
-        caller = f"key:{api_key.pk}"
-    elif user is not None:
-        caller = f"user:{user.pk}"
-    else:
-        caller = f"ip:{client_ip or 'unknown'}"
+    caller = _caller_of(api_key, user, client_ip)
+    endpoint = endpoint[:200]
+    redis_side = _deprecated_calls_redis()
+    if redis_side is not None:
+        client, key = redis_side
+        day = now.date().isoformat()
+        field = json.dumps(
+            [caller, api_key.pk if api_key is not None else None, user.pk if user is not None else None, endpoint, day]
+        )
+        pipeline = client.pipeline(transaction=False)
+        pipeline.hincrby(key(_PENDING_COUNTS), field, 1)
+        pipeline.hset(key(_PENDING_LAST), field, now.isoformat())
+        pipeline.hsetnx(key(f"{_FIRST_SEEN}:{day}"), field, now.isoformat())
+        pipeline.expire(key(f"{_FIRST_SEEN}:{day}"), 3 * 24 * 3600)
+        count, _, first, _ = pipeline.execute()
+        if first:
+            _deprecated_call_audit(endpoint=endpoint, api_key=api_key, user=user)
+        return int(count)
+    with transaction.atomic():
+        count = _deprecated_calls_add(
+            caller=caller,
+            api_key_id=api_key.pk if api_key is not None else None,
+            user_id=user.pk if user is not None else None,
+            endpoint=endpoint,
+            day=now.date(),
+            calls=1,
+            first_at=now,
+            last_at=now,
+        )
+        if count == 1:
+            _deprecated_call_audit(endpoint=endpoint, api_key=api_key, user=user)
+    return count
+
+
+def _deprecated_call_audit(*, endpoint: str, api_key: ApiKey | None, user) -> None:
+    audit.record(
+        action=audit.Action.DEPRECATED_ENDPOINT_CALLED,
+        actor=user,
+        target=api_key,
+        api_key_id=api_key.prefix if api_key is not None else None,
+        context={"endpoint": endpoint},
+    )
+
+
+def _deprecated_calls_add(
+    *, caller: str, api_key_id, user_id, endpoint: str, day, calls: int, first_at, last_at
+) -> int:
+    """Add ``calls`` to one caller's row of the day (created if new); the count after it."""
     table = connection.ops.quote_name(DeprecatedCall._meta.db_table)
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(
             # The table name comes from the model; every value is a bound parameter.
             f"INSERT INTO {table} (caller, api_key_id, user_id, endpoint, day, count, first_at, last_at) "  # noqa: S608
-            "VALUES (%s, %s, %s, %s, %s, 1, %s, %s) "
-            f"ON CONFLICT (caller, endpoint, day) DO UPDATE SET count = {table}.count + 1, last_at = EXCLUDED.last_at "
-            "RETURNING count",
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            f"ON CONFLICT (caller, endpoint, day) DO UPDATE SET count = {table}.count + EXCLUDED.count, "
+            "last_at = EXCLUDED.last_at RETURNING count",
             [
                 caller,
-                api_key.pk if api_key is not None else None,
-                user.pk if user is not None else None,
-                endpoint[:200],
-                connection.ops.adapt_datefield_value(now.date()),
-                connection.ops.adapt_datetimefield_value(now),
-                connection.ops.adapt_datetimefield_value(now),
+                api_key_id,
+                user_id,
+                endpoint,
+                connection.ops.adapt_datefield_value(day),
+                calls,
+                connection.ops.adapt_datetimefield_value(first_at),
+                connection.ops.adapt_datetimefield_value(last_at),
             ],
         )
-        count = cursor.fetchone()[0]
-        if count == 1:
-            audit.record(
-                action=audit.Action.DEPRECATED_ENDPOINT_CALLED,
-                actor=user,
-                target=api_key,
-                api_key_id=api_key.prefix if api_key is not None else None,
-                context={"endpoint": endpoint[:200]},
-            )
-    return count
+        return cursor.fetchone()[0]
+
+
+def deprecated_calls_flush() -> int:
+    """Add the counts pending in Redis to the ``DeprecatedCall`` rows; the number of calls added.
+
+    The pending hashes are renamed aside atomically (calls after that go to the next batch), added
+    in one transaction, then deleted. A batch whose flush failed (database down, process killed)
+    keeps its name and is added by the next flush: no count is lost. A process killed between the
+    commit and the delete would add that batch twice (an over-count, never an under-count).
+    Without Redis there is nothing to flush. The beat task ``api.deprecated_calls_flush``.
+    """
+    redis_side = _deprecated_calls_redis()
+    if redis_side is None:
+        return 0
+    client, key = redis_side
+    # One flush at a time (two overlapping runs would both add a leftover batch); the lock expires
+    # by itself if its holder dies.
+    lock = client.lock(key("api:deprecated:flush-lock"), timeout=300, blocking=False)
+    if not lock.acquire():
+        return 0
+    try:
+        return _deprecated_calls_flush_batches(client, key)
+    finally:
+        # Expired meanwhile (a flush longer than the timeout): another flush may hold it now.
+        with contextlib.suppress(LockError):
+            lock.release()
+
+
+def _deprecated_calls_flush_batches(client, key) -> int:
+    batch = secrets.token_hex(8)
+    client.eval(
+        _TAKE_BATCH,
+        4,
+        key(_PENDING_COUNTS),
+        key(_PENDING_LAST),
+        key(f"{_PENDING_COUNTS}:batch:{batch}"),
+        key(f"{_PENDING_LAST}:batch:{batch}"),
+    )
+    added = 0
+    for name in sorted(client.scan_iter(match=key(f"{_PENDING_COUNTS}:batch:*"), count=100)):
+        counts_key = name.decode() if isinstance(name, bytes) else name
+        last_key = counts_key.replace(key(_PENDING_COUNTS), key(_PENDING_LAST), 1)
+        counts = client.hgetall(counts_key)
+        lasts = client.hgetall(last_key)
+        with transaction.atomic():
+            for field, calls in counts.items():
+                caller, api_key_id, user_id, endpoint, day = json.loads(field)
+                first = client.hget(key(f"{_FIRST_SEEN}:{day}"), field)
+                last = lasts.get(field)
+                last_at = datetime.datetime.fromisoformat(last.decode()) if last else timezone.now()
+                first_at = datetime.datetime.fromisoformat(first.decode()) if first else last_at
+                _deprecated_calls_add(
+                    caller=caller,
+                    api_key_id=api_key_id,
+                    user_id=user_id,
+                    endpoint=endpoint,
+                    day=datetime.date.fromisoformat(day),
+                    calls=int(calls),
+                    first_at=first_at,
+                    last_at=last_at,
+                )
+                added += int(calls)
+        client.delete(counts_key, last_key)
+    return added

@@ -104,7 +104,35 @@ def verify(request, *, api_key, now: float | None = None) -> str:
         key_prefix=api_key.prefix,
         body=request.body,
     )
-    expected = signature(api_key.signing_secret, canonical)
+    expected = signature(signing_secret(api_key), canonical)
     if not hmac.compare_digest(expected, presented):
         raise SignatureError("signature_mismatch")
     return nonce
+
+
+# (key id, key prefix) -> (decrypted signing secret, time.monotonic() after which it is loaded again).
+_SECRETS: dict[tuple[int, str], tuple[str, float]] = {}
+_SECRETS_MAX = 1024
+
+
+def signing_secret(api_key) -> str:
+    """The key's signing secret, kept in process memory for ``API_SIGNATURE_SECRET_CACHE_SECONDS``.
+
+    Loading it is a query (authentication defers the column) and a decryption: about 0.9 ms per
+    signed request (issue #17). A key's secret never changes (a rotation issues a new key), and
+    a revoked or expired key is refused by authentication before its signature is checked, so
+    keeping the secret briefly changes no decision. At most ``_SECRETS_MAX`` keys are kept.
+    """
+    lifetime = conf.get("API_SIGNATURE_SECRET_CACHE_SECONDS")
+    if not lifetime or getattr(api_key, "pk", None) is None:
+        return api_key.signing_secret
+    now = time.monotonic()
+    name = (api_key.pk, api_key.prefix)
+    kept = _SECRETS.get(name)
+    if kept is not None and kept[1] > now:
+        return kept[0]
+    secret = api_key.signing_secret
+    if len(_SECRETS) >= _SECRETS_MAX:
+        _SECRETS.clear()
+    _SECRETS[name] = (secret, now + lifetime)
+    return secret

@@ -11,3 +11,9 @@ from api import services
 def api_request_nonces_purge() -> int:
     """Delete signed-request nonces past twice the signature window (idempotent)."""
     return services.request_nonces_purge()
+
+
+@shared_task(name="api.deprecated_calls_flush")
+def api_deprecated_calls_flush() -> int:
+    """Add the deprecated-call counts pending in Redis to their rows (idempotent per batch)."""
+    return services.deprecated_calls_flush()

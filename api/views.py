@@ -55,6 +55,8 @@ def _console_prefix() -> str:
         return reverse("admin:index")
     except NoReverseMatch:
         return "/admin/"
+
+
 page_not_found = _handler(404, "errors/404.html")
 
 

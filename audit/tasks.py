@@ -20,7 +20,7 @@ def audit_seal() -> dict:
     return {"sealed": result.sealed, "refused": len(result.refused_ids), "busy": result.busy}
 
 
-@shared_task(name="audit.tasks.audit_publish_head")
+@shared_task(name="audit.tasks.audit_publish_head", ignore_result=False)  # its verdict is read
 def audit_publish_head() -> dict:
     """Verify from the last published head and publish the new one (``audit.services.audit_head_publish``)."""
     from audit.services import audit_head_publish

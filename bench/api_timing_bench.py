@@ -62,9 +62,7 @@ def _setup_django() -> None:
 def bootstrap_interval(values: list[float], *, resamples: int = 2000, seed: int = 7) -> tuple[float, float]:
     """95 % percentile-bootstrap interval of the median of ``values``."""
     generator = random.Random(seed)
-    medians = sorted(
-        statistics.median(generator.choices(values, k=len(values))) for _ in range(resamples)
-    )
+    medians = sorted(statistics.median(generator.choices(values, k=len(values))) for _ in range(resamples))
     return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
@@ -161,8 +159,10 @@ def main() -> None:
     test_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     try:
         eager = settings.CELERY_TASK_ALWAYS_EAGER
-        print(f"database: {connection.vendor}  cpus: {os.cpu_count()}  rounds: {arguments.rounds}  "
-              f"Celery eager: {'yes (detection inside each request)' if eager else 'no (detection queued)'}")
+        print(
+            f"database: {connection.vendor}  cpus: {os.cpu_count()}  rounds: {arguments.rounds}  "
+            f"Celery eager: {'yes (detection inside each request)' if eager else 'no (detection queued)'}"
+        )
         _plant_leak()
         differences = _measure(_clients(), arguments.rounds)
         result, bound, summary = verdict(differences)

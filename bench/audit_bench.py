@@ -176,8 +176,12 @@ def bench_write_ratio(iterations: int) -> list[tuple[str, str]]:
         with transaction.atomic():
             bulk.update(name=Concat(F("name"), Value("")))
             audit.record_many(
-                {"action": audit.Action.ADMIN_CHANGED, "actor": actor, "target": ("auth.group", pk),
-                 "context": {"fields": ["name"]}}
+                {
+                    "action": audit.Action.ADMIN_CHANGED,
+                    "actor": actor,
+                    "target": ("auth.group", pk),
+                    "context": {"fields": ["name"]},
+                }
                 for pk in bulk_ids
             )
 
@@ -224,8 +228,9 @@ def bench_write_ratio(iterations: int) -> list[tuple[str, str]]:
     )
     results.append(("write: Group.create in a transaction", _ratios(floor, "plain")))
     bulk_rounds = max(per_round // 10, 5)
-    timed = _interleaved({"plain": plain_bulk_update, "audited": audited_bulk_update}, per_round=bulk_rounds,
-                         rounds=rounds)
+    timed = _interleaved(
+        {"plain": plain_bulk_update, "audited": audited_bulk_update}, per_round=bulk_rounds, rounds=rounds
+    )
     results.append(("bulk: update of 100 rows + 100 events", _ratios(timed, "plain")))
     reads = _interleaved(
         {"plain": unaudited_memory_read, "audited": audited_memory_read}, per_round=per_round, rounds=rounds
@@ -326,9 +331,14 @@ def _generate(size: int) -> None:
     from audit.services import build_event
 
     # Each action with a context key it declares (audit/schema.py), holding the event's number.
-    actions = [(audit.Action.MEMORY_READ, "context_id"), (audit.Action.LOGIN_SUCCEEDED, "method"),
-               (audit.Action.LOGIN_FAILED, "reason"), (audit.Action.MEMORY_UPDATED, "context_id"),
-               (audit.Action.PERMISSION_DENIED, "answer"), (audit.Action.API_KEY_USED, None)]
+    actions = [
+        (audit.Action.MEMORY_READ, "context_id"),
+        (audit.Action.LOGIN_SUCCEEDED, "method"),
+        (audit.Action.LOGIN_FAILED, "reason"),
+        (audit.Action.MEMORY_UPDATED, "context_id"),
+        (audit.Action.PERMISSION_DENIED, "answer"),
+        (audit.Action.API_KEY_USED, None),
+    ]
     start = timezone.now() - datetime.timedelta(days=730)
     step = datetime.timedelta(days=730) / max(size, 1)
     batch = 5000

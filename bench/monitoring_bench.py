@@ -149,9 +149,9 @@ def _load_events(count: int, now: datetime.datetime) -> float:
             actor_id="" if action in (Action.LOGIN_FAILED, Action.API_KEY_REFUSED) else str(user),
             actor_username="" if action in (Action.LOGIN_FAILED, Action.API_KEY_REFUSED) else f"user{user}",
             subject_id=str(user) if action == Action.LOGIN_SUCCEEDED else "",
-            subject_username=f"user{rng.randrange(USERS * 2)}" if action in (
-                Action.LOGIN_FAILED, Action.MFA_VERIFY_FAILED
-            ) else (f"user{user}" if action == Action.LOGIN_SUCCEEDED else ""),
+            subject_username=f"user{rng.randrange(USERS * 2)}"
+            if action in (Action.LOGIN_FAILED, Action.MFA_VERIFY_FAILED)
+            else (f"user{user}" if action == Action.LOGIN_SUCCEEDED else ""),
             client_ip=(
                 f"172.{rng.randrange(16, 32)}.{rng.randrange(250)}.{rng.randrange(1, 250)}"
                 if action == Action.LOGIN_FAILED or rng.random() < 0.002

@@ -50,10 +50,15 @@ def _history(user, count: int, quiet_days: int) -> None:
     events = []
     for number in range(count):
         at = end - datetime.timedelta(seconds=count - number)
-        failed = build_event(action=audit.Action.LOGIN_FAILED, outcome="failure", subject=user,
-                             context={"reason": "wrong_password"})
-        read = build_event(action=audit.Action.MEMORY_READ, actor=user, target=("memories.memory", number),
-                           context={"context_id": number})
+        failed = build_event(
+            action=audit.Action.LOGIN_FAILED, outcome="failure", subject=user, context={"reason": "wrong_password"}
+        )
+        read = build_event(
+            action=audit.Action.MEMORY_READ,
+            actor=user,
+            target=("memories.memory", number),
+            context={"context_id": number},
+        )
         for event in (failed, read):
             event.timestamp = at
             event.content_mac, event.content_key_id = content_mac(

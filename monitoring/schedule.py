@@ -48,6 +48,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": timedelta(minutes=10),
         "description": "Delete signed-request nonces older than the signature window.",
     },
+    "api: flush deprecated-call counts": {
+        "task": "api.deprecated_calls_flush",
+        "schedule": timedelta(minutes=1),
+        "description": "Add the deprecated-endpoint call counts pending in Redis to their daily rows.",
+    },
     "encryption: backup and verify": {
         "task": "encryption.backup_and_verify",
         "schedule": crontab(hour=1, minute=30),

@@ -15,7 +15,7 @@ from django.utils import timezone
 from monitoring.services import detection, jobs, notifications, reports, rollup
 
 
-@shared_task(name="monitoring.health_ping")
+@shared_task(name="monitoring.health_ping", ignore_result=False)  # the answer is the point
 def health_ping(token: str) -> dict:
     """Answer a ping through the worker: proves a worker consumes the broker and runs Django code."""
     return {"token": token, "answered_at": timezone.now().isoformat()}

@@ -258,6 +258,11 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_RESULT_EXPIRES = 3600  # seconds
+# Tasks are fire-and-forget: nobody waits on a detection, a notification or a scheduled job (their
+# runs are JobRun rows). With results kept, every publish also subscribed and unsubscribed on the
+# Redis result backend (issue #17). The tasks whose answer is read opt out: monitoring.health_ping
+# (the worker probe) and audit.tasks.audit_publish_head (its verdict, read by operators).
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # ---------------------------------------------------------------------------------------------
@@ -383,6 +388,7 @@ vars().update(
         API_KEY_HASH_KEY=env.str,
         API_SIGNATURE_NONCE_STORE=env.str,
         API_THROTTLE_RATES=env.json,
+        API_LIST_COUNT_CAP=env.int,
         API_CHANGES_URL=env.str,
     )
 )

@@ -411,7 +411,8 @@ class MemoryListView(MemoriesAPIView):
         services.memory_list_record(
             actor=request.user,
             memories=page,
-            total=self.paginator.page.paginator.count,
+            # None when the count was capped (api/pagination.py): the exact total was not counted.
+            total=None if self.paginator.page.paginator.count_capped else self.paginator.page.paginator.count,
             filters={"context": params.get("context"), "kind": params.get("kind"), "tag": params.get("tag")},
         )
         return self.get_paginated_response(self.output_serializer(page, many=True).data)

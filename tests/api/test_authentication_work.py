@@ -103,7 +103,7 @@ def test_every_refusal_and_a_success_do_the_same_authentication_work(credentials
         done[name] = (tuple(lookup), tuple(sorted(work.items())))
     refusals = {name: found for name, found in done.items() if name != "valid"}
     assert len(set(refusals.values())) == 1, refusals
-    (lookup, counts), = set(refusals.values())
+    ((lookup, counts),) = set(refusals.values())
     assert len(lookup) == 1 and dict(counts) == {"hmac": 1, "rows made into keys": 1}
     # A success runs the same lookup and the same HMAC (then records the key's use).
     assert done["valid"] == (lookup, counts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.core.cache import caches
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
@@ -174,3 +175,100 @@ def test_the_window_slides(alice, issue_key, key_client, settings, time_machine)
     assert client.get(MEMORIES).status_code == 200
     time_machine.shift(120)  # two windows later, the old counts no longer weigh
     assert [client.get(MEMORIES).status_code for _ in range(2)] == [200, 200]
+
+
+# --- throttles on a real Redis: one round trip per request, enforced across processes ---------
+_OTHER_PROCESS = """
+import os, sys
+import django
+django.setup()
+from django.test import RequestFactory
+from rest_framework.request import Request
+from api.throttling import ApiKeyThrottle, IPThrottle, UserThrottle
+from memories.api.views import MemoryListV2View
+
+allowed = []
+for _ in range(int(sys.argv[1])):
+    request = RequestFactory().get("/api/v2/memories/")
+    request.client_ip = "198.51.100.7"
+    drf_request = Request(request)
+    drf_request._user, drf_request._auth = None, None
+    throttles = (ApiKeyThrottle, UserThrottle, IPThrottle)
+    allowed.append(all(t().allow_request(drf_request, MemoryListV2View) for t in throttles))
+print(",".join("allowed" if value else "refused" for value in allowed))
+"""
+
+
+@pytest.fixture
+def redis_api_cache(settings):
+    """The API cache on a private real Redis server, as in production (API_CACHE_URL)."""
+    from tests.support.servers import redis_server
+
+    with redis_server() as url:
+        settings.CACHES = {
+            **settings.CACHES,
+            "api": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url},
+        }
+        yield url
+
+
+def _command_calls(url: str) -> dict[str, int]:
+    import redis
+
+    stats = redis.Redis.from_url(url).info("commandstats")
+    # Less this reader's own connection and question.
+    return {
+        name.removeprefix("cmdstat_"): value["calls"]
+        for name, value in stats.items()
+        if name not in {"cmdstat_hello", "cmdstat_info"}
+    }
+
+
+@pytest.mark.redis
+def test_on_redis_the_three_throttles_cost_one_round_trip_and_still_refuse(
+    alice, issue_key, key_client, settings, redis_api_cache
+):
+    settings.API_THROTTLE_RATES = {"api_key": "3/min", "user": "100/min", "ip": "100/min"}
+    client = key_client(issue_key(alice, scopes=["memories:read"]))
+    assert client.get(MEMORIES).status_code == 200  # loads the script once (EVALSHA, then EVAL)
+    kept = caches["api"]._api_throttle_counters
+    before = _command_calls(redis_api_cache)
+    assert client.get(MEMORIES).status_code == 200
+    after = _command_calls(redis_api_cache)
+    assert caches["api"]._api_throttle_counters is kept  # one client for the cache's life, not one per call
+    issued = {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
+    # One script call per request; inside it one INCR and one GET per throttle. Django's own
+    # incr() would have sent EXISTS + INCRBY and a GET: 9 round trips.
+    assert issued == {"evalsha": 1, "incr": 3, "get": 3}, issued
+    assert client.get(MEMORIES).status_code == 200
+    response = client.get(MEMORIES)
+    assert_envelope(response, 429, "throttled")
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert last_event("api.rate_limited").context["scope"] == "api_key"
+
+
+@pytest.mark.redis
+def test_on_redis_a_limit_is_shared_by_every_process(api_client, alice, settings, redis_api_cache):
+    """Another process (its own interpreter, its own Redis client) spends the same IP's budget."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.servers import PROJECT_DIR
+
+    settings.API_THROTTLE_RATES = {"ip": "5/min"}
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "API_CACHE_URL": redis_api_cache,
+        "API_THROTTLE_RATES": '{"ip": "5/min"}',
+    }
+    other = subprocess.run(
+        [sys.executable, "-c", _OTHER_PROCESS, "3"],
+        cwd=PROJECT_DIR, env=environment, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert other.stdout.strip().splitlines()[-1] == "allowed,allowed,allowed"
+    api_client.force_authenticate(alice)
+    statuses = [api_client.get(MEMORIES, REMOTE_ADDR="198.51.100.7").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert api_client.get(MEMORIES, REMOTE_ADDR="198.51.100.8").status_code == 200

@@ -305,3 +305,73 @@ def test_the_canonical_form_is_the_documented_one():
         b"NV1-HMAC-SHA256\nDELETE\n/api/v2/memories/42/\na=0&a=1&b=2&s=x%20y\n1764338000\n"
         b"q0D1r0v6mYx0Yk3tJ8dH4w\nk3x9q2mwa7bd\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     )
+
+
+# --- the cheap path (issue #17): the secret kept briefly, nonces in Redis when Redis is there ---
+def test_the_signing_secret_is_loaded_once_and_a_wrong_signature_is_still_refused(alice, space, issue_key, key_client):
+    from django.test.utils import CaptureQueriesContext
+
+    issued = issue_key(alice)
+    client = key_client(issued)
+    memories = [Memory.objects.create(context=space.context, content=f"m{n}") for n in range(3)]
+    assert client.delete(path_of(memories[0]), **signed(issued, "DELETE", path_of(memories[0]))).status_code == 204
+    with CaptureQueriesContext(connection) as queries:
+        response = client.delete(path_of(memories[1]), **signed(issued, "DELETE", path_of(memories[1])))
+    assert response.status_code == 204
+    assert not [query for query in queries.captured_queries if "signing_secret" in query["sql"]]
+    # Kept or not, the secret decides: a signature made with another secret is refused.
+    forged = signed(issued, "DELETE", path_of(memories[2]))
+    signature_header = next(name for name in forged if name.endswith("SIGNATURE"))
+    forged[signature_header] = "0" * 64
+    assert client.delete(path_of(memories[2]), **forged).status_code == 401
+    assert Memory.objects.filter(pk=memories[2].pk).exists()
+
+
+def test_without_the_secret_cache_the_secret_is_loaded_every_time(alice, space, issue_key, key_client, settings):
+    from django.test.utils import CaptureQueriesContext
+
+    settings.API_SIGNATURE_SECRET_CACHE_SECONDS = 0
+    issued = issue_key(alice)
+    client = key_client(issued)
+    memories = [Memory.objects.create(context=space.context, content=f"m{n}") for n in range(2)]
+    assert client.delete(path_of(memories[0]), **signed(issued, "DELETE", path_of(memories[0]))).status_code == 204
+    with CaptureQueriesContext(connection) as queries:
+        client.delete(path_of(memories[1]), **signed(issued, "DELETE", path_of(memories[1])))
+    assert [query for query in queries.captured_queries if "signing_secret" in query["sql"]]
+
+
+def test_the_default_nonce_store_is_the_database_without_redis(alice, issue_key):
+    from api import conf
+
+    assert conf.get("API_SIGNATURE_NONCE_STORE") == "auto"
+    issued = issue_key(alice)
+    assert services.request_nonce_consume(api_key=issued.api_key, nonce="local-nonce-00001")
+    assert RequestNonce.objects.filter(nonce="local-nonce-00001").exists()
+
+
+@pytest.mark.redis
+def test_with_redis_the_default_nonce_store_is_redis_and_refuses_a_replay_from_another_process(
+    alice, space, issue_key, key_client, settings
+):
+    from django.core.cache.backends.redis import RedisCache
+
+    from tests.support.servers import redis_server
+
+    issued = issue_key(alice)
+    memory = Memory.objects.create(context=space.context, content="x")
+    with redis_server() as url:
+        settings.CACHES = {
+            **settings.CACHES,
+            "api": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url},
+        }
+        headers = signed(issued, "DELETE", path_of(memory))
+        nonce = next(value for name, value in headers.items() if name.endswith("NONCE"))
+        # Another process saw this nonce first (its own Redis client): this one refuses it.
+        other_process = RedisCache(url, {})
+        assert other_process.add(f"api:nonce:{issued.api_key.pk}:{nonce}", 1, timeout=600)
+        replay = key_client(issued).delete(path_of(memory), **headers)
+        assert replay.status_code == 401 and signature_failures()[-1].context["reason"] == "nonce_replayed"
+        assert Memory.objects.filter(pk=memory.pk).exists()
+        fresh = signed(issued, "DELETE", path_of(memory))
+        assert key_client(issued).delete(path_of(memory), **fresh).status_code == 204
+        assert not RequestNonce.objects.exists()  # nothing written to the database store

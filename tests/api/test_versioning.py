@@ -159,3 +159,106 @@ def test_the_count_row_reads_back_through_the_orm(alice, memory, key_client, iss
     assert row.count == 2 and row.day == timezone.now().date()
     assert row.first_at <= row.last_at <= timezone.now()
     assert row.last_at.tzinfo is not None
+
+
+# --- with the API cache on Redis: counted in Redis, flushed to the rows, nothing lost ----------
+@pytest.fixture
+def redis_api_cache(settings):
+    from tests.support.servers import redis_server
+
+    with redis_server() as url:
+        settings.CACHES = {
+            **settings.CACHES,
+            "api": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url},
+        }
+        yield url
+
+
+@pytest.mark.redis
+def test_on_redis_deprecated_calls_take_no_row_lock_and_the_flush_loses_none(
+    alice, memory, key_client, issue_key, settings, redis_api_cache
+):
+    from api import services
+
+    settings.API_DEPRECATIONS = deprecation()
+    first, second = issue_key(alice, name="first"), issue_key(alice, name="second")
+    for _ in range(3):
+        assert key_client(first).get("/api/v1/memories/").status_code == 200
+    key_client(second).get(f"/api/v1/memories/{memory.pk}/")
+    assert not DeprecatedCall.objects.exists()  # pending in Redis, no database write per call
+    assert services.deprecated_calls_flush() == 4
+    key_client(first).get("/api/v1/memories/")
+    assert services.deprecated_calls_flush() == 1
+    assert services.deprecated_calls_flush() == 0  # nothing pending: nothing added twice
+    counts = {(row.caller, row.endpoint): row.count for row in DeprecatedCall.objects.all()}
+    assert counts == {
+        (f"key:{first.api_key.pk}", "GET /api/v1/memories/"): 4,
+        (f"key:{second.api_key.pk}", "GET /api/v1/memories/<int:memory_id>/"): 1,
+    }
+    row = DeprecatedCall.objects.get(caller=f"key:{first.api_key.pk}")
+    assert row.api_key_id == first.api_key.pk and row.user_id == alice.pk and row.first_at <= row.last_at
+    # Still one audit event per caller and endpoint a day.
+    assert AuditEvent.objects.filter(action="api.deprecated_endpoint_called").count() == 2
+
+
+@pytest.mark.redis
+def test_on_redis_calls_racing_a_flush_are_all_counted(alice, issue_key, redis_api_cache, settings):
+    """Threads count while flushes run: every call ends in the row exactly once."""
+    import threading
+
+    from django.db import connection
+
+    from api import services
+
+    if connection.vendor == "sqlite":
+        pytest.skip("concurrent writers: PostgreSQL")
+    issued = issue_key(alice)
+    calls_per_thread, threads = 200, 4
+
+    def call() -> None:
+        for _ in range(calls_per_thread):
+            services.deprecated_call_record(
+                endpoint="GET /api/v1/memories/", api_key=issued.api_key, user=alice, client_ip="192.0.2.1"
+            )
+
+    workers = [threading.Thread(target=call) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    flushed = 0
+    while any(worker.is_alive() for worker in workers):
+        flushed += services.deprecated_calls_flush()
+    for worker in workers:
+        worker.join()
+    flushed += services.deprecated_calls_flush()
+    assert flushed == calls_per_thread * threads
+    assert DeprecatedCall.objects.get().count == calls_per_thread * threads
+
+
+@pytest.mark.redis
+def test_on_redis_a_batch_left_by_a_failed_flush_is_added_by_the_next(alice, issue_key, redis_api_cache, settings):
+    from django.db import DatabaseError
+
+    from api import services
+
+    issued = issue_key(alice)
+    for _ in range(5):
+        services.deprecated_call_record(
+            endpoint="GET /api/v1/memories/", api_key=issued.api_key, user=alice, client_ip=None
+        )
+    original = services._deprecated_calls_add
+
+    def failing(**kwargs):
+        raise DatabaseError("the database went away")
+
+    services._deprecated_calls_add = failing
+    try:
+        with pytest.raises(DatabaseError):
+            services.deprecated_calls_flush()
+    finally:
+        services._deprecated_calls_add = original
+    assert not DeprecatedCall.objects.exists()
+    services.deprecated_call_record(
+        endpoint="GET /api/v1/memories/", api_key=issued.api_key, user=alice, client_ip=None
+    )
+    assert services.deprecated_calls_flush() == 6
+    assert DeprecatedCall.objects.get().count == 6

@@ -209,3 +209,38 @@ def test_list_costs_a_fixed_number_of_queries(world, writer, make_memory, client
     for index in range(25):
         make_memory(world.team_context, tags=[f"c{index}", "d"], author=world.owner)
     assert queries_for_list() == few
+
+
+def test_list_counts_are_capped_and_every_page_stays_reachable(world, writer, make_memory, client_for, settings):
+    """At most API_LIST_COUNT_CAP rows (or what the page needs, plus one) are counted (issue #17)."""
+    from audit.models import AuditEvent
+
+    settings.API_LIST_COUNT_CAP = 5
+    created = [make_memory(world.team_context, content=f"m{index}") for index in range(12)]
+    newest_first = [memory.pk for memory in reversed(created)]
+    client = client_for(writer)
+    with CaptureQueriesContext(connection) as queries:
+        first = client.get(url("memory-list"), {"page_size": 2}).json()
+    assert (first["count"], first["count_capped"]) == (5, True)
+    assert [item["id"] for item in first["results"]] == newest_first[:2] and first["next"]
+    counts = [query["sql"] for query in queries.captured_queries if "COUNT(" in query["sql"].upper()]
+    assert len(counts) == 1 and "LIMIT 6" in counts[0].upper()
+    # A page past the cap: counted as far as it needs, still with a next page.
+    fifth = client.get(url("memory-list"), {"page_size": 2, "page": 5}).json()
+    assert [item["id"] for item in fifth["results"]] == newest_first[8:10]
+    assert fifth["count_capped"] is True and fifth["next"]
+    sixth = client.get(url("memory-list"), {"page_size": 2, "page": 6}).json()
+    assert [item["id"] for item in sixth["results"]] == newest_first[10:12]
+    assert sixth["count"] == 12 and "count_capped" not in sixth and sixth["next"] is None
+    last = client.get(url("memory-list"), {"page_size": 2, "page": "last"}).json()
+    assert last["count"] == 12 and [item["id"] for item in last["results"]] == newest_first[10:12]
+    # The audit event of a capped page does not claim an exact total.
+    totals = [event.context["total"] for event in AuditEvent.objects.filter(action="memory.list").order_by("pk")]
+    assert totals == [None, None, 12, 12]
+
+
+def test_a_list_under_the_cap_has_its_exact_count_and_no_flag(world, writer, make_memory, client_for):
+    for index in range(3):
+        make_memory(world.team_context, content=f"m{index}")
+    page = client_for(writer).get(url("memory-list")).json()
+    assert page["count"] == 3 and "count_capped" not in page
