@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from django.core.exceptions import DisallowedHost
+
 from core import conf
 
 USER_AGENT_MAX_LENGTH = 256
@@ -55,8 +57,16 @@ def user_agent(request) -> str:
 
 
 def base_url(request) -> str:
-    """``scheme://host`` of the request (the host is validated against ALLOWED_HOSTS)."""
-    return f"{request.scheme}://{request.get_host()}"
+    """``scheme://host`` of the request (the host is validated against ALLOWED_HOSTS).
+
+    Empty when the request names no usable host: a login made in code (``Client.force_login``
+    builds a bare ``HttpRequest``) or a host outside ``ALLOWED_HOSTS``; links then use the site
+    URL (``core.emails.site_url``), never an unchecked host.
+    """
+    try:
+        return f"{request.scheme}://{request.get_host()}"
+    except (KeyError, DisallowedHost):
+        return ""
 
 
 def request_user(request) -> Any:

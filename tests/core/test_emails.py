@@ -231,3 +231,28 @@ def test_a_lockout_through_the_login_page_links_to_the_requests_host(settings, d
     [message] = mail.outbox
     assert message.subject == SUBJECTS["account_locked"]
     assert "http://localhost/accounts/password/reset/" in message.body
+
+
+def test_a_request_without_a_usable_host_gives_no_base_and_links_fall_back_to_the_site_url(rf, settings):
+    from django.http import HttpRequest
+
+    from core.requests import base_url
+
+    settings.ALLOWED_HOSTS = ["console.example.org"]
+    settings.ACCOUNTS_SITE_URL = ""
+    assert base_url(HttpRequest()) == ""  # what Client.force_login builds: no SERVER_NAME
+    assert base_url(rf.get("/", HTTP_HOST="evil.example")) == ""  # not an allowed host
+    assert base_url(rf.get("/", HTTP_HOST="console.example.org")) == "http://console.example.org"
+    assert site_url(request_base_url=base_url(HttpRequest())) == "http://127.0.0.1:8000"
+
+
+def test_a_login_made_in_code_after_an_earlier_session_is_tracked_without_an_error(db, client, settings):
+    from django.contrib.auth import get_user_model
+
+    from accounts.models import TrackedSession
+
+    settings.ACCOUNTS_NOTIFY_NEW_LOGIN = True
+    user = get_user_model().objects.create_user(username="alice", email="alice@example.org", password="x" * 20)
+    client.force_login(user)
+    client.force_login(user)  # the new-login check builds its email's base from a bare request
+    assert TrackedSession.objects.filter(user=user).count() == 2
