@@ -32,7 +32,7 @@ fi
 wheel_python=""
 seen=()
 for candidate in /usr/bin/python3 "$py"; do
-  [ -x "$candidate" ] || continue
+  command -v "$candidate" >/dev/null || continue
   candidate_version=$("$candidate" -c 'import platform; print(platform.python_version())')
   if [ "$candidate_version" = "$base_python" ]; then
     wheel_python=$candidate
