@@ -160,7 +160,8 @@ def test_image_job_uploads_the_images_cyclonedx_sbom_also_when_the_scan_fails():
 
 @pytest.fixture
 def base_image_copy(tmp_path):
-    """scripts/build-image.sh in a copy whose base is a real (empty) image claiming ``python3`` LABEL."""
+    """A maker of copies of scripts/build-image.sh whose base is a real, empty podman image with the
+    package label given (deploy/base-image.sh stands in: it prints that image's reference)."""
     reason = podman_unavailable()
     if reason:
         pytest.skip(reason)
