@@ -13,24 +13,35 @@ cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
 log() { echo "build-image: $*" >&2; }
 started=$(date +%s)
+command -v "$py" >/dev/null || { log "no project interpreter $py: make image creates the venv first (or set PYTHON)"; exit 1; }
 
 base=$(deploy/base-image.sh | tail -n 1)
 
 # The wheels must be resolved by the image's interpreter version: a dependency can hang on it
 # (redis needs async-timeout below Python 3.11.3). The base says which it is; pip runs from its own
 # wheel under a host interpreter of that same version (Debian's /usr/bin/python3 on the project's
-# machines, which are Debian 12 like the base).
+# machines, which are Debian 12 like the base, and in .github/workflows/security.yml's Debian 12
+# job). Wheels resolved for another version could install and then fail at run time, so a machine
+# without that version stops here, in one line, before anything is built.
 base_python=$(scripts/podman.sh image inspect --format '{{ index .Labels "org.ninaivalaigal.base.packages" }}' "$base" \
   | tr ' ' '\n' | sed -n 's/^python3=\([0-9.]*\).*/\1/p')
+if [ -z "$base_python" ]; then
+  log "the base $base does not say its python3 version (label org.ninaivalaigal.base.packages); rebuild it with deploy/base-image.sh"
+  exit 1
+fi
 wheel_python=""
+seen=()
 for candidate in /usr/bin/python3 "$py"; do
-  if [ -x "$candidate" ] && [ "$("$candidate" -c 'import platform; print(platform.python_version())')" = "$base_python" ]; then
+  command -v "$candidate" >/dev/null || continue
+  candidate_version=$("$candidate" -c 'import platform; print(platform.python_version())')
+  if [ "$candidate_version" = "$base_python" ]; then
     wheel_python=$candidate
     break
   fi
+  seen+=("$candidate is $candidate_version")
 done
 if [ -z "$wheel_python" ]; then
-  log "no Python $base_python on this machine to resolve the wheels for the image's Python $base_python"
+  log "the image's Python is $base_python, and no Python $base_python here to resolve its wheels ($(IFS=,; echo "${seen[*]}" | sed 's/,/, /g')): build on Debian 12, or set PYTHON to a Python $base_python"
   exit 1
 fi
 pip_version=$("$py" -m pip --version | awk '{print $2}')
