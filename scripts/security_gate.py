@@ -500,7 +500,7 @@ CHECKS: dict[str, tuple[str, Callable[[list[Acceptance]], Result]]] = {
 NOT_RUN = [
     "dependency vulnerability scan: not run (no vulnerability database offline; runs in " + WORKFLOW + ")",
     "image vulnerability scan: not run (no vulnerability database offline; runs in " + WORKFLOW
-    + " once " + CONTAINERFILE + " exists)",
+    + ", on the image make image builds)",
 ]
 
 
