@@ -27,6 +27,7 @@ def disk_full():
     if connection.vendor != "sqlite":
         pytest.skip("the embedded default is SQLite; PostgreSQL's own disk handling is not ours to test")
     with connection.cursor() as cursor:
+        cursor.execute("VACUUM")  # no free pages left inside the file for a write to reuse
         cursor.execute("PRAGMA page_count")
         (pages,) = cursor.fetchone()
         cursor.execute(f"PRAGMA max_page_count = {pages}")
