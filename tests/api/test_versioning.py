@@ -202,6 +202,7 @@ def test_on_redis_deprecated_calls_take_no_row_lock_and_the_flush_loses_none(
 
 
 @pytest.mark.redis
+@pytest.mark.django_db(transaction=True)  # the threads' own connections commit: flushed afterwards
 def test_on_redis_calls_racing_a_flush_are_all_counted(alice, issue_key, redis_api_cache, settings):
     """Threads count while flushes run: every call ends in the row exactly once."""
     import threading
@@ -216,10 +217,13 @@ def test_on_redis_calls_racing_a_flush_are_all_counted(alice, issue_key, redis_a
     calls_per_thread, threads = 200, 4
 
     def call() -> None:
-        for _ in range(calls_per_thread):
-            services.deprecated_call_record(
-                endpoint="GET /api/v1/memories/", api_key=issued.api_key, user=alice, client_ip="192.0.2.1"
-            )
+        try:
+            for _ in range(calls_per_thread):
+                services.deprecated_call_record(
+                    endpoint="GET /api/v1/memories/", api_key=issued.api_key, user=alice, client_ip="192.0.2.1"
+                )
+        finally:
+            connection.close()  # this thread's own connection
 
     workers = [threading.Thread(target=call) for _ in range(threads)]
     for worker in workers:
