@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
+import redis
 from django import db
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
@@ -56,7 +57,7 @@ MESSAGES = {
     415: "Unsupported content type.",
     429: "Too many requests.",
     500: "An unexpected error occurred.",
-    503: "The service is unavailable right now (its database refused the request). Try again later.",
+    503: "The service is unavailable right now (its database or cache refused the request). Try again later.",
 }
 
 # What a client is told to wait when the database refuses work (a full disk, a restart).
@@ -68,14 +69,18 @@ _SQLITE_UNAVAILABLE = ("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_BUSY", "SQLITE_
                        "SQLITE_CANTOPEN", "SQLITE_NOMEM")
 
 
-def database_unavailable(exc) -> bool:
-    """Whether ``exc`` is the database refusing work now (disk full, connection lost, restarting).
+def backend_unavailable(exc) -> bool:
+    """Whether ``exc`` is the database or Redis refusing work now (disk full, connection lost, restarting).
+
+    Redis holds the API's throttle counters and signature nonces (and the login rate limits) when
+    configured: without it those checks cannot be made, so the request is refused (fail closed),
+    with the same 503 rather than a 500.
 
     A 503 with ``Retry-After`` says "try again", where a 500 would suggest a bug. The request's
     open transaction is rolled back; one that had already committed stays (the connection can die
     just after a ``COMMIT``), so a client that must not write twice checks before it retries.
     """
-    if isinstance(exc, db.InterfaceError):
+    if isinstance(exc, (db.InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return True
     if not isinstance(exc, db.OperationalError):
         return False
@@ -85,12 +90,12 @@ def database_unavailable(exc) -> bool:
     return True  # psycopg: connection lost, server shutting down, disk full, timeouts
 
 
-def log_database_unavailable(request, exc) -> None:
+def log_backend_unavailable(request, exc) -> None:
     """One server-side line with the request id and the traceback; the client sees only the envelope."""
     current = request_context.current()
     request_id = current.request_id if current else getattr(request, "request_id", None)
     logger.error(
-        "Database unavailable in %s %s (request_id=%s): %s",
+        "Database or Redis unavailable in %s %s (request_id=%s): %s",
         getattr(request, "method", "?"), getattr(request, "path", "?"), request_id, type(exc).__name__,
         exc_info=(type(exc), exc, exc.__traceback__),
         extra={"request_id": request_id},
@@ -223,8 +228,8 @@ def exception_handler(exc, context):
         _record(exc, request, status_code, fields)
         return Response(body, status=status_code, headers=headers)
 
-    if database_unavailable(exc):
-        log_database_unavailable(request, exc)
+    if backend_unavailable(exc):
+        log_backend_unavailable(request, exc)
         set_rollback()
         return Response(
             error_body(503), status=status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -21,9 +21,9 @@ import audit
 from api import conf, keys, services, versioning
 from api.errors import (
     UNAVAILABLE_RETRY_AFTER_SECONDS,
-    database_unavailable,
+    backend_unavailable,
     error_response,
-    log_database_unavailable,
+    log_backend_unavailable,
     refusal_response,
 )
 from api.exceptions import CredentialsInUrl, Gone, LengthRequired, PayloadTooLarge, UnsupportedContentType
@@ -176,11 +176,11 @@ class ApiRequestMiddleware:
     def process_exception(self, request, exception):
         """An exception no view turned into a response: the 500 envelope, one full log line.
 
-        The database refusing work (``api.errors.database_unavailable``) is a 503 with
+        The database refusing work (``api.errors.backend_unavailable``) is a 503 with
         ``Retry-After`` everywhere, the envelope under ``/api/`` and a plain page elsewhere.
         """
-        if database_unavailable(exception):
-            log_database_unavailable(request, exception)
+        if backend_unavailable(exception):
+            log_backend_unavailable(request, exception)
             headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)}
             if is_api_request(request):
                 return error_response(503, headers=headers)

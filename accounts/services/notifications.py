@@ -17,8 +17,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import EmailMultiAlternatives
-from django.db import connection, transaction
-from django.db.models import Q
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -30,6 +29,7 @@ from accounts import conf, links
 from accounts.models import SecurityEmail, SecurityEmailStatus
 from core.emails import absolute_url, site_url
 from core.handoff import hand_off
+from core.outbox import claim_due, retry_backoff
 
 # kind -> subject line. Templates: templates/emails/accounts/<kind>.txt and .html.
 SUBJECTS = {
@@ -89,24 +89,9 @@ def _hand_off() -> None:
 
 def email_backoff(attempts: int) -> datetime.timedelta:
     """Delay before retry number ``attempts`` (1, 2, ...): base x 2^(attempts-1), capped."""
-    base = conf.get("ACCOUNTS_EMAIL_RETRY_BASE_SECONDS")
-    seconds = min(base * (2 ** max(attempts - 1, 0)), conf.get("ACCOUNTS_EMAIL_RETRY_MAX_SECONDS"))
-    return datetime.timedelta(seconds=seconds)
-
-
-def _claim(now: datetime.datetime, limit: int) -> list[SecurityEmail]:
-    with transaction.atomic():
-        due = SecurityEmail.objects.filter(
-            Q(status=SecurityEmailStatus.PENDING, next_attempt_at__lte=now)
-            | Q(status=SecurityEmailStatus.SENDING, claimed_at__lt=now - CLAIM_TIMEOUT)
-        ).order_by("next_attempt_at", "id")
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True)
-        batch = list(due[:limit])
-        SecurityEmail.objects.filter(pk__in=[row.pk for row in batch]).update(
-            status=SecurityEmailStatus.SENDING, claimed_at=now
-        )
-    return batch
+    return retry_backoff(
+        attempts, base=conf.get("ACCOUNTS_EMAIL_RETRY_BASE_SECONDS"), cap=conf.get("ACCOUNTS_EMAIL_RETRY_MAX_SECONDS")
+    )
 
 
 def security_emails_deliver(*, limit: int = 100) -> dict[str, int]:
@@ -117,7 +102,7 @@ def security_emails_deliver(*, limit: int = 100) -> dict[str, int]:
     """
     now = timezone.now()
     sent = failed = 0
-    for email in _claim(now, limit):
+    for email in claim_due(SecurityEmail, now=now, limit=limit, claim_timeout=CLAIM_TIMEOUT):
         try:
             security_notification_send(
                 user_id=email.user_id, kind=email.kind, context=email.context,

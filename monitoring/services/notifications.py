@@ -20,14 +20,14 @@ import urllib.request
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import connection, transaction
-from django.db.models import Q
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from core.emails import absolute_url
 from core.handoff import hand_off
+from core.outbox import claim_due, retry_backoff
 from monitoring import conf, webhooks
 from monitoring.models import (
     Alert,
@@ -168,19 +168,8 @@ def schedule_delivery_after_commit() -> None:
 
 # --- delivering ------------------------------------------------------------------------------
 def _claim(now: datetime.datetime, limit: int) -> list[Notification]:
-    abandoned = now - conf.seconds("MONITORING_NOTIFICATION_CLAIM_TIMEOUT_SECONDS")
-    with transaction.atomic():
-        due = Notification.objects.filter(
-            Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now)
-            | Q(status=NotificationStatus.SENDING, claimed_at__lt=abandoned)
-        ).order_by("next_attempt_at", "id")
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True)
-        batch = list(due[:limit])
-        Notification.objects.filter(pk__in=[row.pk for row in batch]).update(
-            status=NotificationStatus.SENDING, claimed_at=now
-        )
-    return batch
+    timeout = conf.seconds("MONITORING_NOTIFICATION_CLAIM_TIMEOUT_SECONDS")
+    return claim_due(Notification, now=now, limit=limit, claim_timeout=timeout)
 
 
 def _rate_limited_until(destination: str, now: datetime.datetime) -> datetime.datetime | None:
@@ -198,9 +187,11 @@ def _rate_limited_until(destination: str, now: datetime.datetime) -> datetime.da
 
 def backoff(attempts: int) -> datetime.timedelta:
     """Delay before retry number ``attempts`` (1, 2, ...): base x 2^(attempts-1), capped."""
-    base = conf.get("MONITORING_NOTIFICATION_RETRY_BASE_SECONDS")
-    seconds = min(base * (2 ** max(attempts - 1, 0)), conf.get("MONITORING_NOTIFICATION_RETRY_MAX_SECONDS"))
-    return datetime.timedelta(seconds=seconds)
+    return retry_backoff(
+        attempts,
+        base=conf.get("MONITORING_NOTIFICATION_RETRY_BASE_SECONDS"),
+        cap=conf.get("MONITORING_NOTIFICATION_RETRY_MAX_SECONDS"),
+    )
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
