@@ -18,6 +18,7 @@ Exit status: 0 when every module run reaches ``fail-under``, 1 when one does not
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import shutil
 import subprocess
@@ -200,7 +201,7 @@ def score_module(module: Module, session: Path | None = None) -> Score:
                 (
                     e
                     for e in module.equivalent
-                    if e.operator == operator and e.original == original and e.mutated == mutated
+                    if re.fullmatch(e.operator, operator) and e.original == original and e.mutated in ("*", mutated)
                 ),
                 None,
             )
