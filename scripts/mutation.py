@@ -11,6 +11,8 @@ so a run that is interrupted (even by ``kill -9``) leaves the sources as they we
     python scripts/mutation.py                      # every module in mutation.toml
     python scripts/mutation.py api/signing.py       # one module (a path listed in mutation.toml)
     python scripts/mutation.py --report api/signing.py   # the last run's figures, without running
+    python scripts/mutation.py --survivors api/signing.py  # run the last run's survivors again
+                                                           # (after new tests; the module unchanged)
 
 Exit status: 0 when every module run reaches ``fail-under``, 1 when one does not, 2 on bad input.
 """
@@ -18,9 +20,11 @@ Exit status: 0 when every module run reaches ``fail-under``, 1 when one does not
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tomllib
@@ -147,12 +151,26 @@ def _cosmic_ray(*arguments: str) -> None:
     subprocess.run([sys.executable, "-m", "cosmic_ray.cli", *arguments], cwd=TREE, check=True)
 
 
-def run_module(module: Module, settings: dict) -> None:
+def _source_digest(module: Module) -> str:
+    return hashlib.sha256((ROOT / module.path).read_bytes()).hexdigest()
+
+
+def run_module(module: Module, settings: dict, *, survivors_only: bool = False) -> None:
+    """Plant every mutant of ``module`` (or, ``survivors_only``, the last run's survivors again)."""
     config = cosmic_ray_config(module, settings)
     session = WORK / f"{module.slug}.sqlite"
-    session.unlink(missing_ok=True)
+    digest = WORK / f"{module.slug}.sha256"
     print(f"== {module.path}: tests {' '.join(module.tests)}", flush=True)
-    _cosmic_ray("init", str(config), str(session))
+    if survivors_only:
+        # The mutants are stored by position in the source: valid only for the same source.
+        if not session.exists() or not digest.exists() or digest.read_text() != _source_digest(module):
+            raise MutationConfigError(f"{module.path} changed since its last full run (or has none): run it in full")
+        with sqlite3.connect(session) as connection:
+            connection.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+    else:
+        session.unlink(missing_ok=True)
+        digest.write_text(_source_digest(module))
+        _cosmic_ray("init", str(config), str(session))
     # The baseline runs the tests unmutated: a failing test would make every mutant look killed.
     _cosmic_ray("baseline", str(config))
     _cosmic_ray("exec", str(config), str(session))
@@ -233,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help="paths listed in mutation.toml (default: all)")
     parser.add_argument("--report", action="store_true", help="print the last run's scores without running")
+    parser.add_argument("--survivors", action="store_true", help="run only the last run's surviving mutants again")
     arguments = parser.parse_args(argv)
     try:
         settings, modules = load_config()
@@ -245,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         if not arguments.report:
             copy_tree()
             for module in selected:
-                run_module(module, settings)
+                run_module(module, settings, survivors_only=arguments.survivors)
         scores = [score_module(module) for module in selected]
     except MutationConfigError as exc:
         print(f"mutation: {exc}", file=sys.stderr)
