@@ -265,7 +265,7 @@ def test_a_method_no_scope_names_refuses_every_key_once(alice, space, issue_key,
     assert response.json()["error"]["code"] == "insufficient_scope"
     [event] = events("authz.permission_denied")  # recorded once, not again by the error handler
     assert event.context["reason"] == "no_scope_for_endpoint"
-    assert event.context["required_scope"] == ""
+    assert event.context["required_scope"] == "" and event.context["status"] == 403
     assert event.api_key_id == issued.prefix and event.actor_id == str(alice.pk)
 
 

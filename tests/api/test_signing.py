@@ -66,6 +66,9 @@ def test_an_unsigned_critical_request_is_refused_and_changes_nothing(alice, memo
         (lambda h: {**h, "HTTP_X_SIGNATURE": "zz"}, "signature_headers_malformed"),
         (lambda h: {**h, "HTTP_X_SIGNATURE_NONCE": "short"}, "signature_headers_malformed"),
         (lambda h: {k: v for k, v in h.items() if k != "HTTP_X_SIGNATURE_NONCE"}, "signature_headers_incomplete"),
+        (lambda h: {k: v for k, v in h.items() if k == "HTTP_X_SIGNATURE_TIMESTAMP"}, "signature_headers_incomplete"),
+        (lambda h: {k: v for k, v in h.items() if k == "HTTP_X_SIGNATURE_NONCE"}, "signature_headers_incomplete"),
+        (lambda h: {k: v for k, v in h.items() if k == "HTTP_X_SIGNATURE"}, "signature_headers_incomplete"),
         (
             lambda h: {**h, "HTTP_X_SIGNATURE_TIMESTAMP": str(int(h["HTTP_X_SIGNATURE_TIMESTAMP"]) + 1)},
             "signature_mismatch",
@@ -409,6 +412,7 @@ def test_incomplete_headers_ask_for_a_signature_and_bad_ones_are_invalid(
     response = key_client(issued).delete(path, **tamper(signed(issued, "DELETE", path)))
     assert response.status_code == 401
     assert response.json()["error"]["code"] == code
+    assert signature_failures()[-1].context["status"] == 401  # the trail records what was answered
     assert Memory.objects.filter(pk=memory.pk).exists()
 
 
@@ -446,6 +450,8 @@ def test_the_kept_secret_is_loaded_again_once_its_lifetime_is_over(settings, mon
     assert signing.signing_secret(key) == "nvs_secret" and key.loads == 1
     clock[0] += 0.1  # exactly the lifetime: no longer kept
     assert signing.signing_secret(key) == "nvs_secret" and key.loads == 2
+    clock[0] += 61  # well past the second lifetime
+    assert signing.signing_secret(key) == "nvs_secret" and key.loads == 3
     # A key that has never been saved (no id) is never kept.
     unsaved = _CountingKey(2)
     unsaved.pk = None
