@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from cosmic_ray.work_db import WorkDB, use_db
-from cosmic_ray.work_item import MutationSpec, TestOutcome, WorkerOutcome, WorkItem, WorkResult
+from cosmic_ray.work_item import MutationSpec, WorkerOutcome, WorkItem, WorkResult
+from cosmic_ray.work_item import TestOutcome as Outcome  # not a test class
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "mutation.py"
@@ -63,11 +64,11 @@ def test_the_score_leaves_out_listed_equivalents_and_incompetent_mutants_and_nam
     """killed / (mutants - listed equivalents - incompetent - not run), survivors printed by line."""
     session = tmp_path / "session.sqlite"
     outcomes = {
-        "killed-1": _result(TestOutcome.KILLED),
-        "killed-2": _result(TestOutcome.KILLED),
-        "listed": _result(TestOutcome.SURVIVED, "if n > 0:", "if n >= 0:"),
-        "unlisted": _result(TestOutcome.SURVIVED, "return a + b", "return a - b"),
-        "incompetent": _result(TestOutcome.INCOMPETENT),
+        "killed-1": _result(Outcome.KILLED),
+        "killed-2": _result(Outcome.KILLED),
+        "listed": _result(Outcome.SURVIVED, "if n > 0:", "if n >= 0:"),
+        "unlisted": _result(Outcome.SURVIVED, "return a + b", "return a - b"),
+        "incompetent": _result(Outcome.INCOMPETENT),
     }
     with use_db(str(session), WorkDB.Mode.create) as db:
         for line, job_id in enumerate([*outcomes, "not-run"], start=1):
