@@ -136,3 +136,50 @@ def test_a_malformed_rate_is_refused_by_the_system_checks(settings, rate):
     settings.ACCOUNTS_SIGNUP_RATE_PER_IP = rate
     messages = [message for message in checks.run_checks(tags=[checks.Tags.security]) if message.id == "accounts.E013"]
     assert len(messages) == 1 and "ACCOUNTS_SIGNUP_RATE_PER_IP" in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    "rate, parsed",
+    [
+        ("1/s", (1, 1)),
+        ("5/m", (5, 60)),
+        ("5/minute", (5, 60)),
+        ("30/H", (30, 3600)),
+        ("2/ day", (2, 86400)),
+        ("", None),
+    ],
+)
+def test_a_rate_reads_as_count_per_period_and_one_is_a_valid_count(rate, parsed):
+    """``ACCOUNTS_*_RATE_*`` settings: "N/s|m|h|d" (the first letter decides), empty for no limit."""
+    from accounts.services.rate_limits import parse_rate
+
+    assert parse_rate(rate) == parsed
+
+
+@pytest.mark.parametrize("rate", ["3", "3/", "3/fortnight", "0/h", "-1/h"])
+def test_a_malformed_rate_raises_a_value_error_naming_it(rate):
+    from accounts.services.rate_limits import parse_rate
+
+    with pytest.raises(ValueError, match="not a rate like 5/h"):
+        parse_rate(rate)
+
+
+@pytest.mark.parametrize("rate, duration", [("2/h", 3600), ("2/m", 60)])
+def test_a_count_lasts_its_whole_window_and_the_next_window_starts_afresh(settings, time_machine, rate, duration):
+    """A limit still holds at the last moment of its window, and lifts when the next window starts."""
+    import datetime
+
+    from accounts.services.rate_limits import email_request_allowed
+
+    settings.ACCOUNTS_PASSWORD_RESET_RATE_PER_IP = ""
+    settings.ACCOUNTS_PASSWORD_RESET_RATE_PER_ADDRESS = rate
+    time_machine.move_to(datetime.datetime(2026, 3, 2, 10, 0, 0, tzinfo=datetime.UTC), tick=False)
+    assert email_request_allowed(purpose="password_reset", email="alice@example.org")
+    time_machine.shift(duration / 3)
+    assert email_request_allowed(purpose="password_reset", email="alice@example.org")
+    time_machine.shift(duration * 2 / 3 - 0.5)  # half a second before the window ends
+    assert not email_request_allowed(purpose="password_reset", email="alice@example.org")
+    [limited] = events("auth.email_rate_limited")
+    assert limited["context"]["purpose"] == "password_reset" and limited["context"]["limit"] == "address"
+    time_machine.shift(1)  # the next window
+    assert email_request_allowed(purpose="password_reset", email="alice@example.org")

@@ -198,6 +198,31 @@ def test_mfa_for_all_with_a_grace_period(user, settings):
         assert client.get("/accounts/sessions/")["Location"].startswith("/accounts/mfa/setup/")
 
 
+def test_the_grace_period_starts_at_the_first_login_and_a_later_login_does_not_extend_it(user, settings):
+    settings.ACCOUNTS_MFA_REQUIRED_FOR_ALL = True
+    settings.ACCOUNTS_MFA_GRACE_DAYS = 7
+    with time_machine.travel(START, tick=False) as machine:
+        login(Client(), "alice")
+        assert User.objects.get(pk=user.pk).mfa_grace_started_at == START
+        machine.shift(datetime.timedelta(days=3))
+        response = login(Client(), "alice", follow=True)
+        assert b"becomes required for your account on 2026-03-09" in response.content
+        assert User.objects.get(pk=user.pk).mfa_grace_started_at == START
+
+
+@pytest.mark.parametrize("who", ["staff", "enrolled", "policy_off"])
+def test_no_grace_period_starts_for_staff_for_users_with_mfa_or_without_the_policy(user, staff_user, settings, who):
+    """Staff need MFA from the first login; a user with MFA already needs no grace; the policy may be off."""
+    from accounts.services.policy import mfa_grace_start
+
+    settings.ACCOUNTS_MFA_REQUIRED_FOR_ALL = who != "policy_off"
+    subject = staff_user if who == "staff" else user
+    if who == "enrolled":
+        enroll(user)
+    mfa_grace_start(user=type(subject).objects.get(pk=subject.pk))
+    assert User.objects.get(pk=subject.pk).mfa_grace_started_at is None
+
+
 @pytest.mark.audit_coverage("auth.mfa_device_added", "auth.mfa_device_confirmed", "auth.backup_codes_generated")
 def test_enrollment_page_shows_qr_svg_and_key_and_activates(user):
     with time_machine.travel(START, tick=False) as machine:

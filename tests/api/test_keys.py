@@ -246,6 +246,28 @@ def test_scopes_narrow_a_key(alice, space, issue_key, key_client):
     assert reader.get("/api/v2/contexts/").status_code == 403
 
 
+def test_head_needs_the_scope_of_get(alice, space, issue_key, key_client):
+    """api/permissions.py: HEAD (like OPTIONS) needs GET's scope, no more and no less."""
+    reader = key_client(issue_key(alice, scopes=["memories:read"]))
+    assert reader.head(MEMORIES).status_code == 200
+    writer = key_client(issue_key(alice, scopes=["memories:write"], name="writer"))
+    assert writer.head(MEMORIES).status_code == 403
+    [event] = events("authz.permission_denied")
+    assert event.context["reason"] == "insufficient_scope" and event.context["required_scope"] == "memories:read"
+
+
+def test_a_method_no_scope_names_refuses_every_key_once(alice, space, issue_key, key_client):
+    """Fail closed: a view that declares no scope for a method refuses keys, even with every scope."""
+    issued = issue_key(alice)  # every scope
+    response = key_client(issued).get(f"/api/v2/contexts/{space.context.pk}/transfer/")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "insufficient_scope"
+    [event] = events("authz.permission_denied")  # recorded once, not again by the error handler
+    assert event.context["reason"] == "no_scope_for_endpoint"
+    assert event.context["required_scope"] == "" and event.context["status"] == 403
+    assert event.api_key_id == issued.prefix and event.actor_id == str(alice.pk)
+
+
 def test_a_key_never_does_more_than_its_user(alice, make_user, space, issue_key, key_client):
     bob = make_user("bob")
     bob_client = key_client(issue_key(bob))  # every scope

@@ -66,6 +66,9 @@ def test_an_unsigned_critical_request_is_refused_and_changes_nothing(alice, memo
         (lambda h: {**h, "HTTP_X_SIGNATURE": "zz"}, "signature_headers_malformed"),
         (lambda h: {**h, "HTTP_X_SIGNATURE_NONCE": "short"}, "signature_headers_malformed"),
         (lambda h: {k: v for k, v in h.items() if k != "HTTP_X_SIGNATURE_NONCE"}, "signature_headers_incomplete"),
+        (lambda h: {k: v for k, v in h.items() if k == "HTTP_X_SIGNATURE_TIMESTAMP"}, "signature_headers_incomplete"),
+        (lambda h: {k: v for k, v in h.items() if k == "HTTP_X_SIGNATURE_NONCE"}, "signature_headers_incomplete"),
+        (lambda h: {k: v for k, v in h.items() if k == "HTTP_X_SIGNATURE"}, "signature_headers_incomplete"),
         (
             lambda h: {**h, "HTTP_X_SIGNATURE_TIMESTAMP": str(int(h["HTTP_X_SIGNATURE_TIMESTAMP"]) + 1)},
             "signature_mismatch",
@@ -375,3 +378,105 @@ def test_with_redis_the_default_nonce_store_is_redis_and_refuses_a_replay_from_a
         fresh = signed(issued, "DELETE", path_of(memory))
         assert key_client(issued).delete(path_of(memory), **fresh).status_code == 204
         assert not RequestNonce.objects.exists()  # nothing written to the database store
+
+
+# --- edges the mutation run (make mutation, docs/mutation.md) found unpinned ---------------------
+@pytest.mark.parametrize("skew", [-300, 300])
+def test_a_timestamp_exactly_at_the_edge_of_the_window_is_accepted(alice, memory, issue_key, key_client, skew):
+    """Refused is *more than* ``API_SIGNATURE_MAX_SKEW_SECONDS`` away (docs/decisions/request-signing.md)."""
+    issued = issue_key(alice)
+    path = path_of(memory)
+    with time_machine.travel(float(int(time.time())), tick=False):
+        headers = signed(issued, "DELETE", path, timestamp=int(time.time()) + skew)
+        response = key_client(issued).delete(path, **headers)
+    assert response.status_code == 204, response.content
+    assert not signature_failures()
+
+
+@pytest.mark.parametrize(
+    "tamper, code",
+    [
+        (lambda h: {k: v for k, v in h.items() if not k.endswith("SIGNATURE")}, "signature_required"),
+        (lambda h: {k: v for k, v in h.items() if not k.endswith("TIMESTAMP")}, "signature_required"),
+        (lambda h: {**h, "HTTP_X_SIGNATURE_TIMESTAMP": "soon"}, "signature_invalid"),
+        (lambda h: {**h, "HTTP_X_SIGNATURE_NONCE": "n" * 65}, "signature_invalid"),
+        (lambda h: {**h, "HTTP_X_SIGNATURE": "0" * 64}, "signature_invalid"),
+    ],
+)
+def test_incomplete_headers_ask_for_a_signature_and_bad_ones_are_invalid(
+    alice, memory, issue_key, key_client, tamper, code
+):
+    """Clients tell "sign this" (``signature_required``) from "your signature is wrong" by the code."""
+    issued = issue_key(alice)
+    path = path_of(memory)
+    response = key_client(issued).delete(path, **tamper(signed(issued, "DELETE", path)))
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == code
+    [failure] = signature_failures()  # recorded once, and not again as a refused key by the error handler
+    assert failure.context["status"] == 401  # the trail records what was answered
+    assert not AuditEvent.objects.filter(action="api.key_refused").exists()
+    assert Memory.objects.filter(pk=memory.pk).exists()
+
+
+def test_a_signature_in_upper_case_hex_is_accepted(alice, memory, issue_key, key_client):
+    issued = issue_key(alice)
+    path = path_of(memory)
+    headers = signed(issued, "DELETE", path)
+    headers["HTTP_X_SIGNATURE"] = headers["HTTP_X_SIGNATURE"].upper()
+    assert key_client(issued).delete(path, **headers).status_code == 204
+
+
+class _CountingKey:
+    """A key whose signing secret counts how often it is loaded (a query and a decryption)."""
+
+    def __init__(self, pk: int):
+        self.pk = pk
+        self.prefix = f"prefix{pk:06d}"
+        self._secret = "nvs_secret"
+        self.loads = 0
+
+    @property
+    def signing_secret(self) -> str:
+        self.loads += 1
+        return self._secret
+
+
+def test_the_kept_secret_is_loaded_again_once_its_lifetime_is_over(settings, monkeypatch):
+    settings.API_SIGNATURE_SECRET_CACHE_SECONDS = 60
+    clock = [1000.0]
+    monkeypatch.setattr(signing.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(signing, "_SECRETS", {})
+    key = _CountingKey(1)
+    assert signing.signing_secret(key) == "nvs_secret" and key.loads == 1
+    clock[0] += 59.9
+    assert signing.signing_secret(key) == "nvs_secret" and key.loads == 1
+    clock[0] += 0.1  # exactly the lifetime: no longer kept
+    assert signing.signing_secret(key) == "nvs_secret" and key.loads == 2
+    clock[0] += 61  # well past the second lifetime
+    assert signing.signing_secret(key) == "nvs_secret" and key.loads == 3
+    # A key that has never been saved (no id) is never kept.
+    unsaved = _CountingKey(2)
+    unsaved.pk = None
+    signing.signing_secret(unsaved)
+    signing.signing_secret(unsaved)
+    assert unsaved.loads == 2
+
+
+def test_at_most_the_bound_of_secrets_is_kept_in_memory(settings, monkeypatch):
+    """The cache is bounded: a flood of keys cannot grow the process without limit."""
+    settings.API_SIGNATURE_SECRET_CACHE_SECONDS = 60
+    monkeypatch.setattr(signing, "_SECRETS", {})
+    monkeypatch.setattr(signing, "_SECRETS_MAX", 3)
+    keys = [_CountingKey(n) for n in range(1, 5)]
+    for key in keys[:3]:
+        signing.signing_secret(key)
+    assert len(signing._SECRETS) == 3
+    signing.signing_secret(keys[3])  # the fourth empties the cache first, then keeps itself
+    assert len(signing._SECRETS) == 1
+    signing.signing_secret(keys[3])
+    assert keys[3].loads == 1
+    # Two threads can both pass the check before either adds its key, leaving one more than the
+    # bound: the next new key still empties the cache.
+    monkeypatch.setattr(signing, "_SECRETS", {(n, f"x{n}"): ("s", float("inf")) for n in range(4)})
+    signing.signing_secret(keys[0])
+    assert len(signing._SECRETS) == 1
