@@ -333,7 +333,9 @@ def test_runtime_role_can_seal_once_and_never_rewrite_a_seal(audit_row):
 
     The seal is the real one (``audit.chain.link_hash`` from the head), so the chain stays valid.
     """
-    from audit.chain import GENESIS_HASH, link_hash, signing_key
+    from audit.chain import CONTENT_FIELDS, GENESIS_HASH, canonical_content, link_hash, signing_key
+    from audit.merkle import event_leaf, format_frontier, parse_frontier
+    from audit.offline_verifier import frontier_append
 
     database, pk = audit_row
     with database.transaction():
@@ -354,9 +356,21 @@ def test_runtime_role_can_seal_once_and_never_rewrite_a_seal(audit_row):
             "WHERE id = %s AND sequence IS NULL",
             [sequence, head[1], hash_value, key.id, pk],
         )
+        # The chain and the Merkle tree as the sealer extends them (audit/sealing.py), so later tests
+        # of this deployment find a consistent tree.
+        tree_base, tree_size, tree_frontier = database.execute(
+            "SELECT tree_base, tree_size, tree_frontier FROM audit_chainhead WHERE id = 1"
+        ).fetchone()
+        columns = ", ".join(CONTENT_FIELDS)
+        values = database.execute(f"SELECT {columns} FROM audit_auditevent WHERE id = %s", [pk]).fetchone()  # noqa: S608
+        frontier = parse_frontier(tree_frontier)
+        assert tree_base + tree_size == head[0]
+        content = canonical_content(dict(zip(CONTENT_FIELDS, values, strict=True)))
+        frontier_append(frontier, tree_size, event_leaf(sequence, content))
         database.execute(
-            "UPDATE audit_chainhead SET sequence = %s, hash = %s, updated_at = now() WHERE id = 1",
-            [sequence, hash_value],
+            "UPDATE audit_chainhead SET sequence = %s, hash = %s, tree_size = %s, tree_frontier = %s, "
+            "updated_at = now() WHERE id = 1",
+            [sequence, hash_value, tree_size + 1, format_frontier(frontier)],
         )
     rewrite = "UPDATE audit_auditevent SET hash = %s WHERE id = %s"
     assert _denied(database, rewrite, ["b" * 64, pk]) == "InsufficientPrivilege"
