@@ -46,6 +46,7 @@ SUBJECTS = {
     "new_login": "New sign-in to your account",
     "account_locked": "Your account was locked after failed sign-in attempts",
     "api_key_leaked": "Your API key was revoked: it was sent in a URL",
+    "context_transfer_offered": "Someone offered you a context: it is yours only if you accept",
 }
 
 
