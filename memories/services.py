@@ -531,7 +531,7 @@ def context_transfer_offer(*, actor, context: Context, user, base_url: str = "")
                 "context_name": context.name,
                 "memory_count": context.memories.count(),
                 "share_count": context.shares.count(),
-                "expires_at": offer.expires_at.isoformat(timespec="minutes"),
+                "expires_at": offer.expires_at.isoformat(timespec="seconds"),
             },
             base_url=base_url,
         )

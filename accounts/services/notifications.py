@@ -158,6 +158,11 @@ def _links(kind: str, user, context: dict, base_url: str, to_email: str) -> dict
         return {"action_url": link(reverse("accounts:email_change_confirm", args=[token]))}
     if kind == "api_key_leaked":
         return {"api_keys_url": link(reverse("api-keys:list")), "security_url": link(reverse("accounts:security"))}
+    if kind == "context_transfer_offered":
+        return {
+            "offers_url": link(reverse("api-v1:transfer-offer-list")),
+            "security_url": link(reverse("accounts:security")),
+        }
     if kind in {"signup_existing_email", "account_locked", "backup_code_used", "new_login", "password_changed"}:
         return {
             "reset_url": link(reverse("accounts:password_reset")),

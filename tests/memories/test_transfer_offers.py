@@ -44,7 +44,9 @@ def _events_since(first_id: int) -> list[AuditEvent]:
 def _state() -> tuple:
     """Everything a transfer could change: owners, shares, offers."""
     return (
-        list(Context.objects.order_by("pk").values_list("pk", "scope", "owner_user", "owner_team", "owner_organization")),
+        list(
+            Context.objects.order_by("pk").values_list("pk", "scope", "owner_user", "owner_team", "owner_organization")
+        ),
         list(ContextShare.objects.order_by("pk").values_list("pk", "context", "user", "team", "permission")),
         list(ContextTransferOffer.objects.order_by("pk").values_list("pk", "status")),
     )
@@ -95,6 +97,7 @@ def test_an_offer_moves_nothing_and_emails_the_recipient(people, client_for, mak
     assert "offered you a context" in message.subject
     assert sender.username in message.body and "Prompts" in message.body
     assert "only if you accept" in message.body
+    assert " UTC" in message.body and "/api/v1/transfer-offers/" in message.body
     assert "a memory of the sender" not in message.body
 
 
@@ -247,7 +250,8 @@ def test_an_expired_offer_is_recorded_and_cannot_be_accepted(people, client_for,
         - (timezone.now() + datetime.timedelta(seconds=60))
     ) < datetime.timedelta(seconds=30)
     # Time passes (the row's deadline is moved back rather than the clock forward).
-    ContextTransferOffer.objects.filter(pk=offer["id"]).update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    lapsed = timezone.now() - datetime.timedelta(seconds=1)
+    ContextTransferOffer.objects.filter(pk=offer["id"]).update(expires_at=lapsed)
     start = _last_event_id()
     error = assert_error(
         client_for(recipient).post(url("transfer-offer-accept", offer_id=offer["id"]), {}, format="json"),
