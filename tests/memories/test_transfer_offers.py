@@ -336,3 +336,20 @@ def test_a_transfer_to_a_team_still_moves_at_once(world, client_for):
     assert response.status_code == 200, response.content
     assert response.json()["owner"] == {"type": "team", "id": world.team.pk, "name": "Platform"}
     assert not ContextTransferOffer.objects.exists()
+
+
+@pytest.mark.audit_coverage("context.transfer_expired")
+def test_the_scheduled_task_expires_lapsed_offers_once(people, client_for):
+    """Beat runs ``memories.transfer_offers_expire`` (monitoring/schedule.py); a second run finds nothing."""
+    from memories.tasks import transfer_offers_expire
+
+    sender, recipient, context = people
+    offer_id = _offer(client_for(sender), context, recipient.username).json()["id"]
+    assert transfer_offers_expire.apply().get() == 0
+    assert ContextTransferOffer.objects.get(pk=offer_id).status == "pending"
+    ContextTransferOffer.objects.filter(pk=offer_id).update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    start = _last_event_id()
+    assert transfer_offers_expire.apply().get() == 1
+    assert transfer_offers_expire.apply().get() == 0
+    assert [event.action for event in _events_since(start)] == ["context.transfer_expired"]
+    assert ContextTransferOffer.objects.get(pk=offer_id).status == "expired"
