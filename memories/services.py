@@ -419,28 +419,34 @@ def context_transfer(
     *,
     actor,
     context: Context,
+    user=None,
     team: Team | None = None,
     organization: Organization | None = None,
 ) -> Context:
-    """Give ``context`` to a team or an organization at once; its scope follows the new owner.
+    """Give ``context`` at once to a team or an organization, or to ``actor`` themselves.
 
     Checks permission itself: ``actor`` needs ``transfer`` on the context (owners only) and
-    ``administer`` on the new owner, so nobody can push data into a group they do not run; that
-    administrator's role is the target organization's consent, across organizations too.
-    Memories and shares stay with the context. A transfer to a user is an offer the user accepts:
-    ``context_transfer_offer``.
+    ``administer`` on a new team or organization owner, so nobody can push data into a group they
+    do not run; that administrator's role is the target organization's consent, across
+    organizations too. ``user`` may only be ``actor`` (taking a team context into their own
+    personal space needs nobody else's consent). Memories and shares stay with the context. A
+    transfer to another user is an offer that user accepts: ``context_transfer_offer``.
     """
     with transaction.atomic():
         context = _locked(Context.objects, context.pk)
         require(actor, Action.TRANSFER, context)
-        field, new_owner = _exactly_one(team=team, organization=organization)
-        require(actor, Action.ADMINISTER, new_owner)
-        if context.owner == new_owner and context.scope == field:
+        field, new_owner = _exactly_one(user=user, team=team, organization=organization)
+        if field == "user" and new_owner.pk != actor.pk:
+            raise ValidationError({"user": ["A context is given to another user by an offer they accept."]})
+        if field != "user":
+            require(actor, Action.ADMINISTER, new_owner)
+        if context.owner == new_owner and _owner_type(context) == field:
             raise ValidationError({field: ["The context already belongs to this owner."]})
         previous, to = _move(context, field=field, new_owner=new_owner)
         audit.record(
             action=audit.Action.CONTEXT_TRANSFERRED,
             actor=actor,
+            subject=new_owner if field == "user" else None,
             target=context,
             context={"from": previous, "to": to},
         )
@@ -506,7 +512,7 @@ def context_transfer_offer(*, actor, context: Context, user, base_url: str = "")
         if context.scope == Context.Scope.PERSONAL and context.owner_user_id == user.pk:
             raise ValidationError({"user": ["The context already belongs to this owner."]})
         if user.pk == actor.pk:
-            raise ValidationError({"user": ["You cannot offer a context to yourself."]})
+            raise ValidationError({"user": ["Take a context yourself with context_transfer; offers are for others."]})
         if ContextTransferOffer.objects.filter(context=context, status=ContextTransferOffer.Status.PENDING).exists():
             raise ValidationError({"user": ["This context has a pending transfer offer; withdraw it first."]})
         now = timezone.now()

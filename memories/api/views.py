@@ -295,8 +295,8 @@ class ContextTransferView(MemoriesAPIView):
         tags=["contexts"],
         summary="Give a context to a team or organization (200), or offer it to a user (202) (owner)",
         description=(
-            "A team or organization you administer receives the context at once (200, the context). "
-            "A user receives an offer (202, the offer): nothing moves until they accept it at "
+            "A team or organization you administer, or you yourself, receive the context at once (200, the "
+            "context). Another user receives an offer (202, the offer): nothing moves until they accept it at "
             "`/transfer-offers/{offer_id}/accept/`, choosing which shares survive. One offer per context "
             "is pending at a time; it lapses after `MEMORIES_TRANSFER_OFFER_MAX_AGE` (7 days)."
         ),
@@ -306,17 +306,19 @@ class ContextTransferView(MemoriesAPIView):
     def post(self, request, context_id: int):
         data = self.validated(s.TransferSerializer)
         context = self.visible_context(context_id)
-        if "user" in data:
+        user = _user_field(data.get("user"), viewer=request.user)
+        if user is not None and user.pk != request.user.pk:
             offer = services.context_transfer_offer(
                 actor=request.user,
                 context=context,
-                user=_user_field(data["user"], viewer=request.user),
+                user=user,
                 base_url=request.build_absolute_uri("/").rstrip("/"),
             )
             return Response(s.TransferOfferSerializer(offer).data, status=status.HTTP_202_ACCEPTED)
         context = services.context_transfer(
             actor=request.user,
             context=context,
+            user=user,
             team=selectors.team_get(team_id=data["team"]) if "team" in data else None,
             organization=(
                 selectors.organization_get(organization_id=data["organization"]) if "organization" in data else None

@@ -298,6 +298,13 @@ def test_transfer_to_a_user_makes_the_context_personal_once_accepted(world, make
     assert list(context.shares.all()) == [kept]
 
 
+def test_a_direct_transfer_to_another_user_is_refused_an_offer_is_the_way(world, make_user):
+    with pytest.raises(ValidationError):
+        services.context_transfer(actor=world.owner, context=world.team_context, user=make_user())
+    world.team_context.refresh_from_db()
+    assert world.team_context.owner_team == world.team
+
+
 def test_transfer_between_team_and_organization(world):
     context = services.context_transfer(actor=world.owner, context=world.personal_context, team=world.sibling_team)
     assert (context.scope, context.owner_team, context.owner_user) == ("team", world.sibling_team, None)

@@ -303,7 +303,7 @@ def test_bad_offer_requests_get_a_clear_error_and_change_nothing(people, client_
     assert_error(recipient_client.post(accept, {"keep_shares": [True]}, format="json"), 400, "invalid",
                  fields={"keep_shares"})
     assert_error(recipient_client.post(accept, {"keep": []}, format="json"), 400, "invalid")
-    # One pending offer per context; no offer to oneself.
+    # One pending offer per context; the owner's own personal context is theirs already.
     assert_error(_offer(sender_client, context, outsider.username), 400, "invalid", fields={"user"})
     assert_error(_offer(sender_client, context, sender.username), 400, "invalid", fields={"user"})
     assert _state() == before
@@ -330,11 +330,24 @@ def test_an_offer_is_void_once_the_sender_may_no_longer_give_the_context(world, 
 
 def test_a_transfer_to_a_team_still_moves_at_once(world, client_for):
     """Organization rules are today's: the actor administers the new owner, so the move needs no offer."""
-    response = client_for(world.owner).post(
+    client = client_for(world.owner)
+    response = client.post(
         url("context-transfer", context_id=world.personal_context.pk), {"team": world.team.pk}, format="json"
     )
     assert response.status_code == 200, response.content
     assert response.json()["owner"] == {"type": "team", "id": world.team.pk, "name": "Platform"}
+    # An owner taking a team context into their own personal space needs nobody else's consent.
+    response = client.post(
+        url("context-transfer", context_id=world.team_context.pk), {"user": world.owner.username}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["owner"] == {"type": "user", "id": world.owner.pk, "name": world.owner.username}
+    assert_error(
+        client.post(
+            url("context-transfer", context_id=world.team_context.pk), {"user": world.owner.username}, format="json"
+        ),
+        400, "invalid", fields={"user"},
+    )
     assert not ContextTransferOffer.objects.exists()
 
 
