@@ -64,6 +64,12 @@ _ROLE: Keys = {
     "previous_role": ("str | None", "the role before (None when newly added)"),
     "scope": ("str", "where: team or organization"),
 }
+_TRANSFER_OFFER: Keys = {
+    "offer_id": ("int", "id of the transfer offer"),
+    "sender_id": ("int", "id of the user who offered the context"),
+    "recipient_id": ("int", "id of the user the context is offered to"),
+    "expires_at": ("str", "when the offer lapses (ISO 8601)"),
+}
 _IN_CONTEXT: Keys = {"context_id": ("int", "id of the memory's context")}
 _SHARE: Keys = {
     "permission": ("str", "the share's permission: read, write, admin"),
@@ -309,7 +315,22 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     Action.CONTEXT_TRANSFERRED: {
         "from": ("dict", "the previous owner: scope, owner_type (user, team, organization), owner_id"),
         "to": ("dict", "the new owner, in the same form"),
+        "offer_id": ("int", "the accepted transfer offer, when the new owner is a user"),
+        "shares_removed": (
+            "list[dict]",
+            "the shares removed by the recipient's review: id, grantee_type, grantee_id, permission",
+        ),
+        "shares_kept": ("list[int]", "ids of the shares the recipient kept"),
     },
+    Action.CONTEXT_TRANSFER_OFFERED: _TRANSFER_OFFER,
+    Action.CONTEXT_TRANSFER_WITHDRAWN: _TRANSFER_OFFER,
+    Action.CONTEXT_TRANSFER_DECLINED: _TRANSFER_OFFER,
+    Action.CONTEXT_TRANSFER_ACCEPTED: {
+        **_TRANSFER_OFFER,
+        "shares_kept": ("list[int]", "ids of the shares the recipient kept"),
+        "shares_removed": ("list[int]", "ids of the shares removed"),
+    },
+    Action.CONTEXT_TRANSFER_EXPIRED: _TRANSFER_OFFER,
     Action.CONTEXT_EXPORTED: {"count": ("int", "memories exported")},
     Action.MEMBERSHIP_ADDED: _ROLE,
     Action.MEMBERSHIP_REMOVED: _ROLE,

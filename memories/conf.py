@@ -13,6 +13,8 @@ DEFAULTS = {
     "MEMORIES_CONTENT_MAX_LENGTH": 65536,
     # Largest metadata document accepted, as compact UTF-8 JSON (bytes).
     "MEMORIES_METADATA_MAX_BYTES": 16384,
+    # How long an offer to transfer a context to another user stays open (seconds; 7 days).
+    "MEMORIES_TRANSFER_OFFER_MAX_AGE": 7 * 24 * 3600,
 }
 _settings = AppSettings(DEFAULTS)
 get = _settings.get

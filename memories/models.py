@@ -274,3 +274,48 @@ class ContextShare(models.Model):
     def grantee(self):
         """The user or team this share grants to."""
         return self.user if self.user_id else self.team
+
+
+class ContextTransferOffer(models.Model):
+    """An owner's offer to give a context to another user, which only that user can accept.
+
+    Nothing moves until the recipient accepts; on acceptance the recipient also decides which of
+    the context's shares survive (the pen-test finding: a context pushed into someone's personal
+    space with the sender's shares intact kept the sender reading what the victim wrote there).
+    At most one offer per context is pending.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        DECLINED = "declined", "Declined"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+        EXPIRED = "expired", "Expired"
+
+    context = models.ForeignKey(Context, on_delete=models.CASCADE, related_name="transfer_offers")
+    sender = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="transfer_offers_sent"
+    )
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="transfer_offers_received"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["context"], condition=Q(status="pending"), name="memories_transfer_offer_one_pending"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "accepted", "declined", "withdrawn", "expired"]),
+                name="memories_transfer_offer_status_valid",
+            ),
+        ]
+        indexes = [models.Index(fields=["recipient", "status"], name="memories_offer_recipient_idx")]
+
+    def __str__(self) -> str:
+        return f"offer of context {self.context_id} to user {self.recipient_id} ({self.status})"

@@ -15,7 +15,16 @@ from django.db.models import Prefetch, QuerySet
 
 from accounts.normalisation import normalise_username
 from memories.exceptions import NotFound
-from memories.models import Context, ContextShare, Membership, Memory, MemoryTag, Organization, Team
+from memories.models import (
+    Context,
+    ContextShare,
+    ContextTransferOffer,
+    Membership,
+    Memory,
+    MemoryTag,
+    Organization,
+    Team,
+)
 from memories.permissions import (
     Action,
     effective_role,
@@ -260,3 +269,22 @@ def organization_members(*, user, organization: Organization) -> QuerySet[Member
     """Return the memberships of ``organization``, if ``user`` is a member of it."""
     require(user, Action.READ, organization)
     return Membership.objects.filter(organization=organization).select_related("user").order_by("user__username", "id")
+
+
+# ---------------------------------------------------------------------------------------------
+# Transfer offers
+# ---------------------------------------------------------------------------------------------
+def transfer_offers_pending_for(*, user) -> QuerySet[ContextTransferOffer]:
+    """The pending offers made to ``user``, newest first, with each context's shares to review.
+
+    Only the recipient's own offers: no permission beyond being the recipient. Call
+    ``services.context_transfer_offers_expire`` first so a lapsed offer is not listed.
+    """
+    return (
+        ContextTransferOffer.objects.filter(recipient=user, status=ContextTransferOffer.Status.PENDING)
+        .select_related("context", "sender", "recipient")
+        .prefetch_related(
+            Prefetch("context__shares", queryset=ContextShare.objects.select_related("user", "granted_by"))
+        )
+        .order_by("-created_at", "-id")
+    )

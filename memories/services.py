@@ -10,19 +10,32 @@ Why: docs/decisions/permission-checked-in-services.md.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 import audit
-from memories import selectors, validation
+from accounts.services.notifications import notification_schedule
+from memories import conf, selectors, validation
 from memories.auditing import audit_refusals
 from memories.exceptions import NotFound, PermissionDenied
-from memories.models import Context, ContextShare, Membership, Memory, MemoryTag, Organization, Role, Team
-from memories.permissions import Action, require
+from memories.models import (
+    Context,
+    ContextShare,
+    ContextTransferOffer,
+    Membership,
+    Memory,
+    MemoryTag,
+    Organization,
+    Role,
+    Team,
+)
+from memories.permissions import Action, can, require
 
 SLUG_MAX_LENGTH = 60
 # The one answer for a username that is unknown, inactive, or (in the API, which resolves
@@ -387,6 +400,20 @@ def context_unshare(*, actor, share: ContextShare) -> None:
         ContextShare.objects.filter(pk=share.pk).delete()
 
 
+def _move(context: Context, *, field: str, new_owner) -> tuple[dict, dict]:
+    """Give ``context`` to ``new_owner`` (the kind ``field`` names); return (from, to) for the event."""
+    scope = {
+        "user": Context.Scope.PERSONAL, "team": Context.Scope.TEAM, "organization": Context.Scope.ORGANIZATION
+    }[field]
+    previous = {"scope": context.scope, "owner_type": _owner_type(context), "owner_id": context.owner.pk}
+    context.scope = scope
+    context.owner_user = new_owner if field == "user" else None
+    context.owner_team = new_owner if field == "team" else None
+    context.owner_organization = new_owner if field == "organization" else None
+    context.save(update_fields=["scope", "owner_user", "owner_team", "owner_organization", "updated_at"])
+    return previous, {"scope": scope, "owner_type": field, "owner_id": new_owner.pk}
+
+
 @audit_refusals("context.transfer", target_argument="context")
 def context_transfer(
     *,
@@ -396,37 +423,257 @@ def context_transfer(
     team: Team | None = None,
     organization: Organization | None = None,
 ) -> Context:
-    """Give ``context`` a new owner: a user (scope becomes personal), a team or an organization.
+    """Give ``context`` at once to a team or an organization, or to ``actor`` themselves.
 
-    Checks permission itself: ``actor`` needs ``transfer`` on the context (owners only) and, for a
-    team or organization, ``administer`` on the new owner, so nobody can push data into a group
-    they do not run. Memories and shares stay with the context.
+    Checks permission itself: ``actor`` needs ``transfer`` on the context (owners only) and
+    ``administer`` on a new team or organization owner, so nobody can push data into a group they
+    do not run; that administrator's role is the target organization's consent, across
+    organizations too. ``user`` may only be ``actor`` (taking a team context into their own
+    personal space needs nobody else's consent). Memories and shares stay with the context. A
+    transfer to another user is an offer that user accepts: ``context_transfer_offer``.
     """
     with transaction.atomic():
         context = _locked(Context.objects, context.pk)
         require(actor, Action.TRANSFER, context)
         field, new_owner = _exactly_one(user=user, team=team, organization=organization)
-        if field == "user":
-            if not new_owner.is_active:
-                raise ValidationError({"user": [NO_SUCH_USER]})
-            scope = Context.Scope.PERSONAL
-        else:
+        if field == "user" and new_owner.pk != actor.pk:
+            raise ValidationError({"user": ["A context is given to another user by an offer they accept."]})
+        if field != "user":
             require(actor, Action.ADMINISTER, new_owner)
-            scope = Context.Scope.TEAM if field == "team" else Context.Scope.ORGANIZATION
-        if context.scope == scope and context.owner == new_owner:
+        if context.owner == new_owner and _owner_type(context) == field:
             raise ValidationError({field: ["The context already belongs to this owner."]})
-        previous = {"scope": context.scope, "owner_type": _owner_type(context), "owner_id": context.owner.pk}
-        context.scope = scope
-        context.owner_user = new_owner if field == "user" else None
-        context.owner_team = new_owner if field == "team" else None
-        context.owner_organization = new_owner if field == "organization" else None
-        context.save(update_fields=["scope", "owner_user", "owner_team", "owner_organization", "updated_at"])
+        previous, to = _move(context, field=field, new_owner=new_owner)
         audit.record(
             action=audit.Action.CONTEXT_TRANSFERRED,
             actor=actor,
             subject=new_owner if field == "user" else None,
             target=context,
-            context={"from": previous, "to": {"scope": scope, "owner_type": field, "owner_id": new_owner.pk}},
+            context={"from": previous, "to": to},
+        )
+    return context
+
+
+# ---------------------------------------------------------------------------------------------
+# Transfer offers: a context given to a user moves only when that user accepts
+# ---------------------------------------------------------------------------------------------
+OFFER_NOT_PENDING = "This offer is no longer pending."
+
+
+def _offer_facts(offer: ContextTransferOffer) -> dict[str, Any]:
+    return {
+        "offer_id": offer.pk,
+        "sender_id": offer.sender_id,
+        "recipient_id": offer.recipient_id,
+        "expires_at": offer.expires_at.isoformat(),
+    }
+
+
+def context_transfer_offers_expire(*, now=None) -> int:
+    """Mark every pending offer past its ``expires_at`` as expired, one audit event each.
+
+    Permission: none (housekeeping; the services below call it before they read offers, in its
+    own transaction, so an expiry is kept even when the request that found it is refused).
+    Returns how many offers expired.
+    """
+    now = now or timezone.now()
+    expired = 0
+    with transaction.atomic():
+        overdue = ContextTransferOffer.objects.select_for_update().filter(
+            status=ContextTransferOffer.Status.PENDING, expires_at__lte=now
+        )
+        for offer in overdue:
+            offer.status = ContextTransferOffer.Status.EXPIRED
+            offer.decided_at = now
+            offer.save(update_fields=["status", "decided_at"])
+            audit.record(
+                action=audit.Action.CONTEXT_TRANSFER_EXPIRED,
+                subject=offer.recipient,
+                target=offer.context,
+                context=_offer_facts(offer),
+            )
+            expired += 1
+    return expired
+
+
+@audit_refusals("context.transfer", target_argument="context")
+def context_transfer_offer(*, actor, context: Context, user, base_url: str = "") -> ContextTransferOffer:
+    """Offer ``context`` to ``user``: nothing moves until ``user`` accepts; ``user`` is emailed.
+
+    Checks permission itself: ``actor`` needs ``transfer`` on the context (owners only). The caller
+    resolved ``user`` to someone ``actor`` may see (the API: ``selectors.active_user_visible_to``).
+    One offer per context is pending at a time; it lapses after ``MEMORIES_TRANSFER_OFFER_MAX_AGE``.
+    """
+    context_transfer_offers_expire()
+    with transaction.atomic():
+        context = _locked(Context.objects, context.pk)
+        require(actor, Action.TRANSFER, context)
+        if user is None or not user.is_active:
+            raise ValidationError({"user": [NO_SUCH_USER]})
+        if context.scope == Context.Scope.PERSONAL and context.owner_user_id == user.pk:
+            raise ValidationError({"user": ["The context already belongs to this owner."]})
+        if user.pk == actor.pk:
+            raise ValidationError({"user": ["Take a context yourself with context_transfer; offers are for others."]})
+        if ContextTransferOffer.objects.filter(context=context, status=ContextTransferOffer.Status.PENDING).exists():
+            raise ValidationError({"user": ["This context has a pending transfer offer; withdraw it first."]})
+        now = timezone.now()
+        offer = ContextTransferOffer.objects.create(
+            context=context,
+            sender=actor,
+            recipient=user,
+            expires_at=now + datetime.timedelta(seconds=conf.get("MEMORIES_TRANSFER_OFFER_MAX_AGE")),
+        )
+        audit.record(
+            action=audit.Action.CONTEXT_TRANSFER_OFFERED,
+            actor=actor,
+            subject=user,
+            target=context,
+            context=_offer_facts(offer),
+        )
+        notification_schedule(
+            user=user,
+            kind="context_transfer_offered",
+            context={
+                "sender_username": actor.get_username(),
+                "context_name": context.name,
+                "memory_count": context.memories.count(),
+                "share_count": context.shares.count(),
+                "expires_at": offer.expires_at.isoformat(timespec="seconds"),
+            },
+            base_url=base_url,
+        )
+    return offer
+
+
+def _pending_offer(offer_id: int, **who) -> ContextTransferOffer:
+    """The offer ``offer_id`` if ``who`` (sender= or recipient=) is party to it, locked; else ``NotFound``.
+
+    A decided offer is found (so the answer says it is no longer pending), but only by its parties.
+    """
+    offer = (
+        ContextTransferOffer.objects.select_for_update(of=("self",))
+        .select_related("context", "sender", "recipient")
+        .filter(pk=offer_id, **who)
+        .first()
+    )
+    if offer is None:
+        raise NotFound()
+    if offer.status != ContextTransferOffer.Status.PENDING:
+        raise ValidationError({NON_FIELD_ERRORS: [f"{OFFER_NOT_PENDING} It was {offer.status}."]})
+    return offer
+
+
+def _decide(offer: ContextTransferOffer, status: str) -> None:
+    offer.status = status
+    offer.decided_at = timezone.now()
+    offer.save(update_fields=["status", "decided_at"])
+
+
+@audit_refusals("context.transfer_withdraw")
+def context_transfer_offer_withdraw(*, actor, offer_id: int) -> ContextTransferOffer:
+    """Withdraw the pending offer ``offer_id`` that ``actor`` made.
+
+    Checks permission itself: only the sender finds the offer (``NotFound`` for anyone else).
+    """
+    _require_principal(actor)
+    context_transfer_offers_expire()
+    with transaction.atomic():
+        offer = _pending_offer(offer_id, sender=actor)
+        _decide(offer, ContextTransferOffer.Status.WITHDRAWN)
+        audit.record(
+            action=audit.Action.CONTEXT_TRANSFER_WITHDRAWN,
+            actor=actor,
+            subject=offer.recipient,
+            target=offer.context,
+            context=_offer_facts(offer),
+        )
+    return offer
+
+
+@audit_refusals("context.transfer_decline")
+def context_transfer_offer_decline(*, actor, offer_id: int) -> ContextTransferOffer:
+    """Decline the pending offer ``offer_id`` made to ``actor``; nothing moves.
+
+    Checks permission itself: only the recipient finds the offer (``NotFound`` for anyone else).
+    """
+    _require_principal(actor)
+    context_transfer_offers_expire()
+    with transaction.atomic():
+        offer = _pending_offer(offer_id, recipient=actor)
+        _decide(offer, ContextTransferOffer.Status.DECLINED)
+        audit.record(
+            action=audit.Action.CONTEXT_TRANSFER_DECLINED,
+            actor=actor,
+            subject=offer.sender,
+            target=offer.context,
+            context=_offer_facts(offer),
+        )
+    return offer
+
+
+def _clean_share_ids(value: Any) -> list[int]:
+    if not isinstance(value, list) or not all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+        raise ValidationError({"keep_shares": ["Give a list of share ids."]})
+    return sorted(set(value))
+
+
+@audit_refusals("context.transfer_accept")
+def context_transfer_offer_accept(*, actor, offer_id: int, keep_shares: Iterable[int] = ()) -> Context:
+    """Accept the pending offer ``offer_id`` made to ``actor``: the context becomes theirs.
+
+    The shares are reviewed: only those whose ids ``keep_shares`` names survive; every other
+    share (one to the sender included) is removed, and a share to ``actor`` themselves is
+    redundant and removed too. The sender keeps access only through a kept share.
+    Checks permission itself: only the recipient finds the offer (``NotFound`` for anyone else),
+    and the sender must still be allowed to transfer the context (else the offer is void: 400).
+    """
+    _require_principal(actor)
+    share_ids = _clean_share_ids(list(keep_shares) if not isinstance(keep_shares, list) else keep_shares)
+    context_transfer_offers_expire()
+    with transaction.atomic():
+        offer = _pending_offer(offer_id, recipient=actor)
+        context = _locked(Context.objects, offer.context_id)
+        sender = offer.sender
+        if sender is None or not sender.is_active or not can(sender, Action.TRANSFER, context):
+            raise ValidationError({NON_FIELD_ERRORS: ["The sender may no longer give this context away."]})
+        shares = list(ContextShare.objects.filter(context=context).select_for_update())
+        known = {share.pk for share in shares}
+        unknown = [share_id for share_id in share_ids if share_id not in known]
+        if unknown:
+            raise ValidationError({"keep_shares": [f"Not a share of this context: {', '.join(map(str, unknown))}."]})
+        kept = [share for share in shares if share.pk in share_ids and share.user_id != actor.pk]
+        removed = [share for share in shares if share not in kept]
+        ContextShare.objects.filter(pk__in=[share.pk for share in removed]).delete()
+        previous, to = _move(context, field="user", new_owner=actor)
+        _decide(offer, ContextTransferOffer.Status.ACCEPTED)
+        kept_ids = sorted(share.pk for share in kept)
+        removed_ids = sorted(share.pk for share in removed)
+        audit.record(
+            action=audit.Action.CONTEXT_TRANSFER_ACCEPTED,
+            actor=actor,
+            subject=sender,
+            target=context,
+            context={**_offer_facts(offer), "shares_kept": kept_ids, "shares_removed": removed_ids},
+        )
+        audit.record(
+            action=audit.Action.CONTEXT_TRANSFERRED,
+            actor=actor,
+            subject=actor,
+            target=context,
+            context={
+                "from": previous,
+                "to": to,
+                "offer_id": offer.pk,
+                "shares_kept": kept_ids,
+                "shares_removed": [
+                    {
+                        "id": share.pk,
+                        "grantee_type": "user" if share.user_id else "team",
+                        "grantee_id": share.user_id or share.team_id,
+                        "permission": share.permission,
+                    }
+                    for share in removed
+                ],
+            },
         )
     return context
 

@@ -37,6 +37,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": timedelta(minutes=15),
         "description": "Delete TOTP enrolments never confirmed within ACCOUNTS_MFA_UNCONFIRMED_DEVICE_TTL.",
     },
+    "memories: expire transfer offers": {
+        "task": "memories.transfer_offers_expire",
+        "schedule": timedelta(minutes=15),
+        "description": "Mark context transfer offers past MEMORIES_TRANSFER_OFFER_MAX_AGE as expired (recorded).",
+    },
     "accounts: deliver security emails": {
         "task": "accounts.security_emails_deliver",
         "schedule": timedelta(minutes=1),

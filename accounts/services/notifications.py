@@ -46,6 +46,7 @@ SUBJECTS = {
     "new_login": "New sign-in to your account",
     "account_locked": "Your account was locked after failed sign-in attempts",
     "api_key_leaked": "Your API key was revoked: it was sent in a URL",
+    "context_transfer_offered": "Someone offered you a context: it is yours only if you accept",
 }
 
 
@@ -142,6 +143,11 @@ def _links(kind: str, user, context: dict, base_url: str, to_email: str) -> dict
         return {"action_url": link(reverse("accounts:email_change_confirm", args=[token]))}
     if kind == "api_key_leaked":
         return {"api_keys_url": link(reverse("api-keys:list")), "security_url": link(reverse("accounts:security"))}
+    if kind == "context_transfer_offered":
+        return {
+            "offers_url": link(reverse("api-v1:transfer-offer-list")),
+            "security_url": link(reverse("accounts:security")),
+        }
     if kind in {"signup_existing_email", "account_locked", "backup_code_used", "new_login", "password_changed"}:
         return {
             "reset_url": link(reverse("accounts:password_reset")),

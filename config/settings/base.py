@@ -412,11 +412,12 @@ vars().update(
     )
 )
 
-# Memories: the size limits the README's configuration table lists.
+# Memories: the size limits the README's configuration table lists, and how long a transfer offer stays open.
 vars().update(
     settings_from_environment(
         MEMORIES_CONTENT_MAX_LENGTH=env.int,
         MEMORIES_METADATA_MAX_BYTES=env.int,
+        MEMORIES_TRANSFER_OFFER_MAX_AGE=env.int,
     )
 )
 

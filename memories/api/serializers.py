@@ -18,7 +18,7 @@ from rest_framework import serializers
 
 from api import serializers as api_serializers
 from memories import validation
-from memories.models import Context, ContextShare, Memory, Role
+from memories.models import Context, ContextShare, ContextTransferOffer, Memory, Role
 
 ID_MAX = 2**63 - 1
 USERNAME_MAX_LENGTH = 150
@@ -252,11 +252,47 @@ class TransferSerializer(_OneOfSerializer):
     one_of = ("user", "team", "organization")
 
     user = StrictCharField(
-        max_length=USERNAME_MAX_LENGTH, required=False, help_text="New owner's username (scope becomes personal)."
+        max_length=USERNAME_MAX_LENGTH,
+        required=False,
+        help_text="Username to offer the context to: nothing moves until they accept (202, the offer).",
     )
     team = StrictIntegerField(required=False, help_text="New owner team's id (scope becomes team).")
     organization = StrictIntegerField(
         required=False, help_text="New owner organization's id (scope becomes organization)."
+    )
+
+
+class TransferOfferContextSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    scope = serializers.ChoiceField(choices=Context.Scope.choices, read_only=True)
+
+
+class TransferOfferSerializer(serializers.Serializer):
+    """An offer of a context to a user: nothing has moved until the recipient accepts it."""
+
+    id = serializers.IntegerField(read_only=True)
+    context = TransferOfferContextSerializer(read_only=True)
+    sender = serializers.CharField(source="sender.username", read_only=True, allow_null=True)
+    recipient = serializers.CharField(source="recipient.username", read_only=True)
+    status = serializers.ChoiceField(choices=ContextTransferOffer.Status.choices, read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    expires_at = serializers.DateTimeField(read_only=True)
+    shares = ShareSerializer(
+        source="context.shares.all",
+        many=True,
+        read_only=True,
+        help_text="The context's shares today: on acceptance only those named in keep_shares survive.",
+    )
+
+
+class TransferOfferAcceptSerializer(StrictSerializer):
+    keep_shares = serializers.ListField(
+        child=StrictIntegerField(),
+        required=False,
+        default=list,
+        max_length=1000,
+        help_text="Ids of the shares to keep; every other share (one to the sender included) is removed.",
     )
 
 

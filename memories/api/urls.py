@@ -16,6 +16,20 @@ urlpatterns = [
         name="context-share-detail",
     ),
     path("contexts/<int:context_id>/transfer/", views.ContextTransferView.as_view(), name="context-transfer"),
+    path("transfer-offers/", views.TransferOfferListView.as_view(), name="transfer-offer-list"),
+    path(
+        "transfer-offers/<int:offer_id>/accept/", views.TransferOfferAcceptView.as_view(), name="transfer-offer-accept"
+    ),
+    path(
+        "transfer-offers/<int:offer_id>/decline/",
+        views.TransferOfferDeclineView.as_view(),
+        name="transfer-offer-decline",
+    ),
+    path(
+        "transfer-offers/<int:offer_id>/withdraw/",
+        views.TransferOfferWithdrawView.as_view(),
+        name="transfer-offer-withdraw",
+    ),
     path("contexts/<int:context_id>/export/", views.ContextExportView.as_view(), name="context-export"),
     path("memories/", views.MemoryListView.as_view(), name="memory-list"),
     path("memories/<int:memory_id>/", views.MemoryDetailView.as_view(), name="memory-detail"),

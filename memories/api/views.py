@@ -285,7 +285,7 @@ class ContextShareDetailView(MemoriesAPIView):
 
 
 class ContextTransferView(MemoriesAPIView):
-    """Change a context's owner; its scope follows the new owner. Memories and shares stay."""
+    """Give a context away: to a team or organization you administer at once; to a user as an offer."""
 
     required_scopes = {"POST": "contexts:share"}
     signature_required_methods = {"POST"}
@@ -293,23 +293,116 @@ class ContextTransferView(MemoriesAPIView):
     @extend_schema(
         operation_id="contexts_transfer",
         tags=["contexts"],
-        summary="Give a context to another user, team or organization (owner)",
+        summary="Give a context to a team or organization (200), or offer it to a user (202) (owner)",
+        description=(
+            "A team or organization you administer, or you yourself, receive the context at once (200, the "
+            "context). Another user receives an offer (202, the offer): nothing moves until they accept it at "
+            "`/transfer-offers/{offer_id}/accept/`, choosing which shares survive. One offer per context "
+            "is pending at a time; it lapses after `MEMORIES_TRANSFER_OFFER_MAX_AGE` (7 days)."
+        ),
         request=s.TransferSerializer,
-        responses={200: s.ContextSerializer, **_errors(400, 403, 404, 415)},
+        responses={200: s.ContextSerializer, 202: s.TransferOfferSerializer, **_errors(400, 403, 404, 415)},
     )
     def post(self, request, context_id: int):
         data = self.validated(s.TransferSerializer)
         context = self.visible_context(context_id)
+        user = _user_field(data.get("user"), viewer=request.user)
+        if user is not None and user.pk != request.user.pk:
+            offer = services.context_transfer_offer(
+                actor=request.user,
+                context=context,
+                user=user,
+                base_url=request.build_absolute_uri("/").rstrip("/"),
+            )
+            return Response(s.TransferOfferSerializer(offer).data, status=status.HTTP_202_ACCEPTED)
         context = services.context_transfer(
             actor=request.user,
             context=context,
-            user=_user_field(data.get("user"), viewer=request.user),
+            user=user,
             team=selectors.team_get(team_id=data["team"]) if "team" in data else None,
             organization=(
                 selectors.organization_get(organization_id=data["organization"]) if "organization" in data else None
             ),
         )
         return Response(_context_data(request.user, selectors.context_get(context_id=context.pk)))
+
+
+class TransferOfferListView(MemoriesAPIView):
+    """The offers of contexts made to you that you have not answered yet."""
+
+    required_scopes = {"GET": "contexts:read"}
+
+    @extend_schema(
+        operation_id="transfer_offers_list",
+        tags=["contexts"],
+        summary="List the context transfer offers made to you (pending only)",
+        responses={200: s.TransferOfferSerializer(many=True)},
+    )
+    def get(self, request):
+        services.context_transfer_offers_expire()
+        return self.paginated(selectors.transfer_offers_pending_for(user=request.user), s.TransferOfferSerializer)
+
+
+class TransferOfferAcceptView(MemoriesAPIView):
+    """Accept an offer: the context becomes yours, with only the shares you keep."""
+
+    required_scopes = {"POST": "contexts:share"}
+    signature_required_methods = {"POST"}
+
+    @extend_schema(
+        operation_id="transfer_offers_accept",
+        tags=["contexts"],
+        summary="Accept a transfer offer made to you, keeping only the shares you name",
+        request=s.TransferOfferAcceptSerializer,
+        responses={200: s.ContextSerializer, **_errors(400, 404, 415)},
+    )
+    def post(self, request, offer_id: int):
+        data = self.validated(s.TransferOfferAcceptSerializer)
+        context = services.context_transfer_offer_accept(
+            actor=request.user, offer_id=_offer_id(offer_id), keep_shares=data["keep_shares"]
+        )
+        return Response(_context_data(request.user, selectors.context_get(context_id=context.pk)))
+
+
+class TransferOfferDeclineView(MemoriesAPIView):
+    """Decline an offer made to you; nothing moves."""
+
+    required_scopes = {"POST": "contexts:share"}
+
+    @extend_schema(
+        operation_id="transfer_offers_decline",
+        tags=["contexts"],
+        summary="Decline a transfer offer made to you",
+        request=None,
+        responses={200: s.TransferOfferSerializer, **_errors(400, 404)},
+    )
+    def post(self, request, offer_id: int):
+        offer = services.context_transfer_offer_decline(actor=request.user, offer_id=_offer_id(offer_id))
+        return Response(s.TransferOfferSerializer(offer).data)
+
+
+class TransferOfferWithdrawView(MemoriesAPIView):
+    """Withdraw an offer you made; nothing moves."""
+
+    required_scopes = {"POST": "contexts:share"}
+
+    @extend_schema(
+        operation_id="transfer_offers_withdraw",
+        tags=["contexts"],
+        summary="Withdraw a transfer offer you made",
+        request=None,
+        responses={200: s.TransferOfferSerializer, **_errors(400, 404)},
+    )
+    def post(self, request, offer_id: int):
+        offer = services.context_transfer_offer_withdraw(actor=request.user, offer_id=_offer_id(offer_id))
+        return Response(s.TransferOfferSerializer(offer).data)
+
+
+def _offer_id(offer_id: int) -> int:
+    """An offer id from the URL; one no row can have is a 404 like any unknown one."""
+    if not 0 < offer_id < 2**63:
+        raise NotFound()
+    return offer_id
 
 
 class ContextExportView(MemoriesAPIView):

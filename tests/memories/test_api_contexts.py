@@ -260,11 +260,16 @@ def test_transfer_to_a_user_a_team_and_an_organization(world, make_user, client_
     assert response.json()["scope"] == "team"
     response = client.post(path, {"organization": world.organization.pk}, format="json")
     assert response.json()["owner"] == {"type": "organization", "id": world.organization.pk, "name": "Acme"}
-    response = client.post(path, {"user": heir.username}, format="json")
+    # To a user it is an offer (202); the context moves when they accept.
+    offer = client.post(path, {"user": heir.username}, format="json")
+    assert offer.status_code == 202, offer.content
+    assert client.get(url("context-detail", context_id=world.personal_context.pk)).json()["scope"] == "organization"
+    response = client_for(heir).post(url("transfer-offer-accept", offer_id=offer.json()["id"]), {}, format="json")
+    assert response.status_code == 200, response.content
     assert response.json()["scope"] == "personal"
     assert response.json()["owner"]["name"] == heir.username
+    assert response.json()["role"] == "owner"
     # The previous owner has no role left on it.
-    assert response.json()["role"] is None
     assert_error(client.get(url("context-detail", context_id=world.personal_context.pk)), 404, "not_found")
 
 

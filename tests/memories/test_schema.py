@@ -25,6 +25,8 @@ EXPECTED_OPERATIONS = {
     ("/api/v1/contexts/{context_id}/shares/", "get"), ("/api/v1/contexts/{context_id}/shares/", "post"),
     ("/api/v1/contexts/{context_id}/shares/{share_id}/", "delete"),
     ("/api/v1/contexts/{context_id}/transfer/", "post"), ("/api/v1/contexts/{context_id}/export/", "get"),
+    ("/api/v1/transfer-offers/", "get"), ("/api/v1/transfer-offers/{offer_id}/accept/", "post"),
+    ("/api/v1/transfer-offers/{offer_id}/decline/", "post"), ("/api/v1/transfer-offers/{offer_id}/withdraw/", "post"),
     ("/api/v1/memories/", "get"), ("/api/v1/memories/", "post"),
     ("/api/v1/memories/{memory_id}/", "get"), ("/api/v1/memories/{memory_id}/", "put"),
     ("/api/v1/memories/{memory_id}/", "patch"), ("/api/v1/memories/{memory_id}/", "delete"),

@@ -43,7 +43,7 @@ def _perform(action: str, *, actor, context: Context, memory: Memory, someone_el
     if action == "administer":
         return services.context_update(actor=actor, context=context, name="Renamed")
     if action == "transfer":
-        return services.context_transfer(actor=actor, context=context, user=someone_else)
+        return services.context_transfer_offer(actor=actor, context=context, user=someone_else)
     raise AssertionError(action)
 
 
@@ -283,15 +283,26 @@ def test_context_unshare(world, make_user, make_share):
     assert not ContextShare.objects.exists()
 
 
-def test_transfer_to_a_user_makes_the_context_personal(world, make_user, make_memory, make_share):
+def test_transfer_to_a_user_makes_the_context_personal_once_accepted(world, make_user, make_memory, make_share):
     heir = make_user()
     make_memory(world.team_context)
-    make_share(world.team_context, permission="read", user=make_user())
-    context = services.context_transfer(actor=world.owner, context=world.team_context, user=heir)
+    kept = make_share(world.team_context, permission="read", user=make_user())
+    make_share(world.team_context, permission="write", user=make_user())
+    offer = services.context_transfer_offer(actor=world.owner, context=world.team_context, user=heir)
+    world.team_context.refresh_from_db()
+    assert (world.team_context.scope, world.team_context.owner_team) == ("team", world.team)
+    context = services.context_transfer_offer_accept(actor=heir, offer_id=offer.pk, keep_shares=[kept.pk])
     context.refresh_from_db()
     assert (context.scope, context.owner_user, context.owner_team) == ("personal", heir, None)
     assert context.memories.count() == 1
-    assert context.shares.count() == 1
+    assert list(context.shares.all()) == [kept]
+
+
+def test_a_direct_transfer_to_another_user_is_refused_an_offer_is_the_way(world, make_user):
+    with pytest.raises(ValidationError):
+        services.context_transfer(actor=world.owner, context=world.team_context, user=make_user())
+    world.team_context.refresh_from_db()
+    assert world.team_context.owner_team == world.team
 
 
 def test_transfer_between_team_and_organization(world):
