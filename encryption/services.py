@@ -2,7 +2,8 @@
 
 Rotation is resumable and idempotent: it walks each model in primary-key order, skips values
 already under the primary key, always decrypts before encrypting afresh, leaves a value that
-fails to decrypt as it was, and writes each batch with a compare-and-set ``UPDATE``, so a rerun
+fails to decrypt as it was, and writes each batch with compare-and-set ``UPDATE`` statements (one
+per shape of change, not one per row), so a rerun
 after a crash only does what is left. Run it once every process has the new primary key; remove
 the old key only when ``encryption_keys status`` shows no row under it.
 Why: docs/decisions/key-rotation.md.
@@ -335,6 +336,10 @@ def _plan_row(
     return change
 
 
+# Bound parameters per UPDATE, well under SQLite's 32,766 and PostgreSQL's 65,535.
+_MAX_PARAMETERS = 30_000
+
+
 def _apply(
     model,
     changes: list[tuple[object, dict]],
@@ -345,45 +350,114 @@ def _apply(
 ) -> None:
     """Write one batch in one short transaction, each row compare-and-set on the values we read.
 
-    Each row is written in its own savepoint: a row the database refuses (a constraint, a value
-    too long) is reported and rolled back alone, and the rest of the batch commits.
+    Rows whose change has the same shape (the same columns, stored NULL in the same places) go in
+    one ``UPDATE … FROM`` a ``VALUES`` list: one statement per shape, not one per row. If the
+    database refuses such a statement (a constraint, a value too long), only that statement is
+    rolled back and its rows are written again one by one, each in its own savepoint, so the
+    refused row is reported alone and the rest of the batch commits.
     """
     connection = connections[using]
+    shapes: dict[tuple, list[tuple[object, dict]]] = {}
+    for pk, change in changes:
+        shape = tuple((column, stored is None) for column, (stored, _new) in change.items())
+        shapes.setdefault(shape, []).append((pk, change))
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        for shape, rows in shapes.items():
+            per_row = 1 + len(shape) + sum(1 for _column, stored_null in shape if not stored_null)
+            size = max(1, _MAX_PARAMETERS // per_row)
+            for start in range(0, len(rows), size):
+                chunk = rows[start : start + size]
+                try:
+                    with transaction.atomic(using=using):
+                        updated = _update_shape(cursor, connection, model, shape, chunk)
+                except DatabaseError:
+                    _apply_rows(cursor, connection, model, chunk, stats=stats, using=using, result=result)
+                    continue
+                stats.rows_updated += updated
+                stats.rows_changed_concurrently += len(chunk) - updated
+
+
+def _update_shape(cursor, connection, model, shape: tuple, rows: list[tuple[object, dict]]) -> int:
+    """One compare-and-set ``UPDATE`` of rows that share a shape; return how many rows it wrote."""
+    quote = connection.ops.quote_name
+    meta = model._meta
+    table = quote(meta.db_table)
+    names = ["rotation_pk"]
+    assignments, conditions = [], [f"{table}.{quote(meta.pk.column)} = rotation.rotation_pk"]
+    for position, (column, stored_null) in enumerate(shape):
+        names.append(f"new_{position}")
+        assignments.append(f"{quote(column)} = rotation.new_{position}")
+        if stored_null:
+            conditions.append(f"{table}.{quote(column)} IS NULL")
+        else:
+            names.append(f"old_{position}")
+            conditions.append(f"{table}.{quote(column)} = rotation.old_{position}")
+    placeholders = "(" + ", ".join(["%s"] * len(names)) + ")"
+    params: list = []
+    for pk, change in rows:
+        params.append(meta.pk.get_db_prep_value(pk, connection))
+        for stored, new in change.values():
+            params.append(new)
+            if stored is not None:
+                params.append(stored)
+    # VALUES names its columns column1, column2, … on both SQLite and PostgreSQL. The statement
+    # starts with UPDATE (not WITH) so that SQLite's driver reports its row count.
+    columns = ", ".join(f"column{position} AS {name}" for position, name in enumerate(names, start=1))
+    values = ", ".join([placeholders] * len(rows))
+    cursor.execute(
+        f"UPDATE {table} SET {', '.join(assignments)} "  # noqa: S608 - quoted names
+        f"FROM (SELECT {columns} FROM (VALUES {values}) AS rotation_values) AS rotation "
+        f"WHERE {' AND '.join(conditions)}",
+        params,
+    )
+    return cursor.rowcount
+
+
+def _apply_rows(
+    cursor,
+    connection,
+    model,
+    changes: list[tuple[object, dict]],
+    *,
+    stats: ModelRotation,
+    using: str,
+    result: RotationResult | None,
+) -> None:
+    """Write rows one by one, each in its own savepoint: a refused row is reported and skipped."""
     quote = connection.ops.quote_name
     meta = model._meta
     table = quote(meta.db_table)
     pk_column = quote(meta.pk.column)
-    with transaction.atomic(using=using), connection.cursor() as cursor:
-        for pk, change in changes:
-            assignments = ", ".join(f"{quote(column)} = %s" for column in change)
-            conditions = " AND ".join(
-                f"{quote(column)} IS NULL" if stored is None else f"{quote(column)} = %s"
-                for column, (stored, _new) in change.items()
-            )
-            params = [new for _stored, new in change.values()]
-            params.append(meta.pk.get_db_prep_value(pk, connection))
-            params.extend(stored for stored, _new in change.values() if stored is not None)
-            try:
-                with transaction.atomic(using=using):
-                    cursor.execute(
-                        f"UPDATE {table} SET {assignments} WHERE {pk_column} = %s AND {conditions}",  # noqa: S608 - quoted names
-                        params,
-                    )
-            except DatabaseError as error:
-                # The message of a constraint error may quote the row's values: the type only.
-                _left_as_it_was(
-                    meta.label,
-                    pk,
-                    ", ".join(change),
-                    f"the database refused the new value ({type(error).__name__})",
-                    stats=stats,
-                    result=result,
+    for pk, change in changes:
+        assignments = ", ".join(f"{quote(column)} = %s" for column in change)
+        conditions = " AND ".join(
+            f"{quote(column)} IS NULL" if stored is None else f"{quote(column)} = %s"
+            for column, (stored, _new) in change.items()
+        )
+        params = [new for _stored, new in change.values()]
+        params.append(meta.pk.get_db_prep_value(pk, connection))
+        params.extend(stored for stored, _new in change.values() if stored is not None)
+        try:
+            with transaction.atomic(using=using):
+                cursor.execute(
+                    f"UPDATE {table} SET {assignments} WHERE {pk_column} = %s AND {conditions}",  # noqa: S608 - quoted names
+                    params,
                 )
-                continue
-            if cursor.rowcount == 1:
-                stats.rows_updated += 1
-            else:
-                stats.rows_changed_concurrently += 1
+        except DatabaseError as error:
+            # The message of a constraint error may quote the row's values: the type only.
+            _left_as_it_was(
+                meta.label,
+                pk,
+                ", ".join(change),
+                f"the database refused the new value ({type(error).__name__})",
+                stats=stats,
+                result=result,
+            )
+            continue
+        if cursor.rowcount == 1:
+            stats.rows_updated += 1
+        else:
+            stats.rows_changed_concurrently += 1
 
 
 # ---------------------------------------------------------------------------------------------

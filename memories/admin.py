@@ -14,7 +14,16 @@ from django.contrib import admin
 from django.db.models import Count
 
 from core.admin import ReadOnlyAdminMixin
-from memories.models import Context, ContextShare, Membership, Memory, MemoryTag, Organization, Team
+from memories.models import (
+    Context,
+    ContextShare,
+    ContextTransferOffer,
+    Membership,
+    Memory,
+    MemoryTag,
+    Organization,
+    Team,
+)
 
 
 class OrganizationMembershipInline(admin.TabularInline):
@@ -53,6 +62,24 @@ class ContextShareInline(admin.TabularInline):
     raw_id_fields = ("user", "granted_by")
     autocomplete_fields = ("team",)
     extra = 0
+
+
+class ContextTransferOfferInline(admin.TabularInline):
+    """The context's transfer offers, newest first: decided by the recipient, never in the console."""
+
+    model = ContextTransferOffer
+    fk_name = "context"
+    fields = ("recipient", "sender", "status", "created_at", "expires_at", "decided_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name = "transfer offer"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class MemoryTagInline(admin.TabularInline):
@@ -131,7 +158,7 @@ class ContextAdmin(admin.ModelAdmin):
     autocomplete_fields = ("owner_team", "owner_organization")
     readonly_fields = ("created_at", "updated_at")
     date_hierarchy = "created_at"
-    inlines = [ContextShareInline]
+    inlines = [ContextShareInline, ContextTransferOfferInline]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(memory_total=Count("memories"))
@@ -182,3 +209,20 @@ class ContextShareAdmin(admin.ModelAdmin):
     raw_id_fields = ("user", "granted_by")
     autocomplete_fields = ("context", "team")
     readonly_fields = ("created_at",)
+
+
+@admin.register(ContextTransferOffer)
+class ContextTransferOfferAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Transfer offers, view-only: only the recipient accepts or declines, only the sender withdraws.
+
+    An administrator who must move a context without the recipient's consent edits the context's
+    owner (the break-glass path above), which the audit trail records as a console change.
+    """
+
+    list_display = ("context", "sender", "recipient", "status", "created_at", "expires_at", "decided_at")
+    list_filter = ("status", "created_at")
+    list_select_related = ("context", "sender", "recipient")
+    search_fields = ("context__name", "sender__username", "recipient__username")
+    fields = list_display
+    readonly_fields = fields
+    date_hierarchy = "created_at"

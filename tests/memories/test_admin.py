@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.testing import login_with_mfa
-from memories.models import Context, ContextShare, Membership, Memory, MemoryTag, Organization, Team
+from memories.models import (
+    Context,
+    ContextShare,
+    ContextTransferOffer,
+    Membership,
+    Memory,
+    MemoryTag,
+    Organization,
+    Team,
+)
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "the launch code is 0000"
-MODELS = [Organization, Team, Membership, Context, ContextShare, Memory, MemoryTag]
+MODELS = [Organization, Team, Membership, Context, ContextShare, ContextTransferOffer, Memory, MemoryTag]
 
 
 @pytest.fixture
@@ -21,6 +33,12 @@ def console(world, make_memory, make_share, make_user) -> Client:
     memory = make_memory(world.team_context, content=SECRET, tags=["ops"], author=world.owner,
                          metadata={"secret": SECRET})
     make_share(world.team_context, permission="read", user=make_user(), granted_by=world.owner)
+    ContextTransferOffer.objects.create(
+        context=world.team_context,
+        sender=world.owner,
+        recipient=make_user(username="offer.recipient"),
+        expires_at=timezone.now() + datetime.timedelta(days=7),
+    )
     assert memory.pk
     superuser = get_user_model().objects.create_superuser("root.admin", "root@example.test", "x-long-passphrase-1")
     client = Client()
@@ -50,6 +68,21 @@ def test_memories_are_view_only_in_the_console(console):
     assert console.post(_admin_url(Memory, "change", memory.pk), {"kind": "command"}).status_code == 403
     memory.refresh_from_db()
     assert memory.kind == "note"
+
+
+def test_transfer_offers_are_view_only_and_shown_on_their_context(console, world):
+    offer = ContextTransferOffer.objects.get()
+    assert console.get(_admin_url(ContextTransferOffer, "add")).status_code == 403
+    assert console.post(_admin_url(ContextTransferOffer, "delete", offer.pk), {"post": "yes"}).status_code == 403
+    changed = console.post(_admin_url(ContextTransferOffer, "change", offer.pk), {"status": "accepted"})
+    assert changed.status_code == 403
+    offer.refresh_from_db()
+    assert offer.status == "pending"
+    listed = console.get(_admin_url(ContextTransferOffer, "changelist"), {"status__exact": "pending"})
+    assert "offer.recipient" in listed.content.decode()
+    page = console.get(_admin_url(Context, "change", world.team_context.pk)).content.decode()
+    assert "transfer offer" in page.lower() and "offer.recipient" in page
+    assert "Pending" in page
 
 
 def test_the_console_refuses_a_context_whose_owner_does_not_match_its_scope(console, world):
