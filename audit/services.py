@@ -510,3 +510,38 @@ def audit_chain_reconcile_after_restore(*, actor: Any = None) -> ReconcileResult
     )
     result.reconciled = True
     return result
+
+
+def audit_sealer_run(
+    *,
+    interval: float,
+    should_stop: Callable[[], bool],
+    sleep: Callable[[float], None],
+    max_backoff: float = 30.0,
+) -> int:
+    """Seal continuously until ``should_stop()``: the sealer process (``manage.py audit_sealer``).
+
+    Seals whatever is committed (``seal_pending`` drains a backlog batch after batch), then waits
+    ``interval`` seconds and looks again. A database that refuses work is
+    logged in one line and retried after a back-off doubling from one second to ``max_backoff``;
+    it never ends the loop. Web processes then run with ``AUDIT_SEAL_MODE=periodic``, so no
+    request process chains events. Returns the number of events sealed.
+    """
+    from django.db import DatabaseError, close_old_connections
+
+    total, backoff = 0, 0.0
+    while not should_stop():
+        try:
+            result = seal_pending()
+        except DatabaseError as error:
+            backoff = min(max_backoff, backoff * 2 or 1.0)
+            logger.warning(
+                "audit sealer: the database refused work (%s); retrying in %.0f s", type(error).__name__, backoff
+            )
+            close_old_connections()
+            sleep(backoff)
+            continue
+        backoff = 0.0
+        total += result.sealed
+        sleep(interval)
+    return total

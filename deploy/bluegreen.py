@@ -7,16 +7,16 @@ HAProxy routes every request to the slot its map names, and the map changes in o
 command, so a switch is atomic and drops no connection.
 
     deploy/bluegreen.py up                       the stack in order: PostgreSQL and Redis, the
-                                                 migration job (must succeed), web, workers, beat,
+                                                 migration job (must succeed), web, workers, beat, the sealer,
                                                  then the proxy once the web replicas are ready
     deploy/bluegreen.py deploy --image IMAGE     migrations with IMAGE, the idle slot on IMAGE, wait
                                                  for its /readyz, switch the proxy, drain the old slot
                                                  (kept running for a rollback), record the deployment,
-                                                 then workers and beat onto IMAGE one at a time
+                                                 then workers, beat and the sealer onto IMAGE one at a time
     deploy/bluegreen.py rollback                 switch back to the previous slot, in one command
-                                                 (then workers and beat back onto its image)
+                                                 (then workers, beat and the sealer back)
     deploy/bluegreen.py status                   the active slot, each slot's image and revision, and
-                                                 the image workers and beat run
+                                                 the image workers, beat and the sealer run
     deploy/bluegreen.py down                     stop and remove the stack and its volumes
 
 The images and secrets come from the environment, as deploy/compose.yaml reads them (APP_IMAGE,
@@ -47,7 +47,7 @@ DEPLOY_DIR = Path(__file__).resolve().parent
 SLOTS = ("blue", "green")
 SLOT_MAP = "/tmp/slot.map"  # noqa: S108 (in the proxy container, on its tmpfs)
 BACKING_SERVICES = ("postgres", "redis")
-SHARED_SERVICES = ("worker-1", "worker-2", "beat")
+SHARED_SERVICES = ("worker-1", "worker-2", "beat", "sealer")
 REVISION_LABEL = "org.opencontainers.image.revision"
 
 
@@ -221,7 +221,7 @@ class Stack:
             self.wait(lambda service=service: self.healthy(service), f"{service}'s /readyz")
 
     def move_shared(self, image: str) -> None:
-        """Workers and beat onto ``image`` (the active slot's), one at a time, once the proxy has switched.
+        """Workers, beat and the sealer onto ``image`` (the active slot's), one at a time, once the proxy has switched.
 
         Each is recreated alone (``up --no-deps --force-recreate``: nothing depends on them, so
         compose touches nothing else) and must be running before the next one stops, so a worker
@@ -319,7 +319,7 @@ def command_deploy(stack: Stack, arguments) -> None:
     print(f"switched the proxy from {active} to {idle} in {seconds * 1000:.1f} ms; {active} drained, kept for rollback")
     stack.record("deploy", idle, running[1], new_revision)
     stack.move_shared(arguments.image)
-    print(f"workers and beat run {arguments.image}")
+    print(f"workers, beat and the sealer run {arguments.image}")
 
 
 def command_rollback(stack: Stack, arguments) -> None:
@@ -335,7 +335,7 @@ def command_rollback(stack: Stack, arguments) -> None:
     print(f"rolled back: switched the proxy from {active} to {previous} in {seconds * 1000:.1f} ms")
     stack.record("rollback", previous, current[1] if current else "unknown", earlier[1])
     stack.move_shared(earlier[0])
-    print(f"workers and beat run {earlier[0]}")
+    print(f"workers, beat and the sealer run {earlier[0]}")
 
 
 def command_status(stack: Stack, arguments) -> None:

@@ -1,11 +1,13 @@
 #!/bin/sh
-# The image's command, started by tini (PID 1, which forwards signals to it). One image, four jobs,
+# The image's command, started by tini (PID 1, which forwards signals to it). One image, five jobs,
 # chosen by the first argument; each replaces this shell (exec), so SIGTERM and SIGHUP reach the
 # process itself. Further arguments go to that process.
 #
 #   web       gunicorn with deploy/gunicorn.conf.py (the default)
 #   worker    the Celery worker
 #   beat      Celery beat (the schedule lives in the database: django-celery-beat)
+#   sealer    the audit sealer process (manage.py audit_sealer): chains committed audit events, so
+#             that web and worker processes, run with AUDIT_SEAL_MODE=periodic, never do
 #   migrate   the one-shot migration job: manage.py migrate --noinput, then exit. With
 #             DATABASE_ADMIN_URL_FILE (a PostgreSQL superuser's URL, the compose stack), first wait
 #             for the database, then manage.py db_roles --apply before and after the migration:
@@ -15,7 +17,7 @@
 set -eu
 
 usage() {
-  echo "usage: web | worker | beat | migrate | manage COMMAND [ARGS...] (got: ${1:-nothing})" >&2
+  echo "usage: web | worker | beat | sealer | migrate | manage COMMAND [ARGS...] (got: ${1:-nothing})" >&2
   exit 64
 }
 
@@ -84,6 +86,9 @@ case "$command" in
     prepare_var_dir
     # The schedule is read from the database; this file only holds beat's own bookkeeping.
     exec celery -A config beat --loglevel="${LOG_LEVEL:-INFO}" --schedule="$var_dir/celery/beat-schedule" "$@"
+    ;;
+  sealer)
+    exec python3 /app/manage.py audit_sealer "$@"
     ;;
   migrate)
     if [ -n "${DATABASE_ADMIN_URL_FILE:-}" ]; then

@@ -43,6 +43,9 @@ from api.client import signature_headers
 from tests.deploy.test_image import podman, podman_unavailable
 from tests.support.servers import PROJECT_DIR, free_port
 
+# The services that follow the active slot's image (deploy/bluegreen.py's SHARED_SERVICES).
+SHARED = ("worker-1", "worker-2", "beat", "sealer")
+
 pytestmark = pytest.mark.container
 
 HOST = "console.example.org"
@@ -302,6 +305,9 @@ def test_a_session_revoked_on_one_replica_is_refused_on_the_other(stack):
 def test_the_audit_chain_verifies_after_traffic_on_both_replicas(stack):
     result = stack.manage("web-blue-2", "audit_verify")
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])
+    # The web replicas run AUDIT_SEAL_MODE=periodic: only the sealer service chained their events
+    # (the minute's audit_seal task would leave them waiting far longer than this test's traffic).
+    assert "not sealed yet" not in result.stdout + result.stderr, result.stdout[-2000:]
 
 
 def test_no_secret_is_in_the_compose_file_or_the_environment_of_a_container(stack):
@@ -332,9 +338,9 @@ def test_recreating_a_web_slot_the_proxy_a_worker_or_beat_recreates_nothing_else
     def dependents(name: str) -> set[str]:
         return {dependency.name for dependency in services[name].get(podman_compose.DependField.DEPENDENTS, ())}
 
-    for name in ("web-blue-1", "web-blue-2", "web-green-1", "web-green-2", "proxy", "worker-1", "worker-2", "beat"):
+    for name in ("web-blue-1", "web-blue-2", "web-green-1", "web-green-2", "proxy", *SHARED):
         assert dependents(name) == set(), name
-    assert {"web-blue-1", "worker-1", "beat"} <= dependents("migrate")
+    assert {"web-blue-1", "worker-1", "beat", "sealer"} <= dependents("migrate")
 
 
 # --- blue-green deployment and rollback ----------------------------------------------------------
@@ -467,7 +473,7 @@ def test_blue_green_deploy_and_rollback_under_load_fail_no_request(stack, green_
     assert f"green: active, {image} ({green_revision})" in status
     assert f"blue: idle, {stack.environment['APP_IMAGE']} ({blue_revision})" in status
     # The workers and beat moved to the new version after the switch (under the same load loop).
-    for service in ("worker-1", "worker-2", "beat"):
+    for service in SHARED:
         assert f"{service}: {image} ({green_revision})" in status, status
     # The deploy started green beside blue: the blue replicas and the proxy are the very
     # containers that ran before it (none stopped or recreated), and no migration container is left.
@@ -483,7 +489,7 @@ def test_blue_green_deploy_and_rollback_under_load_fail_no_request(stack, green_
     }  # fmt: skip
     status = stack.tool("status").stdout
     assert f"blue: active, {stack.environment['APP_IMAGE']} ({blue_revision})" in status
-    for service in ("worker-1", "worker-2", "beat"):
+    for service in SHARED:
         assert f"{service}: {stack.environment['APP_IMAGE']} ({blue_revision})" in status, status
     assert {service: _container_id(stack, service) for service in blue_containers} == blue_containers
 

@@ -223,7 +223,7 @@ def stack(image, secrets_dir, database_url, tmp_path_factory):
         _wait_for(lambda: _status(running, "/healthz") == 200, 60, "the web server to answer /healthz", running)
         running.first_probe = _health(running, "web")
 
-        for role in ("worker", "beat"):
+        for role in ("worker", "beat", "sealer"):
             running.containers[role] = f"{prefix}-{role}"
             podman("run", "--detach", "--name", running.containers[role], *options, image.id, role)
         yield running
@@ -365,7 +365,7 @@ def test_a_locked_base_build_refuses_versions_that_differ_from_the_lock_until_it
 # --- the running containers ----------------------------------------------------------------------
 def test_every_process_runs_as_uid_10001_without_capabilities_or_new_privileges(stack):
     assert stack.exec("web", "id", "-u").stdout.strip() == str(APP_UID)
-    for role in ("web", "worker", "beat"):
+    for role in ("web", "worker", "beat", "sealer"):
         statuses = stack.exec(role, "sh", "-c", "cat /proc/[0-9]*/status").stdout
         processes = statuses.split("Name:")[1:]
         assert len(processes) >= 2, role  # tini and the process it started (and gunicorn's workers)
@@ -449,9 +449,9 @@ def test_sighup_reaches_gunicorn_through_tini_and_reloads_its_workers(stack):
     assert _status(stack, "/healthz") == 200
 
 
-def test_sigterm_stops_web_worker_and_beat_with_exit_status_0(stack):
+def test_sigterm_stops_web_worker_beat_and_the_sealer_with_exit_status_0(stack):
     """tini forwards the stop signal, and each process (exec'd by the entrypoint) exits cleanly."""
-    for role in ("beat", "worker", "web"):
+    for role in ("sealer", "beat", "worker", "web"):
         started = time.monotonic()
         podman("stop", "--time", "30", stack.containers[role], timeout=60)
         [state] = json.loads(podman("inspect", stack.containers[role]).stdout)
