@@ -4,14 +4,17 @@
     make bench-e2e ARGS="--quick"         # a short run (2 rounds of 3 s)
     .venv/bin/python bench/e2e_bench.py --rounds 6 --duration 10 --connections 4,16
 
-It starts, in a new folder under ``var/`` (on disk: a durable database needs a real file system):
+It starts, in a new folder under ``var/`` (on disk: a durable database needs a real file system;
+``--database sqlite`` runs both apps on the embedded default instead: SQLite files, kombu's
+filesystem broker, per-process caches, no Redis):
 
 - a PostgreSQL server with its durable defaults (``fsync``, ``synchronous_commit`` and
   ``full_page_writes`` on; printed), one database for the platform and one for the baseline;
 - a Redis server (the Celery broker and result backend, the API cache, Django's cache);
 - the platform with its production settings (``config.settings.production``), served by gunicorn
-  with ``deploy/gunicorn.conf.py`` and 2 sync workers, a real Celery worker (default concurrency)
-  and Celery beat: nothing eager;
+  with ``deploy/gunicorn.conf.py`` and 2 sync workers, a real Celery worker (default concurrency),
+  Celery beat and the audit sealer process (``manage.py audit_sealer``, every process in
+  ``AUDIT_SEAL_MODE=periodic``, as the compose stack runs it): nothing eager;
 - the baseline in ``bench/e2e_baseline/`` (Django 5.2 + DRF, the same memory shape, header-key
   authentication, nothing else), served by gunicorn with the same server settings on the command line.
 
@@ -25,7 +28,9 @@ The platform's throttles stay on and count every request; their limits are raise
 that a load generator on one key and one IP is not refused, which would measure 429s.
 
 ``--parts`` then runs the platform's GET with each switchable part off in turn (throttles, the
-background sealer, Celery hand-off to monitoring) and prints each part's share of the difference.
+sealer, Celery hand-off to monitoring) and prints each part's share of the difference.
+``--sealers`` runs the platform twice beside the baseline, interleaved: sealing in its own process
+and sealing in a thread of every web worker (``AUDIT_SEAL_MODE=background``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -175,6 +181,19 @@ def redis_server(workdir: Path):
         yield f"redis://127.0.0.1:{port}"
 
 
+def database_of(server_url: str, name: str) -> str:
+    """The URL of database ``name`` on the PostgreSQL server, or of the file ``name``.sqlite3 in the folder."""
+    return f"{server_url}/{name}.sqlite3" if server_url.startswith("sqlite:") else f"{server_url}/{name}"
+
+
+@contextmanager
+def sqlite_folder(workdir: Path):
+    """The embedded default's databases: SQLite files (WAL, the platform's own settings) in one folder."""
+    folder = workdir / "sqlite"
+    folder.mkdir()
+    yield f"sqlite:///{folder}", {"server_version": f"SQLite {sqlite3.sqlite_version}"}
+
+
 def platform_env(database_url: str, redis_url: str, port: int, workdir: Path, overrides: dict) -> dict:
     """The production settings, every secret made for this run."""
     environment = {
@@ -187,10 +206,7 @@ def platform_env(database_url: str, redis_url: str, port: int, workdir: Path, ov
             "DJANGO_SETTINGS_MODULE": "config.settings.production",
             "SECRET_KEY": secrets.token_urlsafe(50),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DATABASE_URL": f"{database_url}/platform",
-            "CELERY_BROKER_URL": f"{redis_url}/0",
-            "API_CACHE_URL": f"{redis_url}/1",
-            "CACHE_URL": f"{redis_url}/2",
+            "DATABASE_URL": database_of(database_url, "platform"),
             "API_KEY_HASH_KEY": secrets.token_urlsafe(48),
             "ENCRYPTION_KEY_PROVIDER": "environment",
             "VAR_DIR": str(workdir / "var"),
@@ -202,6 +218,10 @@ def platform_env(database_url: str, redis_url: str, port: int, workdir: Path, ov
             "PYTHONPATH": str(PROJECT_DIR),
         }
     )
+    if redis_url:  # else the embedded default: kombu's filesystem broker and per-process caches
+        environment.update(
+            {"CELERY_BROKER_URL": f"{redis_url}/0", "API_CACHE_URL": f"{redis_url}/1", "CACHE_URL": f"{redis_url}/2"}
+        )
     for purpose in ENCRYPTION_PURPOSES:
         key = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
         environment[f"ENCRYPTION_{purpose.upper()}_KEYS"] = f"{purpose}-1:{key}"
@@ -214,7 +234,7 @@ def baseline_env(database_url: str) -> dict:
     environment.update(
         {
             "DJANGO_SETTINGS_MODULE": "bench.e2e_baseline.settings",
-            "DATABASE_URL": f"{database_url}/baseline",
+            "DATABASE_URL": database_of(database_url, "baseline"),
             "PYTHONPATH": str(PROJECT_DIR),
         }
     )
@@ -242,6 +262,11 @@ def platform(database_url: str, redis_url: str, workdir: Path, overrides: dict, 
     folder = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=workdir))
     overrides = dict(overrides)
     start_worker = not overrides.pop("_NO_WORKER", "")
+    # Sealing: its own process (the deployment's way), a thread in every web worker, or neither
+    # (only beat's minute task seals).
+    no_sealer, sealer_thread = overrides.pop("_NO_SEALER", ""), overrides.pop("_SEALER_THREAD", "")
+    sealer = "none" if no_sealer else "thread" if sealer_thread else "process"
+    overrides.setdefault("AUDIT_SEAL_MODE", "background" if sealer == "thread" else "periodic")
     environment = platform_env(database_url, redis_url, port, folder, overrides)
     # One set of secrets for every platform run of the benchmark: the seeded key and memory need them.
     environment.update(json.loads((workdir / "platform-secrets.json").read_text()))
@@ -260,6 +285,10 @@ def platform(database_url: str, redis_url: str, workdir: Path, overrides: dict, 
             _process([PYTHON, "-m", "celery", "-A", "config", "beat", "--loglevel=WARNING",
                       f"--schedule={folder / 'beat-schedule'}"], env=environment, log=folder / "beat.log")
         )  # fmt: skip
+        if sealer == "process":
+            processes.enter_context(
+                _process([PYTHON, "manage.py", "audit_sealer"], env=environment, log=folder / "sealer.log")
+            )
         web = processes.enter_context(
             _process([PYTHON, "-m", "gunicorn", "-c", str(PROJECT_DIR / "deploy" / "gunicorn.conf.py")],
                      env=environment, log=folder / "web.log")
@@ -424,7 +453,7 @@ def summarise(table: dict, base: str, names: list[str]) -> None:
 # The switchable parts of the layer, each turned off by settings alone (``--parts``).
 PARTS = {
     "throttles": {"API_THROTTLE_RATES": "{}"},
-    "background sealer": {"AUDIT_SEAL_MODE": "periodic"},
+    "the sealer": {"_NO_SEALER": "1"},
     # Not a setting: the Celery worker is not started, so detections are published (LPUSH) but
     # nobody runs them on this machine's CPUs. Shows what real-time detection costs the web tier.
     "the detection worker": {"_NO_WORKER": "1"},
@@ -438,8 +467,17 @@ def main() -> None:
     parser.add_argument("--connections", default="4,16", help="Comma-separated connection counts (default 4,16).")
     parser.add_argument("--operations", default="get-v2,get-v1,post-v2", help="Of get-v2, get-v1, post-v2.")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3 s (a smoke run; noisier).")
+    parser.add_argument(
+        "--database",
+        choices=["postgresql", "sqlite"],
+        default="postgresql",
+        help="durable PostgreSQL + Redis (default), or the embedded default: SQLite files, no Redis",
+    )
     parser.add_argument("--parts", action="store_true", help="Then the GET with each switchable part off in turn.")
     parser.add_argument("--parts-only", action="store_true", help="Only the --parts runs (skip the main table).")
+    parser.add_argument(
+        "--sealers", action="store_true", help="Only GET and POST v2: the sealer as a process, then as a thread."
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the work folder (logs) after the run.")
     arguments = parser.parse_args()
     if arguments.quick:
@@ -472,16 +510,26 @@ def main() -> None:
 
 def run(arguments, workdir: Path, connection_levels: list[int], operations: list[str]) -> None:
     with ExitStack() as stack:
-        database_url, durability = stack.enter_context(postgres_server(workdir))
-        redis_url = stack.enter_context(redis_server(workdir))
-        print(
-            f"PostgreSQL {durability['server_version']} fsync={durability['fsync']} "
-            f"synchronous_commit={durability['synchronous_commit']} full_page_writes={durability['full_page_writes']}; "
-            f"Redis; cpus {os.cpu_count()}; python {sys.version.split()[0]}"
-        )
+        if arguments.database == "sqlite":
+            database_url, durability = stack.enter_context(sqlite_folder(workdir))
+            redis_url = ""
+            print(
+                f"the embedded default: {durability['server_version']} files, kombu's filesystem broker, "
+                f"per-process caches (no Redis); cpus {os.cpu_count()}; python {sys.version.split()[0]}"
+            )
+        else:
+            database_url, durability = stack.enter_context(postgres_server(workdir))
+            redis_url = stack.enter_context(redis_server(workdir))
+            print(
+                f"PostgreSQL {durability['server_version']} fsync={durability['fsync']} "
+                f"synchronous_commit={durability['synchronous_commit']} "
+                f"full_page_writes={durability['full_page_writes']}; "
+                f"Redis; cpus {os.cpu_count()}; python {sys.version.split()[0]}"
+            )
+        broker = "the filesystem broker" if arguments.database == "sqlite" else "Redis"
         print(
             "platform: config.settings.production, gunicorn deploy/gunicorn.conf.py with 2 sync workers, "
-            "a Celery worker and beat on Redis (not eager)"
+            f"a Celery worker and beat on {broker} (not eager), the audit sealer process"
         )
         print(f"  throttles on, limits raised to {BENCH_THROTTLE_RATES['api_key']} per key, user and IP")
         print("baseline: bench/e2e_baseline (Django + DRF, header key), gunicorn with 2 sync workers")
@@ -494,6 +542,9 @@ def run(arguments, workdir: Path, connection_levels: list[int], operations: list
         secrets_file.touch(mode=0o600)
         secrets_file.write_text(json.dumps({name: first[name] for name in shared_names}))
         base = stack.enter_context(baseline(database_url, workdir))
+        if arguments.sealers:
+            measure_sealers(arguments, base, database_url, redis_url, workdir, connection_levels)
+            return
         if not arguments.parts_only:
             with ExitStack() as platform_stack:
                 full = platform_stack.enter_context(platform(database_url, redis_url, workdir, {}, "platform"))
@@ -503,6 +554,36 @@ def run(arguments, workdir: Path, connection_levels: list[int], operations: list
             summarise(table, "baseline", ["platform"])
         if arguments.parts or arguments.parts_only:
             measure_parts(arguments, base, database_url, redis_url, workdir, connection_levels)
+
+
+def measure_sealers(arguments, base: App, database_url: str, redis_url: str, workdir: Path, connection_levels):
+    """The platform with its sealer as a process, then as a thread per web worker, each beside the baseline.
+
+    One platform runs at a time (both share the database: a sealer process left running would
+    seal the other's events), so each is compared with the baseline interleaved, and the two
+    ratios are compared with each other.
+    """
+    print("the platform with the sealer in its own process, then in a thread of every web worker")
+    medians = {}
+    for label, overrides in (("sealer process", {}), ("sealer thread", {"_SEALER_THREAD": "1"})):
+        with ExitStack() as stack:
+            app = stack.enter_context(platform(database_url, redis_url, workdir, overrides, label.replace(" ", "-")))
+            app.name = label
+            table = measure(
+                [base, app], ["get-v2", "post-v2"], connection_levels, arguments.rounds, arguments.duration, workdir
+            )
+        summarise(table, "baseline", [label])
+        medians[label] = {
+            cell: statistics.median(r[label]["rps"] / r["baseline"]["rps"] for r in rounds)
+            for cell, rounds in table.items()
+        }
+    print("\nthroughput ratio to the baseline (median): sealer process vs sealer thread")
+    for cell, process in medians["sealer process"].items():
+        thread = medians["sealer thread"][cell]
+        print(
+            f"  {cell[0]} c={cell[1]}: process {process:.3f}x, thread {thread:.3f}x, "
+            f"process / thread {process / thread:.2f}"
+        )
 
 
 def measure_parts(arguments, base: App, database_url: str, redis_url: str, workdir: Path, connection_levels) -> None:

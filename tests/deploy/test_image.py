@@ -329,7 +329,7 @@ def test_every_native_library_of_the_virtual_environment_resolves(inventory):
 def test_an_unknown_command_is_refused_with_the_usage(image):
     result = podman("run", "--rm", "--network", "none", image.id, "serve", check=False)
     assert result.returncode == 64
-    assert "usage: web | worker | beat | migrate | manage" in result.stderr
+    assert "usage: web | worker | beat | sealer | migrate | manage" in result.stderr
 
 
 def _base_image(option: str, lock: Path) -> subprocess.CompletedProcess:
