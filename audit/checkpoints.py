@@ -113,24 +113,57 @@ def checkpoint_create():
         head = ChainHead.objects.select_for_update().filter(pk=1).first()
         if head is None or head.tree_size == 0 or head.tree_base + head.tree_size != head.sequence:
             return None
-        last_size = AuditCheckpoint.objects.order_by("-tree_size").values_list("tree_size", flat=True).first()
+        last_size = (
+            AuditCheckpoint.objects.filter(epoch=head.tree_epoch)
+            .order_by("-tree_size")
+            .values_list("tree_size", flat=True)
+            .first()
+        )
         if last_size is not None and last_size >= head.tree_size:
             return None
-        frontier = parse_frontier(head.tree_frontier)
-        now = timezone.now()
-        checkpoint = tlog.Checkpoint(
-            origin=origin(), size=head.tree_size, root=tlog.frontier_root(frontier), time=_utc_text(now)
-        )
-        key_id, private_key = signing_key()
-        return AuditCheckpoint.objects.create(
+        return _sign_and_store(
+            epoch=head.tree_epoch,
             tree_size=head.tree_size,
             tree_base=head.tree_base,
-            root_hash=checkpoint.root.hex(),
-            frontier=format_frontier(frontier),
-            note=tlog.sign_checkpoint(checkpoint, private_key=private_key),
-            key_id=key_id,
-            created_at=now,
+            frontier=parse_frontier(head.tree_frontier),
         )
+
+
+def _sign_and_store(*, epoch: int, tree_size: int, tree_base: int, frontier: list[bytes], previous: str = ""):
+    from audit.models import AuditCheckpoint
+
+    now = timezone.now()
+    checkpoint = tlog.Checkpoint(
+        origin=origin(),
+        size=tree_size,
+        root=tlog.frontier_root(frontier),
+        time=_utc_text(now),
+        epoch=epoch,
+        previous=previous,
+    )
+    key_id, private_key = signing_key()
+    return AuditCheckpoint.objects.create(
+        epoch=epoch,
+        tree_size=tree_size,
+        tree_base=tree_base,
+        root_hash=checkpoint.root.hex(),
+        frontier=format_frontier(frontier),
+        note=tlog.sign_checkpoint(checkpoint, private_key=private_key),
+        key_id=key_id,
+        created_at=now,
+    )
+
+
+def epoch_start_checkpoint(*, epoch: int, tree_base: int, previous: tuple[int, int, bytes]):
+    """Sign the empty tree of a new epoch, naming the last checkpoint of the epoch before.
+
+    The first checkpoint of an epoch started by ``audit_reconcile --after-restore``: its
+    ``previous`` line says which published tree the new one does not extend, so the witness can
+    accept the new tree while the lost tail stays on the record (signed, and in the witness's log).
+    """
+    previous_epoch, previous_size, previous_root = previous
+    text = f"{previous_epoch} {previous_size} {base64.b64encode(previous_root).decode('ascii')}"
+    return _sign_and_store(epoch=epoch, tree_size=0, tree_base=tree_base, frontier=[], previous=text)
 
 
 @dataclass
@@ -157,12 +190,16 @@ def checkpoint_publish(*, create: bool = True) -> PublishResult:
 
     checkpoint = checkpoint_create() if create else None
     fresh = checkpoint is not None
-    result = PublishResult(checkpoint=checkpoint, fresh=fresh)
     if checkpoint is None:
-        checkpoint = AuditCheckpoint.objects.order_by("-tree_size").first()
-        result.checkpoint = checkpoint
+        checkpoint = AuditCheckpoint.objects.order_by("-epoch", "-tree_size").first()
         if checkpoint is None:
-            return result
+            return PublishResult()
+    return publish_checkpoint(checkpoint, fresh=fresh)
+
+
+def publish_checkpoint(checkpoint, *, fresh: bool) -> PublishResult:
+    """Hand one stored checkpoint to every configured sink (the file only when ``fresh``)."""
+    result = PublishResult(checkpoint=checkpoint, fresh=fresh)
     for sink in conf.get("AUDIT_CHECKPOINT_SINKS") or []:
         try:
             if sink == "file":
@@ -189,6 +226,7 @@ def checkpoint_publish(*, create: bool = True) -> PublishResult:
 def append_to_file(checkpoint) -> None:
     """Append the checkpoint to ``checkpoints.log`` (created 0600), fsync'd."""
     line = {
+        "epoch": checkpoint.epoch,
         "tree_size": checkpoint.tree_size,
         "tree_base": checkpoint.tree_base,
         "root_sha256": checkpoint.root_hash,
@@ -216,6 +254,7 @@ class PublishedCheckpoint:
     root: bytes
     note: str
     problem: str = ""
+    epoch: int = 1
 
 
 def read_checkpoints_file() -> list[PublishedCheckpoint] | None:
@@ -241,7 +280,9 @@ def read_checkpoints_file() -> list[PublishedCheckpoint] | None:
         except tlog.VerificationError as error:
             published.append(PublishedCheckpoint(number, -1, base, b"", note, str(error)))
             continue
-        published.append(PublishedCheckpoint(number, checkpoint.size, base, checkpoint.root, note))
+        published.append(
+            PublishedCheckpoint(number, checkpoint.size, base, checkpoint.root, note, epoch=checkpoint.epoch)
+        )
     return published
 
 
@@ -279,7 +320,7 @@ def _proof_from(old_size: int, checkpoint) -> list[bytes]:
 
     if old_size == 0:
         return []
-    old = AuditCheckpoint.objects.filter(tree_size=old_size).first()
+    old = AuditCheckpoint.objects.filter(epoch=checkpoint.epoch, tree_size=old_size).first()
     if old is None:
         raise WitnessError(f"the witness holds size {old_size}, which this log never checkpointed (a fork?)")
     return consistency_proof(
@@ -299,7 +340,7 @@ def submit_to_witness(checkpoint) -> str:
     from audit.models import AuditCheckpoint
 
     previous = (
-        AuditCheckpoint.objects.filter(tree_size__lt=checkpoint.tree_size)
+        AuditCheckpoint.objects.filter(epoch=checkpoint.epoch, tree_size__lt=checkpoint.tree_size)
         .order_by("-tree_size")
         .values_list("tree_size", flat=True)
         .first()
@@ -316,6 +357,11 @@ def submit_to_witness(checkpoint) -> str:
             return "ok"
         if status == 409 and text.strip().isdigit():
             held = int(text.strip())
+            if checkpoint.epoch > 1 and old_size == 0 and checkpoint.tree_size > 0:
+                # The witness still holds an older epoch: it needs this epoch's first checkpoint first.
+                start = AuditCheckpoint.objects.filter(epoch=checkpoint.epoch, tree_size=0).first()
+                if start is not None and start.pk != checkpoint.pk and submit_to_witness(start) == "ok":
+                    continue
             if held == checkpoint.tree_size:
                 return "ok"  # the witness already holds this checkpoint
             if held > checkpoint.tree_size:
@@ -364,7 +410,7 @@ def publish_if_due() -> PublishResult | None:
     if _next_due["interval"] == interval and now < _next_due["at"]:
         return None
     try:
-        last = AuditCheckpoint.objects.order_by("-tree_size").values_list("created_at", flat=True).first()
+        last = AuditCheckpoint.objects.order_by("-epoch", "-tree_size").values_list("created_at", flat=True).first()
         if last is not None:
             age = (timezone.now() - last).total_seconds()
             if age < interval:

@@ -41,37 +41,91 @@ DETECTION_FINDING = (2004, 2)  # Findings
 A = Action
 # Authentication activity_id: 1 Logon, 2 Logoff, 99 Other.
 _AUTHENTICATION = {
-    A.LOGIN_SUCCEEDED: 1, A.LOGIN_FAILED: 1, A.MFA_VERIFY_SUCCEEDED: 1, A.MFA_VERIFY_FAILED: 1,
-    A.MFA_CODE_REPLAYED: 1, A.BACKUP_CODE_USED: 1, A.REAUTHENTICATED: 1, A.SESSION_CREATED: 1,
-    A.LOGOUT: 2, A.SESSION_REVOKED: 2, A.SESSION_REVOKED_ALL: 2, A.SESSION_EXPIRED: 2,
+    A.LOGIN_SUCCEEDED: 1,
+    A.LOGIN_FAILED: 1,
+    A.MFA_VERIFY_SUCCEEDED: 1,
+    A.MFA_VERIFY_FAILED: 1,
+    A.MFA_CODE_REPLAYED: 1,
+    A.BACKUP_CODE_USED: 1,
+    A.REAUTHENTICATED: 1,
+    A.SESSION_CREATED: 1,
+    A.LOGOUT: 2,
+    A.SESSION_REVOKED: 2,
+    A.SESSION_REVOKED_ALL: 2,
+    A.SESSION_EXPIRED: 2,
 }
 # Account Change activity_id: 1 Create, 2 Enable, 3 Password Change, 4 Password Reset, 5 Disable,
 # 6 Delete, 7 Attach Policy, 8 Detach Policy, 9 Lock, 10 MFA Factor Enable, 11 MFA Factor Disable,
 # 12 Unlock, 99 Other.
 _ACCOUNT_CHANGE = {
-    A.SIGNUP: 1, A.ACCOUNT_REACTIVATED: 2, A.EMAIL_VERIFIED: 2, A.PASSWORD_CHANGED: 3,
-    A.PASSWORD_RESET_REQUESTED: 4, A.PASSWORD_RESET_COMPLETED: 4, A.ACCOUNT_DEACTIVATED: 5, A.ACCOUNT_DELETED: 6,
-    A.STAFF_GRANTED: 7, A.SUPERUSER_GRANTED: 7, A.STAFF_REVOKED: 8, A.SUPERUSER_REVOKED: 8,
-    A.GROUP_MEMBERSHIP_CHANGED: 99, A.USER_PERMISSIONS_CHANGED: 99, A.GROUP_PERMISSIONS_CHANGED: 99,
-    A.MEMBERSHIP_ADDED: 7, A.MEMBERSHIP_REMOVED: 8, A.MEMBERSHIP_ROLE_SET: 99,
-    A.ACCOUNT_LOCKED: 9, A.MFA_DEVICE_ADDED: 10, A.MFA_DEVICE_CONFIRMED: 10, A.MFA_DEVICE_REMOVED: 11,
-    A.BACKUP_CODES_GENERATED: 10, A.ACCOUNT_UNLOCKED: 12, A.EMAIL_CHANGED: 99, A.EMAIL_VERIFICATION_SENT: 99,
-    A.SECURITY_NOTIFICATION_SENT: 99, A.EMAIL_RATE_LIMITED: 99,
+    A.SIGNUP: 1,
+    A.ACCOUNT_REACTIVATED: 2,
+    A.EMAIL_VERIFIED: 2,
+    A.PASSWORD_CHANGED: 3,
+    A.PASSWORD_RESET_REQUESTED: 4,
+    A.PASSWORD_RESET_COMPLETED: 4,
+    A.ACCOUNT_DEACTIVATED: 5,
+    A.ACCOUNT_DELETED: 6,
+    A.STAFF_GRANTED: 7,
+    A.SUPERUSER_GRANTED: 7,
+    A.STAFF_REVOKED: 8,
+    A.SUPERUSER_REVOKED: 8,
+    A.GROUP_MEMBERSHIP_CHANGED: 99,
+    A.USER_PERMISSIONS_CHANGED: 99,
+    A.GROUP_PERMISSIONS_CHANGED: 99,
+    A.MEMBERSHIP_ADDED: 7,
+    A.MEMBERSHIP_REMOVED: 8,
+    A.MEMBERSHIP_ROLE_SET: 99,
+    A.ACCOUNT_LOCKED: 9,
+    A.MFA_DEVICE_ADDED: 10,
+    A.MFA_DEVICE_CONFIRMED: 10,
+    A.MFA_DEVICE_REMOVED: 11,
+    A.BACKUP_CODES_GENERATED: 10,
+    A.ACCOUNT_UNLOCKED: 12,
+    A.EMAIL_CHANGED: 99,
+    A.EMAIL_VERIFICATION_SENT: 99,
+    A.SECURITY_NOTIFICATION_SENT: 99,
+    A.EMAIL_RATE_LIMITED: 99,
 }
 # API Activity activity_id: 1 Create, 2 Read, 3 Update, 4 Delete, 99 Other.
 _API_ACTIVITY = {
-    A.API_KEY_ISSUED: 1, A.API_KEY_USED: 2, A.API_KEY_ROTATED: 3, A.API_KEY_REVOKED: 4, A.API_KEY_REFUSED: 99,
-    A.REQUEST_SIGNATURE_FAILED: 99, A.DEPRECATED_ENDPOINT_CALLED: 99, A.RATE_LIMITED: 99, A.REQUEST_REJECTED: 99,
+    A.API_KEY_ISSUED: 1,
+    A.API_KEY_USED: 2,
+    A.API_KEY_ROTATED: 3,
+    A.API_KEY_REVOKED: 4,
+    A.API_KEY_REFUSED: 99,
+    A.REQUEST_SIGNATURE_FAILED: 99,
+    A.DEPRECATED_ENDPOINT_CALLED: 99,
+    A.RATE_LIMITED: 99,
+    A.REQUEST_REJECTED: 99,
     A.PERMISSION_DENIED: 99,
-    A.MEMORY_CREATED: 1, A.MEMORY_READ: 2, A.MEMORY_LIST: 2, A.MEMORY_UPDATED: 3, A.MEMORY_DELETED: 4,
-    A.CONTEXT_CREATED: 1, A.CONTEXT_READ: 2, A.CONTEXT_LIST: 2, A.CONTEXT_EXPORTED: 2, A.CONTEXT_UPDATED: 3,
-    A.CONTEXT_SHARED: 3, A.CONTEXT_UNSHARED: 3, A.CONTEXT_TRANSFERRED: 3, A.CONTEXT_DELETED: 4,
-    A.CONTEXT_TRANSFER_OFFERED: 1, A.CONTEXT_TRANSFER_WITHDRAWN: 3, A.CONTEXT_TRANSFER_DECLINED: 3,
-    A.CONTEXT_TRANSFER_ACCEPTED: 3, A.CONTEXT_TRANSFER_EXPIRED: 3,
+    A.MEMORY_CREATED: 1,
+    A.MEMORY_READ: 2,
+    A.MEMORY_LIST: 2,
+    A.MEMORY_UPDATED: 3,
+    A.MEMORY_DELETED: 4,
+    A.CONTEXT_CREATED: 1,
+    A.CONTEXT_READ: 2,
+    A.CONTEXT_LIST: 2,
+    A.CONTEXT_EXPORTED: 2,
+    A.CONTEXT_UPDATED: 3,
+    A.CONTEXT_SHARED: 3,
+    A.CONTEXT_UNSHARED: 3,
+    A.CONTEXT_TRANSFERRED: 3,
+    A.CONTEXT_DELETED: 4,
+    A.CONTEXT_TRANSFER_OFFERED: 1,
+    A.CONTEXT_TRANSFER_WITHDRAWN: 3,
+    A.CONTEXT_TRANSFER_DECLINED: 3,
+    A.CONTEXT_TRANSFER_ACCEPTED: 3,
+    A.CONTEXT_TRANSFER_EXPIRED: 3,
 }
 # Detection Finding activity_id: 1 Create, 2 Update, 3 Close.
 _DETECTION_FINDING = {
-    A.ALERT_RAISED: 1, A.ALERT_ACKNOWLEDGED: 2, A.ALERT_ASSIGNED: 2, A.ALERT_RESOLVED: 3, A.ALERT_DISMISSED: 3,
+    A.ALERT_RAISED: 1,
+    A.ALERT_ACKNOWLEDGED: 2,
+    A.ALERT_ASSIGNED: 2,
+    A.ALERT_RESOLVED: 3,
+    A.ALERT_DISMISSED: 3,
 }
 OCSF_CLASSES: dict[str, tuple[tuple[int, int], int]] = {
     **{action.value: (AUTHENTICATION, activity) for action, activity in _AUTHENTICATION.items()},
@@ -79,21 +133,38 @@ OCSF_CLASSES: dict[str, tuple[tuple[int, int], int]] = {
     **{action.value: (API_ACTIVITY, activity) for action, activity in _API_ACTIVITY.items()},
     **{action.value: (DETECTION_FINDING, activity) for action, activity in _DETECTION_FINDING.items()},
 }
-OCSF_CLASS_NAMES = {0: "Base Event", 3002: "Authentication", 3001: "Account Change", 6003: "API Activity",
-                    2004: "Detection Finding"}
-OCSF_CATEGORY_NAMES = {0: "Uncategorized", 2: "Findings", 3: "Identity & Access Management",
-                       6: "Application Activity"}
+OCSF_CLASS_NAMES = {
+    0: "Base Event",
+    3002: "Authentication",
+    3001: "Account Change",
+    6003: "API Activity",
+    2004: "Detection Finding",
+}
+OCSF_CATEGORY_NAMES = {0: "Uncategorized", 2: "Findings", 3: "Identity & Access Management", 6: "Application Activity"}
 # status_id: 1 Success, 2 Failure (OCSF has no "denied": the outcome goes in status_detail).
-OCSF_STATUS = {Outcome.SUCCESS: (1, "Success"), Outcome.FAILURE: (2, "Failure"), Outcome.DENIED: (2, "Failure"),
-               Outcome.ERROR: (2, "Failure")}
+OCSF_STATUS = {
+    Outcome.SUCCESS: (1, "Success"),
+    Outcome.FAILURE: (2, "Failure"),
+    Outcome.DENIED: (2, "Failure"),
+    Outcome.ERROR: (2, "Failure"),
+}
 # severity_id: 1 Informational, 2 Low, 3 Medium, 4 High, 5 Critical.
 ALERT_SEVERITY = {"low": 2, "medium": 3, "high": 4, "critical": 5}
 
 # --- ECS (elastic.co/guide/en/ecs) -------------------------------------------------------------
-ECS_OUTCOME = {Outcome.SUCCESS: "success", Outcome.FAILURE: "failure", Outcome.DENIED: "failure",
-               Outcome.ERROR: "failure"}
-ECS_CATEGORY = {AUTHENTICATION: ["authentication", "session"], ACCOUNT_CHANGE: ["iam"], API_ACTIVITY: ["api"],
-                DETECTION_FINDING: ["intrusion_detection"], BASE_EVENT: ["configuration"]}
+ECS_OUTCOME = {
+    Outcome.SUCCESS: "success",
+    Outcome.FAILURE: "failure",
+    Outcome.DENIED: "failure",
+    Outcome.ERROR: "failure",
+}
+ECS_CATEGORY = {
+    AUTHENTICATION: ["authentication", "session"],
+    ACCOUNT_CHANGE: ["iam"],
+    API_ACTIVITY: ["api"],
+    DETECTION_FINDING: ["intrusion_detection"],
+    BASE_EVENT: ["configuration"],
+}
 ECS_TYPE_BY_ACTIVITY = {
     AUTHENTICATION: {1: ["start"], 2: ["end"]},
     ACCOUNT_CHANGE: {1: ["user", "creation"], 6: ["user", "deletion"], 7: ["user", "change"], 8: ["user", "change"]},
@@ -313,7 +384,7 @@ def syslog_message(record: dict, *, schema: str, hostname: str, procid: str) -> 
     priority = SYSLOG_FACILITY * 8 + SYSLOG_SEVERITY[outcome]
     header = (
         f"<{priority}>1 {stamp.replace('+00:00', 'Z')} {hostname[:255] or '-'} ninaivalaigal {procid[:128] or '-'} "
-        f"{action[:32]} [{SYSLOG_SD_ID} sequence=\"{_sd_value(sequence)}\" schema=\"{schema}\"] "
+        f'{action[:32]} [{SYSLOG_SD_ID} sequence="{_sd_value(sequence)}" schema="{schema}"] '
     )
     body = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
     return header.encode("ascii", "replace") + b"\xef\xbb\xbf" + body.encode("utf-8")
@@ -348,8 +419,9 @@ class SyslogTlsOutput:
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
             if line:
-                message = syslog_message(json.loads(line), schema=self.schema, hostname=self.hostname,
-                                         procid=self.procid)
+                message = syslog_message(
+                    json.loads(line), schema=self.schema, hostname=self.hostname, procid=self.procid
+                )
                 # RFC 5425 §4.3: octet counting, MSG-LEN SP SYSLOG-MSG.
                 self.connection.sendall(str(len(message)).encode("ascii") + b" " + message)
 
