@@ -63,6 +63,7 @@ _ROLE: Keys = {
     "role": ("str | None", "the role now: viewer, member, maintainer, admin, owner (None once removed)"),
     "previous_role": ("str | None", "the role before (None when newly added)"),
     "scope": ("str", "where: team or organization"),
+    "reason": ("str", "account_deleted: removed with the member's account"),
 }
 _TRANSFER_OFFER: Keys = {
     "offer_id": ("int", "id of the transfer offer"),
@@ -75,6 +76,7 @@ _SHARE: Keys = {
     "permission": ("str", "the share's permission: read, write, admin"),
     "grantee_type": ("str", "who holds the share: user or team"),
     "grantee_id": ("int", "id of that user or team"),
+    "reason": ("str", "account_deleted: removed with the grantee's account"),
 }
 _DEPLOYMENT: Keys = {
     "from_revision": ("str", "the revision that served before (a git commit hash or a version tag)"),
