@@ -176,7 +176,9 @@ PRIVILEGE_ACTIONS = frozenset(
         Action.MEMBERSHIP_ROLE_SET.value,
     }
 )
-MEMORY_ACCESS_ACTIONS = frozenset(member.value for member in Action if member.value.startswith(("memory.", "context.")))
+MEMORY_ACCESS_ACTIONS = frozenset(
+    member.value for member in Action if member.value.startswith(("memory.", "context."))
+)
 
 
 def action_area(value: str) -> str:

@@ -137,48 +137,20 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     actions = None
     fieldsets = (
         (None, {"fields": ("position", "when", "action", "outcome")}),
-        (
-            "Who",
-            {
-                "fields": (
-                    "actor_id",
-                    "actor_username",
-                    "actor_is_staff",
-                    "subject_id",
-                    "subject_username",
-                    "subject_is_staff",
-                    "api_key_id",
-                    "user_pages",
-                )
-            },
-        ),
+        ("Who", {"fields": ("actor_id", "actor_username", "actor_is_staff", "subject_id", "subject_username",
+                            "subject_is_staff", "api_key_id", "user_pages")}),
         ("What", {"fields": ("target_type", "target_id", "target_repr", "context_display")}),
         ("Where from", {"fields": ("request_id", "client_ip", "user_agent")}),
         ("Investigate", {"fields": ("related_links",)}),
-        (
-            "Chain",
-            {
-                "classes": ("collapse",),
-                "fields": (
-                    "uuid",
-                    "content_mac",
-                    "content_key_id",
-                    "previous_hash",
-                    "hash",
-                    "chain_key_id",
-                ),
-            },
-        ),
+        ("Chain", {"classes": ("collapse",), "fields": (
+            "uuid", "content_mac", "content_key_id", "previous_hash", "hash", "chain_key_id",
+        )}),
     )
 
     def get_readonly_fields(self, request, obj=None):
         return [
             *(field.name for field in AuditEvent._meta.fields),
-            "position",
-            "when",
-            "context_display",
-            "related_links",
-            "user_pages",
+            "position", "when", "context_display", "related_links", "user_pages",
         ]
 
     def get_changelist(self, request, **kwargs):
@@ -231,11 +203,8 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return remaining.urlencode()
 
         chips = [
-            {
-                "label": LABELS[name],
-                "value": filters.raw[name] if name != "last" else PRESETS[filters.raw[name]][0],
-                "remove": without(name),
-            }
+            {"label": LABELS[name], "value": filters.raw[name] if name != "last" else PRESETS[filters.raw[name]][0],
+             "remove": without(name)}
             for name in FILTER_PARAMETERS
             if name in filters.raw and filters.valid
         ]
@@ -288,21 +257,14 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         changelist = reverse("admin:audit_auditevent_changelist")
         link = format_html(
             '<a href="{}?{}" title="everything {} {}">{}</a>',
-            changelist,
-            urlencode({parameter: user_id}),
-            name,
-            verb,
-            _shortened(name, SHOWN_USERNAME_LENGTH),
+            changelist, urlencode({parameter: user_id}), name, verb, _shortened(name, SHOWN_USERNAME_LENGTH),
         )
         page = user_security_url(user_id)
         if page:
             link = format_html(
                 '{} <a class="audit-user-page" href="{}" title="security page of {}" aria-label="security page of {}">'
                 "page</a>",
-                link,
-                page,
-                name,
-                name,
+                link, page, name, name,
             )
         return link
 
@@ -321,10 +283,8 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return ""
         return format_html(
             '<a href="{}?{}" title="everything from {}">{}</a>',
-            reverse("admin:audit_auditevent_changelist"),
-            urlencode({"client_ip": event.client_ip}),
-            event.client_ip,
-            _shortened(event.client_ip, SHOWN_ADDRESS_LENGTH),
+            reverse("admin:audit_auditevent_changelist"), urlencode({"client_ip": event.client_ip}),
+            event.client_ip, _shortened(event.client_ip, SHOWN_ADDRESS_LENGTH),
         )
 
     @admin.display(description="request")
@@ -333,10 +293,8 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return ""
         return format_html(
             '<a href="{}?{}" title="everything request {} caused">{}</a>',
-            reverse("admin:audit_auditevent_changelist"),
-            urlencode({"request_id": event.request_id}),
-            event.request_id,
-            _shortened(event.request_id, SHOWN_REQUEST_ID_LENGTH),
+            reverse("admin:audit_auditevent_changelist"), urlencode({"request_id": event.request_id}),
+            event.request_id, _shortened(event.request_id, SHOWN_REQUEST_ID_LENGTH),
         )
 
     # --- one event ---------------------------------------------------------------------------

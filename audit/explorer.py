@@ -291,7 +291,9 @@ def _address_condition(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -
     if connection.vendor == "postgresql":
         # inet orders by family, then address: a range of host addresses is a range scan on the
         # (client_ip, timestamp) index, however wide.
-        return Q(client_ip__gte=network.network_address.compressed, client_ip__lte=network.broadcast_address.compressed)
+        return Q(
+            client_ip__gte=network.network_address.compressed, client_ip__lte=network.broadcast_address.compressed
+        )
     # SQLite stores the text of the address: a range is the list of its (bounded) addresses.
     return Q(client_ip__in=[address.compressed for address in network])
 

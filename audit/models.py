@@ -139,8 +139,7 @@ class AuditEvent(models.Model):
             models.Index(fields=["client_ip", "timestamp"], name="audit_event_ip_ts"),
             # The explorer's API key filter. Partial: most events carry no key, so they cost it nothing.
             models.Index(
-                fields=["api_key_id", "timestamp"],
-                name="audit_event_api_key_ts",
+                fields=["api_key_id", "timestamp"], name="audit_event_api_key_ts",
                 condition=models.Q(api_key_id__isnull=False),
             ),
             # The sealer's work queue: tiny, because events are sealed within moments.

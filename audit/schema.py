@@ -63,7 +63,6 @@ _ROLE: Keys = {
     "role": ("str | None", "the role now: viewer, member, maintainer, admin, owner (None once removed)"),
     "previous_role": ("str | None", "the role before (None when newly added)"),
     "scope": ("str", "where: team or organization"),
-    "reason": ("str", "account_deleted: removed with the member's account"),
 }
 _TRANSFER_OFFER: Keys = {
     "offer_id": ("int", "id of the transfer offer"),
@@ -76,7 +75,6 @@ _SHARE: Keys = {
     "permission": ("str", "the share's permission: read, write, admin"),
     "grantee_type": ("str", "who holds the share: user or team"),
     "grantee_id": ("int", "id of that user or team"),
-    "reason": ("str", "account_deleted: removed with the grantee's account"),
 }
 _DEPLOYMENT: Keys = {
     "from_revision": ("str", "the revision that served before (a git commit hash or a version tag)"),
@@ -315,7 +313,7 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     Action.CONTEXT_UPDATED: {"fields": ("list[str]", "names of the fields changed")},
     Action.CONTEXT_DELETED: {"memory_count": ("int", "memories deleted with it")},
     Action.CONTEXT_SHARED: _SHARE,
-    Action.CONTEXT_UNSHARED: _SHARE,
+    Action.CONTEXT_UNSHARED: {**_SHARE, "reason": ("str", "account_deleted: removed with the grantee's account")},
     Action.CONTEXT_TRANSFERRED: {
         "from": ("dict", "the previous owner: scope, owner_type (user, team, organization), owner_id"),
         "to": ("dict", "the new owner, in the same form"),
@@ -337,7 +335,7 @@ CONTEXT_SCHEMAS: dict[Action, Keys] = {
     Action.CONTEXT_TRANSFER_EXPIRED: _TRANSFER_OFFER,
     Action.CONTEXT_EXPORTED: {"count": ("int", "memories exported")},
     Action.MEMBERSHIP_ADDED: _ROLE,
-    Action.MEMBERSHIP_REMOVED: _ROLE,
+    Action.MEMBERSHIP_REMOVED: {**_ROLE, "reason": ("str", "account_deleted: removed with the member's account")},
     Action.MEMBERSHIP_ROLE_SET: _ROLE,
     # --- The admin console -----------------------------------------------------------------
     Action.ADMIN_ADDED: {"object": ("str", "kind of object, when added outside the admin's forms (service_account)")},

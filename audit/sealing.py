@@ -309,7 +309,9 @@ def _seal_one_batch(
             frontier = None
         # An edited tree state must never stop sealing: the tree stops growing and audit_verify says so.
         grow_tree = (
-            head.tree_base + tree_size == sequence and frontier is not None and len(frontier) == tree_size.bit_count()
+            head.tree_base + tree_size == sequence
+            and frontier is not None
+            and len(frontier) == tree_size.bit_count()
         )
         if not grow_tree:
             logger.error(

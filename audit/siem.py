@@ -1,8 +1,9 @@
 """Export of the audit trail to a SIEM: OCSF 1.x and Elastic Common Schema, as JSON lines.
 
 One record per sealed event, in sequence order, streamed (a bounded batch in memory, whatever
-the size of the trail), each carrying the event's ``sequence`` and chain hash so a SIEM can tell
-a gap and a later check can tie a record to the chain. The cursor is the last sequence exported:
+the size of the trail), each carrying the event's ``sequence``, chain hash and the first signed
+checkpoint covering it (origin, size, epoch; null until one does) so a SIEM can tell a gap and a
+later check can tie a record to the chain and to a proof. The cursor is the last sequence exported:
 ``audit_siem_export --cursor FILE`` resumes after it, and writes it only once the records before
 it are written and flushed, so a run that stops part-way repeats nothing it had confirmed and
 skips nothing (a record written after the last saved cursor is written again on resume: at least
@@ -41,91 +42,37 @@ DETECTION_FINDING = (2004, 2)  # Findings
 A = Action
 # Authentication activity_id: 1 Logon, 2 Logoff, 99 Other.
 _AUTHENTICATION = {
-    A.LOGIN_SUCCEEDED: 1,
-    A.LOGIN_FAILED: 1,
-    A.MFA_VERIFY_SUCCEEDED: 1,
-    A.MFA_VERIFY_FAILED: 1,
-    A.MFA_CODE_REPLAYED: 1,
-    A.BACKUP_CODE_USED: 1,
-    A.REAUTHENTICATED: 1,
-    A.SESSION_CREATED: 1,
-    A.LOGOUT: 2,
-    A.SESSION_REVOKED: 2,
-    A.SESSION_REVOKED_ALL: 2,
-    A.SESSION_EXPIRED: 2,
+    A.LOGIN_SUCCEEDED: 1, A.LOGIN_FAILED: 1, A.MFA_VERIFY_SUCCEEDED: 1, A.MFA_VERIFY_FAILED: 1,
+    A.MFA_CODE_REPLAYED: 1, A.BACKUP_CODE_USED: 1, A.REAUTHENTICATED: 1, A.SESSION_CREATED: 1,
+    A.LOGOUT: 2, A.SESSION_REVOKED: 2, A.SESSION_REVOKED_ALL: 2, A.SESSION_EXPIRED: 2,
 }
 # Account Change activity_id: 1 Create, 2 Enable, 3 Password Change, 4 Password Reset, 5 Disable,
 # 6 Delete, 7 Attach Policy, 8 Detach Policy, 9 Lock, 10 MFA Factor Enable, 11 MFA Factor Disable,
 # 12 Unlock, 99 Other.
 _ACCOUNT_CHANGE = {
-    A.SIGNUP: 1,
-    A.ACCOUNT_REACTIVATED: 2,
-    A.EMAIL_VERIFIED: 2,
-    A.PASSWORD_CHANGED: 3,
-    A.PASSWORD_RESET_REQUESTED: 4,
-    A.PASSWORD_RESET_COMPLETED: 4,
-    A.ACCOUNT_DEACTIVATED: 5,
-    A.ACCOUNT_DELETED: 6,
-    A.STAFF_GRANTED: 7,
-    A.SUPERUSER_GRANTED: 7,
-    A.STAFF_REVOKED: 8,
-    A.SUPERUSER_REVOKED: 8,
-    A.GROUP_MEMBERSHIP_CHANGED: 99,
-    A.USER_PERMISSIONS_CHANGED: 99,
-    A.GROUP_PERMISSIONS_CHANGED: 99,
-    A.MEMBERSHIP_ADDED: 7,
-    A.MEMBERSHIP_REMOVED: 8,
-    A.MEMBERSHIP_ROLE_SET: 99,
-    A.ACCOUNT_LOCKED: 9,
-    A.MFA_DEVICE_ADDED: 10,
-    A.MFA_DEVICE_CONFIRMED: 10,
-    A.MFA_DEVICE_REMOVED: 11,
-    A.BACKUP_CODES_GENERATED: 10,
-    A.ACCOUNT_UNLOCKED: 12,
-    A.EMAIL_CHANGED: 99,
-    A.EMAIL_VERIFICATION_SENT: 99,
-    A.SECURITY_NOTIFICATION_SENT: 99,
-    A.EMAIL_RATE_LIMITED: 99,
+    A.SIGNUP: 1, A.ACCOUNT_REACTIVATED: 2, A.EMAIL_VERIFIED: 2, A.PASSWORD_CHANGED: 3,
+    A.PASSWORD_RESET_REQUESTED: 4, A.PASSWORD_RESET_COMPLETED: 4, A.ACCOUNT_DEACTIVATED: 5, A.ACCOUNT_DELETED: 6,
+    A.STAFF_GRANTED: 7, A.SUPERUSER_GRANTED: 7, A.STAFF_REVOKED: 8, A.SUPERUSER_REVOKED: 8,
+    A.GROUP_MEMBERSHIP_CHANGED: 99, A.USER_PERMISSIONS_CHANGED: 99, A.GROUP_PERMISSIONS_CHANGED: 99,
+    A.MEMBERSHIP_ADDED: 7, A.MEMBERSHIP_REMOVED: 8, A.MEMBERSHIP_ROLE_SET: 99,
+    A.ACCOUNT_LOCKED: 9, A.MFA_DEVICE_ADDED: 10, A.MFA_DEVICE_CONFIRMED: 10, A.MFA_DEVICE_REMOVED: 11,
+    A.BACKUP_CODES_GENERATED: 10, A.ACCOUNT_UNLOCKED: 12, A.EMAIL_CHANGED: 99, A.EMAIL_VERIFICATION_SENT: 99,
+    A.SECURITY_NOTIFICATION_SENT: 99, A.EMAIL_RATE_LIMITED: 99,
 }
 # API Activity activity_id: 1 Create, 2 Read, 3 Update, 4 Delete, 99 Other.
 _API_ACTIVITY = {
-    A.API_KEY_ISSUED: 1,
-    A.API_KEY_USED: 2,
-    A.API_KEY_ROTATED: 3,
-    A.API_KEY_REVOKED: 4,
-    A.API_KEY_REFUSED: 99,
-    A.REQUEST_SIGNATURE_FAILED: 99,
-    A.DEPRECATED_ENDPOINT_CALLED: 99,
-    A.RATE_LIMITED: 99,
-    A.REQUEST_REJECTED: 99,
+    A.API_KEY_ISSUED: 1, A.API_KEY_USED: 2, A.API_KEY_ROTATED: 3, A.API_KEY_REVOKED: 4, A.API_KEY_REFUSED: 99,
+    A.REQUEST_SIGNATURE_FAILED: 99, A.DEPRECATED_ENDPOINT_CALLED: 99, A.RATE_LIMITED: 99, A.REQUEST_REJECTED: 99,
     A.PERMISSION_DENIED: 99,
-    A.MEMORY_CREATED: 1,
-    A.MEMORY_READ: 2,
-    A.MEMORY_LIST: 2,
-    A.MEMORY_UPDATED: 3,
-    A.MEMORY_DELETED: 4,
-    A.CONTEXT_CREATED: 1,
-    A.CONTEXT_READ: 2,
-    A.CONTEXT_LIST: 2,
-    A.CONTEXT_EXPORTED: 2,
-    A.CONTEXT_UPDATED: 3,
-    A.CONTEXT_SHARED: 3,
-    A.CONTEXT_UNSHARED: 3,
-    A.CONTEXT_TRANSFERRED: 3,
-    A.CONTEXT_DELETED: 4,
-    A.CONTEXT_TRANSFER_OFFERED: 1,
-    A.CONTEXT_TRANSFER_WITHDRAWN: 3,
-    A.CONTEXT_TRANSFER_DECLINED: 3,
-    A.CONTEXT_TRANSFER_ACCEPTED: 3,
-    A.CONTEXT_TRANSFER_EXPIRED: 3,
+    A.MEMORY_CREATED: 1, A.MEMORY_READ: 2, A.MEMORY_LIST: 2, A.MEMORY_UPDATED: 3, A.MEMORY_DELETED: 4,
+    A.CONTEXT_CREATED: 1, A.CONTEXT_READ: 2, A.CONTEXT_LIST: 2, A.CONTEXT_EXPORTED: 2, A.CONTEXT_UPDATED: 3,
+    A.CONTEXT_SHARED: 3, A.CONTEXT_UNSHARED: 3, A.CONTEXT_TRANSFERRED: 3, A.CONTEXT_DELETED: 4,
+    A.CONTEXT_TRANSFER_OFFERED: 1, A.CONTEXT_TRANSFER_WITHDRAWN: 3, A.CONTEXT_TRANSFER_DECLINED: 3,
+    A.CONTEXT_TRANSFER_ACCEPTED: 3, A.CONTEXT_TRANSFER_EXPIRED: 3,
 }
 # Detection Finding activity_id: 1 Create, 2 Update, 3 Close.
 _DETECTION_FINDING = {
-    A.ALERT_RAISED: 1,
-    A.ALERT_ACKNOWLEDGED: 2,
-    A.ALERT_ASSIGNED: 2,
-    A.ALERT_RESOLVED: 3,
-    A.ALERT_DISMISSED: 3,
+    A.ALERT_RAISED: 1, A.ALERT_ACKNOWLEDGED: 2, A.ALERT_ASSIGNED: 2, A.ALERT_RESOLVED: 3, A.ALERT_DISMISSED: 3,
 }
 OCSF_CLASSES: dict[str, tuple[tuple[int, int], int]] = {
     **{action.value: (AUTHENTICATION, activity) for action, activity in _AUTHENTICATION.items()},
@@ -133,38 +80,21 @@ OCSF_CLASSES: dict[str, tuple[tuple[int, int], int]] = {
     **{action.value: (API_ACTIVITY, activity) for action, activity in _API_ACTIVITY.items()},
     **{action.value: (DETECTION_FINDING, activity) for action, activity in _DETECTION_FINDING.items()},
 }
-OCSF_CLASS_NAMES = {
-    0: "Base Event",
-    3002: "Authentication",
-    3001: "Account Change",
-    6003: "API Activity",
-    2004: "Detection Finding",
-}
-OCSF_CATEGORY_NAMES = {0: "Uncategorized", 2: "Findings", 3: "Identity & Access Management", 6: "Application Activity"}
+OCSF_CLASS_NAMES = {0: "Base Event", 3002: "Authentication", 3001: "Account Change", 6003: "API Activity",
+                    2004: "Detection Finding"}
+OCSF_CATEGORY_NAMES = {0: "Uncategorized", 2: "Findings", 3: "Identity & Access Management",
+                       6: "Application Activity"}
 # status_id: 1 Success, 2 Failure (OCSF has no "denied": the outcome goes in status_detail).
-OCSF_STATUS = {
-    Outcome.SUCCESS: (1, "Success"),
-    Outcome.FAILURE: (2, "Failure"),
-    Outcome.DENIED: (2, "Failure"),
-    Outcome.ERROR: (2, "Failure"),
-}
+OCSF_STATUS = {Outcome.SUCCESS: (1, "Success"), Outcome.FAILURE: (2, "Failure"), Outcome.DENIED: (2, "Failure"),
+               Outcome.ERROR: (2, "Failure")}
 # severity_id: 1 Informational, 2 Low, 3 Medium, 4 High, 5 Critical.
 ALERT_SEVERITY = {"low": 2, "medium": 3, "high": 4, "critical": 5}
 
 # --- ECS (elastic.co/guide/en/ecs) -------------------------------------------------------------
-ECS_OUTCOME = {
-    Outcome.SUCCESS: "success",
-    Outcome.FAILURE: "failure",
-    Outcome.DENIED: "failure",
-    Outcome.ERROR: "failure",
-}
-ECS_CATEGORY = {
-    AUTHENTICATION: ["authentication", "session"],
-    ACCOUNT_CHANGE: ["iam"],
-    API_ACTIVITY: ["api"],
-    DETECTION_FINDING: ["intrusion_detection"],
-    BASE_EVENT: ["configuration"],
-}
+ECS_OUTCOME = {Outcome.SUCCESS: "success", Outcome.FAILURE: "failure", Outcome.DENIED: "failure",
+               Outcome.ERROR: "failure"}
+ECS_CATEGORY = {AUTHENTICATION: ["authentication", "session"], ACCOUNT_CHANGE: ["iam"], API_ACTIVITY: ["api"],
+                DETECTION_FINDING: ["intrusion_detection"], BASE_EVENT: ["configuration"]}
 ECS_TYPE_BY_ACTIVITY = {
     AUTHENTICATION: {1: ["start"], 2: ["end"]},
     ACCOUNT_CHANGE: {1: ["user", "creation"], 6: ["user", "deletion"], 7: ["user", "change"], 8: ["user", "change"]},
@@ -194,8 +124,8 @@ def _millis(event: AuditEvent) -> int:
     return int(event.timestamp.timestamp() * 1000)
 
 
-def to_ocsf(event: AuditEvent) -> dict[str, Any]:
-    """One event as an OCSF 1.x record of its class."""
+def to_ocsf(event: AuditEvent, checkpoint: dict | None = None) -> dict[str, Any]:
+    """One event as an OCSF 1.x record of its class (``checkpoint``: the first covering it, or None)."""
     class_uid, category_uid, activity_id = ocsf_class(event.action)
     status_id, status = OCSF_STATUS.get(event.outcome, (0, "Unknown"))
     severity_id = 1
@@ -226,6 +156,7 @@ def to_ocsf(event: AuditEvent) -> dict[str, Any]:
         "unmapped": {
             "action": event.action,
             "chain_hash": event.hash,
+            "checkpoint": checkpoint,
             "context": event.context,
             "target": {"type": event.target_type, "uid": event.target_id, "name": event.target_repr},
         },
@@ -253,8 +184,8 @@ def to_ocsf(event: AuditEvent) -> dict[str, Any]:
     return {key: value for key, value in record.items() if value is not None}
 
 
-def to_ecs(event: AuditEvent) -> dict[str, Any]:
-    """One event as an Elastic Common Schema document."""
+def to_ecs(event: AuditEvent, checkpoint: dict | None = None) -> dict[str, Any]:
+    """One event as an Elastic Common Schema document (``checkpoint``: the first covering it, or None)."""
     class_uid, category_uid, activity_id = ocsf_class(event.action)
     klass = (class_uid, category_uid)
     document: dict[str, Any] = {
@@ -276,7 +207,9 @@ def to_ecs(event: AuditEvent) -> dict[str, Any]:
         },
         "message": Action(event.action).label if event.action in Action.values else event.action,
         "labels": {"target_type": event.target_type, "target_id": event.target_id},
-        "ninaivalaigal": {"audit": {"context": event.context, "target_label": event.target_repr}},
+        "ninaivalaigal": {
+            "audit": {"context": event.context, "target_label": event.target_repr, "checkpoint": checkpoint}
+        },
     }
     document["event"] = {key: value for key, value in document["event"].items() if value is not None}
     if event.actor_id or event.actor_username:
@@ -325,6 +258,38 @@ def sealed_events_after(sequence: int, *, limit: int | None = None) -> Iterator[
     return events.iterator(chunk_size=BATCH_SIZE)
 
 
+class CoveringCheckpoints:
+    """The first signed checkpoint covering each sequence, for events asked in increasing sequence order.
+
+    A checkpoint of epoch *e* covers the events ``tree_base + 1 .. tree_base + tree_size``; in the order
+    (epoch, size) their ends never go back, so one pass over the checkpoints after the cursor serves a
+    whole export (streamed, like the events). ``None`` for an event no checkpoint covers yet: it is
+    covered by a later one, which a later export or ``audit_proof`` names.
+    """
+
+    def __init__(self, after_sequence: int) -> None:
+        from django.db.models import F
+
+        from audit.models import AuditCheckpoint
+
+        self._rows = iter(
+            AuditCheckpoint.objects.annotate(end=F("tree_base") + F("tree_size"))
+            .filter(end__gt=after_sequence, tree_size__gt=0)
+            .order_by("epoch", "tree_size")
+            .values_list("epoch", "tree_base", "tree_size", "note")
+            .iterator(chunk_size=BATCH_SIZE)
+        )
+        self._current = next(self._rows, None)
+
+    def covering(self, sequence: int) -> dict | None:
+        while self._current is not None and self._current[1] + self._current[2] < sequence:
+            self._current = next(self._rows, None)
+        if self._current is None or self._current[1] >= sequence:
+            return None
+        epoch, _base, size, note = self._current
+        return {"origin": note.split("\n", 1)[0], "size": size, "epoch": epoch}
+
+
 @dataclass
 class ExportResult:
     exported: int
@@ -344,8 +309,10 @@ def siem_export(
         raise ValueError(f"unknown schema {schema!r}: choose one of {', '.join(FORMATS)}")
     mapper = MAPPERS[schema]
     exported, first, last = 0, None, after_sequence
+    checkpoints = CoveringCheckpoints(after_sequence)
     for event in sealed_events_after(after_sequence, limit=limit):
-        output.write(json.dumps(mapper(event), ensure_ascii=False, separators=(",", ":"), default=str) + "\n")
+        record = mapper(event, checkpoints.covering(event.sequence))
+        output.write(json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n")
         exported += 1
         first = event.sequence if first is None else first
         last = event.sequence
@@ -384,7 +351,7 @@ def syslog_message(record: dict, *, schema: str, hostname: str, procid: str) -> 
     priority = SYSLOG_FACILITY * 8 + SYSLOG_SEVERITY[outcome]
     header = (
         f"<{priority}>1 {stamp.replace('+00:00', 'Z')} {hostname[:255] or '-'} ninaivalaigal {procid[:128] or '-'} "
-        f'{action[:32]} [{SYSLOG_SD_ID} sequence="{_sd_value(sequence)}" schema="{schema}"] '
+        f"{action[:32]} [{SYSLOG_SD_ID} sequence=\"{_sd_value(sequence)}\" schema=\"{schema}\"] "
     )
     body = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
     return header.encode("ascii", "replace") + b"\xef\xbb\xbf" + body.encode("utf-8")
@@ -419,9 +386,8 @@ class SyslogTlsOutput:
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
             if line:
-                message = syslog_message(
-                    json.loads(line), schema=self.schema, hostname=self.hostname, procid=self.procid
-                )
+                message = syslog_message(json.loads(line), schema=self.schema, hostname=self.hostname,
+                                         procid=self.procid)
                 # RFC 5425 §4.3: octet counting, MSG-LEN SP SYSLOG-MSG.
                 self.connection.sendall(str(len(message)).encode("ascii") + b" " + message)
 

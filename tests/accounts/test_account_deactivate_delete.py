@@ -70,11 +70,7 @@ def test_deactivating_ends_sessions_revokes_keys_and_records_old_and_new(world):
         ("auth.account_deactivated", "success", "root-admin", "carol"),
     ]
     assert recorded[-1].context == {
-        "ended": 2,
-        "api_keys_revoked": 1,
-        "field": "is_active",
-        "old": True,
-        "new": False,
+        "ended": 2, "api_keys_revoked": 1, "field": "is_active", "old": True, "new": False,
     }
     dump = repr([(e.context, e.target_repr) for e in AuditEvent.objects.all()])
     for secret in world.secrets:

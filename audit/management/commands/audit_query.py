@@ -15,26 +15,11 @@ from audit import selectors
 from audit.actions import Action, Outcome
 
 EVENT_COLUMNS = (
-    "sequence",
-    "timestamp",
-    "action",
-    "outcome",
-    "actor_username",
-    "subject_username",
-    "target_type",
-    "target_id",
-    "client_ip",
-    "request_id",
+    "sequence", "timestamp", "action", "outcome", "actor_username", "subject_username", "target_type", "target_id",
+    "client_ip", "request_id",
 )
-REPORTS = (
-    "events",
-    "failed-logins-by-ip",
-    "failed-logins-by-account",
-    "timeline",
-    "request",
-    "privilege-changes",
-    "memory-access",
-)
+REPORTS = ("events", "failed-logins-by-ip", "failed-logins-by-account", "timeline", "request", "privilege-changes",
+           "memory-access")
 
 
 def parse_moment(value: str) -> datetime.datetime:
@@ -67,13 +52,8 @@ class Command(BaseCommand):
         parser.add_argument("--report", choices=REPORTS, default="events", help="What to show (default: events).")
         parser.add_argument("--user", help="User id or username (actor or subject).")
         parser.add_argument("--ip", help="Client IP address.")
-        parser.add_argument(
-            "--action",
-            action="append",
-            choices=Action.values,
-            metavar="ACTION",
-            help="Action value, e.g. auth.login_failed (repeatable).",
-        )
+        parser.add_argument("--action", action="append", choices=Action.values, metavar="ACTION",
+                            help="Action value, e.g. auth.login_failed (repeatable).")
         parser.add_argument("--outcome", choices=Outcome.values)
         parser.add_argument("--request-id")
         parser.add_argument("--since", help="ISO date/datetime or a duration back from now (15m, 24h, 7d).")
@@ -101,13 +81,8 @@ class Command(BaseCommand):
         default_since = since or timezone.now() - datetime.timedelta(hours=24)
         if report == "events":
             queryset = selectors.event_list(
-                user=options["user"],
-                ip=options["ip"],
-                actions=options["action"],
-                outcome=options["outcome"],
-                request_id=options["request_id"],
-                since=since,
-                until=until,
+                user=options["user"], ip=options["ip"], actions=options["action"], outcome=options["outcome"],
+                request_id=options["request_id"], since=since, until=until,
             )
             return queryset.values(*EVENT_COLUMNS, "context"), (*EVENT_COLUMNS, "context")
         if report == "failed-logins-by-ip":
