@@ -81,7 +81,8 @@ class AuditEvent(models.Model):
     id = models.BigAutoField(primary_key=True)
     # A random id bound into ``content_mac``: a copied row is a duplicate, not a second event.
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    # The position in the chain, 1, 2, 3... without gaps, given by the sealer in commit order.
+    # The position in the chain, 1, 2, 3..., given by the sealer in commit order and never twice (it
+    # steps over a number a forged row holds, and over numbers published before a cut tail).
     # NULL until sealed (normally within milliseconds of the commit).
     sequence = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
     timestamp = models.DateTimeField(db_index=True, help_text="When record() was called (UTC).")

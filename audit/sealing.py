@@ -29,7 +29,10 @@ Because ``record()`` runs inside the caller's transaction: the head lock would b
 other writer in every process would queue behind it. Sealing after commit keeps each writer's
 lock footprint to its own insert, and the sealer's lock (one short batch) blocks only other
 sealers. It also means a rolled-back event never consumed a sequence number: ``sequence`` is
-gapless, so a deleted event is named exactly by the verifier.
+gapless, so a deleted event is named exactly by the verifier. The sealer alone gives numbers and
+never gives one twice: it steps over a number a forged row already holds (recorded, keyed and
+reported) and goes on after the highest number published off the database when the head was cut
+back (see ``_seal_one_batch``), so tampering can neither stop sealing nor reuse a number.
 
 Order: ``sequence`` is commit order as the sealer observes it, with ``id`` (insert order)
 breaking ties within a batch. An event committed before another was even inserted always gets
