@@ -15,6 +15,8 @@ its size, then handed to the sinks of ``AUDIT_CHECKPOINT_SINKS``:
 * ``file``: appended to ``<AUDIT_DIR>/checkpoints.log`` (one JSON line per checkpoint: size,
   root, time, key id and the note), created 0600, fsync'd; on the scaled-out setup the folder is
   shared by every app container and belongs in off-host backups;
+* ``email``: the signed note mailed to ``AUDIT_CHECKPOINT_EMAIL_TO`` through Django's email
+  backend, once per new checkpoint (mailboxes the host's operators do not administer keep a copy);
 * ``witness``: submitted to a witness (``audit/witness.py``, or any service speaking the C2SP
   tlog-witness ``add-checkpoint`` request) at ``AUDIT_WITNESS_URL`` with a consistency proof from
   the size the witness last accepted. The witness refuses a checkpoint that does not extend the
@@ -51,7 +53,7 @@ logger = logging.getLogger("audit.chain")
 
 KEY_PURPOSE = "audit_checkpoint"
 CHECKPOINTS_FILE_NAME = "checkpoints.log"
-SINKS = ("file", "witness")
+SINKS = ("file", "witness", "email")
 
 
 def checkpoints_path() -> Path:
@@ -208,6 +210,10 @@ def publish_checkpoint(checkpoint, *, fresh: bool) -> PublishResult:
                 result.sinks[sink] = "ok"
             elif sink == "witness":
                 result.sinks[sink] = submit_to_witness(checkpoint)
+            elif sink == "email":
+                if fresh:
+                    send_by_email(checkpoint)
+                result.sinks[sink] = "ok"
             else:
                 result.sinks[sink] = f"unknown sink {sink!r}"
         except Exception as error:  # a sink never stops sealing; audit_verify reports the gap
@@ -242,6 +248,25 @@ def append_to_file(checkpoint) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def send_by_email(checkpoint) -> None:
+    """Mail the signed note to ``AUDIT_CHECKPOINT_EMAIL_TO`` (Django's email backend: SMTP, or files under var/mail).
+
+    Each new checkpoint once; the note is the whole message body, so a recipient (or their mail
+    archive, off the host) can check it later with ``offline_verifier.py --key KEY checkpoint``.
+    A failure is the sink's outcome, logged; it never stops sealing.
+    """
+    from django.core.mail import send_mail
+
+    recipients = [str(address) for address in conf.get("AUDIT_CHECKPOINT_EMAIL_TO") or []]
+    epoch = f" (epoch {checkpoint.epoch})" if checkpoint.epoch != 1 else ""
+    send_mail(
+        subject=f"Audit checkpoint {origin()}: {checkpoint.tree_size} events{epoch}",
+        message=checkpoint.note,
+        from_email=None,
+        recipient_list=recipients,
+    )
 
 
 @dataclass(frozen=True)
