@@ -583,11 +583,14 @@ def verify_inclusion_document(document: dict[str, Any], verifier: Verifier) -> C
     try:
         sequence = int(document["sequence"])
         index = int(document["leaf_index"])
+        # The sequence before the tree's first leaf (0 unless the tree began after the chain, or in a
+        # later epoch); the leaf binds the sequence itself, so this only places it.
+        tree_base = int(document.get("tree_base", 0))
         event = document["event"]
         value = event_leaf_hash(sequence, event)
     except (KeyError, TypeError, ValueError) as error:
         raise VerificationError(f"the proof document is incomplete or malformed: {error}") from None
-    if index != sequence - 1:
+    if index != sequence - tree_base - 1:
         raise VerificationError(f"leaf {index} cannot hold sequence {sequence}")
     if int(document.get("tree_size", -1)) != checkpoint.size:
         raise VerificationError("the proof's tree size is not the checkpoint's")

@@ -23,6 +23,7 @@ from audit.heads import last_published_head
 from audit.models import AuditEvent, ChainHead
 from audit.services import audit_chain_verify, audit_head_publish, record
 from encryption.backups import backup_create, backup_restore
+from tests.audit.support import public_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -101,6 +102,13 @@ def test_a_restore_then_reconcile_starts_a_new_epoch_and_publication_works_again
     latest = tlog.parse_checkpoint_text(entries[-1]["note"].rpartition("\n\n")[0] + "\n")
     assert latest.epoch == 2 and latest.size == ChainHead.objects.get().tree_size
     assert audit_chain_verify().ok, "the old epoch's checkpoints and the new one's both verify"
+    # An event of the new epoch is proven against its checkpoint, offline, with the public key alone.
+    proof = StringIO()
+    call_command("audit_proof", str(event.sequence), stdout=proof)
+    document = json.loads(proof.getvalue())
+    assert document["tree_base"] == lost_to
+    verifier = tlog.parse_verifier_key(public_key())
+    assert tlog.verify_inclusion_document(document, verifier).epoch == 2
     assert audit_head_publish().ok, "and the head is published again"
     out = StringIO()
     call_command("audit_reconcile", "--after-restore", stdout=out)
