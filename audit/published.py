@@ -279,3 +279,52 @@ def _check_tree_state(report, *, tree, head) -> None:
         and tlog.frontier_root(parse_frontier(head.tree_frontier)) != tlog.frontier_root(tree.frontier)
     ):
         report.add(Problem("tree_state", None, "the stored frontier of the Merkle tree is not the events' (edited)"))
+
+
+_checkpoint_file_cache: dict = {"stamp": None, "value": None}
+
+
+def published_high_water(*, tree_base: int, tree_epoch: int) -> tuple[int, str]:
+    """The highest sequence known to be published outside the database, and where (``""``: none).
+
+    The last line of ``heads.log`` (its MAC checked) and the last line of ``checkpoints.log`` of the
+    current tree epoch (its signature checked; ``tree_base`` + its size). A number published there
+    was sealed once; after the tail was cut (or a backup restored) it must never name another event,
+    or each verification would name a different first missing event.
+    """
+    from audit.heads import last_published_head
+
+    best, where = 0, ""
+    try:
+        published = last_published_head()
+    except OSError:
+        published = None
+    if published is not None and published.mac_valid:
+        best, where = published.sequence, "heads.log"
+    checkpoint = _last_file_checkpoint()
+    if checkpoint is not None and checkpoint.epoch == tree_epoch and tree_base + checkpoint.size > best:
+        best, where = tree_base + checkpoint.size, "checkpoints.log"
+    return best, where
+
+
+def _last_file_checkpoint():
+    """The last checkpoint of ``checkpoints.log`` if its signature verifies (cached by size and time)."""
+    from audit.heads import _last_line
+
+    path = checkpoints_path()
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    stamp = (str(path), status.st_size, status.st_mtime_ns)
+    if _checkpoint_file_cache["stamp"] == stamp:
+        return _checkpoint_file_cache["value"]
+    value = None
+    try:
+        raw = _last_line(path)
+        if raw:
+            value = open_checkpoint(str(json.loads(raw)["note"]))
+    except Exception:  # an unreadable or forged line is audit_verify's to report; it moves no number
+        value = None
+    _checkpoint_file_cache.update(stamp=stamp, value=value)
+    return value

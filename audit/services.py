@@ -494,7 +494,7 @@ def audit_chain_reconcile_after_restore(*, actor: Any = None) -> ReconcileResult
     from audit.merkle import format_frontier, leaf_hashes
     from audit.models import AuditSkippedSequence, AuditTombstone, ChainHead
     from audit.offline_verifier import frontier_append
-    from audit.sealing import published_high_water
+    from audit.published import published_high_water
 
     seal_pending()
     published = last_published_head()

@@ -345,7 +345,7 @@ class _ChainWalk:
         self.ring_chained = False
         self.skips: dict = {}
         # The highest number published off the database: a gap below it is a cut tail sealed past.
-        from audit.sealing import published_high_water
+        from audit.published import published_high_water
 
         self.published_high = published_high_water(tree_base=self.head.tree_base, tree_epoch=self.head.tree_epoch)[0]
         # Ranges lost with a restore and named by an authentic reconcile event: gaps that are not tampering.
