@@ -123,6 +123,10 @@ class Action(models.TextChoices):
     BACKUP_RESTORED = "system.backup_restored", "Backup restored"
     KEY_RETIRED = "system.key_retired", "Encryption key retired"
     AUDIT_RECONCILED = "system.audit_reconciled", "Audit chain reconciled after a restore"
+    # The sealer stepped over numbers held by rows it did not allocate, or numbers already
+    # published before the newest events were removed (audit/sealing.py); both raise an alert.
+    AUDIT_FORGED_ROW_SKIPPED = "system.audit_forged_row_skipped", "Forged audit row skipped by the sealer"
+    AUDIT_SEQUENCE_JUMPED = "system.audit_sequence_jumped", "Audit sealing continued after a truncated tail"
     PLAINTEXT_ENCRYPTED = "system.plaintext_encrypted", "Plaintext values encrypted in place"
     SCHEDULED_JOB_FAILED = "system.scheduled_job_failed", "Scheduled job failed"
     PROCESS_STARTED = "system.process_started", "Process started"

@@ -92,6 +92,7 @@ _CONTENT_LABEL = b"audit-event-content/v1\n"
 _CHAIN_LABEL = b"audit-event-chain/v1\n"
 _ANCHOR_LABEL = b"audit-chain-anchor/v1\n"
 _TOMBSTONE_LABEL = b"audit-chain-tombstone/v1\n"
+_SKIP_LABEL = b"audit-chain-skipped/v1\n"
 _HEAD_LABEL = b"audit-chain-published-head/v1\n"
 _MANIFEST_LABEL = b"audit-archive-manifest/v1\n"
 
@@ -273,6 +274,16 @@ def link_hash(*, sequence: int, previous_hash: str, content_mac_value: str, key:
     """Return the chain hash of the event at ``sequence`` following ``previous_hash``."""
     message = f"{sequence}\n{previous_hash}\n{content_mac_value}".encode("ascii")
     return (key or signing_key()).hmac_sha256_hex(_CHAIN_LABEL + message)
+
+
+def skip_hash(*, sequence: int, previous_hash: str, key: ChainKey | None = None) -> str:
+    """The chain hash of a sequence the sealer skipped (a row it did not allocate held the number).
+
+    Keyed like a link, under its own label, so only the sealer can make the chain step over a
+    number, and a skip can never pass for an event's link (``audit.sealing``).
+    """
+    message = f"{sequence}\n{previous_hash}".encode("ascii")
+    return (key or signing_key()).hmac_sha256_hex(_SKIP_LABEL + message)
 
 
 def anchor_mac(*, sequence: int, hash_value: str, key: ChainKey | None = None) -> str:

@@ -15,6 +15,8 @@ its size, then handed to the sinks of ``AUDIT_CHECKPOINT_SINKS``:
 * ``file``: appended to ``<AUDIT_DIR>/checkpoints.log`` (one JSON line per checkpoint: size,
   root, time, key id and the note), created 0600, fsync'd; on the scaled-out setup the folder is
   shared by every app container and belongs in off-host backups;
+* ``email``: the signed note mailed to ``AUDIT_CHECKPOINT_EMAIL_TO`` through Django's email
+  backend, once per new checkpoint (mailboxes the host's operators do not administer keep a copy);
 * ``witness``: submitted to a witness (``audit/witness.py``, or any service speaking the C2SP
   tlog-witness ``add-checkpoint`` request) at ``AUDIT_WITNESS_URL`` with a consistency proof from
   the size the witness last accepted. The witness refuses a checkpoint that does not extend the
@@ -51,7 +53,7 @@ logger = logging.getLogger("audit.chain")
 
 KEY_PURPOSE = "audit_checkpoint"
 CHECKPOINTS_FILE_NAME = "checkpoints.log"
-SINKS = ("file", "witness")
+SINKS = ("file", "witness", "email")
 
 
 def checkpoints_path() -> Path:
@@ -113,24 +115,57 @@ def checkpoint_create():
         head = ChainHead.objects.select_for_update().filter(pk=1).first()
         if head is None or head.tree_size == 0 or head.tree_base + head.tree_size != head.sequence:
             return None
-        last_size = AuditCheckpoint.objects.order_by("-tree_size").values_list("tree_size", flat=True).first()
+        last_size = (
+            AuditCheckpoint.objects.filter(epoch=head.tree_epoch)
+            .order_by("-tree_size")
+            .values_list("tree_size", flat=True)
+            .first()
+        )
         if last_size is not None and last_size >= head.tree_size:
             return None
-        frontier = parse_frontier(head.tree_frontier)
-        now = timezone.now()
-        checkpoint = tlog.Checkpoint(
-            origin=origin(), size=head.tree_size, root=tlog.frontier_root(frontier), time=_utc_text(now)
-        )
-        key_id, private_key = signing_key()
-        return AuditCheckpoint.objects.create(
+        return _sign_and_store(
+            epoch=head.tree_epoch,
             tree_size=head.tree_size,
             tree_base=head.tree_base,
-            root_hash=checkpoint.root.hex(),
-            frontier=format_frontier(frontier),
-            note=tlog.sign_checkpoint(checkpoint, private_key=private_key),
-            key_id=key_id,
-            created_at=now,
+            frontier=parse_frontier(head.tree_frontier),
         )
+
+
+def _sign_and_store(*, epoch: int, tree_size: int, tree_base: int, frontier: list[bytes], previous: str = ""):
+    from audit.models import AuditCheckpoint
+
+    now = timezone.now()
+    checkpoint = tlog.Checkpoint(
+        origin=origin(),
+        size=tree_size,
+        root=tlog.frontier_root(frontier),
+        time=_utc_text(now),
+        epoch=epoch,
+        previous=previous,
+    )
+    key_id, private_key = signing_key()
+    return AuditCheckpoint.objects.create(
+        epoch=epoch,
+        tree_size=tree_size,
+        tree_base=tree_base,
+        root_hash=checkpoint.root.hex(),
+        frontier=format_frontier(frontier),
+        note=tlog.sign_checkpoint(checkpoint, private_key=private_key),
+        key_id=key_id,
+        created_at=now,
+    )
+
+
+def epoch_start_checkpoint(*, epoch: int, tree_base: int, previous: tuple[int, int, bytes]):
+    """Sign the empty tree of a new epoch, naming the last checkpoint of the epoch before.
+
+    The first checkpoint of an epoch started by ``audit_reconcile --after-restore``: its
+    ``previous`` line says which published tree the new one does not extend, so the witness can
+    accept the new tree while the lost tail stays on the record (signed, and in the witness's log).
+    """
+    previous_epoch, previous_size, previous_root = previous
+    text = f"{previous_epoch} {previous_size} {base64.b64encode(previous_root).decode('ascii')}"
+    return _sign_and_store(epoch=epoch, tree_size=0, tree_base=tree_base, frontier=[], previous=text)
 
 
 @dataclass
@@ -157,12 +192,16 @@ def checkpoint_publish(*, create: bool = True) -> PublishResult:
 
     checkpoint = checkpoint_create() if create else None
     fresh = checkpoint is not None
-    result = PublishResult(checkpoint=checkpoint, fresh=fresh)
     if checkpoint is None:
-        checkpoint = AuditCheckpoint.objects.order_by("-tree_size").first()
-        result.checkpoint = checkpoint
+        checkpoint = AuditCheckpoint.objects.order_by("-epoch", "-tree_size").first()
         if checkpoint is None:
-            return result
+            return PublishResult()
+    return publish_checkpoint(checkpoint, fresh=fresh)
+
+
+def publish_checkpoint(checkpoint, *, fresh: bool) -> PublishResult:
+    """Hand one stored checkpoint to every configured sink (the file only when ``fresh``)."""
+    result = PublishResult(checkpoint=checkpoint, fresh=fresh)
     for sink in conf.get("AUDIT_CHECKPOINT_SINKS") or []:
         try:
             if sink == "file":
@@ -171,6 +210,10 @@ def checkpoint_publish(*, create: bool = True) -> PublishResult:
                 result.sinks[sink] = "ok"
             elif sink == "witness":
                 result.sinks[sink] = submit_to_witness(checkpoint)
+            elif sink == "email":
+                if fresh:
+                    send_by_email(checkpoint)
+                result.sinks[sink] = "ok"
             else:
                 result.sinks[sink] = f"unknown sink {sink!r}"
         except Exception as error:  # a sink never stops sealing; audit_verify reports the gap
@@ -189,6 +232,7 @@ def checkpoint_publish(*, create: bool = True) -> PublishResult:
 def append_to_file(checkpoint) -> None:
     """Append the checkpoint to ``checkpoints.log`` (created 0600), fsync'd."""
     line = {
+        "epoch": checkpoint.epoch,
         "tree_size": checkpoint.tree_size,
         "tree_base": checkpoint.tree_base,
         "root_sha256": checkpoint.root_hash,
@@ -206,6 +250,25 @@ def append_to_file(checkpoint) -> None:
         os.close(descriptor)
 
 
+def send_by_email(checkpoint) -> None:
+    """Mail the signed note to ``AUDIT_CHECKPOINT_EMAIL_TO`` (Django's email backend: SMTP, or files under var/mail).
+
+    Each new checkpoint once; the note is the whole message body, so a recipient (or their mail
+    archive, off the host) can check it later with ``offline_verifier.py --key KEY checkpoint``.
+    A failure is the sink's outcome, logged; it never stops sealing.
+    """
+    from django.core.mail import send_mail
+
+    recipients = [str(address) for address in conf.get("AUDIT_CHECKPOINT_EMAIL_TO") or []]
+    epoch = f" (epoch {checkpoint.epoch})" if checkpoint.epoch != 1 else ""
+    send_mail(
+        subject=f"Audit checkpoint {origin()}: {checkpoint.tree_size} events{epoch}",
+        message=checkpoint.note,
+        from_email=None,
+        recipient_list=recipients,
+    )
+
+
 @dataclass(frozen=True)
 class PublishedCheckpoint:
     """One line of ``checkpoints.log``, its note verified (``problem`` says why not)."""
@@ -216,6 +279,7 @@ class PublishedCheckpoint:
     root: bytes
     note: str
     problem: str = ""
+    epoch: int = 1
 
 
 def read_checkpoints_file() -> list[PublishedCheckpoint] | None:
@@ -241,7 +305,9 @@ def read_checkpoints_file() -> list[PublishedCheckpoint] | None:
         except tlog.VerificationError as error:
             published.append(PublishedCheckpoint(number, -1, base, b"", note, str(error)))
             continue
-        published.append(PublishedCheckpoint(number, checkpoint.size, base, checkpoint.root, note))
+        published.append(
+            PublishedCheckpoint(number, checkpoint.size, base, checkpoint.root, note, epoch=checkpoint.epoch)
+        )
     return published
 
 
@@ -279,7 +345,7 @@ def _proof_from(old_size: int, checkpoint) -> list[bytes]:
 
     if old_size == 0:
         return []
-    old = AuditCheckpoint.objects.filter(tree_size=old_size).first()
+    old = AuditCheckpoint.objects.filter(epoch=checkpoint.epoch, tree_size=old_size).first()
     if old is None:
         raise WitnessError(f"the witness holds size {old_size}, which this log never checkpointed (a fork?)")
     return consistency_proof(
@@ -299,7 +365,7 @@ def submit_to_witness(checkpoint) -> str:
     from audit.models import AuditCheckpoint
 
     previous = (
-        AuditCheckpoint.objects.filter(tree_size__lt=checkpoint.tree_size)
+        AuditCheckpoint.objects.filter(epoch=checkpoint.epoch, tree_size__lt=checkpoint.tree_size)
         .order_by("-tree_size")
         .values_list("tree_size", flat=True)
         .first()
@@ -316,6 +382,11 @@ def submit_to_witness(checkpoint) -> str:
             return "ok"
         if status == 409 and text.strip().isdigit():
             held = int(text.strip())
+            if checkpoint.epoch > 1 and old_size == 0 and checkpoint.tree_size > 0:
+                # The witness still holds an older epoch: it needs this epoch's first checkpoint first.
+                start = AuditCheckpoint.objects.filter(epoch=checkpoint.epoch, tree_size=0).first()
+                if start is not None and start.pk != checkpoint.pk and submit_to_witness(start) == "ok":
+                    continue
             if held == checkpoint.tree_size:
                 return "ok"  # the witness already holds this checkpoint
             if held > checkpoint.tree_size:
@@ -364,7 +435,7 @@ def publish_if_due() -> PublishResult | None:
     if _next_due["interval"] == interval and now < _next_due["at"]:
         return None
     try:
-        last = AuditCheckpoint.objects.order_by("-tree_size").values_list("created_at", flat=True).first()
+        last = AuditCheckpoint.objects.order_by("-epoch", "-tree_size").values_list("created_at", flat=True).first()
         if last is not None:
             age = (timezone.now() - last).total_seconds()
             if age < interval:

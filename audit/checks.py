@@ -79,6 +79,13 @@ def _checkpoint_problems() -> list[Error]:
                 "AUDIT_CHECKPOINT_SINKS names the witness but AUDIT_WITNESS_URL is not an http(s) URL.", id="audit.E010"
             )
         )
+    recipients = [address for address in conf.get("AUDIT_CHECKPOINT_EMAIL_TO") or [] if "@" in str(address)]
+    if "email" in sinks and not recipients:
+        messages.append(
+            Error(
+                "AUDIT_CHECKPOINT_SINKS names email but AUDIT_CHECKPOINT_EMAIL_TO holds no address.", id="audit.E012"
+            )
+        )
     if conf.get("AUDIT_CHECKPOINT_INTERVAL") < 0:
         messages.append(Error("AUDIT_CHECKPOINT_INTERVAL cannot be negative (0: only on demand).", id="audit.E011"))
     return messages

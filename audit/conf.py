@@ -44,8 +44,11 @@ DEFAULTS = {
     # The checkpoints' origin line and signing key name: unique to this deployment, no spaces or
     # "+" (C2SP tlog-checkpoint) (text).
     "AUDIT_CHECKPOINT_ORIGIN": "ninaivalaigal.local/audit",
-    # Where checkpoints are published: "file" (AUDIT_DIR/checkpoints.log), "witness" (AUDIT_WITNESS_URL) (list).
+    # Where checkpoints are published: "file" (AUDIT_DIR/checkpoints.log), "witness" (AUDIT_WITNESS_URL),
+    # "email" (AUDIT_CHECKPOINT_EMAIL_TO) (list).
     "AUDIT_CHECKPOINT_SINKS": ["file"],
+    # Who receives each new checkpoint when the email sink is on: mailboxes off the host (list of addresses).
+    "AUDIT_CHECKPOINT_EMAIL_TO": [],
     # The witness's base URL (audit/witness.py); it must run on another host to be worth having (URL).
     "AUDIT_WITNESS_URL": "",
     # How long a checkpoint submission to the witness may take (seconds).

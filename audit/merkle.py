@@ -44,11 +44,25 @@ def event_leaf(sequence: int, content: bytes) -> bytes:
 
 def leaf_hashes(first_sequence: int, last_sequence: int, *, chunk_size: int = 5000) -> list[bytes]:
     """The leaf hashes of the events ``first_sequence``..``last_sequence``; ``TreeDataMissing`` on a gap."""
-    from audit.models import AuditEvent
+    from audit.models import AuditEvent, AuditSkippedSequence
 
+    # Numbers the sealer stepped over have a "skipped" leaf; a forged row that holds one is not a leaf.
+    skipped = set(
+        AuditSkippedSequence.objects.filter(sequence__gte=first_sequence, sequence__lte=last_sequence).values_list(
+            "sequence", flat=True
+        )
+    )
     hashes: list[bytes] = []
     cursor = first_sequence - 1
+
+    def step_over_skips() -> None:
+        nonlocal cursor
+        while cursor + 1 in skipped and cursor < last_sequence:
+            cursor += 1
+            hashes.append(tlog.skipped_leaf_hash(cursor))
+
     while cursor < last_sequence:
+        step_over_skips()
         rows = list(
             AuditEvent.objects.filter(sequence__gt=cursor, sequence__lte=last_sequence)
             .order_by("sequence")
@@ -57,10 +71,14 @@ def leaf_hashes(first_sequence: int, last_sequence: int, *, chunk_size: int = 50
         if not rows:
             break
         for row in rows:
+            step_over_skips()
+            if row["sequence"] in skipped:
+                continue
             if row["sequence"] != cursor + 1:
                 raise TreeDataMissing(f"event #{cursor + 1} is not in the database (deleted or purged)")
             hashes.append(tlog.event_leaf_hash(row["sequence"], row))
             cursor = row["sequence"]
+    step_over_skips()
     if cursor < last_sequence:
         raise TreeDataMissing(f"event #{cursor + 1} is not in the database (deleted or purged)")
     return hashes

@@ -17,7 +17,16 @@ from django.db import models
 
 from audit.actions import Action, Outcome
 
-__all__ = ["Action", "AuditCheckpoint", "AuditEvent", "AuditEventImmutable", "AuditTombstone", "ChainHead", "Outcome"]
+__all__ = [
+    "Action",
+    "AuditCheckpoint",
+    "AuditEvent",
+    "AuditEventImmutable",
+    "AuditSkippedSequence",
+    "AuditTombstone",
+    "ChainHead",
+    "Outcome",
+]
 
 # Field sizes (characters). Values are truncated with a marker by the sanitiser to fit.
 ACTION_MAX_LENGTH = 64
@@ -72,7 +81,8 @@ class AuditEvent(models.Model):
     id = models.BigAutoField(primary_key=True)
     # A random id bound into ``content_mac``: a copied row is a duplicate, not a second event.
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    # The position in the chain, 1, 2, 3... without gaps, given by the sealer in commit order.
+    # The position in the chain, 1, 2, 3..., given by the sealer in commit order and never twice (it
+    # steps over a number a forged row holds, and over numbers published before a cut tail).
     # NULL until sealed (normally within milliseconds of the commit).
     sequence = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
     timestamp = models.DateTimeField(db_index=True, help_text="When record() was called (UTC).")
@@ -178,6 +188,9 @@ class ChainHead(models.Model):
     tree_base = models.BigIntegerField(default=0)
     tree_size = models.BigIntegerField(default=0)
     tree_frontier = models.TextField(blank=True, default="")
+    # The tree's epoch: 1, until ``audit_reconcile --after-restore`` starts a new tree after the lost
+    # tail of a restore (each reconcile event names its epoch, base and the checkpoint it could not extend).
+    tree_epoch = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -210,6 +223,33 @@ class AuditTombstone(models.Model):
         return f"tombstone #{self.sequence}"
 
 
+class AuditSkippedSequence(models.Model):
+    """A sequence number the sealer stepped over because a row it did not allocate already held it.
+
+    Only the sealer allocates sequence numbers; a row that already carries the next number was
+    written outside ``audit.record()`` (a forged INSERT). The sealer does not stop and does not
+    adopt it: it records the skip here, with ``hash = skip_hash(sequence, previous_hash)`` under
+    the ``audit_chain`` key ``key_id``, links the next event to that hash and gives the number a
+    "skipped" leaf in the Merkle tree (``audit.sealing``). ``audit_verify`` reports the forged row
+    while it is there (``forged_skipped``) and walks the skip as an authenticated link.
+    """
+
+    sequence = models.BigIntegerField(primary_key=True)
+    previous_hash = models.CharField(max_length=HASH_LENGTH)
+    hash = models.CharField(max_length=HASH_LENGTH)
+    key_id = models.CharField(max_length=KEY_ID_MAX_LENGTH)
+    # The id of the forged row that held the number (it may be removed later by the owner).
+    forged_event_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["sequence"]
+        verbose_name = "audit skipped sequence"
+
+    def __str__(self) -> str:
+        return f"skipped #{self.sequence}"
+
+
 class AuditCheckpoint(models.Model):
     """A signed checkpoint of the Merkle tree (audit/checkpoints.py), kept with its frontier.
 
@@ -218,8 +258,10 @@ class AuditCheckpoint(models.Model):
     events sealed since (never the whole table). Append-only: the runtime role may only insert.
     """
 
-    tree_size = models.BigIntegerField(unique=True)
+    tree_size = models.BigIntegerField()
     tree_base = models.BigIntegerField(default=0)
+    # The tree's epoch (``ChainHead.tree_epoch``): sizes start again from 0 in each new epoch.
+    epoch = models.PositiveIntegerField(default=1)
     root_hash = models.CharField(max_length=HASH_LENGTH)
     frontier = models.TextField(blank=True, default="")
     note = models.TextField()
@@ -228,8 +270,9 @@ class AuditCheckpoint(models.Model):
     created_at = models.DateTimeField()
 
     class Meta:
-        ordering = ["-tree_size"]
+        ordering = ["-epoch", "-tree_size"]
         verbose_name = "audit checkpoint"
+        constraints = [models.UniqueConstraint(fields=["epoch", "tree_size"], name="audit_checkpoint_epoch_size")]
 
     def __str__(self) -> str:
         return f"checkpoint at {self.tree_size}"

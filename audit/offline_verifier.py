@@ -71,6 +71,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 LEAF_LABEL = b"audit-event-leaf/v1\n"
+# The leaf of a sequence number the sealer skipped because a row it did not allocate occupied it.
+SKIPPED_LEAF_LABEL = b"audit-sequence-skipped/v1\n"
 CANONICAL_VERSION = 1
 # signed-note signature types (c2sp.org/signed-note): 0x01 Ed25519.
 ED25519_TYPE = 0x01
@@ -167,6 +169,11 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 def event_leaf_data(sequence: int, content: bytes) -> bytes:
     """The leaf data of the event at ``sequence`` whose canonical content is ``content``."""
     return LEAF_LABEL + b"%d\n" % sequence + content
+
+
+def skipped_leaf_hash(sequence: int) -> bytes:
+    """The leaf hash of a sequence the sealer skipped (a forged row held it; the sealer chained none)."""
+    return leaf_hash(SKIPPED_LEAF_LABEL + b"%d" % sequence)
 
 
 def event_leaf_hash(sequence: int, values: dict[str, Any]) -> bytes:
@@ -483,12 +490,28 @@ class Checkpoint:
     size: int
     root: bytes
     time: str = ""
+    # The tree's epoch: 1 until a reconcile after a restore starts a new tree (no line), then 2, 3...
+    epoch: int = 1
+    # In a later epoch: "<epoch> <size> <root, base64>" of the last checkpoint of the epoch before,
+    # which the new tree could not extend (the tail lost with the restore is named, not forgotten).
+    previous: str = ""
 
     def text(self) -> str:
         lines = [self.origin, str(self.size), base64.b64encode(self.root).decode("ascii")]
         if self.time:
             lines.append(f"time {self.time}")
+        if self.epoch != 1:
+            lines.append(f"epoch {self.epoch}")
+        if self.previous:
+            lines.append(f"previous {self.previous}")
         return "".join(line + "\n" for line in lines)
+
+    def previous_checkpoint(self) -> tuple[int, int, bytes] | None:
+        """(epoch, size, root) named by the ``previous`` line, or ``None``."""
+        if not self.previous:
+            return None
+        epoch_text, size_text, root_text = self.previous.split(" ")
+        return int(epoch_text), int(size_text), base64.b64decode(root_text, validate=True)
 
 
 def parse_checkpoint_text(text: str) -> Checkpoint:
@@ -505,11 +528,28 @@ def parse_checkpoint_text(text: str) -> Checkpoint:
         raise VerificationError("the checkpoint's root hash is not base64") from None
     if len(root) != HASH_SIZE:
         raise VerificationError("the checkpoint's root hash is not 32 bytes")
-    time_value = ""
+    time_value, epoch, previous = "", 1, ""
     for extension in lines[3:-1]:
         if extension.startswith("time "):
             time_value = extension[5:]
-    return Checkpoint(origin=origin, size=int(size_text), root=root, time=time_value)
+        elif extension.startswith("epoch "):
+            epoch_text = extension[6:]
+            if not epoch_text.isdigit() or epoch_text.startswith("0") or epoch_text == "1":
+                raise VerificationError("the checkpoint's epoch is not a decimal number above 1")
+            epoch = int(epoch_text)
+        elif extension.startswith("previous "):
+            previous = extension[9:]
+    checkpoint = Checkpoint(
+        origin=origin, size=int(size_text), root=root, time=time_value, epoch=epoch, previous=previous
+    )
+    if previous:
+        try:
+            previous_epoch, _size, previous_root = checkpoint.previous_checkpoint()
+        except ValueError:
+            raise VerificationError("the checkpoint's previous line is not '<epoch> <size> <root>'") from None
+        if previous_epoch >= epoch or len(previous_root) != HASH_SIZE:
+            raise VerificationError("the checkpoint's previous line names no earlier epoch")
+    return checkpoint
 
 
 def sign_checkpoint(checkpoint: Checkpoint, *, private_key: Ed25519PrivateKey) -> str:
@@ -543,11 +583,14 @@ def verify_inclusion_document(document: dict[str, Any], verifier: Verifier) -> C
     try:
         sequence = int(document["sequence"])
         index = int(document["leaf_index"])
+        # The sequence before the tree's first leaf (0 unless the tree began after the chain, or in a
+        # later epoch); the leaf binds the sequence itself, so this only places it.
+        tree_base = int(document.get("tree_base", 0))
         event = document["event"]
         value = event_leaf_hash(sequence, event)
     except (KeyError, TypeError, ValueError) as error:
         raise VerificationError(f"the proof document is incomplete or malformed: {error}") from None
-    if index != sequence - 1:
+    if index != sequence - tree_base - 1:
         raise VerificationError(f"leaf {index} cannot hold sequence {sequence}")
     if int(document.get("tree_size", -1)) != checkpoint.size:
         raise VerificationError("the proof's tree size is not the checkpoint's")
@@ -587,7 +630,8 @@ def verify_event_set(events: Iterable[dict[str, Any]], checkpoint: Checkpoint, *
                 f"the export skips from #{tree_base + size} to #{sequence}: event #{tree_base + size + 1} is missing"
             )
         try:
-            value = event_leaf_hash(sequence, event)
+            # A number the sealer skipped (audit_proof --skipped lists them): its leaf names only the number.
+            value = skipped_leaf_hash(sequence) if event.get("skipped") is True else event_leaf_hash(sequence, event)
         except (KeyError, TypeError, ValueError) as error:
             raise VerificationError(f"event #{sequence} of the export is malformed: {error}") from None
         frontier_append(frontier, size, value)

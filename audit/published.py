@@ -89,13 +89,15 @@ def _unverified(note: str) -> tlog.Checkpoint:
     return tlog.parse_checkpoint_text(text + "\n")
 
 
-def published_checkpoints(report) -> dict[int, list[_Entry]]:
-    """The checkpoints published outside the database, by tree size; problems with the files go to ``report``."""
+def published_checkpoints(report) -> dict[tuple[int, int], list[_Entry]]:
+    """The checkpoints published off the database, by (epoch, tree size); problems with the files go to ``report``."""
     from audit.models import AuditCheckpoint
 
     sinks = conf.get("AUDIT_CHECKPOINT_SINKS") or []
-    by_size: dict[int, list[_Entry]] = {}
-    recorded = AuditCheckpoint.objects.order_by("-tree_size").values("tree_size", "created_at").first()
+    by_size: dict[tuple[int, int], list[_Entry]] = {}
+    recorded = (
+        AuditCheckpoint.objects.order_by("-epoch", "-tree_size").values("epoch", "tree_size", "created_at").first()
+    )
     path = checkpoints_path()
     entries: list[_Entry] = []
     try:
@@ -113,32 +115,42 @@ def published_checkpoints(report) -> dict[int, list[_Entry]]:
                 )
             )
     else:
-        previous_size = -1
+        # Checkpoints grow within an epoch; a new epoch (a reconcile after a restore) starts from 0.
+        previous = (0, -1)
         with handle:
             lines = list(_checkpoint_lines(handle, path, report))
         for number, checkpoint in lines:
             entry = _Entry(
                 source=f"{path.name} line {number}", checkpoint=checkpoint, verified=False, path=path, line=number
             )
-            if checkpoint.size < previous_size:
+            if (checkpoint.epoch, checkpoint.size) < previous:
                 report.add(
                     Problem(
                         "checkpoints_inconsistent",
                         None,
-                        f"line {number} of {path.name} has {checkpoint.size} events after a checkpoint of "
-                        f"{previous_size} (the log shrank)",
+                        f"line {number} of {path.name} has {checkpoint.size} events (epoch {checkpoint.epoch}) after "
+                        f"a checkpoint of {previous[1]} (epoch {previous[0]}): the log shrank",
                     )
                 )
-            previous_size = max(previous_size, checkpoint.size)
+            elif checkpoint.epoch > previous[0] > 0 and checkpoint.previous_checkpoint() is None:
+                report.add(
+                    Problem(
+                        "checkpoints_inconsistent",
+                        None,
+                        f"line {number} of {path.name} starts epoch {checkpoint.epoch} without naming the "
+                        "checkpoint of the epoch before",
+                    )
+                )
+            previous = max(previous, (checkpoint.epoch, checkpoint.size))
             entries.append(entry)
         if entries and (problem := entries[-1].signature_problem()):
             report.add(Problem("checkpoint_signature", None, f"the last line of {path.name}: {problem}"))
-        if recorded is not None and "file" in sinks and previous_size < recorded["tree_size"]:
+        if recorded is not None and "file" in sinks and previous < (recorded["epoch"], recorded["tree_size"]):
             report.add(
                 Problem(
                     "checkpoints_shortened",
                     None,
-                    f"{path.name} ends at a checkpoint of {max(previous_size, 0)} events, but the checkpoint of "
+                    f"{path.name} ends at a checkpoint of {max(previous[1], 0)} events, but the checkpoint of "
                     f"{recorded['tree_size']} events was published on {recorded['created_at'].isoformat()} "
                     "(the file was cut)",
                 )
@@ -154,7 +166,7 @@ def published_checkpoints(report) -> dict[int, list[_Entry]]:
         else:
             entries.append(_Entry(source="the witness", checkpoint=checkpoint, verified=True))
     for entry in entries:
-        by_size.setdefault(entry.checkpoint.size, []).append(entry)
+        by_size.setdefault((entry.checkpoint.epoch, entry.checkpoint.size), []).append(entry)
     report.checkpoints_compared = len(entries)
     return by_size
 
@@ -190,43 +202,60 @@ def _check_overdue(report, *, interval: float) -> None:
 
 
 def check_published_checkpoints(report, *, tree) -> None:
-    """Compare each published checkpoint with the tree the walk recomputed (see the module docstring)."""
+    """Compare each published checkpoint with the tree the walk recomputed (see the module docstring).
+
+    Per epoch: a checkpoint within the recomputed tree must have its root (``checkpoint_root``); one
+    beyond it means events it covered are gone (``checkpoint_truncated``, named by the first missing
+    sequence), unless the epoch has ended and its reconcile named that checkpoint as lost with the
+    restore.
+    """
     from audit.models import ChainHead
 
     _check_tree_state(report, tree=tree, head=ChainHead.objects.filter(pk=1).first())
-    matched = 0
-    for size in sorted(tree.expected):
-        for entry in tree.expected[size]:
+    matched: dict[int, int] = {}
+    current_epoch = tree.epochs[-1][0]
+    for epoch, size in sorted(tree.expected):
+        base = tree.bases.get(epoch)
+        tree_size = tree.sizes.get(epoch, 0)
+        for entry in tree.expected[(epoch, size)]:
             checkpoint = entry.checkpoint
-            if size > tree.size:
-                if tree.broken:
+            if base is None or size > tree_size:
+                if tree.broken_epochs.get(epoch, False):
                     continue  # the chain's own problems name the gap
+                if epoch < current_epoch and size <= tree.acknowledged.get(epoch, -1):
+                    continue  # lost with a restore; the reconcile event names it
                 if problem := entry.signature_problem():
                     report.add(Problem("checkpoint_signature", None, f"{entry.source}: {problem}"))
                     continue
+                # Named by the first missing event, the same on every run (the sealer never numbers it
+                # again); what no matching checkpoint covers since is said too.
+                first_missing = (base or 0) + tree_size + 1
+                proven = (base or 0) + matched.get(epoch, 0)
                 report.add(
                     Problem(
                         "checkpoint_truncated",
-                        tree.base + matched + 1,
-                        f"the checkpoint of {size} events ({entry.source}, {checkpoint.time or 'no time'}) covers "
-                        f"#{tree.base + size} but the chain ends at #{tree.base + tree.size} (newest events deleted)",
+                        first_missing,
+                        f"the checkpoint of {size} events ({entry.source}, {checkpoint.time or 'no time'}"
+                        f"{f', epoch {epoch}' if epoch != 1 else ''}) covers #{(base or 0) + size} but the chain "
+                        f"ends at #{first_missing - 1} (newest events deleted; events after #{proven} are covered "
+                        "by no matching checkpoint)",
                     )
                 )
-            elif tree.roots.get(size) != checkpoint.root:
+            elif tree.roots.get((epoch, size)) != checkpoint.root:
                 if problem := entry.signature_problem():
                     report.add(Problem("checkpoint_signature", None, f"{entry.source}: {problem}"))
                     continue
+                first = base + matched.get(epoch, 0) + 1
                 report.add(
                     Problem(
                         "checkpoint_root",
-                        tree.base + matched + 1,
-                        f"the events #{tree.base + matched + 1}..#{tree.base + size} differ from the checkpoint of "
-                        f"{size} events ({entry.source}, {checkpoint.time or 'no time'}): changed, removed or "
-                        "reordered",
+                        first,
+                        f"the events #{first}..#{base + size} differ from the checkpoint of {size} events "
+                        f"({entry.source}, {checkpoint.time or 'no time'}): changed, removed or reordered",
                     )
                 )
             else:
-                matched = max(matched, size)
+                matched[epoch] = max(matched.get(epoch, 0), size)
 
 
 def _check_tree_state(report, *, tree, head) -> None:
@@ -250,3 +279,52 @@ def _check_tree_state(report, *, tree, head) -> None:
         and tlog.frontier_root(parse_frontier(head.tree_frontier)) != tlog.frontier_root(tree.frontier)
     ):
         report.add(Problem("tree_state", None, "the stored frontier of the Merkle tree is not the events' (edited)"))
+
+
+_checkpoint_file_cache: dict = {"stamp": None, "value": None}
+
+
+def published_high_water(*, tree_base: int, tree_epoch: int) -> tuple[int, str]:
+    """The highest sequence known to be published outside the database, and where (``""``: none).
+
+    The last line of ``heads.log`` (its MAC checked) and the last line of ``checkpoints.log`` of the
+    current tree epoch (its signature checked; ``tree_base`` + its size). A number published there
+    was sealed once; after the tail was cut (or a backup restored) it must never name another event,
+    or each verification would name a different first missing event.
+    """
+    from audit.heads import last_published_head
+
+    best, where = 0, ""
+    try:
+        published = last_published_head()
+    except OSError:
+        published = None
+    if published is not None and published.mac_valid:
+        best, where = published.sequence, "heads.log"
+    checkpoint = _last_file_checkpoint()
+    if checkpoint is not None and checkpoint.epoch == tree_epoch and tree_base + checkpoint.size > best:
+        best, where = tree_base + checkpoint.size, "checkpoints.log"
+    return best, where
+
+
+def _last_file_checkpoint():
+    """The last checkpoint of ``checkpoints.log`` if its signature verifies (cached by size and time)."""
+    from audit.heads import _last_line
+
+    path = checkpoints_path()
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    stamp = (str(path), status.st_size, status.st_mtime_ns)
+    if _checkpoint_file_cache["stamp"] == stamp:
+        return _checkpoint_file_cache["value"]
+    value = None
+    try:
+        raw = _last_line(path)
+        if raw:
+            value = open_checkpoint(str(json.loads(raw)["note"]))
+    except Exception:  # an unreadable or forged line is audit_verify's to report; it moves no number
+        value = None
+    _checkpoint_file_cache.update(stamp=stamp, value=value)
+    return value

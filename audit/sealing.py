@@ -29,7 +29,10 @@ Because ``record()`` runs inside the caller's transaction: the head lock would b
 other writer in every process would queue behind it. Sealing after commit keeps each writer's
 lock footprint to its own insert, and the sealer's lock (one short batch) blocks only other
 sealers. It also means a rolled-back event never consumed a sequence number: ``sequence`` is
-gapless, so a deleted event is named exactly by the verifier.
+gapless, so a deleted event is named exactly by the verifier. The sealer alone gives numbers and
+never gives one twice: it steps over a number a forged row already holds (recorded, keyed and
+reported) and goes on after the highest number published off the database when the head was cut
+back (see ``_seal_one_batch``), so tampering can neither stop sealing nor reuse a number.
 
 Order: ``sequence`` is commit order as the sealer observes it, with ``id`` (insert order)
 breaking ties within a batch. An event committed before another was even inserted always gets
@@ -74,15 +77,29 @@ from audit.chain import (
     link_hash,
     macs_equal,
     signing_key,
+    skip_hash,
 )
 from audit.merkle import event_leaf, format_frontier, parse_frontier
-from audit.offline_verifier import frontier_append
+from audit.offline_verifier import frontier_append, skipped_leaf_hash
 
 logger = logging.getLogger("audit.chain")
 
 SEAL_MODES = ("background", "inline", "periodic")
 # Forged rows skipped by one run; beyond this many the run stops looking again (and reports).
 _MAX_REFUSED_TRACKED = 1000
+# Rows beyond the head read per batch to find numbers already held (normally none: one index probe).
+_OCCUPIED_LOOKAHEAD = 1000
+# Skipped numbers named in one system.audit_forged_row_skipped event (the count is always complete).
+_SKIPS_NAMED = 100
+
+
+@dataclass(frozen=True)
+class SequenceJump:
+    """The chain head was behind a sequence already published outside the database (a truncated tail)."""
+
+    chain_head: int
+    published_sequence: int
+    published_in: str
 
 
 @dataclass
@@ -92,6 +109,10 @@ class SealResult:
     sealed: int = 0
     refused_ids: list[int] = field(default_factory=list)
     busy: bool = False  # another sealer held the head; it will seal what we saw
+    # (sequence, id of the row that held it): numbers stepped over because a forged row held them.
+    skipped: list[tuple[int, int]] = field(default_factory=list)
+    # Set when the head was behind what was published: sealing went on after the published number.
+    jump: SequenceJump | None = None
 
 
 def seal_pending(*, batch_size: int | None = None) -> SealResult:
@@ -112,7 +133,7 @@ def seal_pending(*, batch_size: int | None = None) -> SealResult:
     refused: set[int] = set()
     while True:
         acquired, sealed, full = _seal_one_batch(
-            batch_size=batch_size, key=key, content_keys=content_keys, refused=refused
+            batch_size=batch_size, key=key, content_keys=content_keys, refused=refused, result=result
         )
         result.sealed += sealed
         if not acquired:
@@ -137,14 +158,73 @@ def seal_pending(*, batch_size: int | None = None) -> SealResult:
             len(refused),
             result.refused_ids[:10],
         )
+    if result.skipped or result.jump:
+        _report_anomalies(result)
     return result
 
 
+def _report_anomalies(result: SealResult) -> None:
+    """Record (and log) what the sealer stepped over, once: each anomaly is met by one sealing run only.
+
+    The events go through ``record()`` like any other, so monitoring's ``audit_chain_failure``
+    detector raises its alert from them (``event_recorded``), and they are chained after the skip.
+    """
+    import audit  # the package's lazy record(): the sealer sits below audit.services
+    from audit.actions import Action, Outcome
+
+    record = audit.record
+
+    if result.skipped:
+        sequences = [sequence for sequence, _ in result.skipped]
+        logger.error(
+            "audit sealer skipped %d sequence number(s) held by rows it did not allocate (forged, outside "
+            "audit.record): %s; sealing carried on after them",
+            len(sequences),
+            sequences[:10],
+        )
+        record(
+            action=Action.AUDIT_FORGED_ROW_SKIPPED,
+            outcome=Outcome.FAILURE,
+            context={
+                "count": len(sequences),
+                "sequences": sequences[:_SKIPS_NAMED],
+                "forged_event_ids": [event_id for _, event_id in result.skipped[:_SKIPS_NAMED]],
+            },
+        )
+    if result.jump:
+        jump = result.jump
+        logger.error(
+            "audit sealer: the chain head #%s is behind #%s published in %s (the newest events were removed); "
+            "their numbers are not given again: sealing goes on at #%s",
+            jump.chain_head,
+            jump.published_sequence,
+            jump.published_in,
+            jump.published_sequence + 1,
+        )
+        record(
+            action=Action.AUDIT_SEQUENCE_JUMPED,
+            outcome=Outcome.FAILURE,
+            context={
+                "chain_head": jump.chain_head,
+                "published_sequence": jump.published_sequence,
+                "published_in": jump.published_in,
+                "next_sequence": jump.published_sequence + 1,
+            },
+        )
+
+
 def _seal_one_batch(
-    *, batch_size: int, key: ChainKey, content_keys: ChainKeys, refused: set[int]
+    *, batch_size: int, key: ChainKey, content_keys: ChainKeys, refused: set[int], result: SealResult
 ) -> tuple[bool, int, bool]:
-    """Seal one batch under the head lock. Return (lock acquired, sealed count, batch was full)."""
-    from audit.models import AuditEvent, ChainHead
+    """Seal one batch under the head lock. Return (lock acquired, sealed count, batch was full).
+
+    Numbers are given only by this function, under the head lock, and never twice: it starts after
+    the head or after the highest number published outside the database, whichever is later (a
+    tail cut from the database keeps its numbers), and it steps over a number a row already holds
+    (a forged row cannot make sealing fail on the unique sequence, nor be adopted into the chain:
+    the skip is recorded in ``AuditSkippedSequence`` and linked with a keyed skip hash).
+    """
+    from audit.models import AuditEvent, AuditSkippedSequence, ChainHead
 
     with transaction.atomic():
         head = ChainHead.objects.select_for_update(skip_locked=True).filter(pk=1).first()
@@ -163,7 +243,19 @@ def _seal_one_batch(
         )
         if not rows:
             return True, 0, False
+        from audit.published import published_high_water
+
         sequence, previous = head.sequence, head.hash
+        published, published_in = published_high_water(tree_base=head.tree_base, tree_epoch=head.tree_epoch)
+        jump = None
+        if published > sequence:
+            jump = SequenceJump(chain_head=sequence, published_sequence=published, published_in=published_in)
+            sequence = published  # the next event links to the head that is left; the gap stays visible
+        occupied = dict(
+            AuditEvent.objects.filter(sequence__gt=sequence)
+            .order_by("sequence")
+            .values_list("sequence", "id")[: len(rows) + _OCCUPIED_LOOKAHEAD]
+        )
         # The Merkle tree grows with the chain: leaf i is the event tree_base + 1 + i (audit/merkle.py).
         tree_size = head.tree_size
         try:
@@ -186,6 +278,8 @@ def _seal_one_batch(
             )
         frontier = frontier if grow_tree else []
         updates: list[tuple[int, int, str, str, str]] = []
+        skips: list = []
+        now = timezone.now()
         for row in rows:
             if row["content_key_id"] in (None, LEGACY_KEY_ID):
                 # Recorded with the legacy key: forged (docs/decisions/audit-chain-keys.md).
@@ -203,6 +297,24 @@ def _seal_one_batch(
                 refused.add(row["id"])
                 continue
             sequence += 1
+            while sequence in occupied:
+                # A row this sealer did not number holds it: step over, under the key, never through it.
+                skipped = skip_hash(sequence=sequence, previous_hash=previous, key=key)
+                skips.append(
+                    AuditSkippedSequence(
+                        sequence=sequence,
+                        previous_hash=previous,
+                        hash=skipped,
+                        key_id=key.id,
+                        forged_event_id=occupied[sequence],
+                        created_at=now,
+                    )
+                )
+                if grow_tree:
+                    frontier_append(frontier, tree_size, skipped_leaf_hash(sequence))
+                    tree_size += 1
+                previous = skipped
+                sequence += 1
             if grow_tree:
                 frontier_append(frontier, tree_size, event_leaf(sequence, content))
                 tree_size += 1
@@ -212,6 +324,10 @@ def _seal_one_batch(
             updates.append((row["id"], sequence, previous, hash_value, key.id))
             previous = hash_value
         if updates:
+            result.jump = jump or result.jump
+            if skips:
+                AuditSkippedSequence.objects.bulk_create(skips)
+                result.skipped.extend((skip.sequence, skip.forged_event_id) for skip in skips)
             _write_seals(updates)
             tree = {"tree_size": tree_size, "tree_frontier": format_frontier(frontier)} if grow_tree else {}
             ChainHead.objects.filter(pk=1).update(sequence=sequence, hash=previous, updated_at=timezone.now(), **tree)

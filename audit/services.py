@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import Max
 from django.db.models.base import ModelState
 from django.utils import timezone
 
@@ -438,77 +439,141 @@ class ReconcileResult:
     published_at: str = ""
     lost_from: int = 0
     lost_to: int = 0
+    epoch: int = 0
+    tree_base: int = 0
+    # The last checkpoint published of the abandoned tree: (epoch, size, root) and where it was seen.
+    unmatched_checkpoint: tuple[int, int, bytes] | None = None
+    unmatched_source: str = ""
+
+
+def _last_published_checkpoint(*, epoch: int):
+    """The last checkpoint of ``epoch`` published off the database: ((epoch, size, root), source) or (None, "").
+
+    The witness's, when the witness sink is on (it is the one that must accept the next epoch);
+    else the last line of ``checkpoints.log``; else the last one recorded in the database.
+    """
+    from audit import conf as audit_conf
+    from audit.checkpoints import read_checkpoints_file, witness_latest
+    from audit.models import AuditCheckpoint
+
+    if "witness" in (audit_conf.get("AUDIT_CHECKPOINT_SINKS") or []):
+        checkpoint, reason = witness_latest()
+        if checkpoint is not None and checkpoint.epoch == epoch:
+            return (checkpoint.epoch, checkpoint.size, checkpoint.root), "the witness"
+        if checkpoint is None and "no checkpoint" not in reason:
+            raise ReconcileRefused(f"the witness must accept the new epoch, but: {reason}; nothing was changed.")
+    lines = read_checkpoints_file() or []
+    valid = [line for line in lines if not line.problem and line.epoch == epoch]
+    if valid:
+        last = max(valid, key=lambda line: line.tree_size)
+        return (epoch, last.tree_size, last.root), "checkpoints.log"
+    stored = AuditCheckpoint.objects.filter(epoch=epoch).order_by("-tree_size").first()
+    if stored is not None:
+        return (epoch, stored.tree_size, bytes.fromhex(stored.root_hash)), "the database"
+    return None, ""
 
 
 def audit_chain_reconcile_after_restore(*, actor: Any = None) -> ReconcileResult:
-    """After a restore, re-anchor the published head at the restored chain and record the gap.
+    """After a restore, name the lost tail, start a new Merkle tree epoch and re-anchor the published head.
 
-    A restored database ends its chain where the backup was taken, while the heads file (outside
-    the database) remembers later heads: every verification then reports truncation and the head
-    is never published again. This checks the restored chain on its own (everything but the
-    published head must verify, else ``ReconcileRefused``), publishes its head with source
-    ``reconcile-after-restore`` and records ``AUDIT_RECONCILED`` with the lost sequences: from
-    the first after the restore point (the sequence of the last ``system.backup_restored``
-    event, whose own number is the first reused) to the last published head. Events after that
-    last publication were lost too and cannot be counted. Nothing happens when the chain already
-    reaches the published head with the same hash.
+    A restored database ends its chain where the backup was taken, while ``heads.log`` and the
+    published checkpoints (outside the database) remember later events. The sealer never gives
+    those numbers again (``audit.sealing``), so the chain has a gap from the first sequence after
+    the restore point to the last published one, and verification reports truncation until this
+    runs. It checks the restored chain on its own (everything but that gap must verify, else
+    ``ReconcileRefused``), then, under the chain head's lock: starts tree epoch *n + 1* whose
+    leaves are the events after the gap, signs that epoch's empty checkpoint naming the last
+    checkpoint published of epoch *n* (which the restored tree cannot extend), and records
+    ``AUDIT_RECONCILED`` with the lost range and both trees. After the commit it publishes the head
+    (source ``reconcile-after-restore``) and the checkpoints, so the witness accepts the new epoch
+    with the abandoned tree on its record. Nothing happens when nothing published is missing.
 
     Permission: the caller has checked it (an operator at the shell, after a restore).
     """
-    from audit.models import AuditEvent
+    from audit.checkpoints import checkpoint_publish, epoch_start_checkpoint, publish_checkpoint
+    from audit.merkle import format_frontier, leaf_hashes
+    from audit.models import AuditSkippedSequence, AuditTombstone, ChainHead
+    from audit.offline_verifier import frontier_append
+    from audit.published import published_high_water
 
     seal_pending()
-    report = verify_chain(check_published=False)
+    published = last_published_head()
+    if published is not None and (published.key_problem or not published.mac_valid):
+        raise ReconcileRefused(
+            "The last line of the published-heads file is not authentic (or its key is not held): it was not "
+            "written by this platform's keys; nothing was changed."
+        )
+    head = ChainHead.objects.filter(pk=1).first() or ChainHead(pk=1)
+    high, _where = published_high_water(tree_base=head.tree_base, tree_epoch=head.tree_epoch)
+    below = [
+        model.objects.filter(sequence__lte=high).aggregate(highest=Max("sequence"))["highest"]
+        for model in (AuditEvent, AuditTombstone, AuditSkippedSequence)
+    ]
+    surviving = max([value for value in below if value is not None] + [head.anchor_sequence])
+    lost_from, lost_to = (surviving + 1, high) if surviving < high else (0, 0)
+    accepted = {lost_from: lost_to} if lost_from else {}
+    report = verify_chain(check_published=False, accepted_lost=accepted)
     if not report.ok:
         raise ReconcileRefused(
             f"The restored chain does not verify on its own ({report.problem_count} problems, first bad sequence "
             f"{report.first_bad_sequence}): run audit_verify and investigate; nothing was changed."
         )
-    published = last_published_head()
-    result = ReconcileResult(reconciled=False, restored_head=report.last_sequence)
-    if published is None:
-        return result
-    if published.key_problem or not published.mac_valid:
-        raise ReconcileRefused(
-            "The last line of the published-heads file is not authentic (or its key is not held): it was not "
-            "written by this platform's keys; nothing was changed."
-        )
-    stored = AuditEvent.objects.filter(sequence=published.sequence).values_list("hash", flat=True).first()
-    if stored is not None and stored == published.hash:
-        return result  # the chain reaches the published head: nothing lost
-    restored_event = (
-        AuditEvent.objects.filter(action=Action.BACKUP_RESTORED, sequence__isnull=False)
-        .order_by("-sequence")
-        .values_list("sequence", flat=True)
-        .first()
-    )
-    restore_point = restored_event - 1 if restored_event else report.last_sequence
-    result.restored_head = restore_point
-    result.published_sequence = published.sequence
-    result.published_at = published.published_at
-    if published.sequence > restore_point:
-        result.lost_from, result.lost_to = restore_point + 1, published.sequence
-    publish_head(sequence=report.last_sequence, hash_value=report.last_hash, source="reconcile-after-restore")
-    record(
-        action=Action.AUDIT_RECONCILED,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        context={
-            "restored_head": restore_point,
+    result = ReconcileResult(reconciled=False, restored_head=surviving if lost_from else report.last_sequence)
+    unmatched, source = _last_published_checkpoint(epoch=head.tree_epoch)
+    tree_end = head.tree_base + head.tree_size
+    checkpoint_lost = unmatched is not None and head.tree_base + unmatched[1] > min(tree_end, surviving)
+    if not lost_from and not checkpoint_lost:
+        return result  # the chain reaches everything published: nothing lost
+    result.lost_from, result.lost_to = lost_from, lost_to
+    result.published_sequence = published.sequence if published is not None else high
+    result.published_at = published.published_at if published is not None else ""
+    with transaction.atomic():
+        head = ChainHead.objects.select_for_update().get(pk=1)
+        epoch, base = head.tree_epoch + 1, lost_to or head.sequence
+        frontier: list[bytes] = []
+        leaves = leaf_hashes(base + 1, head.sequence) if head.sequence > base else []
+        for index, leaf in enumerate(leaves):
+            frontier_append(frontier, index, leaf)
+        previous = unmatched or (head.tree_epoch, 0, _empty_root())
+        start = epoch_start_checkpoint(epoch=epoch, tree_base=base, previous=previous)
+        context = {
+            "restored_head": result.restored_head,
             "restored_head_hmac_sha256": report.last_hash,
-            "published_sequence": published.sequence,
-            "published_at": published.published_at,
-            "lost_from": result.lost_from,
-            "lost_to": result.lost_to,
-        },
+            "published_sequence": result.published_sequence,
+            "published_at": result.published_at,
+            "lost_from": lost_from,
+            "lost_to": lost_to,
+            "epoch": epoch,
+            "tree_base": base,
+            "previous_epoch": head.tree_epoch,
+            "previous_tree_base": head.tree_base,
+            "unmatched_checkpoint_size": previous[1] if unmatched else 0,
+            "unmatched_checkpoint_root_sha256": previous[2].hex() if unmatched else "",
+            "unmatched_checkpoint_source": source,
+        }
+        ChainHead.objects.filter(pk=1).update(
+            tree_epoch=epoch, tree_base=base, tree_size=len(leaves), tree_frontier=format_frontier(frontier)
+        )
+        record(action=Action.AUDIT_RECONCILED, outcome=Outcome.SUCCESS, actor=actor, context=context)
+    seal_pending()
+    publish_head_report = verify_chain(check_published=False)
+    publish_head(
+        sequence=publish_head_report.last_sequence,
+        hash_value=publish_head_report.last_hash,
+        source="reconcile-after-restore",
     )
+    publish_checkpoint(start, fresh=True)
+    checkpoint_publish()
     chain_logger.warning(
-        "audit chain reconciled after a restore: sequences %s to %s were lost; head re-published at #%s",
-        result.lost_from,
-        result.lost_to,
-        report.last_sequence,
+        "audit chain reconciled after a restore: sequences %s to %s were lost; tree epoch %s begins after #%s",
+        lost_from,
+        lost_to,
+        epoch,
+        base,
     )
     result.reconciled = True
+    result.epoch, result.tree_base = epoch, base
+    result.unmatched_checkpoint, result.unmatched_source = unmatched, source
     return result
 
 
@@ -545,3 +610,9 @@ def audit_sealer_run(
         total += result.sealed
         sleep(interval)
     return total
+
+
+def _empty_root() -> bytes:
+    from audit.offline_verifier import EMPTY_ROOT
+
+    return EMPTY_ROOT

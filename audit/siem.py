@@ -1,8 +1,9 @@
 """Export of the audit trail to a SIEM: OCSF 1.x and Elastic Common Schema, as JSON lines.
 
 One record per sealed event, in sequence order, streamed (a bounded batch in memory, whatever
-the size of the trail), each carrying the event's ``sequence`` and chain hash so a SIEM can tell
-a gap and a later check can tie a record to the chain. The cursor is the last sequence exported:
+the size of the trail), each carrying the event's ``sequence``, chain hash and the first signed
+checkpoint covering it (origin, size, epoch; null until one does) so a SIEM can tell a gap and a
+later check can tie a record to the chain and to a proof. The cursor is the last sequence exported:
 ``audit_siem_export --cursor FILE`` resumes after it, and writes it only once the records before
 it are written and flushed, so a run that stops part-way repeats nothing it had confirmed and
 skips nothing (a record written after the last saved cursor is written again on resume: at least
@@ -123,8 +124,8 @@ def _millis(event: AuditEvent) -> int:
     return int(event.timestamp.timestamp() * 1000)
 
 
-def to_ocsf(event: AuditEvent) -> dict[str, Any]:
-    """One event as an OCSF 1.x record of its class."""
+def to_ocsf(event: AuditEvent, checkpoint: dict | None = None) -> dict[str, Any]:
+    """One event as an OCSF 1.x record of its class (``checkpoint``: the first covering it, or None)."""
     class_uid, category_uid, activity_id = ocsf_class(event.action)
     status_id, status = OCSF_STATUS.get(event.outcome, (0, "Unknown"))
     severity_id = 1
@@ -155,6 +156,7 @@ def to_ocsf(event: AuditEvent) -> dict[str, Any]:
         "unmapped": {
             "action": event.action,
             "chain_hash": event.hash,
+            "checkpoint": checkpoint,
             "context": event.context,
             "target": {"type": event.target_type, "uid": event.target_id, "name": event.target_repr},
         },
@@ -182,8 +184,8 @@ def to_ocsf(event: AuditEvent) -> dict[str, Any]:
     return {key: value for key, value in record.items() if value is not None}
 
 
-def to_ecs(event: AuditEvent) -> dict[str, Any]:
-    """One event as an Elastic Common Schema document."""
+def to_ecs(event: AuditEvent, checkpoint: dict | None = None) -> dict[str, Any]:
+    """One event as an Elastic Common Schema document (``checkpoint``: the first covering it, or None)."""
     class_uid, category_uid, activity_id = ocsf_class(event.action)
     klass = (class_uid, category_uid)
     document: dict[str, Any] = {
@@ -205,7 +207,9 @@ def to_ecs(event: AuditEvent) -> dict[str, Any]:
         },
         "message": Action(event.action).label if event.action in Action.values else event.action,
         "labels": {"target_type": event.target_type, "target_id": event.target_id},
-        "ninaivalaigal": {"audit": {"context": event.context, "target_label": event.target_repr}},
+        "ninaivalaigal": {
+            "audit": {"context": event.context, "target_label": event.target_repr, "checkpoint": checkpoint}
+        },
     }
     document["event"] = {key: value for key, value in document["event"].items() if value is not None}
     if event.actor_id or event.actor_username:
@@ -254,6 +258,38 @@ def sealed_events_after(sequence: int, *, limit: int | None = None) -> Iterator[
     return events.iterator(chunk_size=BATCH_SIZE)
 
 
+class CoveringCheckpoints:
+    """The first signed checkpoint covering each sequence, for events asked in increasing sequence order.
+
+    A checkpoint of epoch *e* covers the events ``tree_base + 1 .. tree_base + tree_size``; in the order
+    (epoch, size) their ends never go back, so one pass over the checkpoints after the cursor serves a
+    whole export (streamed, like the events). ``None`` for an event no checkpoint covers yet: it is
+    covered by a later one, which a later export or ``audit_proof`` names.
+    """
+
+    def __init__(self, after_sequence: int) -> None:
+        from django.db.models import F
+
+        from audit.models import AuditCheckpoint
+
+        self._rows = iter(
+            AuditCheckpoint.objects.annotate(end=F("tree_base") + F("tree_size"))
+            .filter(end__gt=after_sequence, tree_size__gt=0)
+            .order_by("epoch", "tree_size")
+            .values_list("epoch", "tree_base", "tree_size", "note")
+            .iterator(chunk_size=BATCH_SIZE)
+        )
+        self._current = next(self._rows, None)
+
+    def covering(self, sequence: int) -> dict | None:
+        while self._current is not None and self._current[1] + self._current[2] < sequence:
+            self._current = next(self._rows, None)
+        if self._current is None or self._current[1] >= sequence:
+            return None
+        epoch, _base, size, note = self._current
+        return {"origin": note.split("\n", 1)[0], "size": size, "epoch": epoch}
+
+
 @dataclass
 class ExportResult:
     exported: int
@@ -273,8 +309,10 @@ def siem_export(
         raise ValueError(f"unknown schema {schema!r}: choose one of {', '.join(FORMATS)}")
     mapper = MAPPERS[schema]
     exported, first, last = 0, None, after_sequence
+    checkpoints = CoveringCheckpoints(after_sequence)
     for event in sealed_events_after(after_sequence, limit=limit):
-        output.write(json.dumps(mapper(event), ensure_ascii=False, separators=(",", ":"), default=str) + "\n")
+        record = mapper(event, checkpoints.covering(event.sequence))
+        output.write(json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n")
         exported += 1
         first = event.sequence if first is None else first
         last = event.sequence

@@ -47,11 +47,12 @@ from audit.chain import (
     content_mac_of_canonical,
     link_hash,
     macs_equal,
+    skip_hash,
     tombstone_mac,
 )
 from audit.heads import PublishedHead, heads_path, last_published_head
 from audit.merkle import event_leaf
-from audit.offline_verifier import frontier_append, frontier_root
+from audit.offline_verifier import EMPTY_ROOT, frontier_append, frontier_root, skipped_leaf_hash
 from audit.problems import Problem
 
 MAX_PROBLEMS_KEPT = 100
@@ -83,6 +84,9 @@ class VerificationReport:
     # The Merkle tree recomputed from the events (full runs) and the published checkpoints compared with it.
     tree_size: int = 0
     checkpoints_compared: int = 0
+    # Numbers the sealer stepped over (forged rows held them) and numbers lost with a reconciled restore.
+    skipped: int = 0
+    reconciled_lost: int = 0
 
     @property
     def ok(self) -> bool:
@@ -110,6 +114,8 @@ class VerificationReport:
             "full": self.full,
             "checked": self.checked,
             "tombstones": self.tombstones,
+            "skipped": self.skipped,
+            "reconciled_lost": self.reconciled_lost,
             "last_sequence": self.last_sequence,
             "unsealed": self.unsealed,
             "problem_count": self.problem_count,
@@ -126,10 +132,84 @@ def _hash_before(sequence: int, *, anchor_sequence: int, anchor_hash: str) -> st
         return anchor_hash
     if sequence <= 0:
         return GENESIS_HASH
+    from audit.models import AuditSkippedSequence
+
+    skipped = AuditSkippedSequence.objects.filter(sequence=sequence).values_list("hash", flat=True).first()
+    if skipped is not None:
+        return skipped  # the forged row at that number, if still there, is not in the chain
     stored = AuditEvent.objects.filter(sequence=sequence).values_list("hash", flat=True).first()
     if stored is not None:
         return stored
     return AuditTombstone.objects.filter(sequence=sequence).values_list("hash", flat=True).first()
+
+
+def _skips(first: int, last: int) -> dict[int, tuple[str, str, str, int | None]]:
+    """Numbers the sealer skipped in ``first``..``last``: sequence -> (previous_hash, hash, key_id, forged id)."""
+    from audit.models import AuditSkippedSequence
+
+    return {
+        sequence: (previous_hash, hash_value, key_id, forged_id)
+        for sequence, previous_hash, hash_value, key_id, forged_id in AuditSkippedSequence.objects.filter(
+            sequence__gte=first, sequence__lte=last
+        ).values_list("sequence", "previous_hash", "hash", "key_id", "forged_event_id")
+    }
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """A Merkle tree epoch as its reconcile event names it (``system.audit_reconciled``)."""
+
+    epoch: int
+    tree_base: int
+    # The epoch before: its base, and the last checkpoint published of it that could not be matched.
+    previous_epoch: int
+    previous_tree_base: int
+    unmatched_size: int
+    lost_from: int
+    lost_to: int
+
+
+def reconcile_epochs(keys: ChainKeys) -> list[Epoch]:
+    """The epochs started by reconciles, oldest first; only events whose content MAC holds count.
+
+    A reconcile is an event of the chain: what it says (the lost range, the new tree) is trusted
+    only if its MAC is ours, and the walk checks its link like any other event's.
+    """
+    from audit.actions import Action
+    from audit.models import AuditEvent
+
+    epochs = []
+    rows = (
+        AuditEvent.objects.filter(action=Action.AUDIT_RECONCILED, sequence__isnull=False, context__has_key="epoch")
+        .order_by("sequence")
+        .values("content_mac", "content_key_id", *CONTENT_FIELDS)
+    )
+    for row in rows:
+        try:
+            key = keys.get(row["content_key_id"])
+        except ChainKeyError:
+            continue
+        values = {name: row[name] for name in CONTENT_FIELDS}
+        if row["content_key_id"] in (None, LEGACY_KEY_ID) or not macs_equal(
+            content_mac(values, key=key), row["content_mac"]
+        ):
+            continue
+        context = row["context"]
+        try:
+            epochs.append(
+                Epoch(
+                    epoch=int(context["epoch"]),
+                    tree_base=int(context["tree_base"]),
+                    previous_epoch=int(context["previous_epoch"]),
+                    previous_tree_base=int(context["previous_tree_base"]),
+                    unmatched_size=int(context.get("unmatched_checkpoint_size") or 0),
+                    lost_from=int(context.get("lost_from") or 0),
+                    lost_to=int(context.get("lost_to") or 0),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return epochs
 
 
 def _tombstones(first: int, last: int) -> dict[int, tuple[str, str, str, str | None]]:
@@ -151,11 +231,13 @@ def verify_chain(
     chunk_size: int = 5000,
     progress: Callable[[int], None] | None = None,
     check_published: bool = True,
+    accepted_lost: dict[int, int] | None = None,
 ) -> VerificationReport:
     """Verify the chain (or ``from_sequence``..``to_sequence``, inclusive); never raises for tampering.
 
     ``check_published=False`` leaves out the comparison with the published head (the reconcile
-    after a restore checks the restored chain on its own first).
+    after a restore checks the restored chain on its own first, with ``accepted_lost`` the range
+    first..last it is about to record as lost).
 
     Safe while events are being recorded and sealed: a full verification covers the chain up
     to the head as it was when it started (events sealed meanwhile are checked next time). If a
@@ -170,6 +252,7 @@ def verify_chain(
         chunk_size=chunk_size,
         progress=progress,
         check_published=check_published,
+        accepted_lost=accepted_lost,
     )
     anchor_now = ChainHead.objects.filter(pk=1).values_list("anchor_sequence", flat=True).first() or 0
     if anchor_now != report.anchor_sequence:
@@ -179,6 +262,7 @@ def verify_chain(
             chunk_size=chunk_size,
             progress=None,
             check_published=check_published,
+            accepted_lost=accepted_lost,
         )
     return report
 
@@ -190,9 +274,11 @@ def _verify(
     chunk_size: int,
     progress: Callable[[int], None] | None,
     check_published: bool = True,
+    accepted_lost: dict[int, int] | None = None,
 ) -> VerificationReport:
     started = time.perf_counter()
     walk = _ChainWalk(from_sequence=from_sequence, to_sequence=to_sequence)
+    walk.lost_ranges.update(accepted_lost or {})
     if walk.tree is not None and check_published:
         from audit.published import published_checkpoints
 
@@ -222,12 +308,16 @@ class _ChainWalk:
     __slots__ = (
         "anchor_hash",
         "anchor_sequence",
+        "epochs",
         "expected",
         "head",
         "keys",
+        "lost_ranges",
         "previous",
+        "published_high",
         "report",
         "ring_chained",
+        "skips",
         "stop",
         "tree",
     )
@@ -253,10 +343,24 @@ class _ChainWalk:
         self.previous: str | None = None
         # Seen a link made by the key ring: no legacy link may follow.
         self.ring_chained = False
-        # The Merkle tree is recomputed on full runs that start where the tree starts.
+        self.skips: dict = {}
+        # The highest number published off the database: a gap below it is a cut tail sealed past.
+        from audit.published import published_high_water
+
+        self.published_high = published_high_water(tree_base=self.head.tree_base, tree_epoch=self.head.tree_epoch)[0]
+        # Ranges lost with a restore and named by an authentic reconcile event: gaps that are not tampering.
+        self.epochs = reconcile_epochs(self.keys)
+        self.lost_ranges = {epoch.lost_from: epoch.lost_to for epoch in self.epochs if epoch.lost_from}
+        # The Merkle tree is recomputed on full runs that start where the (first epoch's) tree starts.
         self.tree: TreeCheck | None = None
-        if self.report.full and start <= self.head.tree_base + 1:
-            self.tree = TreeCheck(base=self.head.tree_base)
+        bases = {epoch.epoch: epoch.tree_base for epoch in self.epochs}
+        first_base = self.epochs[0].previous_tree_base if self.epochs else self.head.tree_base
+        bases.setdefault(self.epochs[0].previous_epoch if self.epochs else self.head.tree_epoch, first_base)
+        bases[self.head.tree_epoch] = self.head.tree_base
+        if self.report.full and start <= min(bases.values()) + 1:
+            self.tree = TreeCheck(
+                bases=bases, acknowledged={epoch.previous_epoch: epoch.unmatched_size for epoch in self.epochs}
+            )
 
     def check_anchor(self) -> None:
         """The purge anchor the walk starts from must be authentic (once anything was purged)."""
@@ -295,6 +399,7 @@ class _ChainWalk:
                 return
             cursor = rows[-1][1]
             tombstones = _tombstones(self.expected, cursor)
+            self.skips = _skips(self.expected, cursor)
             check_event = self.check_event
             for row in rows:
                 check_event(row, tombstones)
@@ -309,7 +414,25 @@ class _ChainWalk:
         if sequence > self.expected:
             self.walk_tombstones(until=sequence, tombstones=tombstones)
             if sequence > self.expected:
-                self._report_missing(until=sequence)
+                if self.lost_ranges.get(self.expected) == sequence - 1:
+                    # Lost with a restore and named by the reconcile; the next event links across it.
+                    self.report.reconciled_lost += sequence - self.expected
+                    self.expected = sequence
+                else:
+                    self._report_missing(until=sequence)
+        if sequence in self.skips:
+            # A row the sealer did not number holds a number it stepped over: forged, not in the chain.
+            self.report.add(
+                Problem(
+                    "forged_skipped",
+                    sequence,
+                    "a row the sealer did not allocate holds this number (inserted outside audit.record); "
+                    "the sealer skipped it",
+                    event_id,
+                )
+            )
+            self._walk_skip(sequence)
+            return
         legacy_misuse = self._legacy_misuse(content_key_id, chain_key_id)
         content = canonical_content(dict(zip(CONTENT_FIELDS, row[_ROW_CONTENT_START:], strict=True)))
         if self.tree is not None:
@@ -336,9 +459,30 @@ class _ChainWalk:
         self.previous = stored_hash
         self.expected = sequence + 1
 
+    def _walk_skip(self, sequence: int) -> None:
+        """Walk a number the sealer skipped: its keyed skip hash must follow the hash before it."""
+        previous_hash, hash_value, key_id, _forged_id = self.skips[sequence]
+        try:
+            key = self.keys.get(key_id)
+        except ChainKeyError as error:
+            self.report.add(Problem("unknown_key", sequence, f"the skip of this number cannot be checked: {error}"))
+        else:
+            if self.previous is not None and previous_hash != self.previous:
+                self.report.add(Problem("link", sequence, "the skipped number does not follow the event before it"))
+            if not macs_equal(skip_hash(sequence=sequence, previous_hash=previous_hash, key=key), hash_value):
+                self.report.add(Problem("skip", sequence, "the record of a skipped number is not authentic"))
+        if self.tree is not None:
+            self.tree.add_leaf(sequence, skipped_leaf_hash(sequence), self.report)
+        self.report.skipped += 1
+        self.previous = hash_value
+        self.expected = sequence + 1
+
     def walk_tombstones(self, *, until: int, tombstones: dict) -> None:
-        """Walk authenticated tombstones from ``expected`` up to ``until`` (exclusive)."""
+        """Walk authenticated tombstones (and skipped numbers) from ``expected`` up to ``until`` (exclusive)."""
         while self.expected < until:
+            if self.expected in self.skips:
+                self._walk_skip(self.expected)  # the forged row that held it is gone
+                continue
             tombstone = tombstones.get(self.expected)
             if tombstone is None:
                 return
@@ -368,7 +512,19 @@ class _ChainWalk:
     def _report_missing(self, *, until: int) -> None:
         missing_to = until - 1
         label = f"#{self.expected}" if missing_to == self.expected else f"#{self.expected}..#{missing_to}"
-        self.report.add(Problem("missing", self.expected, f"event {label} is missing (deleted)"))
+        if self.expected <= self.published_high <= missing_to:
+            # Numbers up to one published off the database are gone, and the sealer went on after them
+            # (it never gives a published number again): the newest events were cut.
+            self.report.add(
+                Problem(
+                    "truncated",
+                    self.expected,
+                    f"events {label} are missing: #{self.published_high} was published, then the newest events "
+                    "were deleted (or an older backup restored: run audit_reconcile --after-restore)",
+                )
+            )
+        else:
+            self.report.add(Problem("missing", self.expected, f"event {label} is missing (deleted)"))
         self.previous = None  # nothing to link to: resynchronise on this event
 
     def _legacy_misuse(self, content_key_id: str | None, chain_key_id: str | None) -> bool:
@@ -414,7 +570,10 @@ class _ChainWalk:
     def check_end(self) -> None:
         """Walk the tombstones of purged newest events; the end must reach the head (full runs)."""
         if self.expected <= self.stop:
+            self.skips = _skips(self.expected, self.stop)
             self.walk_tombstones(until=self.stop + 1, tombstones=_tombstones(self.expected, self.stop))
+        if self.tree is not None:
+            self.tree.finish()
         report = self.report
         report.last_sequence = self.expected - 1
         report.last_hash = self.previous or ""
@@ -452,36 +611,81 @@ class _ChainWalk:
 
 
 class TreeCheck:
-    """The Merkle tree recomputed along the walk, and its root at each published checkpoint's size.
+    """The Merkle tree recomputed along the walk, one tree per epoch, and its root at each published size.
 
-    ``expected`` maps a tree size to the published checkpoints of that size (source, root, entry);
-    ``roots`` keeps the recomputed root at each of those sizes for the comparison afterwards.
+    ``bases`` maps each epoch to the sequence before its first leaf (epoch 1 is the tree the sealer
+    began; each reconcile after a restore starts the next). ``expected`` maps (epoch, size) to the
+    published checkpoints of that size (source, root, entry); ``roots`` keeps the recomputed root at
+    each of those sizes; ``sizes`` each epoch's final size; ``acknowledged`` the last size of an
+    epoch published before its tail was lost, as the reconcile that ended it names it.
     """
 
-    __slots__ = ("base", "broken", "expected", "frontier", "roots", "size")
+    __slots__ = (
+        "acknowledged",
+        "base",
+        "bases",
+        "broken",
+        "broken_epochs",
+        "epoch",
+        "epochs",
+        "expected",
+        "frontier",
+        "index",
+        "roots",
+        "size",
+        "sizes",
+    )
 
-    def __init__(self, *, base: int) -> None:
-        self.base = base
+    def __init__(self, *, bases: dict[int, int] | None = None, base: int = 0, acknowledged=None) -> None:
+        self.bases = dict(bases) if bases else {1: base}
+        self.epochs = sorted(self.bases.items())
+        self.index = 0
+        self.epoch, self.base = self.epochs[0]
+        self.acknowledged: dict[int, int] = dict(acknowledged or {})
         self.size = 0
         self.frontier: list[bytes] = []
-        self.expected: dict[int, list] = {}
-        self.roots: dict[int, bytes] = {}
+        self.expected: dict[tuple[int, int], list] = {}
+        self.sizes: dict[int, int] = {}
+        self.broken_epochs: dict[int, bool] = {}
         self.broken = False
+        # Every epoch's tree begins empty (a reconcile publishes that checkpoint of size 0).
+        self.roots: dict[tuple[int, int], bytes] = {(epoch, 0): EMPTY_ROOT for epoch in self.bases}
 
-    def expect(self, published: dict[int, list]) -> None:
+    def expect(self, published: dict[tuple[int, int], list]) -> None:
         self.expected = published
 
+    def _close(self) -> None:
+        self.sizes[self.epoch] = self.size
+        self.broken_epochs[self.epoch] = self.broken
+
+    def _advance(self, sequence: int) -> None:
+        while self.index + 1 < len(self.epochs) and sequence > self.epochs[self.index + 1][1]:
+            self._close()
+            self.index += 1
+            self.epoch, self.base = self.epochs[self.index]
+            self.size, self.frontier, self.broken = 0, [], False
+
     def add(self, sequence: int, content: bytes, report: VerificationReport) -> None:
+        self.add_leaf(sequence, event_leaf(sequence, content), report)
+
+    def add_leaf(self, sequence: int, leaf: bytes, report: VerificationReport) -> None:
+        self._advance(sequence)
         if self.broken or sequence <= self.base:
             return
         if sequence != self.base + self.size + 1:
-            self.broken = True  # a missing event: reported by the chain; the tree stops here
+            self.broken = True  # a missing event: reported by the chain; this epoch's tree stops here
             return
-        frontier_append(self.frontier, self.size, event_leaf(sequence, content))
+        frontier_append(self.frontier, self.size, leaf)
         self.size += 1
         report.tree_size = self.size
-        if self.size in self.expected:
-            self.roots[self.size] = frontier_root(self.frontier)
+        if (self.epoch, self.size) in self.expected:
+            self.roots[(self.epoch, self.size)] = frontier_root(self.frontier)
+
+    def finish(self) -> None:
+        self._close()
+        for epoch, _base in self.epochs[self.index + 1 :]:
+            self.sizes.setdefault(epoch, 0)
+            self.broken_epochs.setdefault(epoch, False)
 
 
 def _check_published_head(report: VerificationReport, *, anchor_sequence: int) -> None:
@@ -511,14 +715,25 @@ def _check_published_head(report: VerificationReport, *, anchor_sequence: int) -
     if stored is None:
         stored = AuditTombstone.objects.filter(sequence=published.sequence).values_list("hash", flat=True).first()
     if stored is None:
-        highest = AuditEvent.objects.aggregate(highest=Max("sequence"))["highest"] or anchor_sequence
-        first_missing = min(published.sequence, highest + 1)
+        from audit.models import AuditSkippedSequence
+
+        # Named by the first number missing below the published head, whatever was sealed since: the
+        # sealer never gives a published number again, so every run names the same event.
+        below = [
+            model.objects.filter(sequence__lte=published.sequence).aggregate(highest=Max("sequence"))["highest"]
+            for model in (AuditEvent, AuditTombstone, AuditSkippedSequence)
+        ]
+        surviving = max([value for value in below if value is not None] + [anchor_sequence])
+        if surviving < published.sequence:
+            for epoch in reconcile_epochs(ChainKeys()):
+                if epoch.lost_from == surviving + 1 and epoch.lost_to >= published.sequence:
+                    return  # lost with a restore, and reconciled
         report.add(
             Problem(
                 "truncated",
-                first_missing,
-                f"head #{published.sequence} was published on {published.published_at} but the chain ends at "
-                f"#{highest} (newest events deleted)",
+                surviving + 1,
+                f"head #{published.sequence} was published on {published.published_at} but the chain holds "
+                f"nothing after #{surviving} up to it (newest events deleted)",
             )
         )
     elif not macs_equal(stored, published.hash):

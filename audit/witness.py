@@ -19,7 +19,10 @@ body::
 answers 200 when the checkpoint is signed by a configured key and extends the one held (RFC 9162
 §2.1.4 consistency proof), and then stores it; 409 with the held size as the body
 (``text/x.tlog.size``) when ``old`` is not that size; 422 when the proof does not prove
-consistency; 403 when no configured key signed it; 400 for a malformed request. ``GET
+consistency; 403 when no configured key signed it; 400 for a malformed request. A checkpoint of a
+later *epoch* (``epoch N`` line: the log was restored and reconciled) is accepted only as that
+epoch's empty tree, from ``old 0``, with a ``previous`` line naming exactly the checkpoint held, so
+the abandoned tail stays on this witness's record; an older epoch is refused (422). ``GET
 /checkpoint`` returns the latest checkpoint held (404 before the first). Accepted checkpoints are
 appended to ``<state>/checkpoints.log``, read back at start. The witness holds only public keys.
 """
@@ -103,6 +106,11 @@ class Witness:
             return 403, "text/plain", f"{error}\n"
         with self.lock:
             held = self.latest.size if self.latest else 0
+            held_epoch = self.latest.epoch if self.latest else 1
+            if checkpoint.epoch < held_epoch:
+                return 422, "text/plain", f"epoch {checkpoint.epoch} is older than the epoch {held_epoch} held\n"
+            if self.latest is not None and checkpoint.epoch > held_epoch:
+                return self._new_epoch(checkpoint, note, old_size=old_size, proof=proof)
             if old_size != held:
                 return 409, "text/x.tlog.size", f"{held}\n"
             if checkpoint.size < held:
@@ -114,14 +122,43 @@ class Witness:
                 return 422, "text/plain", f"not consistent with the checkpoint held at {held}: {error}\n"
             if self.latest is not None and checkpoint.size == held:
                 return 200, "text/plain", ""  # the same tree again (its proof was checked above)
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(descriptor, (json.dumps({"tree_size": checkpoint.size, "note": note}) + "\n").encode())
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
-            self.latest, self.latest_note = checkpoint, note
+            self._store(checkpoint, note)
         return 200, "text/plain", ""
+
+    def _new_epoch(self, checkpoint: tlog.Checkpoint, note: str, *, old_size: int, proof: list[bytes]):
+        """A checkpoint of a later epoch (the log was restored and reconciled): called with the lock held.
+
+        Accepted only as the empty tree of the new epoch, from ``old 0``, whose ``previous`` line
+        names exactly the checkpoint held: the log then says, signed, which tree it abandoned, and
+        that admission stays in this witness's log. Anything else is answered with the size held.
+        """
+        named = checkpoint.previous_checkpoint()
+        held = self.latest
+        if checkpoint.size != 0 or old_size != 0 or proof or named is None:
+            return 409, "text/x.tlog.size", f"{held.size}\n"
+        if named != (held.epoch, held.size, held.root):
+            return (
+                422,
+                "text/plain",
+                (
+                    f"the new epoch names epoch {named[0]} at {named[1]}, not the checkpoint held "
+                    f"(epoch {held.epoch} at {held.size})\n"
+                ),
+            )
+        if checkpoint.root != tlog.EMPTY_ROOT:
+            return 422, "text/plain", "a new epoch starts from the empty tree\n"
+        self._store(checkpoint, note)
+        return 200, "text/plain", ""
+
+    def _store(self, checkpoint: tlog.Checkpoint, note: str) -> None:
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            line = {"epoch": checkpoint.epoch, "tree_size": checkpoint.size, "note": note}
+            os.write(descriptor, (json.dumps(line) + "\n").encode())
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        self.latest, self.latest_note = checkpoint, note
 
     def __call__(self, environ, start_response):
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/")

@@ -34,7 +34,7 @@ class NarrowGrant:
 
 def narrow_grants() -> list[NarrowGrant]:
     """The tables of the audit trail (and Django's migration history), named from the models."""
-    from audit.models import AuditCheckpoint, AuditEvent, AuditTombstone, ChainHead
+    from audit.models import AuditCheckpoint, AuditEvent, AuditSkippedSequence, AuditTombstone, ChainHead
 
     def columns(model, *names: str) -> tuple[str, ...]:
         return tuple(model._meta.get_field(name).column for name in names)
@@ -49,9 +49,17 @@ def narrow_grants() -> list[NarrowGrant]:
         NarrowGrant(
             ChainHead._meta.db_table,
             ("SELECT", "INSERT"),
-            columns(ChainHead, "sequence", "hash", "tree_size", "tree_frontier", "updated_at"),
-            "the sealer creates and moves the head and grows the Merkle tree; the anchor is moved only by the "
-            "purge (owner)",
+            columns(
+                ChainHead, "sequence", "hash", "tree_size", "tree_frontier", "tree_base", "tree_epoch", "updated_at"
+            ),
+            "the sealer creates and moves the head and grows the Merkle tree, a reconcile after a restore starts "
+            "a new tree epoch; the anchor is moved only by the purge (owner)",
+        ),
+        NarrowGrant(
+            AuditSkippedSequence._meta.db_table,
+            ("SELECT", "INSERT"),
+            (),
+            "the sealer records a number it stepped over (a forged row held it), never changed",
         ),
         NarrowGrant(
             AuditCheckpoint._meta.db_table,

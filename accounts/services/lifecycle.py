@@ -414,11 +414,57 @@ def account_reactivate(*, actor, user) -> None:
         )
 
 
+def _record_cascade_removals(*, actor, user) -> None:
+    """Record what the deletion's cascade removes with the account, as the memories app records it.
+
+    Memberships (``membership.removed``) and context shares (``context.unshared``) go with the user
+    row (``on_delete=CASCADE``); without these events a deleted member would vanish from a team's
+    record without a trace of the access it held. Reached through the reverse relations, so this
+    module imports nothing of ``memories`` (accounts sits below it), with ``reason`` saying why.
+    """
+    entries = []
+    memberships = getattr(user, "memberships", None)
+    for membership in memberships.select_related("team", "organization") if memberships is not None else []:
+        entries.append(
+            {
+                "action": audit.Action.MEMBERSHIP_REMOVED,
+                "actor": actor,
+                "subject": user,
+                "target": membership.team or membership.organization,
+                "context": {
+                    "role": None,
+                    "previous_role": membership.role,
+                    "scope": "team" if membership.team_id else "organization",
+                    "reason": "account_deleted",
+                },
+            }
+        )
+    shares = getattr(user, "context_shares", None)
+    for share in shares.select_related("context") if shares is not None else []:
+        entries.append(
+            {
+                "action": audit.Action.CONTEXT_UNSHARED,
+                "actor": actor,
+                "subject": user,
+                "target": share.context,
+                "context": {
+                    "permission": share.permission,
+                    "grantee_type": "user",
+                    "grantee_id": user.pk,
+                    "reason": "account_deleted",
+                },
+            }
+        )
+    if entries:
+        audit.record_many(entries)
+
+
 def account_delete(*, actor, user) -> dict[str, int]:
     """Delete ``user`` after ending their sessions and revoking their API keys (each audited).
 
     Records ``auth.account_deleted`` first, in the same transaction, so the event keeps the
-    account's snapshot (id and username) once the row is gone. Refused with ``AccountError``,
+    account's snapshot (id and username) once the row is gone, then one ``membership.removed`` per
+    membership and one ``context.unshared`` per share the cascade removes with it. Refused with ``AccountError``,
     nothing changed, for one's own account and for an account that still owns contexts or is a
     service account (their owner must be settled first: the rows are protected).
     Permission: the caller has checked ``accounts.delete_user`` and a fresh step-up.
@@ -438,6 +484,7 @@ def account_delete(*, actor, user) -> dict[str, int]:
                 target=user,
                 context={**ended, "was_staff": user.is_staff, "was_superuser": user.is_superuser},
             )
+            _record_cascade_removals(actor=actor, user=user)
             user.delete()
     except ProtectedError as error:
         kinds = sorted({str(protected._meta.verbose_name_plural) for protected in error.protected_objects})

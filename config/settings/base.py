@@ -409,6 +409,7 @@ vars().update(
         AUDIT_CHECKPOINT_SINKS=env.list,
         AUDIT_WITNESS_URL=env.str,
         AUDIT_WITNESS_TIMEOUT=env.float,
+        AUDIT_CHECKPOINT_EMAIL_TO=env.list,
     )
 )
 

@@ -94,13 +94,23 @@ BEGIN
 END
 $$;
 
--- audit_chainhead: the sealer creates and moves the head and grows the Merkle tree; the anchor is moved only by the purge (owner).
+-- audit_chainhead: the sealer creates and moves the head and grows the Merkle tree, a reconcile after a restore starts a new tree epoch; the anchor is moved only by the purge (owner).
 DO $$
 BEGIN
     IF to_regclass('public.audit_chainhead') IS NOT NULL THEN
         REVOKE ALL ON public.audit_chainhead FROM ninaivalaigal_app;
         GRANT SELECT, INSERT ON public.audit_chainhead TO ninaivalaigal_app;
-        GRANT UPDATE (sequence, hash, tree_size, tree_frontier, updated_at) ON public.audit_chainhead TO ninaivalaigal_app;
+        GRANT UPDATE (sequence, hash, tree_size, tree_frontier, tree_base, tree_epoch, updated_at) ON public.audit_chainhead TO ninaivalaigal_app;
+    END IF;
+END
+$$;
+
+-- audit_auditskippedsequence: the sealer records a number it stepped over (a forged row held it), never changed.
+DO $$
+BEGIN
+    IF to_regclass('public.audit_auditskippedsequence') IS NOT NULL THEN
+        REVOKE ALL ON public.audit_auditskippedsequence FROM ninaivalaigal_app;
+        GRANT SELECT, INSERT ON public.audit_auditskippedsequence TO ninaivalaigal_app;
     END IF;
 END
 $$;

@@ -32,6 +32,10 @@ SELF_RECORDED_PREFIXES = ("system.", "monitoring.")
 JOB_TASK = declared_key("task", Action.SCHEDULED_JOB_FAILED)
 JOB_ERROR = declared_key("error", Action.SCHEDULED_JOB_FAILED)
 FIRST_BAD_SEQUENCE = declared_key("first_bad_sequence", Action.AUDIT_VERIFIED, Action.AUDIT_HEAD_PUBLISHED)
+FORGED_COUNT = declared_key("count", Action.AUDIT_FORGED_ROW_SKIPPED)
+FORGED_SEQUENCES = declared_key("sequences", Action.AUDIT_FORGED_ROW_SKIPPED)
+JUMP_HEAD = declared_key("chain_head", Action.AUDIT_SEQUENCE_JUMPED)
+JUMP_PUBLISHED = declared_key("published_sequence", Action.AUDIT_SEQUENCE_JUMPED)
 PROCESS_ROLE = declared_key("role", Action.PROCESS_STARTED)
 PROCESS_HOST = declared_key("host", Action.PROCESS_STARTED)
 PROCESS_UID = declared_key("uid", Action.PROCESS_STARTED)
@@ -176,16 +180,45 @@ class JobFailedDetector(EventDetector):
 
 
 class AuditChainFailureDetector(EventDetector):
-    """The audit chain failed verification (full check or the scheduled head publication)."""
+    """The audit chain failed verification (full check or the scheduled head publication), or the
+    sealer met tampering on its way: a forged row holding the next number, or a head behind what was
+    published (the newest events removed)."""
 
     name = "audit_chain_failure"
     title = "Audit chain verification failed"
     severity = Severity.CRITICAL
-    actions = frozenset({Action.AUDIT_VERIFIED.value, Action.AUDIT_HEAD_PUBLISHED.value})
+    actions = frozenset(
+        {
+            Action.AUDIT_VERIFIED.value,
+            Action.AUDIT_HEAD_PUBLISHED.value,
+            Action.AUDIT_FORGED_ROW_SKIPPED.value,
+            Action.AUDIT_SEQUENCE_JUMPED.value,
+        }
+    )
 
     def judge(self, event: AuditEvent):
         if event.outcome not in FAILED_OUTCOMES:
             return None
+        context = event.context if isinstance(event.context, dict) else {}
+        if event.action == Action.AUDIT_FORGED_ROW_SKIPPED:
+            sequences = context.get(FORGED_SEQUENCES) or []
+            return (
+                self.severity,
+                SubjectType.SYSTEM,
+                "audit chain",
+                f"audit sealer skipped {context.get(FORGED_COUNT, len(sequences))} number(s) held by forged rows "
+                f"(first #{sequences[0] if sequences else '?'})",
+                self.name,
+            )
+        if event.action == Action.AUDIT_SEQUENCE_JUMPED:
+            return (
+                self.severity,
+                SubjectType.SYSTEM,
+                "audit chain",
+                f"audit chain head #{context.get(JUMP_HEAD)} is behind #{context.get(JUMP_PUBLISHED)} published "
+                "outside the database (newest events removed)",
+                self.name,
+            )
         context = event.context if isinstance(event.context, dict) else {}
         first_bad = context.get(FIRST_BAD_SEQUENCE)
         detail = f" at sequence {first_bad}" if first_bad is not None else ""

@@ -198,3 +198,49 @@ def test_only_a_superuser_may_deactivate_or_delete_a_superuser(world, path):
     # The same holder may act on an ordinary account.
     assert client.post(page_url(world.dave.pk) + "deactivate/").status_code == 302
     assert not User.objects.get(pk=world.dave.pk).is_active
+
+
+@pytest.mark.audit_coverage("membership.removed", "context.unshared")
+def test_deleting_records_the_memberships_and_shares_the_cascade_removes(world):
+    """Deleting an account removes its memberships and shares with it: each removal is on the record."""
+    from memories.models import ContextShare, Membership, Organization, Team
+
+    organization = Organization.objects.create(name="Acme", slug="acme")
+    team = Team.objects.create(organization=organization, name="Red", slug="red")
+    Membership.objects.create(user=world.carol, team=team, role="maintainer")
+    Membership.objects.create(user=world.carol, organization=organization, role="member")
+    notes = Context.objects.create(name="Dave's notes", scope="personal", owner_user=world.dave, created_by=world.dave)
+    ContextShare.objects.create(context=notes, user=world.carol, permission="write", granted_by=world.dave)
+    client = root_console(world)
+    before_id = last_event_id()
+    response = client.post(page_url(world.carol.pk) + "delete/", {"confirm": "yes"})
+    assert response.status_code == 302
+    assert not Membership.objects.filter(user_id=world.carol.pk).exists()
+    assert not ContextShare.objects.filter(user_id=world.carol.pk).exists()
+    recorded = new_events(before_id)
+    removed = {
+        (event.action, event.target_type, event.target_id): event.context
+        for event in recorded
+        if event.action in ("membership.removed", "context.unshared")
+    }
+    assert removed == {
+        ("membership.removed", "memories.team", str(team.pk)): {
+            "role": None,
+            "previous_role": "maintainer",
+            "scope": "team",
+            "reason": "account_deleted",
+        },
+        ("membership.removed", "memories.organization", str(organization.pk)): {
+            "role": None,
+            "previous_role": "member",
+            "scope": "organization",
+            "reason": "account_deleted",
+        },
+        ("context.unshared", "memories.context", str(notes.pk)): {
+            "permission": "write",
+            "grantee_type": "user",
+            "grantee_id": world.carol.pk,
+            "reason": "account_deleted",
+        },
+    }
+    assert {(event.actor_username, event.subject_username) for event in recorded} == {("root-admin", "carol")}

@@ -83,18 +83,26 @@ def test_tail_truncation_with_a_rewritten_head_is_caught_by_the_checkpoints(publ
     rewind_to(6)
     report = verify_chain()
     assert kinds(report) == {"checkpoint_truncated"}
-    assert report.first_bad_sequence == 5, "the first event after the last checkpoint that still matches (4)"
+    assert report.first_bad_sequence == 7, "named by the first missing event"
     assert "covers #8 but the chain ends at #6" in str(report.problems[0])
+    assert "events after #4 are covered by no matching checkpoint" in str(report.problems[0])
 
 
 def test_the_first_missing_sequence_stays_the_same_when_new_events_follow_a_truncation(published, user):
+    """Sequence numbers are never given twice: after a cut tail the sealer goes on after the published #8."""
     rewind_to(6)
     first = verify_chain().first_bad_sequence
-    record(1, user, start=50)  # a new event takes number 7 again
-    assert verify_chain().first_bad_sequence == first == 5
-    record(3, user, start=60)  # and the forged chain grows past the checkpoint of 8
+    record(1, user, start=50)
+    assert AuditEvent.objects.get(target_id="50").sequence == 9, "not #7 again: #7 and #8 were published"
     report = verify_chain()
-    assert (kinds(report), report.first_bad_sequence) == ({"checkpoint_root"}, 5)
+    assert (kinds(report), report.first_bad_sequence) == ({"truncated"}, 7)
+    assert first == 7
+    record(3, user, start=60)  # the chain grows past the checkpoint of 8, and still names #7
+    report = verify_chain()
+    assert (kinds(report), report.first_bad_sequence) == ({"truncated"}, 7)
+    assert "events #7..#8 are missing: #8 was published" in str(report.problems[0])
+    jumped = AuditEvent.objects.filter(action=audit.Action.AUDIT_SEQUENCE_JUMPED).get()
+    assert (jumped.outcome, jumped.context["chain_head"], jumped.context["published_sequence"]) == ("failure", 6, 8)
 
 
 def test_a_history_rewritten_with_the_chain_key_is_caught_by_the_signed_checkpoint(published):
@@ -175,7 +183,8 @@ def test_truncation_is_caught_by_the_witness_when_the_host_erased_its_own_record
     report = verify_chain()
     assert kinds(report) == {"checkpoint_truncated"}
     assert "the witness" in str(report.problems[0])
-    assert report.first_bad_sequence == 1, "no checkpoint below the witness's matches: nothing is proven"
+    assert report.first_bad_sequence == 5, "the first missing event"
+    assert "events after #0 are covered by no matching checkpoint" in str(report.problems[0])
 
 
 def test_an_unreachable_witness_is_a_failure_not_silence(user, settings):

@@ -308,3 +308,30 @@ def test_a_syslog_server_whose_certificate_is_not_trusted_gets_nothing_and_the_c
 def test_a_malformed_syslog_address_is_one_clear_error(trail, target):
     with pytest.raises(CommandError, match="--syslog takes HOST:PORT"):
         call_command("audit_siem_export", "--format", "ocsf", "--syslog", target, stderr=io.StringIO())
+
+
+def test_each_record_names_the_first_checkpoint_covering_it_or_null(settings, tmp_path):
+    """A record carries the first signed checkpoint that covers its sequence; null until one does."""
+    from audit.checkpoints import checkpoint_publish
+    from audit.sealing import seal_pending
+    from audit.services import record
+
+    settings.AUDIT_DIR = str(tmp_path / "audit")
+    for number in range(3):
+        record(action=Action.MEMORY_READ, target=("memories.memory", number))
+    seal_pending()
+    assert checkpoint_publish().checkpoint.tree_size == 3
+    for number in range(2):
+        record(action=Action.MEMORY_READ, target=("memories.memory", 10 + number))
+    seal_pending()
+    first = {"origin": "ninaivalaigal.local/audit", "size": 3, "epoch": 1}
+    ocsf = export("--format", "ocsf")
+    assert [line["unmapped"]["checkpoint"] for line in ocsf] == [first] * 3 + [None] * 2
+    assert checkpoint_publish().checkpoint.tree_size == 5
+    ecs = export("--format", "ecs")
+    later = {**first, "size": 5}
+    assert [line["ninaivalaigal"]["audit"]["checkpoint"] for line in ecs] == [first] * 3 + [later] * 2
+    resumed = export("--format", "ocsf", "--after", "3")
+    assert [line["unmapped"]["checkpoint"] for line in resumed] == [later] * 2
+    document = (Path(__file__).resolve().parents[2] / "docs" / "siem.md").read_text(encoding="utf-8")
+    assert "| first signed checkpoint covering the event | `unmapped.checkpoint`" in document

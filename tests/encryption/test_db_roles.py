@@ -475,3 +475,49 @@ def test_narrow_grants_name_real_tables(deployment):
     with deployment.connect(deployment.superuser, deployment.superuser_password) as database:
         for grant in narrow_grants():
             assert database.execute("SELECT to_regclass(%s)", [f"public.{grant.table}"]).fetchone()[0] is not None
+
+
+@pytest.mark.postgresql
+def test_a_forged_row_on_the_next_number_cannot_stop_the_runtime_roles_sealer(deployment):
+    """One INSERT by the runtime role of a row holding ``head + 1``: ``audit_seal``, run as that role, steps
+    over the number, records the skip and seals the real event after it (before: an IntegrityError on every run).
+    """
+    from audit.actions import Action
+    from audit.services import build_event
+
+    with deployment.connect(deployment.app, deployment.app_password) as database:
+        (head,) = database.execute("SELECT sequence FROM audit_chainhead WHERE id = 1").fetchone()
+        forged = build_event(action=Action.STAFF_GRANTED, subject="mallory")
+        forged.sequence, forged.previous_hash, forged.hash = head + 1, "0" * 64, "f" * 64
+        forged_id = _insert(database, forged)
+        real_id = _insert(database, build_event(action=Action.LOGIN_SUCCEEDED, context={"method": "roles test"}))
+    completed = subprocess.run(
+        [sys.executable, "manage.py", "audit_seal"],
+        cwd=PROJECT_DIR,
+        env=deployment.environment(deployment.app, deployment.app_password),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 1 and "Traceback" not in completed.stderr, completed.stderr[-3000:]
+    assert (
+        f"Skipped 1 sequence number(s) held by rows the sealer did not allocate (forged, outside audit.record): "
+        f"#{head + 1} (row ids [{forged_id}])" in completed.stderr
+    )
+    with deployment.connect(deployment.superuser, deployment.superuser_password) as database:
+        (sealed,) = database.execute("SELECT sequence FROM audit_auditevent WHERE id = %s", [real_id]).fetchone()
+        assert sealed == head + 2
+        skip = database.execute("SELECT sequence, forged_event_id FROM audit_auditskippedsequence").fetchall()
+        assert skip == [(head + 1, forged_id)]
+        (reported,) = database.execute(
+            "SELECT count(*) FROM audit_auditevent WHERE action = 'system.audit_forged_row_skipped' "
+            "AND sequence IS NOT NULL"
+        ).fetchone()
+        assert reported == 1
+        with database.transaction():  # the owner's clean-up: the forged row goes, the skip stays
+            database.execute("SELECT set_config('audit.allow_purge', 'on', true)")
+            database.execute("DELETE FROM audit_auditevent WHERE id = %s", [forged_id])
+    verified = deployment.manage(
+        "audit_verify", "--no-progress", "--no-publish", user=deployment.app, password=deployment.app_password
+    )
+    assert "Audit chain OK." in verified.stdout

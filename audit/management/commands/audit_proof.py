@@ -57,10 +57,11 @@ class Command(BaseCommand):
         values = AuditEvent.objects.filter(sequence=sequence).values("sequence", *CONTENT_FIELDS).first()
         if values is None:
             raise CommandError(f"No sealed audit event has sequence {sequence}.")
-        checkpoints = AuditCheckpoint.objects.all()
+        # The tree epoch that holds the event (a reconcile after a restore starts a new one).
+        checkpoints = AuditCheckpoint.objects.filter(tree_base__lt=sequence)
         if size is not None:
             checkpoints = checkpoints.filter(tree_size=size)
-        stored = checkpoints.order_by("-tree_size").first()
+        stored = checkpoints.order_by("-epoch", "-tree_size").first()
         if stored is None:
             missing = f"No checkpoint of tree size {size}." if size else "No checkpoint yet: run audit_checkpoint."
             raise CommandError(missing)
@@ -75,6 +76,7 @@ class Command(BaseCommand):
             "sequence": sequence,
             "leaf_index": proof.leaf_index,
             "tree_size": stored.tree_size,
+            "tree_base": stored.tree_base,
             "event": event_document(values),
             "inclusion_path": _b64(proof.path),
             "checkpoint": stored.note,
@@ -83,11 +85,20 @@ class Command(BaseCommand):
     def _consistency(self, old_size: int, new_size: int) -> dict:
         if not 0 < old_size <= new_size:
             raise CommandError("OLD and NEW are tree sizes of checkpoints, 0 < OLD <= NEW.")
-        found = {item.tree_size: item for item in AuditCheckpoint.objects.filter(tree_size__in=[old_size, new_size])}
-        for size in (old_size, new_size):
-            if size not in found:
-                raise CommandError(f"No checkpoint of tree size {size}.")
-        old, new = found[old_size], found[new_size]
+        found: dict[int, dict[int, AuditCheckpoint]] = {}
+        for item in AuditCheckpoint.objects.filter(tree_size__in=[old_size, new_size]):
+            found.setdefault(item.epoch, {})[item.tree_size] = item
+        # Both in one tree epoch, the latest that has them (sizes start again in each epoch).
+        epoch = next(
+            (epoch for epoch in sorted(found, reverse=True) if {old_size, new_size} <= set(found[epoch])),
+            None,
+        )
+        if epoch is None:
+            for size in (old_size, new_size):
+                if not any(size in sizes for sizes in found.values()):
+                    raise CommandError(f"No checkpoint of tree size {size}.")
+            raise CommandError(f"No tree epoch has checkpoints of both {old_size} and {new_size}.")
+        old, new = found[epoch][old_size], found[epoch][new_size]
         proof = consistency_proof(
             old_size=old_size, old_frontier=parse_frontier(old.frontier), new_size=new_size, tree_base=new.tree_base
         )

@@ -1,4 +1,4 @@
-"""``manage.py audit_reconcile --after-restore``: re-anchor the published head after a restore."""
+"""``manage.py audit_reconcile --after-restore``: name the lost tail, start a new tree epoch, publish again."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from audit.services import ReconcileRefused, audit_chain_reconcile_after_restore
 
 class Command(BaseCommand):
     help = (
-        "After restoring a backup: check the restored audit chain on its own, publish its head again "
-        "(heads.log) and record system.audit_reconciled with the sequences lost with the restore, so "
-        "verification and publication work again."
+        "After restoring a backup: check the restored audit chain on its own, record system.audit_reconciled "
+        "with the sequences and the checkpoint lost with the restore, start a new Merkle tree epoch and publish "
+        "its head and checkpoints again (the witness accepts the new epoch), so verification and publication "
+        "work again."
     )
 
     def add_arguments(self, parser):
@@ -35,10 +36,19 @@ class Command(BaseCommand):
             )
             return
         lost = f"sequences {result.lost_from} to {result.lost_to}" if result.lost_to else "no published sequence"
+        if result.unmatched_checkpoint:
+            epoch, size, root = result.unmatched_checkpoint
+            unmatched = (
+                f"the checkpoint of {size} events (epoch {epoch}, root {root.hex()[:16]}…) published to "
+                f"{result.unmatched_source} is named as lost"
+            )
+        else:
+            unmatched = "no checkpoint had been published"
         self.stdout.write(
             self.style.SUCCESS(
                 f"Audit chain reconciled: restored at #{result.restored_head}; {lost} (published up to "
                 f"#{result.published_sequence} on {result.published_at}) were lost with the restore, and any event "
-                "after that publication; recorded as system.audit_reconciled."
+                f"after that publication. Merkle tree epoch {result.epoch} begins after #{result.tree_base}; "
+                f"{unmatched}. Recorded as system.audit_reconciled."
             )
         )
