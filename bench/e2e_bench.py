@@ -49,7 +49,7 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-ENCRYPTION_PURPOSES = ("field", "blind_index", "audit_chain", "backup", "audit_archive")
+ENCRYPTION_PURPOSES = ("field", "blind_index", "audit_chain", "backup", "audit_archive", "audit_checkpoint")
 # High enough that one key and one IP at full speed are never refused; every request still counts.
 BENCH_THROTTLE_RATES = {"api_key": "100000000/min", "user": "100000000/min", "ip": "100000000/min"}
 CONTENT_BYTES = 1024
