@@ -251,3 +251,13 @@ def test_one_read_at_a_time_and_in_batches_reach_the_same_alert(reader, batching
         last = record(Action.MEMORY_READ, at=NOW + 5 * MINUTE, actor=reader)
         [finding] = detector_get("bulk_read").on_event(last)
         assert finding.counts["volume"] == 30 and finding.triggered_at == last.timestamp
+
+
+def test_eager_tasks_judge_every_read_at_once(reader, now, monkeypatch, django_capture_on_commit_callbacks):
+    """With eager Celery (no worker runs the task later) no read waits for a later task."""
+    calls = []
+    monkeypatch.setattr(detection, "hand_off_later", lambda task, countdown, *args: calls.append(args) or True)
+    detection.detection_hand_off_reset()
+    assert detect_principal.app.conf.task_always_eager
+    _reads(reader, 3, end=NOW, span=SECOND, capture=django_capture_on_commit_callbacks)
+    assert len(calls) == 3
