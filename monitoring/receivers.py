@@ -21,8 +21,10 @@ logger = logging.getLogger("monitoring.receivers")
 # --- audit.signals.event_recorded → real-time detection -------------------------------------
 def _enqueue_detection(event) -> None:
     from monitoring.services.detection import detection_hand_off
+    from monitoring.tasks import detect_event, detect_principal
 
-    detection_hand_off(event=event)  # broker down: the sweep finds it within a minute
+    # broker down: the sweep finds it within a minute
+    detection_hand_off(event=event, event_task=detect_event, principal_task=detect_principal)
 
 
 def audit_event_recorded(sender, event=None, **kwargs) -> None:

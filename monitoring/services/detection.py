@@ -70,7 +70,7 @@ _pending_lock = threading.Lock()
 _pending_until: dict[tuple[str, str], float] = {}  # (detector, principal) -> time.monotonic() its task covers
 
 
-def detection_hand_off(*, event) -> None:
+def detection_hand_off(*, event, event_task, principal_task) -> None:
     """Hand one committed audit event to real-time detection (called after commit by the receiver).
 
     With ``MONITORING_DETECTION_BATCHING`` on, an event of ``MONITORING_BATCHED_ACTIONS`` is
@@ -80,10 +80,9 @@ def detection_hand_off(*, event) -> None:
     nothing, since that task reads them all from the audit table. So a burst costs one task per
     principal, interval and web process, whatever its rate. Every other watched event (and every
     event with batching off) is handed to ``monitoring.detect_event`` alone. A publish the broker
-    refuses is logged and left to the sweep. Permission: none (system).
+    refuses is logged and left to the sweep. ``event_task`` and ``principal_task`` are those two
+    tasks (the receiver passes them: the tasks call this module). Permission: none (system).
     """
-    from monitoring.tasks import detect_event
-
     batched = conf.get("MONITORING_DETECTION_BATCHING") and event.action in conf.get("MONITORING_BATCHED_ACTIONS")
     alone = False
     for detector in detectors_for_action(event.action):
@@ -92,14 +91,12 @@ def detection_hand_off(*, event) -> None:
             continue
         principal = getattr(event, detector.principal)
         if principal not in (None, ""):
-            _count_for_principal(detector.name, str(principal), event.timestamp)
+            _count_for_principal(principal_task, detector.name, str(principal), event.timestamp)
     if alone:
-        hand_off(detect_event, event.pk)  # broker down: the sweep finds it within a minute
+        hand_off(event_task, event.pk)  # broker down: the sweep finds it within a minute
 
 
-def _count_for_principal(detector: str, principal: str, timestamp: datetime.datetime) -> None:
-    from monitoring.tasks import detect_principal
-
+def _count_for_principal(detect_principal, detector: str, principal: str, timestamp: datetime.datetime) -> None:
     interval = float(conf.get("MONITORING_DETECTION_BATCH_SECONDS"))
     # Eager tasks (tests) run at once, not after the interval: nothing may wait for a later task.
     eager = bool(detect_principal.app.conf.task_always_eager)
