@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test demo venv system-deps lint bench bench-e2e mutation migrate image clean
+.PHONY: run test demo venv system-deps lint bench bench-e2e bench-detection mutation migrate image clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ bench: system-deps venv
 bench-e2e: venv
 	bash scripts/install-system-deps.sh bench-e2e
 	$(PY) bench/e2e_bench.py $(ARGS)
+
+# Detection under sustained API reads (docs/benchmarks.md, "Detection under sustained reads"): the
+# queue's backlog over time and the time to detection, batched and one by one. Not part of make
+# test or make bench. Options: make bench-detection ARGS="--duration 600 --modes batched".
+bench-detection: venv
+	bash scripts/install-system-deps.sh bench-e2e
+	$(PY) bench/detection_backlog_bench.py $(ARGS)
 
 # Mutation testing of the security-critical modules (docs/mutation.md): cosmic-ray over each module
 # listed in mutation.toml with the tests that cover it, the score per module printed at the end.

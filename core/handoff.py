@@ -25,11 +25,23 @@ _paused_until = 0.0  # time.monotonic() before which publishing is skipped
 
 def hand_off(task, *args, **kwargs) -> bool:
     """``task.delay(*args, **kwargs)``; False if the broker could not take it (logged, not raised)."""
+    return _publish(task, args, kwargs, countdown=None)
+
+
+def hand_off_later(task, countdown: float, *args, **kwargs) -> bool:
+    """``hand_off`` of a task that a worker runs ``countdown`` seconds from now (at the earliest)."""
+    return _publish(task, args, kwargs, countdown=countdown)
+
+
+def _publish(task, args: tuple, kwargs: dict, *, countdown: float | None) -> bool:
     global _paused_until
     if time.monotonic() < _paused_until:
         return False
     try:
-        task.delay(*args, **kwargs)
+        if countdown is None:
+            task.delay(*args, **kwargs)
+        else:
+            task.apply_async(args=args, kwargs=kwargs, countdown=countdown)
     except Exception as error:
         if not isinstance(error, (OperationalError, OSError)):  # not the broker: an eager task that failed
             logger.warning("could not run %s (%s)", getattr(task, "name", task), type(error).__name__)

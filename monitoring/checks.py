@@ -49,6 +49,7 @@ POSITIVE_SETTINGS = (
     "MONITORING_POSTURE_DEDUPE_WINDOW_SECONDS",
     "MONITORING_DEPLOYMENTS_SHOWN",
     "MONITORING_SECURITY_GATE_STALE_DAYS",
+    "MONITORING_DETECTION_BATCH_SECONDS",
 )
 
 
@@ -140,6 +141,29 @@ def check_monitoring_settings(app_configs=None, **kwargs):
             )
         )
     errors.extend(_posture_errors())
+    errors.extend(_batching_errors())
+    return errors
+
+
+def _batching_errors() -> list[Error]:
+    from audit.actions import Action
+
+    errors = []
+    actions = conf.get("MONITORING_BATCHED_ACTIONS")
+    known = {action.value for action in Action}
+    if not isinstance(actions, list | tuple) or not set(actions) <= known:
+        unknown = sorted(set(actions) - known) if isinstance(actions, list | tuple) else [type(actions).__name__]
+        errors.append(
+            Error(
+                f"MONITORING_BATCHED_ACTIONS must list audit actions by name: {', '.join(map(str, unknown))}.",
+                id="monitoring.E013",
+            )
+        )
+    settle = conf.get("MONITORING_VOLUME_BUCKET_SETTLE_SECONDS")
+    if not isinstance(settle, int | float) or isinstance(settle, bool) or settle < 0:
+        errors.append(Error("MONITORING_VOLUME_BUCKET_SETTLE_SECONDS must be 0 or more.", id="monitoring.E014"))
+    if not isinstance(conf.get("MONITORING_DETECTION_BATCHING"), bool):
+        errors.append(Error("MONITORING_DETECTION_BATCHING must be True or False.", id="monitoring.E015"))
     return errors
 
 

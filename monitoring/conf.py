@@ -68,6 +68,18 @@ DEFAULTS = {
     "MONITORING_BULK_READ_BASELINE_DAYS": 14,
     # one export event weighs as much as this many reads (reads).
     "MONITORING_BULK_READ_EXPORT_WEIGHT": 50,
+    # --- Real-time detection of high-volume events (reads and lists) ---
+    # On: the events of MONITORING_BATCHED_ACTIONS are handed off per principal and short interval
+    # (one task per user per interval and web process, not one per event), and volume detectors sum
+    # per-minute buckets; off: every event is handed off alone and its window re-aggregated (bool).
+    "MONITORING_DETECTION_BATCHING": True,
+    # The actions handed off per principal while batching is on (audit action names).
+    "MONITORING_BATCHED_ACTIONS": ["memory.read", "memory.list", "context.read", "context.list"],
+    # One detection task per principal per this interval; a burst waits at most this long (seconds).
+    "MONITORING_DETECTION_BATCH_SECONDS": 1.0,
+    # A minute's volume bucket is kept (cached) once this long past the minute's end; an event
+    # committed later than that after its timestamp is counted by the sweep only (seconds).
+    "MONITORING_VOLUME_BUCKET_SETTLE_SECONDS": 30,
     # Audit silence: no request-driven audit event this long (seconds) while this many requests were served.
     "MONITORING_AUDIT_SILENCE_SECONDS": 900,
     "MONITORING_AUDIT_SILENCE_MIN_REQUESTS": 50,

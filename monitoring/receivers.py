@@ -12,7 +12,6 @@ from functools import partial
 
 from django.db import transaction
 
-from core.handoff import hand_off
 from monitoring.detectors import watched_actions
 from monitoring.schedule import scheduled_task_names
 
@@ -20,21 +19,24 @@ logger = logging.getLogger("monitoring.receivers")
 
 
 # --- audit.signals.event_recorded → real-time detection -------------------------------------
-def _enqueue_detection(event_id: int) -> None:
-    from monitoring.tasks import detect_event
+def _enqueue_detection(event) -> None:
+    from monitoring.services.detection import detection_hand_off
+    from monitoring.tasks import detect_event, detect_principal
 
-    hand_off(detect_event, event_id)  # broker down: the sweep finds it within a minute
+    # broker down: the sweep finds it within a minute
+    detection_hand_off(event=event, event_task=detect_event, principal_task=detect_principal)
 
 
 def audit_event_recorded(sender, event=None, **kwargs) -> None:
-    """Hand a committed audit event's id to the ``monitoring.detect_event`` task.
+    """Hand a committed audit event to real-time detection (``detection_hand_off``), after commit.
 
     Only actions some detector watches are handed over (``monitoring.detectors``), so the
-    worker is not woken for every memory created or alert raised.
+    worker is not woken for every memory created or alert raised; reads and lists are counted
+    per user and handed over in batches.
     """
     if event is None or event.pk is None or event.action not in watched_actions():
         return
-    transaction.on_commit(partial(_enqueue_detection, event.pk), robust=True)
+    transaction.on_commit(partial(_enqueue_detection, event), robust=True)
 
 
 # --- Celery task signals → JobRun -----------------------------------------------------------

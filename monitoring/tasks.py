@@ -6,6 +6,7 @@ Every task is idempotent (safe to run twice and to retry). The scheduled ones ar
 
 from __future__ import annotations
 
+import datetime
 import socket
 
 from celery import shared_task
@@ -31,6 +32,20 @@ def health_ping(token: str) -> dict:
 def detect_event(event_id: int) -> dict:
     """Real-time detection for one committed audit event (``detection_run_for_event``)."""
     return detection.detection_run_for_event(event_id=event_id)
+
+
+@shared_task(
+    name="monitoring.detect_principal",
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=5,
+)
+def detect_principal(detector: str, principal: str, since: str) -> dict:
+    """Real-time detection for a principal's batch of events (``detection_run_for_principal``)."""
+    return detection.detection_run_for_principal(
+        detector_name=detector, principal=principal, since=datetime.datetime.fromisoformat(since)
+    )
 
 
 @shared_task(name="monitoring.detection_sweep")

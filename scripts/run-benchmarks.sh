@@ -8,7 +8,7 @@ py=.venv/bin/python
 status=0
 for bench in bench/*.py; do
   name=$(basename "$bench" .py)
-  case "$name" in __init__|support|e2e_*) continue ;; esac  # e2e: make bench-e2e
+  case "$name" in __init__|support|e2e_*|detection_*) continue ;; esac  # make bench-e2e, make bench-detection
   [ $# -gt 0 ] && [ "$name" != "$1" ] && continue
   echo "== $name on SQLite"
   $py "$bench" || status=1

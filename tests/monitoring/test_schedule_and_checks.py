@@ -82,6 +82,11 @@ def test_default_settings_pass_the_checks():
         ({"MONITORING_NOTIFICATION_ROUTES": {"urgent": ["email"]}}, "monitoring.E007"),
         ({"MONITORING_NOTIFICATION_ROUTES": {"high": ["pager"]}}, "monitoring.E007"),
         ({"MONITORING_READINESS_CHECKS": ["database", "disk"]}, "monitoring.E008"),
+        ({"MONITORING_DETECTION_BATCH_SECONDS": 0}, "monitoring.E001"),
+        ({"MONITORING_BATCHED_ACTIONS": ["memory.read", "memory.raed"]}, "monitoring.E013"),
+        ({"MONITORING_BATCHED_ACTIONS": "memory.read"}, "monitoring.E013"),
+        ({"MONITORING_VOLUME_BUCKET_SETTLE_SECONDS": -1}, "monitoring.E014"),
+        ({"MONITORING_DETECTION_BATCHING": "yes"}, "monitoring.E015"),
     ],
 )
 def test_unsafe_settings_are_refused(settings, overrides, error_id):
