@@ -18,6 +18,11 @@ An equivalent listed with ``skip = true`` (and ``mutated = "*"``) is not even ru
 that line by those operators is marked skipped right after ``cosmic-ray init`` and counted as
 equivalent, which saves a full test run per mutant on lines such as annotations.
 
+    python scripts/mutation.py --sample 3 accounts/services/lockout.py  # run one mutant in 3
+
+``--sample N`` runs every N-th mutant (in cosmic-ray's order: line by line, so every line keeps
+some) and leaves the others "not run": the score is then over the sample, and says so.
+
 Exit status: 0 when every module run reaches ``fail-under``, 1 when one does not, 2 on bad input.
 """
 
@@ -172,7 +177,7 @@ def _source_digest(module: Module) -> str:
     return hashlib.sha256((ROOT / module.path).read_bytes()).hexdigest()
 
 
-def run_module(module: Module, settings: dict, *, survivors_only: bool = False) -> None:
+def run_module(module: Module, settings: dict, *, survivors_only: bool = False, sample: int = 1) -> None:
     """Plant every mutant of ``module`` (or, ``survivors_only``, the last run's survivors again)."""
     config = cosmic_ray_config(module, settings)
     session = WORK / f"{module.slug}.sqlite"
@@ -184,6 +189,10 @@ def run_module(module: Module, settings: dict, *, survivors_only: bool = False) 
             raise MutationConfigError(f"{module.path} changed since its last full run (or has none): run it in full")
         with sqlite3.connect(session) as connection:
             connection.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+        # Survivors since listed `skip = true` need no new run.
+        skipped = skip_listed_equivalents(module, session)
+        if skipped:
+            print(f"   {skipped} survivors of lines since listed `skip = true` are not run again", flush=True)
     else:
         session.unlink(missing_ok=True)
         digest.write_text(_source_digest(module))
@@ -191,6 +200,9 @@ def run_module(module: Module, settings: dict, *, survivors_only: bool = False) 
         skipped = skip_listed_equivalents(module, session)
         if skipped:
             print(f"   {skipped} mutants of lines listed `skip = true` are not run", flush=True)
+        if sample > 1:
+            left_out = sample_mutants(session, sample)
+            print(f"   a sample of one mutant in {sample}: {left_out} are not run", flush=True)
     # The baseline runs the tests unmutated: a failing test would make every mutant look killed.
     _cosmic_ray("baseline", str(config))
     _cosmic_ray("exec", str(config), str(session))
@@ -229,6 +241,19 @@ def skip_listed_equivalents(module: Module, session: Path, root: Path = ROOT) ->
     return skipped
 
 
+def sample_mutants(session: Path, every: int) -> int:
+    """Keep every ``every``-th pending mutant; mark the others skipped (counted as not run)."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        pending = list(db.pending_work_items)
+        left_out = [item for index, item in enumerate(pending) if index % every]
+        for item in left_out:
+            db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+    return len(left_out)
+
+
 def _changed_lines(diff: str) -> tuple[str, str]:
     removed = added = ""
     for line in (diff or "").splitlines():
@@ -265,7 +290,7 @@ def score_module(module: Module, session: Path | None = None, root: Path = ROOT)
                     score.equivalent += 1
                     score.skipped += 1
                     used.add(skipping)
-                else:  # skipped by an entry since removed (or the line moved): run it in full again
+                else:  # left out of a --sample, or skipped by an entry since removed: not run
                     score.pending += 1
                 continue
             if result is None or result.test_outcome is None:
@@ -317,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", help="paths listed in mutation.toml (default: all)")
     parser.add_argument("--report", action="store_true", help="print the last run's scores without running")
     parser.add_argument("--survivors", action="store_true", help="run only the last run's surviving mutants again")
+    parser.add_argument("--sample", type=int, default=1, metavar="N", help="run only every N-th mutant")
     arguments = parser.parse_args(argv)
     try:
         settings, modules = load_config()
@@ -325,11 +351,13 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise MutationConfigError(f"not listed in mutation.toml: {', '.join(unknown)}")
         selected = [by_path[name] for name in arguments.modules] or modules
+        if arguments.sample < 1:
+            raise MutationConfigError(f"--sample must be at least 1, not {arguments.sample}")
         WORK.mkdir(parents=True, exist_ok=True)
         if not arguments.report:
             copy_tree()
             for module in selected:
-                run_module(module, settings, survivors_only=arguments.survivors)
+                run_module(module, settings, survivors_only=arguments.survivors, sample=arguments.sample)
         scores = [score_module(module) for module in selected]
     except MutationConfigError as exc:
         print(f"mutation: {exc}", file=sys.stderr)

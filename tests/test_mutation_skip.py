@@ -69,3 +69,29 @@ def test_skip_without_every_mutant_of_the_line_is_refused(tmp_path):
     (tmp_path / "m.py").write_text("x = 1\n", encoding="utf-8")
     with pytest.raises(mutation.MutationConfigError, match='skip = true needs mutated = "\\*"'):
         mutation.load_config(config, root=tmp_path)
+
+
+def test_a_sample_runs_every_nth_mutant_and_scores_over_the_sample(tmp_path):
+    (tmp_path / "m.py").write_text(SOURCE, encoding="utf-8")
+    session = _session(tmp_path)
+
+    assert mutation.sample_mutants(session, 2) == 1
+
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        assert sorted(item.job_id for item in db.pending_work_items) == ["annotation", "comparison"]
+        db.set_result("annotation", WorkResult(worker_outcome=WorkerOutcome.NORMAL, test_outcome=Outcome.KILLED))
+        db.set_result(
+            "comparison",
+            WorkResult(
+                worker_outcome=WorkerOutcome.NORMAL,
+                test_outcome=Outcome.SURVIVED,
+                diff="-    return a > b\n+    return a >= b\n",
+            ),
+        )
+    score = mutation.score_module(_module(), session, root=tmp_path)
+    assert (score.total, score.killed, score.pending, score.counted, score.percent) == (3, 1, 1, 2, 50.0)
+
+
+def test_a_sample_below_one_exits_2_with_one_line(capsys):
+    assert mutation.main(["--sample", "0", "api/signing.py"]) == 2
+    assert capsys.readouterr().err == "mutation: --sample must be at least 1, not 0\n"

@@ -209,3 +209,13 @@ def test_a_lowered_mfa_limit_applies_to_failures_already_counted(settings):
         settings.ACCOUNTS_MFA_FAILURE_LIMIT = 3
         lock = _mfa_fail()
     assert (lock.failures, lock.until) == (5, START + 100 * SECOND)
+
+
+def test_a_wrong_code_in_the_last_second_of_the_quiet_period_still_adds_up(settings):
+    settings.ACCOUNTS_LOCKOUT_COOLOFFS = [60]
+    settings.ACCOUNTS_LOCKOUT_RESET_AFTER = 120
+    with time_machine.travel(START, tick=False) as machine:
+        _mfa_fail()
+        machine.shift(120 * SECOND)  # the quiet period ends after this second
+        _mfa_fail()
+        assert _mfa_gate().retry_at == START + 122 * SECOND  # the second wrong code's delay
