@@ -52,11 +52,15 @@ def test_a_refused_attempt_from_a_locked_address_leaves_the_account_counter_alon
 def test_while_the_account_is_locked_other_addresses_are_refused_and_not_charged(settings):
     settings.ACCOUNTS_LOCKOUT_ACCOUNT_FAILURE_LIMIT = 3
     with time_machine.travel(START, tick=False):
-        for index in range(3):
-            _fail(ip=f"203.0.113.{index + 1}")
+        _fail(ip="203.0.113.1")
+        _fail(ip="203.0.113.1")
+        _fail(ip="203.0.113.2")  # the account's third failure locks it
         for _ in range(3):
             assert _reserve(ip="198.51.100.9").refused_until == START + 60 * SECOND
+            assert _reserve(ip="203.0.113.1").refused_until == START + 60 * SECOND
+    # A new address is not charged, and one with failures keeps them (neither more nor wiped).
     assert _counter("198.51.100.9").failure_count == 0
+    assert _counter("203.0.113.1").failure_count == 2
     assert _counter("").failure_count == 0 and _counter("").locked_until == START + 60 * SECOND
 
 
