@@ -247,7 +247,11 @@ def sample_mutants(session: Path, every: int) -> int:
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
     with use_db(str(session), WorkDB.Mode.open) as db:
-        pending = list(db.pending_work_items)
+        # By position in the source (then operator): the same sample on every run, line by line.
+        pending = sorted(
+            db.pending_work_items,
+            key=lambda item: (item.mutations[0].start_pos, item.mutations[0].operator_name, item.job_id),
+        )
         left_out = [item for index, item in enumerate(pending) if index % every]
         for item in left_out:
             db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
