@@ -20,7 +20,7 @@ equivalent, which saves a full test run per mutant on lines such as annotations.
 
     python scripts/mutation.py --sample 3 accounts/services/lockout.py  # run one mutant in 3
 
-``--sample N`` runs every N-th mutant (in cosmic-ray's order: line by line, so every line keeps
+``--sample N`` runs every N-th mutant (by position in the source, so every stretch of lines keeps
 some) and leaves the others "not run": the score is then over the sample, and says so.
 
 Exit status: 0 when every module run reaches ``fail-under``, 1 when one does not, 2 on bad input.
