@@ -14,6 +14,15 @@ so a run that is interrupted (even by ``kill -9``) leaves the sources as they we
     python scripts/mutation.py --survivors api/signing.py  # run the last run's survivors again
                                                            # (after new tests; the module unchanged)
 
+An equivalent listed with ``skip = true`` (and ``mutated = "*"``) is not even run: every mutant of
+that line by those operators is marked skipped right after ``cosmic-ray init`` and counted as
+equivalent, which saves a full test run per mutant on lines such as annotations.
+
+    python scripts/mutation.py --sample 3 accounts/services/lockout.py  # run one mutant in 3
+
+``--sample N`` runs every N-th mutant (by position in the source, so every stretch of lines keeps
+some) and leaves the others "not run": the score is then over the sample, and says so.
+
 Exit status: 0 when every module run reaches ``fail-under``, 1 when one does not, 2 on bad input.
 """
 
@@ -47,6 +56,7 @@ class Equivalent:
     original: str
     mutated: str
     reason: str
+    skip: bool = False
 
 
 @dataclass
@@ -69,6 +79,7 @@ class Score:
     incompetent: int = 0
     pending: int = 0
     equivalent: int = 0
+    skipped: int = 0
     survivors: list[tuple[str, str, str]] = field(default_factory=list)
     unused_equivalents: list[Equivalent] = field(default_factory=list)
 
@@ -91,13 +102,24 @@ def load_config(path: Path = CONFIG, root: Path = ROOT) -> tuple[dict, list[Modu
     for entry in data.get("module", []):
         try:
             equivalents = [
-                Equivalent(item["operator"], item["original"].strip(), item["mutated"].strip(), item["reason"])
+                Equivalent(
+                    item["operator"],
+                    item["original"].strip(),
+                    item["mutated"].strip(),
+                    item["reason"],
+                    bool(item.get("skip", False)),
+                )
                 for item in entry.get("equivalent", [])
             ]
             pytest_args = list(entry.get("pytest-args", settings.get("pytest-args", [])))
             module = Module(entry["path"], list(entry["tests"]), pytest_args, equivalents)
         except (KeyError, TypeError) as exc:
             raise MutationConfigError(f"{path.name}: a [[module]] entry lacks {exc}") from exc
+        for equivalent in equivalents:
+            if equivalent.skip and equivalent.mutated != "*":
+                raise MutationConfigError(
+                    f'{path.name}: skip = true needs mutated = "*" (every mutant of the line): {equivalent.original}'
+                )
         for name in [module.path, *module.tests]:
             if not (root / name.split("::")[0]).exists():
                 raise MutationConfigError(f"{path.name}: {name} does not exist")
@@ -155,7 +177,7 @@ def _source_digest(module: Module) -> str:
     return hashlib.sha256((ROOT / module.path).read_bytes()).hexdigest()
 
 
-def run_module(module: Module, settings: dict, *, survivors_only: bool = False) -> None:
+def run_module(module: Module, settings: dict, *, survivors_only: bool = False, sample: int = 1) -> None:
     """Plant every mutant of ``module`` (or, ``survivors_only``, the last run's survivors again)."""
     config = cosmic_ray_config(module, settings)
     session = WORK / f"{module.slug}.sqlite"
@@ -167,13 +189,73 @@ def run_module(module: Module, settings: dict, *, survivors_only: bool = False) 
             raise MutationConfigError(f"{module.path} changed since its last full run (or has none): run it in full")
         with sqlite3.connect(session) as connection:
             connection.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+        # Survivors since listed `skip = true` need no new run.
+        skipped = skip_listed_equivalents(module, session)
+        if skipped:
+            print(f"   {skipped} survivors of lines since listed `skip = true` are not run again", flush=True)
     else:
         session.unlink(missing_ok=True)
         digest.write_text(_source_digest(module))
         _cosmic_ray("init", str(config), str(session))
+        skipped = skip_listed_equivalents(module, session)
+        if skipped:
+            print(f"   {skipped} mutants of lines listed `skip = true` are not run", flush=True)
+        if sample > 1:
+            left_out = sample_mutants(session, sample)
+            print(f"   a sample of one mutant in {sample}: {left_out} are not run", flush=True)
     # The baseline runs the tests unmutated: a failing test would make every mutant look killed.
     _cosmic_ray("baseline", str(config))
     _cosmic_ray("exec", str(config), str(session))
+
+
+def _skipping_equivalent(module: Module, operator: str, original: str) -> Equivalent | None:
+    return next(
+        (e for e in module.equivalent if e.skip and re.fullmatch(e.operator, operator) and e.original == original),
+        None,
+    )
+
+
+def _source_lines(module: Module, root: Path) -> list[str]:
+    return (root / module.path).read_text(encoding="utf-8").splitlines()
+
+
+def _line_of(lines: list[str], item) -> str:
+    number = item.mutations[0].start_pos[0]
+    return lines[number - 1].strip() if 0 < number <= len(lines) else ""
+
+
+def skip_listed_equivalents(module: Module, session: Path, root: Path = ROOT) -> int:
+    """Mark as skipped (not to be run) the pending mutants of the lines listed ``skip = true``."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    if not any(e.skip for e in module.equivalent):
+        return 0
+    lines = _source_lines(module, root)
+    skipped = 0
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            if _skipping_equivalent(module, item.mutations[0].operator_name, _line_of(lines, item)) is not None:
+                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+                skipped += 1
+    return skipped
+
+
+def sample_mutants(session: Path, every: int) -> int:
+    """Keep every ``every``-th pending mutant; mark the others skipped (counted as not run)."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        # By position in the source (then operator): the same sample on every run, line by line.
+        pending = sorted(
+            db.pending_work_items,
+            key=lambda item: (item.mutations[0].start_pos, item.mutations[0].operator_name, item.job_id),
+        )
+        left_out = [item for index, item in enumerate(pending) if index % every]
+        for item in left_out:
+            db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+    return len(left_out)
 
 
 def _changed_lines(diff: str) -> tuple[str, str]:
@@ -188,22 +270,33 @@ def _changed_lines(diff: str) -> tuple[str, str]:
     return removed, added
 
 
-def score_module(module: Module, session: Path | None = None) -> Score:
+def score_module(module: Module, session: Path | None = None, root: Path = ROOT) -> Score:
     """Count a finished (or interrupted) run's mutants; survivors that ``module`` lists as equivalent
-    are left out of the score, the others are returned to be printed."""
+    (and mutants skipped as listed ``skip = true``) are left out of the score, the others are
+    returned to be printed."""
     from cosmic_ray.work_db import WorkDB, use_db
-    from cosmic_ray.work_item import TestOutcome
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
     session = session or WORK / f"{module.slug}.sqlite"
     if not session.exists():
         raise MutationConfigError(f"no run of {module.path} yet: run scripts/mutation.py {module.path}")
     score = Score(module.path)
     used: set[Equivalent] = set()
+    lines = _source_lines(module, root) if any(e.skip for e in module.equivalent) else []
     with use_db(str(session), WorkDB.Mode.open) as db:
         results = {item.job_id: result for item, result in db.completed_work_items}
         for item in db.work_items:
             score.total += 1
             result = results.get(item.job_id)
+            if result is not None and result.worker_outcome == WorkerOutcome.SKIPPED:
+                skipping = _skipping_equivalent(module, item.mutations[0].operator_name, _line_of(lines, item))
+                if skipping is not None:
+                    score.equivalent += 1
+                    score.skipped += 1
+                    used.add(skipping)
+                else:  # left out of a --sample, or skipped by an entry since removed: not run
+                    score.pending += 1
+                continue
             if result is None or result.test_outcome is None:
                 score.pending += 1
                 continue
@@ -236,7 +329,8 @@ def score_module(module: Module, session: Path | None = None) -> Score:
 def print_score(score: Score) -> None:
     print(
         f"{score.module}: {score.percent:.1f} % "
-        f"({score.killed} killed of {score.counted}; {score.equivalent} equivalent listed, "
+        f"({score.killed} killed of {score.counted}; {score.equivalent} equivalent listed"
+        f"{f' ({score.skipped} not run)' if score.skipped else ''}, "
         f"{len(score.survivors)} survived, {score.incompetent} incompetent, {score.pending} not run; "
         f"{score.total} mutants)",
         flush=True,
@@ -252,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", help="paths listed in mutation.toml (default: all)")
     parser.add_argument("--report", action="store_true", help="print the last run's scores without running")
     parser.add_argument("--survivors", action="store_true", help="run only the last run's surviving mutants again")
+    parser.add_argument("--sample", type=int, default=1, metavar="N", help="run only every N-th mutant")
     arguments = parser.parse_args(argv)
     try:
         settings, modules = load_config()
@@ -260,11 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise MutationConfigError(f"not listed in mutation.toml: {', '.join(unknown)}")
         selected = [by_path[name] for name in arguments.modules] or modules
+        if arguments.sample < 1:
+            raise MutationConfigError(f"--sample must be at least 1, not {arguments.sample}")
         WORK.mkdir(parents=True, exist_ok=True)
         if not arguments.report:
             copy_tree()
             for module in selected:
-                run_module(module, settings, survivors_only=arguments.survivors)
+                run_module(module, settings, survivors_only=arguments.survivors, sample=arguments.sample)
         scores = [score_module(module) for module in selected]
     except MutationConfigError as exc:
         print(f"mutation: {exc}", file=sys.stderr)
