@@ -55,9 +55,11 @@ class BaselineRateDetector(Detector):
 
     def events(self, since, until, *, until_inclusive=True):
         bound = {"timestamp__lte": until} if until_inclusive else {"timestamp__lt": until}
-        return AuditEvent.objects.filter(action__in=self.actions, timestamp__gte=since, **bound).exclude(
-            **{self.principal: ""}
-        ).exclude(**{f"{self.principal}__isnull": True})
+        return (
+            AuditEvent.objects.filter(action__in=self.actions, timestamp__gte=since, **bound)
+            .exclude(**{self.principal: ""})
+            .exclude(**{f"{self.principal}__isnull": True})
+        )
 
     def windows_in_baseline(self) -> float:
         baseline_seconds = self.baseline_days * 86400 - self.window.total_seconds()
@@ -117,7 +119,10 @@ class BaselineRateDetector(Detector):
             return []
         queryset = self.events(event.timestamp - self.window, event.timestamp).filter(**{self.principal: value})
         figures = queryset.aggregate(
-            current=self.volume(), first=Min("timestamp"), last=Max("timestamp"), last_id=Max("id"),
+            current=self.volume(),
+            first=Min("timestamp"),
+            last=Max("timestamp"),
+            last_id=Max("id"),
             username=Max("actor_username"),
         )
         current = figures["current"] or 0
@@ -128,8 +133,13 @@ class BaselineRateDetector(Detector):
             return []
         return [
             self._finding(
-                value=str(value), username=figures["username"], current=current, baseline_mean=baseline_mean,
-                figures=figures, queryset=queryset, triggered_at=event.timestamp,
+                value=str(value),
+                username=figures["username"],
+                current=current,
+                baseline_mean=baseline_mean,
+                figures=figures,
+                queryset=queryset,
+                triggered_at=event.timestamp,
             )
         ]
 
@@ -138,7 +148,10 @@ class BaselineRateDetector(Detector):
         rows = list(
             window_events.values(self.principal)
             .annotate(
-                current=self.volume(), first=Min("timestamp"), last=Max("timestamp"), last_id=Max("id"),
+                current=self.volume(),
+                first=Min("timestamp"),
+                last=Max("timestamp"),
+                last_id=Max("id"),
                 username=Max("actor_username"),
             )
             .filter(current__gte=self.floor)
@@ -163,9 +176,13 @@ class BaselineRateDetector(Detector):
             if row["current"] >= self.limit(baseline_mean):
                 findings.append(
                     self._finding(
-                        value=str(value), username=row["username"], current=row["current"],
-                        baseline_mean=baseline_mean, figures=row,
-                        queryset=window_events.filter(**{self.principal: value}), triggered_at=row["last"],
+                        value=str(value),
+                        username=row["username"],
+                        current=row["current"],
+                        baseline_mean=baseline_mean,
+                        figures=row,
+                        queryset=window_events.filter(**{self.principal: value}),
+                        triggered_at=row["last"],
                     )
                 )
         return findings
