@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test demo venv system-deps lint bench bench-e2e bench-detection mutation migrate image clean
+.PHONY: run test demo venv system-deps lint bench bench-e2e bench-detection bench-load mutation migrate image clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,14 @@ bench-e2e: venv
 bench-detection: venv
 	bash scripts/install-system-deps.sh bench-e2e
 	$(PY) bench/detection_backlog_bench.py $(ARGS)
+
+# The load test (docs/benchmarks.md, "Load"): 200 simulated people for 10 minutes through gunicorn,
+# PostgreSQL, Redis and a Celery worker, then the audit, chain and alert checks. Not part of make
+# test. Options: make bench-load ARGS="--quick" (20 people, 1 minute).
+bench-load: venv
+	bash scripts/install-system-deps.sh bench-e2e
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(PY) bench/load_bench.py $(ARGS)
 
 # Mutation testing of the security-critical modules (docs/mutation.md): cosmic-ray over each module
 # listed in mutation.toml with the tests that cover it, the score per module printed at the end.

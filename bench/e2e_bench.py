@@ -254,10 +254,17 @@ def gunicorn_baseline_command(port: int) -> list[str]:
 class App:
     def __init__(self, name: str, port: int, key: str, memory_id: int, context_id: int):
         self.name, self.port, self.key, self.memory_id, self.context_id = name, port, key, memory_id, context_id
+        self.environment: dict = {}
 
 
 @contextmanager
-def platform(database_url: str, redis_url: str, workdir: Path, overrides: dict, label: str):
+def platform(database_url: str, redis_url: str, workdir: Path, overrides: dict, label: str,
+             seed: list[str] | None = None, pages: bool = False):  # fmt: skip
+    """The platform as deployed; the first start migrates and runs ``seed`` (default: bench.e2e_seed).
+
+    ``pages``: collect the static files first (production's manifest storage cannot render a page
+    without them; the API needs none).
+    """
     port = free_port()
     folder = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=workdir))
     overrides = dict(overrides)
@@ -274,8 +281,11 @@ def platform(database_url: str, redis_url: str, workdir: Path, overrides: dict, 
     seeded_file = workdir / "platform-seed.json"
     if not seeded_file.exists():
         _run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], env=environment)
-        seeded_file.write_text(_run([PYTHON, "-m", "bench.e2e_seed"], env=environment).strip().splitlines()[-1])
+        command = [PYTHON, *(seed or ["-m", "bench.e2e_seed"])]
+        seeded_file.write_text(_run(command, env=environment).strip().splitlines()[-1])
     seed = json.loads(seeded_file.read_text())
+    if pages:
+        _run([PYTHON, "manage.py", "collectstatic", "--noinput", "-v", "0"], env=environment)
     with ExitStack() as processes:
         worker = None
         if start_worker:
@@ -296,7 +306,9 @@ def platform(database_url: str, redis_url: str, workdir: Path, overrides: dict, 
         wait_for_port(port, process=web)
         if worker is not None and worker.poll() is not None:
             raise BenchError(f"the Celery worker exited: {(folder / 'worker.log').read_text()[-2000:]}")
-        yield App(label, port, seed["key"], seed["memory_id"], seed["context_id"])
+        app = App(label, port, seed["key"], seed["memory_id"], seed["context_id"])
+        app.environment = environment  # what a management command against this platform needs
+        yield app
 
 
 @contextmanager

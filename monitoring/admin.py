@@ -96,9 +96,9 @@ def _describe(alerts) -> None:
     alerts = list(alerts)
     described = describe_subjects((alert.subject_type, alert.subject) for alert in alerts)
     usernames = {alert.subject for alert in alerts if alert.subject_type == SubjectType.USER and alert.subject}
-    user_ids = dict(
-        get_user_model().objects.filter(username__in=usernames).values_list("username", "pk")
-    ) if usernames else {}
+    user_ids = (
+        dict(get_user_model().objects.filter(username__in=usernames).values_list("username", "pk")) if usernames else {}
+    )
     for alert in alerts:
         alert.subject_description = described.get((alert.subject_type, alert.subject))
         alert.subject_link = ""
@@ -129,7 +129,9 @@ class TriageActionForm(ActionForm):
     """The list's action bar, with the note a bulk step writes (required to mark false positives)."""
 
     note = forms.CharField(
-        required=False, max_length=ALERT_NOTE_MAX_LENGTH, label="Note",
+        required=False,
+        max_length=ALERT_NOTE_MAX_LENGTH,
+        label="Note",
         widget=forms.TextInput(attrs={"placeholder": "note (required for false positives)", "size": 40}),
     )
 
@@ -155,7 +157,14 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     change_form_template = "monitoring/admin/alert_change_form.html"
     action_form = TriageActionForm
     list_display = (
-        "severity_label", "in_words", "subject_shown", "status", "assigned_to", "count", "created_at", "detection",
+        "severity_label",
+        "in_words",
+        "subject_shown",
+        "status",
+        "assigned_to",
+        "count",
+        "created_at",
+        "detection",
         "last_seen",
     )
     list_display_links = ("in_words",)
@@ -169,10 +178,30 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_per_page = 50
     actions = ("acknowledge_selected", "resolve_selected", "mark_false_positive_selected")
     fields = (
-        "severity", "detector", "status", "in_words", "subject_shown", "assigned_to", "assigned_at", "summary",
-        "subject_type", "subject", "count", "first_seen", "last_seen", "triggered_at", "created_at",
-        "detection_seconds", "evidence_events", "evidence_counts", "acknowledged_by", "acknowledged_at", "closed_by",
-        "closed_at", "dedupe_key", "uuid",
+        "severity",
+        "detector",
+        "status",
+        "in_words",
+        "subject_shown",
+        "assigned_to",
+        "assigned_at",
+        "summary",
+        "subject_type",
+        "subject",
+        "count",
+        "first_seen",
+        "last_seen",
+        "triggered_at",
+        "created_at",
+        "detection_seconds",
+        "evidence_events",
+        "evidence_counts",
+        "acknowledged_by",
+        "acknowledged_at",
+        "closed_by",
+        "closed_at",
+        "dedupe_key",
+        "uuid",
     )
     readonly_fields = fields
 
@@ -242,7 +271,8 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self.message_user(request, f"{changed} alert(s) {verb}.", messages.SUCCESS)
         if skipped:
             self.message_user(
-                request, f"{skipped} alert(s) left as they were: their status does not allow this step.",
+                request,
+                f"{skipped} alert(s) left as they were: their status does not allow this step.",
                 messages.WARNING,
             )
 
@@ -279,9 +309,9 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 "alert_history": alert.notes.all()[:200],
                 "may_triage": request.user.has_perm(TRIAGE_PERMISSION),
                 "next_steps": [
-                    (status.value, status.label) for status in (
-                        AlertStatus.ACKNOWLEDGED, AlertStatus.RESOLVED, AlertStatus.FALSE_POSITIVE
-                    ) if status in TRANSITIONS[AlertStatus(alert.status)]
+                    (status.value, status.label)
+                    for status in (AlertStatus.ACKNOWLEDGED, AlertStatus.RESOLVED, AlertStatus.FALSE_POSITIVE)
+                    if status in TRANSITIONS[AlertStatus(alert.status)]
                 ],
                 "assignees": triage_assignee_list() if request.user.has_perm(TRIAGE_PERMISSION) else [],
                 "alert_object": alert,
@@ -369,8 +399,12 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         expires_at = datetime.datetime.combine(until + datetime.timedelta(days=1), datetime.time.min, datetime.UTC)
         try:
             rule = suppression_create(
-                actor=request.user, detector=alert.detector, subject_type=alert.subject_type,
-                subject=alert.subject, reason=request.POST.get("reason", ""), expires_at=expires_at,
+                actor=request.user,
+                detector=alert.detector,
+                subject_type=alert.subject_type,
+                subject=alert.subject,
+                reason=request.POST.get("reason", ""),
+                expires_at=expires_at,
                 source_alert_id=alert.pk,
             )
         except ValidationError as error:
@@ -393,8 +427,16 @@ class SuppressionRuleAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The rules, in force or not, with what they kept from alerting; end or delete through the services."""
 
     list_display = (
-        "detector", "subject", "subject_type", "state", "expires_at", "suppressed_count", "last_suppressed_at",
-        "created_by", "created_at", "alert_link",
+        "detector",
+        "subject",
+        "subject_type",
+        "state",
+        "expires_at",
+        "suppressed_count",
+        "last_suppressed_at",
+        "created_by",
+        "created_at",
+        "alert_link",
     )
     list_filter = ("detector", "subject_type")
     search_fields = ("subject", "detector")
@@ -402,8 +444,19 @@ class SuppressionRuleAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     actions = ("end_selected", "delete_rules_selected")
     fields = (
-        "detector", "subject_type", "subject", "reason", "state", "expires_at", "ended_at", "ended_by",
-        "suppressed_count", "last_suppressed_at", "created_by", "created_at", "alert_link",
+        "detector",
+        "subject_type",
+        "subject",
+        "reason",
+        "state",
+        "expires_at",
+        "ended_at",
+        "ended_by",
+        "suppressed_count",
+        "last_suppressed_at",
+        "created_by",
+        "created_at",
+        "alert_link",
     )
     readonly_fields = fields
 
@@ -419,7 +472,8 @@ class SuppressionRuleAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if rule.source_alert_id is None:
             return "-"
         return format_html(
-            '<a href="{}">#{}</a>', reverse("admin:monitoring_alert_change", args=[rule.source_alert_id]),
+            '<a href="{}">#{}</a>',
+            reverse("admin:monitoring_alert_change", args=[rule.source_alert_id]),
             rule.source_alert_id,
         )
 
@@ -469,8 +523,17 @@ class SuppressionRuleAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("created_at", "channel", "event_type", "destination", "status", "attempts", "next_attempt_at",
-                    "sent_at", "last_error")
+    list_display = (
+        "created_at",
+        "channel",
+        "event_type",
+        "destination",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        "last_error",
+    )
     list_filter = ("status", "channel", "event_type")
     search_fields = ("destination",)
     date_hierarchy = "created_at"

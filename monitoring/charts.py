@@ -61,9 +61,7 @@ def severity_chart(*, days: int, now: datetime.datetime | None = None) -> dict:
         "label_y": HEIGHT - 8,
         "left": LEFT,
         "bars": bars,
-        "ticks": [
-            {"value": tick, "y": round(HEIGHT - BOTTOM - plot_height * tick / scale_max, 1)} for tick in ticks
-        ],
+        "ticks": [{"value": tick, "y": round(HEIGHT - BOTTOM - plot_height * tick / scale_max, 1)} for tick in ticks],
         "legend": [{"name": name, "colour": colour} for name, colour in COLOURS.items()],
         "total": sum(day["total"] for day in data),
         "days": days,

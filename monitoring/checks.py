@@ -107,8 +107,10 @@ def check_monitoring_settings(app_configs=None, **kwargs):
     routes = conf.get("MONITORING_NOTIFICATION_ROUTES")
     severities = {severity.label for severity in Severity}
     channels = set(NotificationChannel.values)
-    if not isinstance(routes, dict) or not set(routes) <= severities or any(
-        not isinstance(value, list) or not set(value) <= channels for value in routes.values()
+    if (
+        not isinstance(routes, dict)
+        or not set(routes) <= severities
+        or any(not isinstance(value, list) or not set(value) <= channels for value in routes.values())
     ):
         errors.append(
             Error(
@@ -188,7 +190,5 @@ def _posture_errors() -> list[Error]:
             Error(f"MONITORING_POSTURE_CHECKS must list some of: {', '.join(CHECK_NAMES)}.", id="monitoring.E010")
         )
     if conf.get("MONITORING_POSTURE_SEVERITY") not in {severity.label for severity in Severity}:
-        errors.append(
-            Error("MONITORING_POSTURE_SEVERITY must be low, medium, high or critical.", id="monitoring.E011")
-        )
+        errors.append(Error("MONITORING_POSTURE_SEVERITY must be low, medium, high or critical.", id="monitoring.E011"))
     return errors

@@ -91,8 +91,14 @@ def _metric(label: str, key: str, value, *, unit: str = "%", how: str = "", deta
     else:
         met = value < target
     return {
-        "label": label, "value": value, "unit": unit, "target": target, "comparison": comparison,
-        "met": met, "how": how, "detail": detail,
+        "label": label,
+        "value": value,
+        "unit": unit,
+        "target": target,
+        "comparison": comparison,
+        "met": met,
+        "how": how,
+        "detail": detail,
     }
 
 
@@ -221,14 +227,23 @@ def _gate_metric(gate: dict) -> dict:
     """The seed's "0 open high-severity findings" from the gate's last result file."""
     label = "Open high-severity findings of the security gate"
     if gate["state"] == "missing":
-        return _metric(label, "high_findings", None, unit="",
-                       how="no result of the security gate here: scripts/security-checks.sh writes one on each "
-                       "full run (MONITORING_SECURITY_GATE_RESULT_FILE)")
+        return _metric(
+            label,
+            "high_findings",
+            None,
+            unit="",
+            how="no result of the security gate here: scripts/security-checks.sh writes one on each "
+            "full run (MONITORING_SECURITY_GATE_RESULT_FILE)",
+        )
     if gate["state"] == "unreadable":
-        return _metric(label, "high_findings", None, unit="",
-                       how=f"the gate's result file cannot be read: {gate['problem']}")
+        return _metric(
+            label, "high_findings", None, unit="", how=f"the gate's result file cannot be read: {gate['problem']}"
+        )
     metric = _metric(
-        label, "high_findings", gate["open_findings"], unit="",
+        label,
+        "high_findings",
+        gate["open_findings"],
+        unit="",
         how=f"the gate's last full run, {gate['age_text']} ago, on revision {gate['revision'][:12]}"
         + (" with local changes" if gate["revision_modified"] else ""),
         detail=f"failed checks: {', '.join(gate['failed_checks'])}" if gate["failed_checks"] else "every check passed",
@@ -289,36 +304,52 @@ def dashboard_context(*, now: datetime.datetime, sections: Mapping[str, Section]
 
     metrics = [
         _metric(
-            "Audit coverage", "audit_coverage", _percent(covered, observed_total),
+            "Audit coverage",
+            "audit_coverage",
+            _percent(covered, observed_total),
             how="security events seen outside the audit record (Django's login signals, the admin log) "
             "that the audit record also holds",
             detail=f"{covered} of {observed_total} observed events audited"
             + "".join(f"; {row['kind']}: {row['audited']} audited / {row['observed']} seen" for row in coverage_rows),
         ),
         _metric(
-            "MFA adoption, all active users", "mfa_adoption", _percent(mfa["users_with_mfa"], mfa["users"]),
+            "MFA adoption, all active users",
+            "mfa_adoption",
+            _percent(mfa["users_with_mfa"], mfa["users"]),
             detail=f"{mfa['users_with_mfa']} of {mfa['users']} users",
         ),
         _metric(
-            "MFA adoption, staff", "mfa_adoption_staff", _percent(mfa["staff_with_mfa"], mfa["staff"]),
+            "MFA adoption, staff",
+            "mfa_adoption_staff",
+            _percent(mfa["staff_with_mfa"], mfa["staff"]),
             detail=f"{mfa['staff_with_mfa']} of {mfa['staff']} staff",
         ),
         _metric(
-            "Mean time to detection", "mttd_mean", detection["mean"], unit="s",
+            "Mean time to detection",
+            "mttd_mean",
+            detection["mean"],
+            unit="s",
             how="alert raised minus the time of the event that made the detector fire",
             detail=f"{detection['count']} alert(s) raised",
         ),
         _metric(
-            "95th percentile time to detection", "mttd_p95", detection["p95"], unit="s",
+            "95th percentile time to detection",
+            "mttd_p95",
+            detection["p95"],
+            unit="s",
             detail=f"{detection['count']} alert(s) raised",
         ),
         _metric(
-            "Authentication flow completion", "auth_completion", _percent(succeeded, failed + succeeded),
+            "Authentication flow completion",
+            "auth_completion",
+            _percent(succeeded, failed + succeeded),
             how="logins completed / logins started (every password submission starts one)",
             detail=f"{succeeded} of {failed + succeeded} logins",
         ),
         _metric(
-            "Monitoring uptime", "monitoring_uptime", _percent(on_time, scheduled),
+            "Monitoring uptime",
+            "monitoring_uptime",
+            _percent(on_time, scheduled),
             how="scheduled jobs that started on time (none late by the job-health rule)",
             detail=f"{on_time} of {scheduled} scheduled jobs on time",
         ),

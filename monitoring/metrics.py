@@ -77,10 +77,16 @@ class MonitoringCollector:
         yield failed_jobs
 
         for name, help_text, moment in (
-            ("worker_heartbeat_age_seconds", "Seconds since the worker heartbeat.",
-             getattr(selectors.heartbeat_get("worker"), "beat_at", None)),
-            ("beat_last_run_age_seconds", "Seconds since beat last sent a scheduled job.",
-             selectors.beat_last_run_at()),
+            (
+                "worker_heartbeat_age_seconds",
+                "Seconds since the worker heartbeat.",
+                getattr(selectors.heartbeat_get("worker"), "beat_at", None),
+            ),
+            (
+                "beat_last_run_age_seconds",
+                "Seconds since beat last sent a scheduled job.",
+                selectors.beat_last_run_at(),
+            ),
             ("audit_last_event_age_seconds", "Seconds since the newest audit event.", selectors.last_audit_event_at()),
         ):
             age = _age(now, moment)
@@ -93,7 +99,8 @@ class MonitoringCollector:
         """The answering process's posture; a figure that could not be read is left out."""
         posture = posture_summary()
         yield InfoMetricFamily(
-            f"{PREFIX}process", "The answering process: its role and image revision.",
+            f"{PREFIX}process",
+            "The answering process: its role and image revision.",
             value={"role": PROCESS_ROLE, "revision": str(posture["revision"])},
         )
         if type(posture["uid"]) is int:

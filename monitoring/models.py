@@ -131,7 +131,7 @@ class AlertNote(models.Model):
 
 
 class SuppressionRule(models.Model):
-    """"Don't alert on ``detector`` for ``subject`` until ``expires_at``", with the reason.
+    """ "Don't alert on ``detector`` for ``subject`` until ``expires_at``", with the reason.
 
     ``monitoring.services.suppression`` creates, ends and deletes rules (each audited); while a
     rule is in force (``expires_at`` in the future, not ended) a matching detection raises no
@@ -270,6 +270,9 @@ class Report(models.Model):
     html = models.TextField()
     text = models.TextField()
     csv = models.TextField()
+    # The Celery task that made it, when a task did: a redelivered task (acks_late: its worker died
+    # before acknowledging) finds its report here and neither makes nor emails a second one.
+    task_id = models.CharField(max_length=255, null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["-generated_at", "-id"]

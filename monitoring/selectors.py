@@ -151,7 +151,10 @@ def _last_event(*actions, before: datetime.datetime) -> dict | None:
     if row is None:
         return None
     return {
-        "event_id": row["id"], "action": row["action"], "outcome": row["outcome"], "at": row["timestamp"].isoformat(),
+        "event_id": row["id"],
+        "action": row["action"],
+        "outcome": row["outcome"],
+        "at": row["timestamp"].isoformat(),
     }
 
 

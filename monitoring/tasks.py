@@ -79,10 +79,14 @@ def heartbeat() -> dict:
     return {"beat_at": beat.beat_at.isoformat()}
 
 
-@shared_task(name="monitoring.security_report")
-def security_report(period: str = "daily", email: bool = False) -> dict:
-    """Generate and store the daily or weekly security report; queue its email (``report_generate``)."""
-    report = reports.report_generate(period=period, email=email)
+@shared_task(name="monitoring.security_report", bind=True)
+def security_report(self, period: str = "daily", email: bool = False) -> dict:
+    """Generate and store the daily or weekly security report; queue its email (``report_generate``).
+
+    The task id is the report's idempotency key: a delivery of the same message again (its worker
+    died before acknowledging it) returns the stored report and emails nobody twice.
+    """
+    report = reports.report_generate(period=period, email=email, task_id=self.request.id)
     return {"report_id": report.pk, "emailed": int(email)}
 
 

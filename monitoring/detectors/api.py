@@ -24,9 +24,7 @@ class ApiErrorBurstDetector(WindowCountDetector):
     name = "api_error_burst"
     title = "Burst of API 401/403/429 errors"
     severity = Severity.MEDIUM
-    actions = frozenset(
-        {Action.API_KEY_REFUSED.value, Action.RATE_LIMITED.value, Action.PERMISSION_DENIED.value}
-    )
+    actions = frozenset({Action.API_KEY_REFUSED.value, Action.RATE_LIMITED.value, Action.PERMISSION_DENIED.value})
     principals = API_PRINCIPALS
     threshold_setting = "MONITORING_API_ERROR_THRESHOLD"
     window_setting = "MONITORING_API_ERROR_WINDOW_SECONDS"

@@ -163,8 +163,11 @@ class UnusualHourDetector(Detector):
             return []
         return [
             self._finding(
-                user_id=user_id, username=login_username(event), event_id=event.pk,
-                timestamp=event.timestamp, figures=figures,
+                user_id=user_id,
+                username=login_username(event),
+                event_id=event.pk,
+                timestamp=event.timestamp,
+                figures=figures,
             )
         ]
 
@@ -195,7 +198,9 @@ class UnusualHourDetector(Detector):
                     self._finding(
                         user_id=login["login_user"],
                         username=login["subject_username"] or login["actor_username"],
-                        event_id=login["id"], timestamp=login["timestamp"], figures=figures,
+                        event_id=login["id"],
+                        timestamp=login["timestamp"],
+                        figures=figures,
                     )
                 )
         return findings
@@ -255,12 +260,19 @@ class NewDeviceDetector(Detector):
         if not (new_ip or new_device):
             return []
         login = {
-            "id": event.pk, "timestamp": event.timestamp, "client_ip": event.client_ip, "user_agent": event.user_agent,
+            "id": event.pk,
+            "timestamp": event.timestamp,
+            "client_ip": event.client_ip,
+            "user_agent": event.user_agent,
         }
         return [
             self._finding(
-                user_id=user_id, username=login_username(event), login=login,
-                new_ip=new_ip, new_device=new_device, prior=prior,
+                user_id=user_id,
+                username=login_username(event),
+                login=login,
+                new_ip=new_ip,
+                new_device=new_device,
+                prior=prior,
             )
         ]
 
@@ -292,8 +304,12 @@ class NewDeviceDetector(Detector):
             if prior >= conf.get("MONITORING_NEW_DEVICE_MIN_PRIOR_LOGINS") and (new_ip or new_device):
                 findings.append(
                     self._finding(
-                        user_id=user, username=login["subject_username"] or login["actor_username"], login=login,
-                        new_ip=new_ip, new_device=new_device, prior=prior,
+                        user_id=user,
+                        username=login["subject_username"] or login["actor_username"],
+                        login=login,
+                        new_ip=new_ip,
+                        new_device=new_device,
+                        prior=prior,
                     )
                 )
             prior_counts[user] += 1

@@ -47,7 +47,11 @@ class PrivilegeEscalationDetector(EventDetector):
     actions = frozenset(
         action.value
         for action in (
-            Action.STAFF_GRANTED, Action.SUPERUSER_GRANTED, *GROUP_ACTIONS, *PERMISSION_ACTIONS, *ROLE_ACTIONS
+            Action.STAFF_GRANTED,
+            Action.SUPERUSER_GRANTED,
+            *GROUP_ACTIONS,
+            *PERMISSION_ACTIONS,
+            *ROLE_ACTIONS,
         )
     )
 

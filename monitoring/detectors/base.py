@@ -184,8 +184,12 @@ class WindowCountDetector(Detector):
             principal_condition(self.principals, position), **{field: value}
         )
         figures = queryset.aggregate(
-            count=self.measure(), first=Min("timestamp"), last=Max("timestamp"), last_id=Max("id"),
-            username=Max("actor_username"), **self.extra_measures(),
+            count=self.measure(),
+            first=Min("timestamp"),
+            last=Max("timestamp"),
+            last_id=Max("id"),
+            username=Max("actor_username"),
+            **self.extra_measures(),
         )
         if figures["count"] < self.threshold:
             return []
@@ -208,8 +212,12 @@ class WindowCountDetector(Detector):
             rows = (
                 window_events.values(field)
                 .annotate(
-                    count=self.measure(), first=Min("timestamp"), last=Max("timestamp"), last_id=Max("id"),
-                    username=Max("actor_username"), **self.extra_measures(),
+                    count=self.measure(),
+                    first=Min("timestamp"),
+                    last=Max("timestamp"),
+                    last_id=Max("id"),
+                    username=Max("actor_username"),
+                    **self.extra_measures(),
                 )
                 .filter(count__gte=self.threshold)
                 .order_by()
@@ -250,9 +258,7 @@ class WindowCountDetector(Detector):
             triggered_at=triggered_at,
             evidence_queryset=queryset,
             last_event_id=figures["last_id"],
-            dedupe_window=max(
-                self.window, conf.seconds("MONITORING_ALERT_DEDUPE_WINDOW_SECONDS")
-            ),
+            dedupe_window=max(self.window, conf.seconds("MONITORING_ALERT_DEDUPE_WINDOW_SECONDS")),
         )
 
 

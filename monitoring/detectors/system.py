@@ -116,9 +116,12 @@ class JobLateDetector(Detector):
             .annotate(last=Max("started_at"))
             .values_list("task_name", "last")
         )
-        first_ever = JobRun.objects.filter(task_name__in=names).order_by("started_at").values_list(
-            "started_at", flat=True
-        ).first()
+        first_ever = (
+            JobRun.objects.filter(task_name__in=names)
+            .order_by("started_at")
+            .values_list("started_at", flat=True)
+            .first()
+        )
         findings = []
         tasks = PeriodicTask.objects.filter(enabled=True, one_off=False, task__in=names, clocked__isnull=True)
         for task in tasks.select_related("interval", "crontab", "solar"):

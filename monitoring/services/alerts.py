@@ -34,7 +34,6 @@ from monitoring.services.suppression import suppression_apply
 logger = logging.getLogger("monitoring.alerts")
 
 
-
 class AlertTransitionError(ValueError):
     """The requested status change is not allowed from the alert's current status."""
 
@@ -206,9 +205,7 @@ def _transition(*, actor, alert_id: int, to: AlertStatus, note: str = "") -> Ale
         alert = Alert.objects.select_for_update().get(pk=alert_id)
         previous = AlertStatus(alert.status)
         if to not in TRANSITIONS[previous]:
-            raise AlertTransitionError(
-                f"An alert that is {previous.label.lower()} cannot become {to.label.lower()}."
-            )
+            raise AlertTransitionError(f"An alert that is {previous.label.lower()} cannot become {to.label.lower()}.")
         now = timezone.now()
         alert.status = to
         if to == AlertStatus.ACKNOWLEDGED:
@@ -220,8 +217,13 @@ def _transition(*, actor, alert_id: int, to: AlertStatus, note: str = "") -> Ale
             alert.note = f"{alert.note}\n{stamp}".strip()
         alert.save()
         AlertNote.objects.create(
-            alert=alert, author=actor, author_username=actor.get_username(), created_at=now,
-            from_status=previous, to_status=to, text=note,
+            alert=alert,
+            author=actor,
+            author_username=actor.get_username(),
+            created_at=now,
+            from_status=previous,
+            to_status=to,
+            text=note,
         )
         audit.record(
             action=TRANSITION_ACTIONS[to],
@@ -309,8 +311,13 @@ def alert_assign(*, actor, alert_id: int, assignee_id: int | None, note: str = "
         alert.save(update_fields=["assigned_to", "assigned_at", "updated_at"])
         what = f"Assigned to {assignee.get_username()}" if assignee else "Unassigned"
         AlertNote.objects.create(
-            alert=alert, author=actor, author_username=actor.get_username(), created_at=now,
-            from_status=alert.status, to_status=alert.status, text=f"{what}. {note}".strip() if note else f"{what}.",
+            alert=alert,
+            author=actor,
+            author_username=actor.get_username(),
+            created_at=now,
+            from_status=alert.status,
+            to_status=alert.status,
+            text=f"{what}. {note}".strip() if note else f"{what}.",
         )
         audit.record(
             action=Action.ALERT_ASSIGNED,

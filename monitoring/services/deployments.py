@@ -134,4 +134,3 @@ def deployment_record(
             target=Target(type="system.release", id=after, repr=f"{where}: {verb} {_short(before)} -> {_short(after)}"),
             context=context,
         )
-

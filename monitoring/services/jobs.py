@@ -47,8 +47,12 @@ def job_run_start(*, task_name: str, task_id: str) -> JobRun:
     """Record that a scheduled job started (a retry of the same task id restarts its run)."""
     run, _created = JobRun.objects.update_or_create(
         task_id=task_id,
-        defaults={"task_name": task_name[:200], "started_at": timezone.now(), "outcome": JobOutcome.RUNNING,
-                  "finished_at": None},
+        defaults={
+            "task_name": task_name[:200],
+            "started_at": timezone.now(),
+            "outcome": JobOutcome.RUNNING,
+            "finished_at": None,
+        },
     )
     return run
 

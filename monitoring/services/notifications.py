@@ -242,7 +242,10 @@ def _send_email(notification: Notification) -> None:
     if notification.report_id is not None:
         report = notification.report
         message = EmailMultiAlternatives(
-            notification.subject, report.text, settings.DEFAULT_FROM_EMAIL, [notification.destination],
+            notification.subject,
+            report.text,
+            settings.DEFAULT_FROM_EMAIL,
+            [notification.destination],
             connection=mail_connection,
         )
         message.attach_alternative(report.html, "text/html")
@@ -299,7 +302,10 @@ def notifications_deliver_due(*, limit: int = 100) -> dict[str, int]:
             results["failed"] += 1
         else:
             Notification.objects.filter(pk=notification.pk).update(
-                status=NotificationStatus.SENT, attempts=attempts, sent_at=timezone.now(), claimed_at=None,
+                status=NotificationStatus.SENT,
+                attempts=attempts,
+                sent_at=timezone.now(),
+                claimed_at=None,
                 last_error="",
             )
             results["sent"] += 1

@@ -16,7 +16,7 @@ import csv
 import datetime
 import io
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -175,12 +175,16 @@ def report_rows(figures: dict) -> list[tuple[str, list[tuple[str, str]]]]:
             (
                 "About this report",
                 ([("Period", figures["period_note"])] if figures.get("period_note") else [])
-                + [(label, url, url) for label, url in (
-                    ("Security console", links.get("console", "")),
-                    ("Open alerts", links.get("open_alerts", "")),
-                    ("Audit events", links.get("audit_events", "")),
-                    ("Reports", links.get("reports", "")),
-                ) if url],
+                + [
+                    (label, url, url)
+                    for label, url in (
+                        ("Security console", links.get("console", "")),
+                        ("Open alerts", links.get("open_alerts", "")),
+                        ("Audit events", links.get("audit_events", "")),
+                        ("Reports", links.get("reports", "")),
+                    )
+                    if url
+                ],
             )
         )
     previous = figures.get("previous")
@@ -202,7 +206,8 @@ def report_rows(figures: dict) -> list[tuple[str, list[tuple[str, str]]]]:
             (
                 f"#{alert['id']} {alert['severity']}",
                 f"{alert['sentence']} ({alert['status'].lower()} since {email_time(alert['created_at'])}"
-                + (f", assigned to {alert['assigned_to']}" if alert["assigned_to"] else ", not assigned") + ")",
+                + (f", assigned to {alert['assigned_to']}" if alert["assigned_to"] else ", not assigned")
+                + ")",
                 alert["link"],
             )
             for alert in listed
@@ -246,10 +251,14 @@ def report_rows(figures: dict) -> list[tuple[str, list[tuple[str, str]]]]:
                 ("Logins completed", _fmt(auth["logins_succeeded"])),
                 ("Completion rate", _fmt(auth["auth_completion_rate"], " %")),
             ]
-            + [(f"Most failed account: {row['account']}", f"{row['failures']} failures from {row['ips']} IPs")
-               for row in auth["top_failed_accounts"]]
-            + [(f"Most failing IP: {row['ip']}", f"{row['failures']} failures on {row['accounts']} accounts")
-               for row in auth["top_failed_ips"]],
+            + [
+                (f"Most failed account: {row['account']}", f"{row['failures']} failures from {row['ips']} IPs")
+                for row in auth["top_failed_accounts"]
+            ]
+            + [
+                (f"Most failing IP: {row['ip']}", f"{row['failures']} failures on {row['accounts']} accounts")
+                for row in auth["top_failed_ips"]
+            ],
         ),
         (
             "Alerts",
@@ -367,14 +376,25 @@ def report_render(*, period: str, figures: dict) -> tuple[str, str, str]:
 
 
 def report_generate(
-    *, period: str, email: bool = False, until: datetime.date | None = None, now: datetime.datetime | None = None
+    *,
+    period: str,
+    email: bool = False,
+    until: datetime.date | None = None,
+    now: datetime.datetime | None = None,
+    task_id: str | None = None,
 ) -> Report:
     """Compute, render and store a report; with ``email`` queue it to the security administrators.
 
-    Permission: none (the scheduled job and the ``security_report`` command run as the system).
+    ``task_id`` (the scheduled job's Celery task id) makes a run safe to repeat: a report that task
+    already stored is returned as it is, and nothing is emailed again. Tasks are acknowledged after
+    they finish, so a worker killed between the commit and the acknowledgement has its message
+    delivered again. Permission: none (the scheduled job and the ``security_report`` command run as
+    the system).
     """
     from monitoring.services.notifications import report_email_enqueue
 
+    if task_id and (done := Report.objects.filter(task_id=task_id).first()) is not None:
+        return done
     now = now or timezone.now()
     start, end, note = report_period(period=period, until=until, now=now)
     figures = report_figures(start=start, end=end, now=now)
@@ -388,17 +408,23 @@ def report_generate(
         "reports": _console_link("admin:monitoring_report_changelist"),
     }
     html, text, csv_text = report_render(period=period, figures=figures)
-    with transaction.atomic():
-        report = Report.objects.create(
-            period=ReportPeriod(period),
-            period_start=start,
-            period_end=end,
-            generated_at=now,
-            figures=figures,
-            html=html,
-            text=text,
-            csv=csv_text,
-        )
-        if email:
-            report_email_enqueue(report=report)
+    try:
+        with transaction.atomic():
+            report = Report.objects.create(
+                period=ReportPeriod(period),
+                period_start=start,
+                period_end=end,
+                generated_at=now,
+                figures=figures,
+                html=html,
+                text=text,
+                csv=csv_text,
+                task_id=task_id or None,
+            )
+            if email:
+                report_email_enqueue(report=report)
+    except IntegrityError:
+        if not task_id:
+            raise
+        return Report.objects.get(task_id=task_id)  # another delivery of the same task stored it meanwhile
     return report

@@ -98,13 +98,20 @@ def suppression_create(
         )
         if alert is not None:
             AlertNote.objects.create(
-                alert=alert, author=actor, author_username=actor.get_username(), created_at=now,
-                from_status=alert.status, to_status=alert.status,
+                alert=alert,
+                author=actor,
+                author_username=actor.get_username(),
+                created_at=now,
+                from_status=alert.status,
+                to_status=alert.status,
                 text=f"Suppressed {rule.detector} for {rule.subject} until "
                 f"{expires_at.astimezone(datetime.UTC):%Y-%m-%d %H:%M} UTC: {cleaned['reason']}",
             )
         audit.record(
-            action=Action.SUPPRESSION_CREATED, outcome=Outcome.SUCCESS, actor=actor, target=rule,
+            action=Action.SUPPRESSION_CREATED,
+            outcome=Outcome.SUCCESS,
+            actor=actor,
+            target=rule,
             context=_context(rule, reason_given=True),
         )
     return rule
@@ -122,7 +129,10 @@ def suppression_end(*, actor, rule_id: int, now: datetime.datetime | None = None
         rule.ended_at, rule.ended_by = now, actor
         rule.save(update_fields=["ended_at", "ended_by"])
         audit.record(
-            action=Action.SUPPRESSION_ENDED, outcome=Outcome.SUCCESS, actor=actor, target=rule,
+            action=Action.SUPPRESSION_ENDED,
+            outcome=Outcome.SUCCESS,
+            actor=actor,
+            target=rule,
             context=_context(rule, suppressed=rule.suppressed_count),
         )
     return rule
@@ -134,7 +144,10 @@ def suppression_delete(*, actor, rule_id: int) -> None:
     with transaction.atomic():
         rule = SuppressionRule.objects.select_for_update().get(pk=rule_id)
         audit.record(
-            action=Action.SUPPRESSION_DELETED, outcome=Outcome.SUCCESS, actor=actor, target=rule,
+            action=Action.SUPPRESSION_DELETED,
+            outcome=Outcome.SUCCESS,
+            actor=actor,
+            target=rule,
             context=_context(rule, suppressed=rule.suppressed_count),
         )
         rule.delete()
@@ -150,8 +163,11 @@ def suppression_apply(*, finding: Finding, now: datetime.datetime) -> Suppressio
     rule = (
         SuppressionRule.objects.select_for_update()
         .filter(
-            detector=finding.detector, subject_type=finding.subject_type, subject=(finding.subject or "")[:255],
-            ended_at__isnull=True, expires_at__gt=now,
+            detector=finding.detector,
+            subject_type=finding.subject_type,
+            subject=(finding.subject or "")[:255],
+            ended_at__isnull=True,
+            expires_at__gt=now,
         )
         .order_by("-expires_at", "-id")
         .first()

@@ -37,7 +37,10 @@ pytestmark = [pytest.mark.postgresql, pytest.mark.server, pytest.mark.django_db(
 def collected_static() -> Path:
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
-        cwd=PROJECT_DIR, env=served_env(), check=True, timeout=300,
+        cwd=PROJECT_DIR,
+        env=served_env(),
+        check=True,
+        timeout=300,
     )
     return Path(settings.VAR_DIR) / "static-collected"
 
@@ -74,9 +77,15 @@ class Load(threading.Thread):
             body = json.dumps({"context": self.context_id, "content": f"note {number}"})
             client = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
             try:
-                client.request("POST", "/api/v1/memories/", body=body, headers={
-                    "Authorization": f"Bearer {self.key}", "Content-Type": "application/json",
-                })
+                client.request(
+                    "POST",
+                    "/api/v1/memories/",
+                    body=body,
+                    headers={
+                        "Authorization": f"Bearer {self.key}",
+                        "Content-Type": "application/json",
+                    },
+                )
                 response = client.getresponse()
                 payload = response.read()
                 self.answers.append((response.status, json.loads(payload) if payload else None))
@@ -122,12 +131,12 @@ def test_a_restart_under_load_fails_requests_cleanly_and_loses_or_half_writes_no
     # after the COMMIT (the answer says "try again", never "nothing changed"); no more than that.
     assert created <= stored and len(stored - created) <= statuses.count(503)
     # Nothing half-written: each stored memory has its audit event, and no event names a lost memory.
-    audited = set(
-        AuditEvent.objects.filter(action=Action.MEMORY_CREATED.value).values_list("target_id", flat=True)
-    )
+    audited = set(AuditEvent.objects.filter(action=Action.MEMORY_CREATED.value).values_list("target_id", flat=True))
     assert audited == {str(pk) for pk in stored}
     audit_chain_seal()
     report = verify_chain()
     assert report.ok and report.unsealed == 0, report.summary()
-    print(f"\n{len(statuses)} requests during a PostgreSQL restart: {statuses.count(201)} created, "
-          f"{statuses.count(503)} refused with 503")
+    print(
+        f"\n{len(statuses)} requests during a PostgreSQL restart: {statuses.count(201)} created, "
+        f"{statuses.count(503)} refused with 503"
+    )

@@ -50,8 +50,12 @@ class Command(BaseCommand):
     def handle(self, *args, kind, from_revision, to_revision, environment=None, tool="manual", note=None, **options):
         try:
             event = deployment_record(
-                kind=kind, from_revision=from_revision, to_revision=to_revision,
-                environment=environment, tool=tool, note=note,
+                kind=kind,
+                from_revision=from_revision,
+                to_revision=to_revision,
+                environment=environment,
+                tool=tool,
+                note=note,
             )
         except DeploymentInvalid as error:
             raise CommandError(str(error), returncode=USAGE_ERROR) from None

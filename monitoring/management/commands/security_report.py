@@ -20,9 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--period", choices=["daily", "weekly"], default="daily")
         parser.add_argument("--email", action="store_true", help="Email the report (HTML, text and CSV attachment).")
         parser.add_argument("--format", choices=["html", "text", "csv"], default="text", dest="output_format")
-        parser.add_argument(
-            "--until", help="The report ends at 00:00 UTC of this date, YYYY-MM-DD (default: today)."
-        )
+        parser.add_argument("--until", help="The report ends at 00:00 UTC of this date, YYYY-MM-DD (default: today).")
 
     def handle(self, *args, period: str, email: bool, output_format: str, until: str | None = None, **options):
         end_day = None
