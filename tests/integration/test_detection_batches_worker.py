@@ -56,7 +56,8 @@ def test_a_burst_of_reads_makes_one_task_per_interval_and_one_alert_through_a_re
 
     # One task per interval (this process is the only web process), not one per read.
     interval = conf.get("MONITORING_DETECTION_BATCH_SECONDS")
-    assert 1 <= published <= int(elapsed / interval) + 1 and published < READS / 10
+    # A task at the first read and at most one per interval after it, allowing one at each edge.
+    assert 1 <= published <= elapsed / interval + 2 and published < READS / 10
     reads = list(AuditEvent.objects.filter(action=Action.MEMORY_READ.value).order_by("timestamp", "id"))
     assert len(reads) == READS
     assert Alert.objects.filter(detector="bulk_read").count() == 1
